@@ -1,0 +1,18 @@
+"""tfprune: structured pruning early in training for Keras 3 / TensorFlow.
+
+Subpackages (imported on first use, so ``import tfprune`` stays light):
+``tfprune.models`` (builders), ``tfprune.data`` (pipelines), ``tfprune.config``
+(YAML configs), ``tfprune.training`` (the paper's training recipe).
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = ("config", "data", "models", "training")
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tfprune.{name}")
+    raise AttributeError(f"module 'tfprune' has no attribute {name!r}")

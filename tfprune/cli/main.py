@@ -1,0 +1,46 @@
+"""The ``tfprune`` command: one subcommand per capability."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tfprune.cli import train_command
+
+#: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
+COMMANDS = {"train": train_command}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Builds the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tfprune",
+        description="Structured pruning early in training for Keras 3 (gradient-flow framework).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS.values():
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the process exit code."""
+    args = make_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfprune.config import ConfigError
+    from tfprune.data import DataError
+
+    try:
+        return COMMANDS[args.command].run(args)
+    except (ConfigError, DataError) as error:
+        print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished epochs are checkpointed: resume with --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

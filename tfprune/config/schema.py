@@ -1,0 +1,102 @@
+"""The config schema: every key, its type, default and allowed values."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One config key.
+
+    Attributes:
+        default: The value used when the key is absent.
+        types: Accepted Python types (int is accepted where float is).
+        check: Returns True for an allowed value.
+        allowed: Human-readable description of the allowed values.
+        nullable: Whether ``null`` is allowed.
+
+    """
+
+    default: Any
+    types: tuple[type, ...]
+    check: Callable[[Any], bool] = lambda value: True
+    allowed: str = ""
+    nullable: bool = False
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+def _non_negative(value) -> bool:
+    return value >= 0
+
+
+
+def _choice(default, *choices) -> Field:
+    return Field(default, (str,), lambda value: value in choices, "one of " + ", ".join(choices))
+
+
+def _positive_list(value) -> bool:
+    return len(value) > 0 and all(isinstance(v, int | float) and v > 0 for v in value)
+
+
+#: section -> key -> Field. ``model.options`` passes extra keyword arguments to the builder.
+SCHEMA: dict[str, dict[str, Field]] = {
+    "model": {
+        "name": Field("vgg13", (str,), allowed="a registered model name"),
+        "width_multiplier": Field(1.0, (float,), _positive, "a number > 0"),
+        "kernel_initializer": Field("torch_default", (str,), allowed="an initializer name"),
+        "options": Field({}, (dict,), allowed="a mapping of extra builder arguments"),
+    },
+    "data": {
+        "source": Field("cifar10", (str,), allowed="a tfds name, archive, folder or .zip"),
+        "kind": _choice("auto", "auto", "tfds", "cifar_archive", "image_folder"),
+        "batch_size": Field(128, (int,), _positive, "an integer > 0"),
+        "augment": Field(True, (bool,), allowed="true or false"),
+        "normalize": Field(True, (bool,), allowed="true or false"),
+        "train_per_class": Field(None, (int,), _positive, "null or an integer > 0", True),
+        "test_per_class": Field(None, (int,), _positive, "null or an integer > 0", True),
+        "train_split": Field("train", (str,), allowed="a split or folder name"),
+        "test_split": Field("test", (str,), allowed="a split or folder name"),
+        "cache_dir": Field(None, (str,), allowed="null or a folder", nullable=True),
+        "data_dir": Field(None, (str,), allowed="null or a folder", nullable=True),
+    },
+    "optimizer": {
+        "momentum": Field(0.9, (float,), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "nesterov": Field(False, (bool,), allowed="true or false"),
+        "weight_decay": Field(1e-4, (float,), _non_negative, "a number >= 0"),
+    },
+    "train": {
+        "epochs": Field(160, (int,), _positive, "an integer > 0"),
+        "lr_values": Field([0.1, 0.01, 0.001], (list,), _positive_list,
+                           "a non-empty list of numbers > 0"),
+        "lr_phases": Field([80, 40, 40], (list,), _positive_list,
+                           "a non-empty list of epoch counts > 0, as long as lr_values"),
+        "temperature": Field(5.0, (float,), _positive, "a number > 0"),
+        "seed": Field(0, (int,), _non_negative, "an integer >= 0"),
+        "verbose": Field("auto", (str, int), lambda v: v in ("auto", 0, 1, 2),
+                         "auto, 0, 1 or 2"),
+    },
+    "run": {
+        "dir": Field(None, (str,), allowed="null (runs/<name>) or a folder", nullable=True),
+        "name": Field("run", (str,), lambda v: bool(v) and "/" not in v,
+                      "a non-empty name without '/'"),
+    },
+}
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """Returns a fresh nested dict of every default value."""
+    return {
+        section: {key: _copy(field.default) for key, field in fields.items()}
+        for section, fields in SCHEMA.items()
+    }
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) \
+        else value

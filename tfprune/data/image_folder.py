@@ -1,0 +1,171 @@
+"""Image-folder sources: ``root/{train,test}/<class>/*`` on disk or in a .zip."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tfprune.data.cache import cache_folder_for
+from tfprune.data.splits import DataError, ImageSplit
+
+#: File endings read as images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+_COMPLETE_MARKER = ".tfprune-complete"
+
+
+def find_split_root(folder: Path, train_split: str, test_split: str) -> Path:
+    """Returns the folder that holds ``train/`` and ``test/``: ``folder`` or its only child.
+
+    Raises:
+        DataError: If neither ``folder`` nor a single subfolder holds both splits.
+
+    """
+    def has_splits(candidate: Path) -> bool:
+        return (candidate / train_split).is_dir() and (candidate / test_split).is_dir()
+
+    if has_splits(folder):
+        return folder
+    children = [child for child in folder.iterdir() if child.is_dir()]
+    if len(children) == 1 and has_splits(children[0]):
+        return children[0]
+    raise DataError(
+        f"{folder}: expected an image folder with '{train_split}/<class>/*' and "
+        f"'{test_split}/<class>/*' (directly or inside one top-level folder)."
+    )
+
+
+def list_class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
+    """Lists class folders (sorted) and their image files (sorted).
+
+    Raises:
+        DataError: If there are no class folders or a class folder holds no image.
+
+    """
+    class_dirs = sorted(child for child in split_dir.iterdir() if child.is_dir())
+    if not class_dirs:
+        raise DataError(f"{split_dir}: no class folders found (expected {split_dir}/<class>/*).")
+    files = []
+    for class_dir in class_dirs:
+        images = sorted(
+            f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not images:
+            raise DataError(
+                f"{class_dir}: empty class folder (no {', '.join(IMAGE_SUFFIXES)} files)."
+            )
+        files.append(images)
+    return [d.name for d in class_dirs], files
+
+
+def decode_images(paths: list[Path]) -> np.ndarray:
+    """Decodes images to one uint8 RGB array; all must share one size.
+
+    Raises:
+        DataError: Naming the first file whose size differs from the first image's, or
+            a file that cannot be decoded.
+
+    """
+    arrays, expected = [], None
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except OSError as error:
+            raise DataError(f"{path}: cannot decode image ({error}).") from None
+        if expected is None:
+            expected = (array.shape, path)
+        elif array.shape != expected[0]:
+            raise DataError(
+                f"{path}: image of size {array.shape[1]}x{array.shape[0]} differs from "
+                f"{expected[1]} ({expected[0][1]}x{expected[0][0]}); images of mixed sizes "
+                "are not supported: resize them to one size first."
+            )
+        arrays.append(array)
+    return np.stack(arrays)
+
+
+def load_split_folder(split_dir: Path, class_names: list[str] | None = None) -> ImageSplit:
+    """Loads one split folder ``split_dir/<class>/*``.
+
+    Args:
+        split_dir: The split's folder.
+        class_names: If given (the training split's classes), the folder must have the same.
+
+    """
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: split folder not found.")
+    names, files = list_class_files(split_dir)
+    if class_names is not None and names != class_names:
+        raise DataError(
+            f"{split_dir}: class folders {names} differ from the training split's {class_names}."
+        )
+    paths = [path for class_files in files for path in class_files]
+    labels = np.concatenate([np.full(len(f), i, dtype=np.int64) for i, f in enumerate(files)])
+    return ImageSplit(decode_images(paths), labels, names, origin=str(split_dir))
+
+
+def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
+    """Extracts ``zip_path`` into the cache (once; later calls reuse it) and returns the folder."""
+    target = cache_folder_for(zip_path, cache_dir)
+    if (target / _COMPLETE_MARKER).exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(target)
+    except zipfile.BadZipFile as error:
+        raise DataError(f"{zip_path}: not a readable zip file ({error}).") from None
+    (target / _COMPLETE_MARKER).touch()
+    return target
+
+
+def _cached_split(split_dir: Path, cache: Path, name: str, class_names=None) -> ImageSplit:
+    """Loads a split of an extracted zip, decoding it once into ``cache/<name>.npz``."""
+    arrays_path = cache / f"decoded-{name}.npz"
+    if arrays_path.exists():
+        with np.load(arrays_path) as stored:
+            return ImageSplit(
+                stored["images"], stored["labels"], list(stored["class_names"]), str(split_dir)
+            )
+    split = load_split_folder(split_dir, class_names)
+    temporary = arrays_path.with_suffix(".tmp.npz")
+    np.savez(temporary, images=split.images, labels=split.labels,
+             class_names=np.array(split.class_names))
+    os.replace(temporary, arrays_path)
+    return split
+
+
+def load_image_folder(
+    path: str | os.PathLike, *, train_split="train", test_split="test", cache_dir=None, **_
+) -> tuple[ImageSplit, ImageSplit]:
+    """Loads ``root/train/<class>/*`` and ``root/test/<class>/*`` from a folder or a .zip.
+
+    A .zip is extracted once into the cache folder and its decoded arrays are
+    kept there, so later loads take seconds.
+
+    Args:
+        path: The image folder, or a .zip holding one.
+        train_split: Name of the training split's folder.
+        test_split: Name of the test split's folder.
+        cache_dir: Cache folder for zips (default ``$TFPRUNE_CACHE_DIR`` or ~/.cache/tfprune).
+
+    Returns:
+        ``(train, test)`` splits; class labels follow the sorted class-folder names.
+
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder.")
+    if path.suffix.lower() == ".zip":
+        cache = extract_zip_once(path, cache_dir)
+        root = find_split_root(cache, train_split, test_split)
+        train = _cached_split(root / train_split, cache, train_split)
+        test = _cached_split(root / test_split, cache, test_split, train.class_names)
+        return train, test
+    root = find_split_root(path, train_split, test_split)
+    train = load_split_folder(root / train_split)
+    return train, load_split_folder(root / test_split, train.class_names)

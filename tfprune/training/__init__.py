@@ -1,0 +1,19 @@
+"""Training with the paper's recipe: temperature loss, LR phases, run folders, resume."""
+
+from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, finished_epochs
+from tfprune.training.loss import TemperatureCrossEntropy
+from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
+from tfprune.training.trainer import (
+    TrainResult,
+    build_model,
+    compile_model,
+    resume_run,
+    train,
+    train_from_file,
+)
+
+__all__ = [
+    "EpochCheckpoint", "EpochPhaseSchedule", "MetricsLogger", "TemperatureCrossEntropy",
+    "TrainResult", "build_model", "compile_model", "finished_epochs", "resume_run",
+    "scale_phases", "train", "train_from_file",
+]

@@ -1,0 +1,114 @@
+"""Run-folder callbacks: per-epoch metrics (CSV + JSON) and resumable checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+
+#: Keras log key -> metrics-file column.
+METRIC_COLUMNS = {
+    "loss": "train_loss",
+    "accuracy": "train_accuracy",
+    "val_loss": "test_loss",
+    "val_accuracy": "test_accuracy",
+}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file, so a kill never leaves half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Reads the rows of a metrics JSON file ([] if it does not exist)."""
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Writes one row per finished epoch to ``metrics.csv`` and ``metrics.json``.
+
+    Columns: epoch (1-based count of finished epochs), lr, train_loss,
+    train_accuracy, test_loss, test_accuracy, seconds. On a resumed run, rows
+    past the resumed epoch are dropped first, so each epoch appears once.
+
+    Args:
+        run_dir: The run folder.
+        start_epoch: The epoch training starts from (finished epochs of a resumed run).
+
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, start_epoch: int = 0):
+        super().__init__()
+        self.start_epoch = start_epoch
+        self.csv_path = Path(run_dir) / "metrics.csv"
+        self.json_path = Path(run_dir) / "metrics.json"
+        self.rows: list[dict] = []
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs=None):
+        """Drops rows past ``start_epoch`` left by an interrupted run."""
+        rows = read_metrics(self.json_path)
+        self.rows = [row for row in rows if row["epoch"] <= self.start_epoch]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Starts the epoch timer."""
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Appends the epoch's row and rewrites both files."""
+        logs = logs or {}
+        row = {"epoch": epoch + 1, "lr": _float(logs.get("learning_rate"))}
+        row.update({column: _float(logs.get(key)) for key, column in METRIC_COLUMNS.items()})
+        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        write_atomic(self.json_path, json.dumps(self.rows, indent=1))
+        temporary = self.csv_path.with_name(self.csv_path.name + ".tmp")
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(temporary, self.csv_path)
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model (weights and optimizer state) after every epoch.
+
+    Writes ``checkpoints/last.keras`` atomically, then ``checkpoints/state.json``
+    with the count of finished epochs; ``tfprune train --resume`` reads both.
+
+    Args:
+        run_dir: The run folder.
+
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        super().__init__()
+        self.folder = Path(run_dir) / "checkpoints"
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Saves the checkpoint, then records the finished epoch."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / "last.tmp.keras"
+        self.model.save(temporary)
+        os.replace(temporary, self.folder / "last.keras")
+        write_atomic(self.folder / "state.json", json.dumps({"epoch": epoch + 1}))
+
+
+def finished_epochs(run_dir: str | os.PathLike) -> int:
+    """Returns how many epochs the run folder's last checkpoint holds (0 if none)."""
+    state = Path(run_dir) / "checkpoints" / "state.json"
+    return int(json.loads(state.read_text())["epoch"]) if state.exists() else 0

@@ -1,0 +1,175 @@
+"""``train``: the paper's training recipe for a config, into a resumable run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from tfprune import models
+from tfprune.config import ConfigError, load_config, save_config
+from tfprune.data import DataBundle, DataSpec, load_data
+from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, finished_epochs
+from tfprune.training.loss import TemperatureCrossEntropy
+from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished training run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        model: The trained model.
+        summary: The contents of ``summary.json``.
+
+    """
+
+    run_dir: Path
+    model: keras.Model
+    summary: dict
+
+
+def run_folder(config: dict) -> Path:
+    """Returns ``run.dir``, or ``runs/<run.name>`` when it is null."""
+    return Path(config["run"]["dir"] or Path("runs") / config["run"]["name"])
+
+
+def data_spec(config: dict) -> DataSpec:
+    """Builds the ``DataSpec`` of a config's ``data`` section, seeded by ``train.seed``."""
+    return DataSpec(**config["data"], seed=config["train"]["seed"])
+
+
+def build_model(config: dict, data: DataBundle) -> keras.Model:
+    """Builds the config's model for the data's classes and image shape."""
+    section = config["model"]
+    try:
+        builder = models.get_builder(section["name"])
+    except ValueError as error:
+        raise ConfigError(f"model.name: {error}") from None
+    keras.utils.set_random_seed(config["train"]["seed"])
+    return builder(
+        width_multiplier=section["width_multiplier"], num_classes=data.num_classes,
+        input_shape=data.input_shape, weight_decay=config["optimizer"]["weight_decay"],
+        kernel_initializer=section["kernel_initializer"], **section["options"],
+    )
+
+
+def compile_model(model: keras.Model, config: dict) -> None:
+    """Compiles with SGD (momentum), temperature cross-entropy and accuracy."""
+    optimizer = keras.optimizers.SGD(
+        learning_rate=config["train"]["lr_values"][0],
+        momentum=config["optimizer"]["momentum"], nesterov=config["optimizer"]["nesterov"],
+    )
+    loss = TemperatureCrossEntropy(config["train"]["temperature"])
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def lr_schedule(config: dict) -> EpochPhaseSchedule:
+    """The config's learning-rate phases scaled to ``train.epochs``."""
+    train = config["train"]
+    return EpochPhaseSchedule(train["lr_values"], scale_phases(train["lr_phases"], train["epochs"]))
+
+
+def _verbosity(setting) -> int:
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
+
+
+def _prepare_run_folder(config: dict, run_dir: Path, resume: bool) -> int:
+    """Creates or checks the run folder; returns the epoch to start from."""
+    done = finished_epochs(run_dir)
+    if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); cannot resume.")
+        return done
+    if done or (run_dir / "summary.json").exists():
+        raise ConfigError(
+            f"{run_dir}: a run already exists there. Resume it with --resume {run_dir}, or "
+            "choose another run.name / run.dir."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    return 0
+
+
+def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainResult:
+    """Trains the config's model on its data with the paper's recipe.
+
+    SGD with momentum, coupled weight decay on every weight, piecewise-constant
+    learning rate per epoch, cross-entropy on logits / temperature. The run
+    folder gets config.yaml, checkpoints/, metrics.csv/json, tensorboard/,
+    model.keras and summary.json.
+
+    Args:
+        config: A validated config (``tfprune.config.load_config``).
+        resume: Continue the run in the config's run folder from its last finished epoch.
+        extra_callbacks: More Keras callbacks for ``model.fit``.
+
+    Returns:
+        A ``TrainResult``.
+
+    Raises:
+        ConfigError: For a bad config or run folder, before any training.
+        tfprune.data.DataError: For bad data, before any training.
+
+    """
+    run_dir = run_folder(config)
+    start = _prepare_run_folder(config, run_dir, resume)
+    data = load_data(data_spec(config))
+    epochs = config["train"]["epochs"]
+    if start:
+        model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    else:
+        model = build_model(config, data)
+        compile_model(model, config)
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(lr_schedule(config)),
+        MetricsLogger(run_dir, start), EpochCheckpoint(run_dir),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")),
+        *extra_callbacks,
+    ]
+    started = time.perf_counter()
+    if start < epochs:
+        model.fit(
+            data.train_dataset(start, epochs), epochs=epochs, initial_epoch=start,
+            steps_per_epoch=data.steps_per_epoch, validation_data=data.test_dataset(),
+            callbacks=callbacks, verbose=_verbosity(config["train"]["verbose"]),
+        )
+    return TrainResult(run_dir, model, _finish(run_dir, model, time.perf_counter() - started))
+
+
+def _finish(run_dir: Path, model: keras.Model, seconds: float) -> dict:
+    """Saves the final model and summary.json."""
+    model.save(run_dir / "model.keras")
+    rows = json.loads((run_dir / "metrics.json").read_text())
+    summary = {
+        "epochs": len(rows),
+        "final_test_accuracy": rows[-1]["test_accuracy"],
+        "best_test_accuracy": max(row["test_accuracy"] for row in rows),
+        "best_epoch": max(rows, key=lambda row: row["test_accuracy"])["epoch"],
+        "final_train_accuracy": rows[-1]["train_accuracy"],
+        "params": int(model.count_params()),
+        "seconds_this_session": round(seconds, 1),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResult:
+    """Loads a YAML config with ``section.key=value`` overrides and trains it."""
+    return train(load_config(path, overrides))
+
+
+def resume_run(run_dir: str | os.PathLike) -> TrainResult:
+    """Continues an interrupted run from its folder's config and last checkpoint."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    config["run"]["dir"] = str(run_dir)
+    return train(config, resume=True)
