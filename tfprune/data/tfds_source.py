@@ -36,7 +36,7 @@ def load_tfds(
         )
     try:
         splits, info = tfds.load(
-            name, split=[train_split, test_split], as_supervised=True, batch_size=-1,
+            name, split=[train_split, test_split], as_supervised=True,
             data_dir=data_dir, download=download, with_info=True,
         )
     except Exception as error:  # noqa: BLE001  (tfds raises many kinds when offline)
@@ -48,10 +48,16 @@ def load_tfds(
     class_names = list(getattr(label_feature, "names", [])) or [
         str(i) for i in range(label_feature.num_classes)
     ]
-    (train_images, train_labels), (test_images, test_labels) = tfds.as_numpy(splits)
-    return (
-        ImageSplit(train_images.astype(np.uint8), train_labels, class_names,
-                   f"tfds:{name}/{train_split}"),
-        ImageSplit(test_images.astype(np.uint8), test_labels, class_names,
-                   f"tfds:{name}/{test_split}"),
+    return tuple(
+        ImageSplit(*_to_arrays(dataset), class_names, f"tfds:{name}/{split}")
+        for split, dataset in zip((train_split, test_split), splits, strict=True)
     )
+
+
+def _to_arrays(dataset, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Materializes an (image, label) dataset as uint8 images and int64 labels."""
+    images, labels = [], []
+    for image_batch, label_batch in dataset.batch(chunk).as_numpy_iterator():
+        images.append(np.asarray(image_batch, dtype=np.uint8))
+        labels.append(np.asarray(label_batch, dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)

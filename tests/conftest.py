@@ -1,0 +1,36 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SHARED_CIFAR10_ZIP = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.zip"
+
+
+def write_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(6, 3),
+                       size=(32, 32), seed=0) -> Path:
+    """Writes root/train/<class>/*.png and root/test/<class>/*.png with class-dependent colours."""
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "test"), per_class, strict=True):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, size=(*size, 3)) + 60 * label
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Zip extraction goes to a per-test cache unless a test uses the shared one."""
+    monkeypatch.setenv("TFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
