@@ -140,7 +140,7 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
         model.fit(
             data.train_dataset(start, epochs), epochs=epochs, initial_epoch=start,
             steps_per_epoch=data.steps_per_epoch, validation_data=data.test_dataset(),
-            callbacks=callbacks, verbose=_verbosity(config["train"]["verbose"]),
+            callbacks=callbacks, shuffle=False, verbose=_verbosity(config["train"]["verbose"]),
         )
     return TrainResult(run_dir, model, _finish(run_dir, model, time.perf_counter() - started))
 
@@ -170,6 +170,8 @@ def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResu
 def resume_run(run_dir: str | os.PathLike) -> TrainResult:
     """Continues an interrupted run from its folder's config and last checkpoint."""
     run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); cannot resume.")
     config = load_config(run_dir / "config.yaml")
     config["run"]["dir"] = str(run_dir)
     return train(config, resume=True)

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from tfprune.cli.main import main
+
+
+def test_help_lists_train(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "train" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--set SECTION.KEY=VALUE" in out and "--resume RUN_DIR" in out
+
+
+def test_invalid_config_exits_2_naming_the_key(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 0\n")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "tfprune train: error:" in err and "train.epochs: invalid value 0" in err
+
+
+def test_missing_data_exits_2(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data:\n  source: {tmp_path / 'nope.zip'}\n")
+    assert main(["train", str(path), "--set", f"run.dir={tmp_path / 'run'}"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_config_and_resume_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        main(["train"])
+    assert "give either CONFIG or --resume RUN_DIR" in capsys.readouterr().err
+
+
+def test_train_and_resume_from_the_command_line(image_folder, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {name: vgg11, width_multiplier: 0.0625}\n"
+        f"data: {{source: {image_folder}, batch_size: 9}}\n"
+        "train: {epochs: 2, verbose: 0}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--set", f"run.dir={run}"]) == 0
+    out = capsys.readouterr().out
+    assert f"run folder: {run}" in out and "test accuracy: final" in out
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    assert main(["train", "--resume", str(run)]) == 0  # already finished: nothing more to train
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
