@@ -46,7 +46,8 @@ def resnet_count(depth, classes=10):
     c_in = 16
     for stage, width in enumerate((16, 32, 64)):
         for block in range(n):
-            total += conv_params(c_in, width, 3) + conv_params(width, width, 3) + 2 * bn_params(width)
+            total += conv_params(c_in, width, 3) + conv_params(width, width, 3)
+            total += 2 * bn_params(width)
             if c_in != width or (stage > 0 and block == 0):
                 total += conv_params(c_in, width, 1) + bn_params(width)
             c_in = width
