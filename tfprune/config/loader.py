@@ -48,7 +48,6 @@ def validate(config: dict) -> dict:
     Raises:
         ConfigError: For an unknown section or key (listing the valid ones), a
             value of the wrong type or out of range (naming the allowed values).
-
     """
     if not isinstance(config, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(config).__name__}.")
@@ -89,7 +88,6 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
     Raises:
         ConfigError: If the text is not of that form.
-
     """
     name, sep, raw = text.partition("=")
     section, dot, key = name.strip().partition(".")
@@ -118,7 +116,6 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
     Raises:
         ConfigError: If the file is missing or not valid YAML.
-
     """
     path = Path(path)
     if not path.is_file():
@@ -142,7 +139,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
     Example:
         >>> config = load_config("configs/quickstart.yaml", ["train.epochs=2"])
-
     """
     raw = read_yaml(path) if path is not None else {}
     try:

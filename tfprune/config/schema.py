@@ -17,7 +17,6 @@ class Field:
         check: Returns True for an allowed value.
         allowed: Human-readable description of the allowed values.
         nullable: Whether ``null`` is allowed.
-
     """
 
     default: Any
@@ -33,7 +32,6 @@ def _positive(value) -> bool:
 
 def _non_negative(value) -> bool:
     return value >= 0
-
 
 
 def _choice(default, *choices) -> Field:

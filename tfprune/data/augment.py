@@ -19,7 +19,6 @@ def pad_crop_flip(image: tf.Tensor, seed: tf.Tensor, padding: int = 4) -> tf.Ten
 
     Returns:
         The augmented image, same shape as ``image``.
-
     """
     shape = tf.shape(image)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])

@@ -32,7 +32,6 @@ class DataSpec:
         test_split: Split (tfds) or folder name for testing.
         cache_dir: Where zips are extracted (default ``$TFPRUNE_CACHE_DIR`` or ~/.cache/tfprune).
         data_dir: tensorflow-datasets' data folder.
-
     """
 
     source: str = "cifar10"
@@ -58,7 +57,6 @@ class DataBundle:
         test_split: The (possibly subset) test ``ImageSplit``.
         mean: Per-channel mean of the full training split, in [0, 255].
         std: Per-channel standard deviation of the full training split.
-
     """
 
     def __init__(self, spec: DataSpec, train: ImageSplit, test: ImageSplit):
@@ -136,7 +134,6 @@ class DataBundle:
             Without arguments: a dataset of one epoch, reshuffled and re-augmented
             every time it is iterated (for plain ``model.fit(ds, epochs=N)``).
             With both: ``epochs - start_epoch`` epochs back to back.
-
         """
         if (start_epoch is None) != (epochs is None):
             raise ValueError("Pass both start_epoch and epochs, or neither.")
@@ -181,7 +178,6 @@ def load_data(spec: DataSpec | str | None = None, **overrides) -> DataBundle:
     Example:
         >>> data = load_data("../shared/datasets/cifar10-jpeg.zip", train_per_class=100)
         >>> model.fit(data.train_dataset(), epochs=2, validation_data=data.test_dataset())
-
     """
     if spec is None or isinstance(spec, str):
         spec = DataSpec(**({"source": spec} if spec else {}))

@@ -70,7 +70,6 @@ def load_cifar_archive(path: str | os.PathLike, **_) -> tuple[ImageSplit, ImageS
 
     Returns:
         ``(train, test)`` splits (CIFAR-100 with its 100 fine labels).
-
     """
     path = Path(path).expanduser()
     if not path.exists():

@@ -22,7 +22,6 @@ def find_split_root(folder: Path, train_split: str, test_split: str) -> Path:
 
     Raises:
         DataError: If neither ``folder`` nor a single subfolder holds both splits.
-
     """
     def has_splits(candidate: Path) -> bool:
         return (candidate / train_split).is_dir() and (candidate / test_split).is_dir()
@@ -43,7 +42,6 @@ def list_class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
 
     Raises:
         DataError: If there are no class folders or a class folder holds no image.
-
     """
     class_dirs = sorted(child for child in split_dir.iterdir() if child.is_dir())
     if not class_dirs:
@@ -67,7 +65,6 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     Raises:
         DataError: Naming the first file whose size differs from the first image's, or
             a file that cannot be decoded.
-
     """
     arrays, expected = [], None
     for path in paths:
@@ -94,7 +91,6 @@ def load_split_folder(split_dir: Path, class_names: list[str] | None = None) -> 
     Args:
         split_dir: The split's folder.
         class_names: If given (the training split's classes), the folder must have the same.
-
     """
     if not split_dir.is_dir():
         raise DataError(f"{split_dir}: split folder not found.")
@@ -155,7 +151,6 @@ def load_image_folder(
 
     Returns:
         ``(train, test)`` splits; class labels follow the sorted class-folder names.
-
     """
     path = Path(path).expanduser()
     if not path.exists():

@@ -24,7 +24,6 @@ def balanced_indices(
 
     Raises:
         DataError: If ``per_class`` < 1 or a class has fewer than ``per_class`` examples.
-
     """
     if per_class < 1:
         raise DataError(f"{where}: per_class must be >= 1, got {per_class}.")
@@ -52,7 +51,6 @@ def class_balanced_memory(data, samples_per_class: int = 10, seed: int = 0):
     Returns:
         A tuple ``(images, labels)`` of NumPy arrays: float32 images normalized
         as the test pipeline does (no augmentation), grouped by class, and int64 labels.
-
     """
     split = data.train_split
     indices = balanced_indices(

@@ -32,7 +32,6 @@ def detect_kind(source: str) -> str:
 
     Raises:
         DataError: If ``source`` looks like a path that does not exist.
-
     """
     path = Path(source).expanduser()
     if path.exists():
@@ -47,7 +46,6 @@ def load_splits(source: str, kind: str = "auto", **options):
 
     Raises:
         DataError: For an unknown kind (listing the valid ones) or bad data.
-
     """
     if kind == "auto":
         kind = detect_kind(source)

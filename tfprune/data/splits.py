@@ -20,7 +20,6 @@ class ImageSplit:
         labels: int64 array of shape (N,).
         class_names: Names of the classes, in label order.
         origin: Where the split came from, for error messages (a path or tfds name).
-
     """
 
     images: np.ndarray
@@ -46,7 +45,6 @@ class ImageSplit:
 
         Raises:
             DataError: Naming the split's origin and the offending index.
-
         """
         where = self.origin or "data split"
         if self.images.ndim != 4:

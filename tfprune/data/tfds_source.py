@@ -25,7 +25,6 @@ def load_tfds(
     Raises:
         DataError: If tfds does not know the name, cannot download it, or the
             data set has no ``(image, label)`` supervised keys.
-
     """
     import tensorflow_datasets as tfds
 

@@ -49,7 +49,6 @@ def weight_decay_regularizer(weight_decay: float):
 
     Returns:
         ``keras.regularizers.L2(wd / 2)``, or ``None`` for ``wd == 0``.
-
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
@@ -63,7 +62,6 @@ class LayerFactory:
         weight_decay: Coupled weight decay applied to every weight (kernels,
             BatchNorm scale and offset, Dense bias).
         initializer: Kernel initializer name or object.
-
     """
 
     def __init__(self, weight_decay: float = 0.0, initializer="torch_default"):

@@ -42,7 +42,6 @@ def mobilenet_v1(
 
     Returns:
         An uncompiled functional ``keras.Model``.
-
     """
     input_shape = check_common_args(num_classes, input_shape)
     factory = LayerFactory(weight_decay, kernel_initializer)

@@ -20,7 +20,6 @@ def register_model(name: str) -> Callable[[Callable[..., keras.Model]], Callable
 
     Raises:
         ValueError: If ``name`` is already registered.
-
     """
 
     def decorator(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
@@ -42,7 +41,6 @@ def get_builder(name: str) -> Callable[..., keras.Model]:
 
     Raises:
         ValueError: If no builder has that name; the message lists the valid ones.
-
     """
     try:
         return _BUILDERS[name]
@@ -68,6 +66,5 @@ def build(name: str, **kwargs) -> keras.Model:
         >>> model = models.build("resnet20", width_multiplier=0.5)
         >>> model.output_shape
         (None, 10)
-
     """
     return get_builder(name)(**kwargs)

@@ -57,7 +57,6 @@ def resnet(
 
     Returns:
         An uncompiled functional ``keras.Model``.
-
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"ResNet depth must be 6n+2 with n >= 1 (20, 32, 56, ...), got {depth}.")

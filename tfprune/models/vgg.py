@@ -45,7 +45,6 @@ def vgg(
 
     Returns:
         An uncompiled functional ``keras.Model`` mapping images to logits.
-
     """
     input_shape = check_common_args(num_classes, input_shape)
     factory = LayerFactory(weight_decay, kernel_initializer)

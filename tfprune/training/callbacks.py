@@ -41,7 +41,6 @@ class MetricsLogger(keras.callbacks.Callback):
     Args:
         run_dir: The run folder.
         start_epoch: The epoch training starts from (finished epochs of a resumed run).
-
     """
 
     def __init__(self, run_dir: str | os.PathLike, start_epoch: int = 0):
@@ -92,7 +91,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     Args:
         run_dir: The run folder.
-
     """
 
     def __init__(self, run_dir: str | os.PathLike):

@@ -17,7 +17,6 @@ class TemperatureCrossEntropy(keras.losses.Loss):
     Example:
         >>> loss = TemperatureCrossEntropy(temperature=5.0)
         >>> model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
-
     """
 
     def __init__(self, temperature: float = 5.0, name="temperature_cross_entropy", **kwargs):

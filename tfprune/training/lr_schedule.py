@@ -18,7 +18,6 @@ def scale_phases(phases: Sequence[int], epochs: int) -> list[int]:
 
     Returns:
         Integer phase lengths summing to ``epochs``.
-
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
@@ -43,7 +42,6 @@ class EpochPhaseSchedule:
         >>> schedule = EpochPhaseSchedule([0.1, 0.01], [2, 1])
         >>> [schedule(epoch) for epoch in range(4)]
         [0.1, 0.1, 0.01, 0.01]
-
     """
 
     def __init__(self, values: Sequence[float], phases: Sequence[int]):

@@ -27,7 +27,6 @@ class TrainResult:
         run_dir: The run folder.
         model: The trained model.
         summary: The contents of ``summary.json``.
-
     """
 
     run_dir: Path
@@ -118,7 +117,6 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
     Raises:
         ConfigError: For a bad config or run folder, before any training.
         tfprune.data.DataError: For bad data, before any training.
-
     """
     run_dir = run_folder(config)
     start = _prepare_run_folder(config, run_dir, resume)
