@@ -6,6 +6,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 from PIL import Image
 
@@ -15,6 +16,8 @@ from tfprune.data.splits import DataError, ImageSplit
 #: File endings read as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _COMPLETE_MARKER = ".tfprune-complete"
+#: Decoding more images than this shows a progress bar.
+PROGRESS_THRESHOLD = 2000
 
 
 def find_split_root(folder: Path, train_split: str, test_split: str) -> Path:
@@ -67,7 +70,11 @@ def decode_images(paths: list[Path]) -> np.ndarray:
             a file that cannot be decoded.
     """
     arrays, expected = [], None
-    for path in paths:
+    progress = None
+    if len(paths) > PROGRESS_THRESHOLD:
+        print(f"decoding {len(paths)} images under {paths[0].parent.parent}")
+        progress = keras.utils.Progbar(len(paths), unit_name="image")
+    for count, path in enumerate(paths, start=1):
         try:
             with Image.open(path) as image:
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -82,6 +89,8 @@ def decode_images(paths: list[Path]) -> np.ndarray:
                 "are not supported: resize them to one size first."
             )
         arrays.append(array)
+        if progress is not None and (count % 500 == 0 or count == len(paths)):
+            progress.update(count)
     return np.stack(arrays)
 
 
@@ -110,6 +119,7 @@ def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
     if (target / _COMPLETE_MARKER).exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
+    print(f"extracting {zip_path} into {target} (once; later runs reuse it)")
     try:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(target)
