@@ -81,4 +81,4 @@ def test_bad_model_name_and_data_fail_before_training(image_folder, tmp_path):
     config = tiny_config(tmp_path / "missing", tmp_path / "b", epochs=1)
     with pytest.raises(DataError, match="no such file or folder"):
         train(config)
-    assert not (tmp_path / "b" / "metrics.csv").exists()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -81,8 +81,8 @@ def _verbosity(setting) -> int:
     return int(setting)
 
 
-def _prepare_run_folder(config: dict, run_dir: Path, resume: bool) -> int:
-    """Creates or checks the run folder; returns the epoch to start from."""
+def _check_run_folder(run_dir: Path, resume: bool) -> int:
+    """Checks the run folder without touching it; returns the epoch to start from."""
     done = finished_epochs(run_dir)
     if resume:
         if not (run_dir / "config.yaml").exists():
@@ -93,8 +93,6 @@ def _prepare_run_folder(config: dict, run_dir: Path, resume: bool) -> int:
             f"{run_dir}: a run already exists there. Resume it with --resume {run_dir}, or "
             "choose another run.name / run.dir."
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
     return 0
 
 
@@ -119,7 +117,7 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
         tfprune.data.DataError: For bad data, before any training.
     """
     run_dir = run_folder(config)
-    start = _prepare_run_folder(config, run_dir, resume)
+    start = _check_run_folder(run_dir, resume)
     data = load_data(data_spec(config))
     epochs = config["train"]["epochs"]
     if start:
@@ -127,6 +125,9 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
     else:
         model = build_model(config, data)
         compile_model(model, config)
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
         MetricsLogger(run_dir, start), EpochCheckpoint(run_dir),
