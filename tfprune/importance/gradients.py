@@ -12,7 +12,11 @@ import tensorflow as tf
 
 
 def _loss(model: keras.Model, images, labels, temperature: float) -> tf.Tensor:
-    """Mean cross-entropy of ``softmax(model(images) / temperature)``, BN in inference mode."""
+    """Mean cross-entropy of ``softmax(model(images) / temperature)``, BN in inference mode.
+
+    Not ``TemperatureCrossEntropy``: a Keras ``Loss`` object casts to floatx
+    (float32), which would cap the precision of float64 models.
+    """
     logits = model(images, training=False)
     return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
         labels, logits / temperature, from_logits=True
@@ -57,7 +61,7 @@ class GradientEstimator:
 
     def mean_gradient(self, batches) -> list[tf.Tensor]:
         """Returns g, the example-weighted mean gradient over ``(images, labels)`` batches."""
-        return self._weighted_mean(batches, lambda x, y: self._gradient_fn(x, y))
+        return self._weighted_mean(batches, self._gradient_fn)
 
     def hessian_gradient_product(self, g, batches) -> list[tf.Tensor]:
         """Returns H g averaged over batches (e.g. one class-balanced batch per class)."""

@@ -81,12 +81,17 @@ def _verbosity(setting) -> int:
     return int(setting)
 
 
+def _require_run_folder(run_dir: Path) -> None:
+    """Raises ConfigError unless ``run_dir`` holds a run's config.yaml."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); cannot resume.")
+
+
 def _check_run_folder(run_dir: Path, resume: bool) -> int:
     """Checks the run folder without touching it; returns the epoch to start from."""
     done = finished_epochs(run_dir)
     if resume:
-        if not (run_dir / "config.yaml").exists():
-            raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); cannot resume.")
+        _require_run_folder(run_dir)
         return done
     if done or (run_dir / "summary.json").exists():
         raise ConfigError(
@@ -169,8 +174,7 @@ def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResu
 def resume_run(run_dir: str | os.PathLike) -> TrainResult:
     """Continues an interrupted run from its folder's config and last checkpoint."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); cannot resume.")
+    _require_run_folder(run_dir)
     config = load_config(run_dir / "config.yaml")
     config["run"]["dir"] = str(run_dir)
     return train(config, resume=True)
