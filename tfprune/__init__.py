@@ -2,17 +2,24 @@
 
 Subpackages (imported on first use, so ``import tfprune`` stays light):
 ``tfprune.models`` (builders), ``tfprune.data`` (pipelines), ``tfprune.config``
-(YAML configs), ``tfprune.training`` (the paper's training recipe).
+(YAML configs), ``tfprune.training`` (the paper's training recipe),
+``tfprune.importance`` (importance measures). ``tfprune.score`` is
+``tfprune.importance.score``.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("config", "data", "models", "training")
+_SUBPACKAGES = ("config", "data", "importance", "models", "training")
+
+#: Top-level functions -> the subpackage defining them.
+_FUNCTIONS = {"score": "importance"}
 
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"tfprune.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f"tfprune.{_FUNCTIONS[name]}"), name)
     raise AttributeError(f"module 'tfprune' has no attribute {name!r}")

@@ -6,10 +6,10 @@ import argparse
 import os
 import sys
 
-from tfprune.cli import train_command
+from tfprune.cli import score_command, train_command
 
 #: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = {"train": train_command}
+COMMANDS = {"train": train_command, "score": score_command}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -30,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfprune.config import ConfigError
     from tfprune.data import DataError
+    from tfprune.importance.scores import ScoringError
 
     try:
         return COMMANDS[args.command].run(args)
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, ScoringError) as error:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from tfprune.config.loader import (
     ConfigError,
     apply_overrides,
     load_config,
+    parse_key_value,
     parse_override,
     save_config,
     validate,
@@ -11,6 +12,7 @@ from tfprune.config.loader import (
 from tfprune.config.schema import SCHEMA, defaults
 
 __all__ = [
-    "SCHEMA", "ConfigError", "apply_overrides", "defaults", "load_config", "parse_override",
+    "SCHEMA", "ConfigError", "apply_overrides", "defaults", "load_config", "parse_key_value",
+    "parse_override",
     "save_config", "validate",
 ]

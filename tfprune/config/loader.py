@@ -83,20 +83,32 @@ def _check_lr_schedule(train: dict) -> None:
                           f"{train['lr_phases']!r}.")
 
 
+def parse_key_value(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """Parses ``key=value`` (value in YAML syntax) into ``(key, value)``.
+
+    Raises:
+        ConfigError: If the text has no ``=`` or the value is not valid YAML.
+    """
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise ConfigError(f"{flag} {text!r}: expected key=value.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{flag} {text!r}: value is not valid YAML ({error}).") from None
+    return name.strip(), value
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """Parses ``section.key=value`` (value in YAML syntax) into its parts.
 
     Raises:
         ConfigError: If the text is not of that form.
     """
-    name, sep, raw = text.partition("=")
-    section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not section or not key:
+    name, value = parse_key_value(text) if "=" in text else ("", None)
+    section, dot, key = name.partition(".")
+    if not dot or not section or not key:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.epochs=10.")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({error}).") from None
     return section, key, value
 
 

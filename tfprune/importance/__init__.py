@@ -1,5 +1,37 @@
-"""Importance measures (in progress): the g / Hg estimation engine."""
+"""Importance measures: one score per filter or weight from theta, g and Hg.
 
+Example:
+    >>> from tfprune import importance
+    >>> scores = importance.score(model, "proposed", (x_train, y_train), temperature=5)
+    >>> importance.available_measures()
+"""
+
+from tfprune.importance import measures as _builtin_measures  # noqa: F401 - registers them
+from tfprune.importance.api import score
+from tfprune.importance.context import LayerView, ScoringContext
 from tfprune.importance.gradients import GradientEstimator
+from tfprune.importance.measure import (
+    MEASURES,
+    FunctionMeasure,
+    ImportanceMeasure,
+    available_measures,
+    get_measure,
+    register_measure,
+    serialize_measure,
+)
+from tfprune.importance.prunable import (
+    PRUNABLE_LAYER_TYPES,
+    PrunableLayer,
+    prunable_layers,
+    register_prunable_layer,
+)
+from tfprune.importance.samples import SampleError
+from tfprune.importance.scores import ImportanceScores, NonFiniteScoreError, ScoringError
 
-__all__ = ["GradientEstimator"]
+__all__ = [
+    "MEASURES", "PRUNABLE_LAYER_TYPES", "FunctionMeasure", "GradientEstimator",
+    "ImportanceMeasure", "ImportanceScores", "LayerView", "NonFiniteScoreError", "PrunableLayer",
+    "SampleError", "ScoringContext", "ScoringError", "available_measures", "get_measure",
+    "prunable_layers", "register_measure", "register_prunable_layer", "score",
+    "serialize_measure",
+]

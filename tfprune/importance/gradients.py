@@ -18,17 +18,22 @@ def _loss(model: keras.Model, images, labels, temperature: float) -> tf.Tensor:
     (float32), which would cap the precision of float64 models.
     """
     logits = model(images, training=False)
+    temperature = tf.cast(temperature, logits.dtype)
     return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
         labels, logits / temperature, from_logits=True
     ))
 
 
 class GradientEstimator:
-    """Computes g and Hg for a model's trainable variables, one traced function per shape.
+    """Computes g and Hg for a model's trainable variables with functions traced once.
+
+    The batch dimension is left open in the traced signatures and the
+    temperature is a tensor argument, so every batch size and temperature
+    (e.g. GraSP's 200 and 1) reuses one trace per function.
 
     Args:
         model: A built Keras model mapping images to logits.
-        temperature: Logits are divided by it in the loss.
+        temperature: The default temperature: logits are divided by it in the loss.
 
     Example:
         >>> estimator = GradientEstimator(model, temperature=1.0)
@@ -42,37 +47,67 @@ class GradientEstimator:
         self.model = model
         self.temperature = float(temperature)
         self.variables = list(model.trainable_variables)
-        self._gradient_fn = tf.function(self._batch_gradient, reduce_retracing=True)
-        self._hvp_fn = tf.function(self._batch_hessian_gradient, reduce_retracing=True)
+        if not getattr(model, "inputs", None) or len(model.inputs) != 1:
+            raise ValueError(f"model {model.name!r} must be built with exactly one input.")
+        image_spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+        self._input_dtype = image_spec.dtype
+        batch_specs = [image_spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float64)]
+        g_spec = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
+        self._gradient_fn = tf.function(self._batch_gradient, input_signature=batch_specs)
+        self._hvp_fn = tf.function(
+            self._batch_hessian_gradient, input_signature=[*batch_specs, g_spec]
+        )
 
-    def _batch_gradient(self, images, labels):
+    def _batch_gradient(self, images, labels, temperature):
         with tf.GradientTape() as tape:
-            loss = _loss(self.model, images, labels, self.temperature)
+            loss = _loss(self.model, images, labels, temperature)
         return tape.gradient(loss, self.variables)
 
-    def _batch_hessian_gradient(self, images, labels, g):
+    def _batch_hessian_gradient(self, images, labels, temperature, g):
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-                loss = _loss(self.model, images, labels, self.temperature)
+                loss = _loss(self.model, images, labels, temperature)
             grads = inner.gradient(loss, self.variables)
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
         return outer.gradient(z, self.variables)
 
-    def mean_gradient(self, batches) -> list[tf.Tensor]:
-        """Returns g, the example-weighted mean gradient over ``(images, labels)`` batches."""
-        return self._weighted_mean(batches, self._gradient_fn)
+    def _temperature(self, temperature: float | None) -> tf.Tensor:
+        value = self.temperature if temperature is None else float(temperature)
+        if value <= 0:
+            raise ValueError(f"temperature must be > 0, got {value}.")
+        return tf.constant(value, tf.float64)
 
-    def hessian_gradient_product(self, g, batches) -> list[tf.Tensor]:
-        """Returns H g averaged over batches (e.g. one class-balanced batch per class)."""
-        g = [tf.convert_to_tensor(gi) for gi in g]
-        return self._weighted_mean(batches, lambda x, y: self._hvp_fn(x, y, g))
+    def mean_gradient(self, batches, temperature: float | None = None) -> list[tf.Tensor]:
+        """Returns g, the example-weighted mean gradient over ``(images, labels)`` batches.
+
+        Args:
+            batches: An iterable of ``(images, labels)`` pairs.
+            temperature: Overrides the estimator's temperature for this call.
+        """
+        t = self._temperature(temperature)
+        return self._weighted_mean(batches, lambda x, y: self._gradient_fn(x, y, t))
+
+    def hessian_gradient_product(
+        self, g, batches, temperature: float | None = None
+    ) -> list[tf.Tensor]:
+        """Returns H g averaged over batches (e.g. one class-balanced batch per class).
+
+        Args:
+            g: The vector to multiply, one tensor per trainable variable.
+            batches: An iterable of ``(images, labels)`` pairs.
+            temperature: Overrides the estimator's temperature for this call.
+        """
+        g = [tf.cast(gi, v.dtype) for gi, v in zip(g, self.variables, strict=True)]
+        t = self._temperature(temperature)
+        return self._weighted_mean(batches, lambda x, y: self._hvp_fn(x, y, t, g))
 
     def _weighted_mean(self, batches, fn) -> list[tf.Tensor]:
         total, count = None, 0
         for images, labels in batches:
             size = int(images.shape[0])
-            values = fn(tf.convert_to_tensor(images), tf.convert_to_tensor(labels))
+            images = tf.cast(tf.convert_to_tensor(images), self._input_dtype)
+            values = fn(images, tf.cast(tf.convert_to_tensor(labels), tf.int64))
             scaled = [v * size for v in values]
             total = scaled if total is None else [t + s for t, s in zip(total, scaled, strict=True)]
             count += size

@@ -7,13 +7,17 @@ from tfprune.training.trainer import (
     TrainResult,
     build_model,
     compile_model,
+    data_spec,
+    initial_weights_path,
     resume_run,
+    run_folder,
     train,
     train_from_file,
 )
 
 __all__ = [
     "EpochCheckpoint", "EpochPhaseSchedule", "MetricsLogger", "TemperatureCrossEntropy",
-    "TrainResult", "build_model", "compile_model", "finished_epochs", "resume_run",
+    "TrainResult", "build_model", "compile_model", "data_spec", "finished_epochs",
+    "initial_weights_path", "resume_run", "run_folder",
     "scale_phases", "train", "train_from_file",
 ]

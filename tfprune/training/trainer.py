@@ -75,6 +75,11 @@ def lr_schedule(config: dict) -> EpochPhaseSchedule:
     return EpochPhaseSchedule(train["lr_values"], scale_phases(train["lr_phases"], train["epochs"]))
 
 
+def initial_weights_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run keeps its weights at initialization (for distance-from-init measures)."""
+    return Path(run_dir) / "checkpoints" / "initial.weights.h5"
+
+
 def _verbosity(setting) -> int:
     if setting == "auto":
         return 1 if sys.stdout.isatty() else 2
@@ -106,8 +111,9 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
 
     SGD with momentum, coupled weight decay on every weight, piecewise-constant
     learning rate per epoch, cross-entropy on logits / temperature. The run
-    folder gets config.yaml, checkpoints/, metrics.csv/json, tensorboard/,
-    model.keras and summary.json.
+    folder gets config.yaml, checkpoints/ (with initial.weights.h5, the
+    weights at initialization), metrics.csv/json, tensorboard/, model.keras
+    and summary.json.
 
     Args:
         config: A validated config (``tfprune.config.load_config``).
@@ -131,8 +137,9 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
         model = build_model(config, data)
         compile_model(model, config)
     if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
+        model.save_weights(initial_weights_path(run_dir))
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
         MetricsLogger(run_dir, start), EpochCheckpoint(run_dir),

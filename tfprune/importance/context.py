@@ -1,0 +1,283 @@
+"""``ScoringContext``: one model, one set of samples, gradients computed once and shared.
+
+Measures read parameters, g and Hg through ``LayerView`` objects. The context
+computes g (per temperature, over the gradient stream) and Hg (per
+temperature, over the class-balanced memory) lazily on first use and caches
+them for every trainable variable, so scoring several measures, or the
+analysis tools, reuses one pass.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+import numpy as np
+
+from tfprune.importance.gradients import GradientEstimator
+from tfprune.importance.prunable import PrunableLayer, prunable_layers
+from tfprune.importance.samples import SampleError, class_memory, gradient_batches
+from tfprune.importance.scores import ScoringError
+
+#: One estimator per model, so its traced functions are reused across contexts.
+_ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def estimator_for(model: keras.Model) -> GradientEstimator:
+    """Returns the model's ``GradientEstimator``, creating it on first use."""
+    estimator = _ESTIMATORS.get(model)
+    if estimator is None or estimator.variables != list(model.trainable_variables):
+        estimator = GradientEstimator(model)
+        _ESTIMATORS[model] = estimator
+    return estimator
+
+
+class ScoringContext:
+    """A model, its scoring samples and the cached g / Hg computed from them.
+
+    Args:
+        model: A built Keras model mapping images to logits.
+        data: None (data-free measures only), a ``tf.data.Dataset`` of
+            ``(images, labels)``, a tuple of NumPy arrays or a ``DataBundle``.
+        num_samples: Training samples averaged into g (the reference: 2560).
+        samples_per_class: Size per class of the memory for Hg (GraSP: 10).
+        batch_size: Batch size of the g passes over arrays, unbatched datasets
+            and the memory.
+        hessian_batch_size: Batch size of the Hg passes (their memory grows
+            with it); None takes one class per batch, as the reference code does.
+        seed: Chooses the samples.
+        initial_weights: Kernels at initialization, for distance-from-init
+            measures: a dict ``{layer_name: array}``, a model of the same
+            architecture, or a path to a ``.weights.h5`` / ``.keras`` file.
+        include_output_layers: Also score the layers producing model outputs.
+
+    Example:
+        >>> context = ScoringContext(model, (x_train, y_train), num_samples=512)
+        >>> snip = get_measure("snip").score(context)
+        >>> grasp = get_measure("grasp").score(context)  # reuses nothing but the samples
+    """
+
+    def __init__(
+        self, model: keras.Model, data=None, *, num_samples: int = 2560,
+        samples_per_class: int = 10, batch_size: int = 128,
+        hessian_batch_size: int | None = None, seed: int = 0, initial_weights=None,
+        include_output_layers: bool = False,
+    ):
+        for name, value in (("num_samples", num_samples), ("samples_per_class",
+                            samples_per_class), ("batch_size", batch_size)):
+            if int(value) < 1:
+                raise ScoringError(f"{name} must be >= 1, got {value}.")
+        if hessian_batch_size is not None and hessian_batch_size < 1:
+            raise ScoringError(f"hessian_batch_size must be >= 1, got {hessian_batch_size}.")
+        self.model = model
+        self.layers: list[PrunableLayer] = prunable_layers(model, include_output_layers)
+        self.data = data
+        self.num_samples = int(num_samples)
+        self.samples_per_class = int(samples_per_class)
+        self.batch_size = int(batch_size)
+        self.hessian_batch_size = hessian_batch_size
+        self.seed = int(seed)
+        self._initial_source = initial_weights
+        self._initial: dict[str, np.ndarray] | None = None
+        self._positions = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        self._gradients: dict[float, list[np.ndarray]] = {}
+        self._hessian_gradients: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._stream = None
+        self._memory = None
+        self.samples_used: dict[str, int] = {}
+
+    # -- samples -----------------------------------------------------------------------
+    def _require_data(self, what: str) -> None:
+        if self.data is None:
+            raise SampleError(
+                f"{what} needs data: pass a tf.data.Dataset of (images, labels) batches, a "
+                "tuple (images, labels) of NumPy arrays or a tfprune.data.DataBundle."
+            )
+
+    @property
+    def _input_rank(self) -> int:
+        return len(self.model.inputs[0].shape)
+
+    def stream(self) -> list:
+        """The batches g is averaged over (drawn once)."""
+        if self._stream is None:
+            self._require_data("a gradient-based measure")
+            self._stream = gradient_batches(
+                self.data, self.num_samples, input_rank=self._input_rank,
+                batch_size=self.batch_size, seed=self.seed,
+            )
+            self.samples_used["gradient"] = sum(len(labels) for _, labels in self._stream)
+            if not self.samples_used["gradient"]:
+                raise SampleError("data: no samples for the gradient.")
+        return self._stream
+
+    def memory(self) -> tuple[np.ndarray, np.ndarray]:
+        """The class-balanced memory ``(images, labels)`` Hg is averaged over (drawn once)."""
+        if self._memory is None:
+            self._require_data("a Hessian-gradient measure")
+            num_classes = int(self.model.outputs[0].shape[-1])
+            self._memory = class_memory(
+                self.data, num_classes, self.samples_per_class,
+                input_rank=self._input_rank, seed=self.seed,
+            )
+            self.samples_used["hessian"] = len(self._memory[1])
+        return self._memory
+
+    def _memory_batches(self, size: int) -> list:
+        images, labels = self.memory()
+        return [(images[i:i + size], labels[i:i + size]) for i in range(0, len(labels), size)]
+
+    # -- cached quantities -------------------------------------------------------------
+    def gradients(self, temperature: float) -> list[np.ndarray]:
+        """Mean gradient g over the stream at ``temperature``, one array per trainable variable."""
+        key = float(temperature)
+        if key not in self._gradients:
+            values = estimator_for(self.model).mean_gradient(self.stream(), key)
+            self._gradients[key] = [v.numpy() for v in values]
+        return self._gradients[key]
+
+    def hessian_gradients(self, temperature: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(g, Hg)`` over the class-balanced memory at ``temperature``, as GraSP computes them."""
+        key = float(temperature)
+        if key not in self._hessian_gradients:
+            estimator = estimator_for(self.model)
+            # g is a plain mean, so its pass may take larger batches than the Hg passes.
+            g = estimator.mean_gradient(self._memory_batches(self.batch_size), key)
+            hg_batch = self.hessian_batch_size or self.samples_per_class
+            hg = estimator.hessian_gradient_product(g, self._memory_batches(hg_batch), key)
+            self._hessian_gradients[key] = ([v.numpy() for v in g], [v.numpy() for v in hg])
+        return self._hessian_gradients[key]
+
+    def position(self, variable) -> int:
+        """The index of a trainable variable in the cached gradient lists."""
+        try:
+            return self._positions[id(variable)]
+        except KeyError:
+            raise ScoringError(
+                f"variable {variable.path!r} is not trainable in model {self.model.name!r}; "
+                "frozen layers have no gradient to score with."
+            ) from None
+
+    def initial_kernel(self, layer: PrunableLayer) -> np.ndarray:
+        """The layer's kernel at initialization."""
+        if self._initial is None:
+            if self._initial_source is None:
+                raise ScoringError(
+                    "this measure needs the weights at initialization: pass initial_weights "
+                    "(a dict {layer_name: kernel}, a model, or a .weights.h5/.keras path)."
+                )
+            self._initial = initial_kernels(self.model, self._initial_source, self.layers)
+        return self._initial[layer.name]
+
+    def view(self, layer: PrunableLayer, temperature: float = 1.0) -> LayerView:
+        """A ``LayerView`` of one prunable layer at a loss temperature."""
+        return LayerView(self, layer, temperature)
+
+
+def initial_kernels(model: keras.Model, source, layers: list[PrunableLayer]) -> dict:
+    """Reads the kernels at initialization from a dict, a model or a weights file."""
+    if isinstance(source, dict):
+        kernels = {name: np.asarray(value) for name, value in source.items()}
+    else:
+        if not isinstance(source, keras.Model):
+            source = _load_initial_model(model, str(source))
+        kernels = {}
+        for layer in layers:
+            try:
+                other = source.get_layer(layer.name)
+            except ValueError:
+                continue
+            kernels[layer.name] = np.asarray(getattr(other, layer.kernel_attribute))
+    for layer in layers:
+        if layer.name not in kernels:
+            raise ScoringError(f"initial_weights: no kernel for layer {layer.name!r}.")
+        if kernels[layer.name].shape != tuple(layer.kernel.shape):
+            raise ScoringError(
+                f"initial_weights: layer {layer.name!r} has shape {kernels[layer.name].shape}, "
+                f"the model's kernel is {tuple(layer.kernel.shape)}."
+            )
+    return kernels
+
+
+def _load_initial_model(model: keras.Model, path: str) -> keras.Model:
+    if path.endswith(".keras"):
+        return keras.models.load_model(path, compile=False)
+    if not path.endswith(".weights.h5"):
+        raise ScoringError(f"initial_weights: {path} is neither a .keras nor a .weights.h5 file.")
+    clone = keras.models.clone_model(model)
+    clone.load_weights(path)
+    return clone
+
+
+class LayerView:
+    """What a measure sees of one layer: kernel, g, Hg, initial kernel, BatchNorm.
+
+    Every array has the kernel's shape unless noted; g and Hg are read lazily
+    from the context's cache.
+
+    Args:
+        context: The ``ScoringContext``.
+        layer: The ``PrunableLayer``.
+        temperature: The loss temperature of ``gradient`` and ``hessian_gradient``.
+    """
+
+    def __init__(self, context: ScoringContext, layer: PrunableLayer, temperature: float):
+        self.context = context
+        self.layer = layer
+        self.temperature = float(temperature)
+
+    @property
+    def name(self) -> str:
+        """The layer's name."""
+        return self.layer.name
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The current kernel, float64."""
+        return np.asarray(self.layer.kernel, dtype=np.float64)
+
+    def _of(self, values: list[np.ndarray], variable) -> np.ndarray:
+        return values[self.context.position(variable)].astype(np.float64)
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """The mean gradient g of the loss over the gradient stream."""
+        return self._of(self.context.gradients(self.temperature), self.layer.kernel)
+
+    @property
+    def hessian_gradient(self) -> np.ndarray:
+        """Hg over the class-balanced memory (g taken over the memory too, as GraSP)."""
+        return self._of(self.context.hessian_gradients(self.temperature)[1], self.layer.kernel)
+
+    @property
+    def initial_kernel(self) -> np.ndarray:
+        """The kernel at initialization."""
+        return np.asarray(self.context.initial_kernel(self.layer), dtype=np.float64)
+
+    @property
+    def batch_norm(self) -> keras.layers.BatchNormalization:
+        """The BatchNormalization fed directly by this layer."""
+        if self.layer.batch_norm is None:
+            raise ScoringError(
+                f"layer {self.name!r} is not followed directly by a BatchNormalization; "
+                "BN-based measures (bn_scale, taylor_fo) need conv -> BN."
+            )
+        return self.layer.batch_norm
+
+    def batch_norm_value(self, which: str) -> np.ndarray:
+        """The following BN's ``"gamma"`` or ``"beta"``; zeros if the BN has none."""
+        variable = getattr(self.batch_norm, which, None)
+        if variable is None:
+            return np.zeros(self.layer.filters)
+        return np.asarray(variable, dtype=np.float64)
+
+    def batch_norm_gradient(self, which: str) -> np.ndarray:
+        """Gradient of the following BN's ``"gamma"`` or ``"beta"``; zeros if it has none."""
+        variable = getattr(self.batch_norm, which, None)
+        if variable is None:
+            return np.zeros(self.layer.filters)
+        return self._of(self.context.gradients(self.temperature), variable)
+
+    def by_filter(self, array: np.ndarray) -> np.ndarray:
+        """Reshapes a kernel-shaped array to ``(elements_per_filter, filters)``."""
+        return self.layer.by_filter(array)

@@ -1,0 +1,99 @@
+"""``ImportanceScores``: scores keyed by layer name, saved as ``.npz`` + ``.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class ScoringError(ValueError):
+    """The model, its weights or the options cannot be scored as asked."""
+
+
+class NonFiniteScoreError(ScoringError):
+    """A measure produced NaN or Inf scores; pruning on them would be silent garbage."""
+
+
+def check_finite(measure_name: str, layer_name: str, scores: np.ndarray) -> None:
+    """Raises ``NonFiniteScoreError`` naming the layer if any score is NaN or Inf."""
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise NonFiniteScoreError(
+            f"measure {measure_name!r} gave {int(bad.sum())} NaN/Inf scores of {bad.size} in "
+            f"layer {layer_name!r}. The weights or gradients have diverged: check the data "
+            "(normalized, finite), lower the learning rate, or raise the temperature."
+        )
+
+
+class ImportanceScores(dict):
+    """A dict ``{layer_name: scores}`` that also records how the scores were made.
+
+    Higher scores mean more important: the lowest are pruned first.
+
+    Args:
+        scores: ``{layer_name: numpy array}``: one score per filter (1-D) or per
+            kernel element (the kernel's shape).
+        measure: The measure's config, ``{"name": ..., **get_config()}``.
+        granularity: ``"filter"`` or ``"weight"``.
+        metadata: Anything else worth keeping (sample counts, seconds, ...).
+    """
+
+    def __init__(self, scores: dict, measure: dict, granularity: str, metadata=None):
+        super().__init__(scores)
+        self.measure = dict(measure)
+        self.granularity = granularity
+        self.metadata = dict(metadata or {})
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes ``path.npz`` (the arrays) and ``path.json`` (layer order and provenance).
+
+        Returns:
+            The path of the ``.npz`` file.
+        """
+        base = Path(path)
+        if base.suffix in (".npz", ".json"):
+            base = base.with_suffix("")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        names = list(self)
+        np.savez(base.with_suffix(".npz"), **{f"layer_{i}": self[n] for i, n in enumerate(names)})
+        description = {"layers": names, "measure": self.measure,
+                       "granularity": self.granularity, "metadata": self.metadata}
+        base.with_suffix(".json").write_text(json.dumps(description, indent=1))
+        return base.with_suffix(".npz")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ImportanceScores:
+        """Reads scores written by ``save`` (give the ``.npz``, the ``.json`` or their stem)."""
+        base = Path(path)
+        if base.suffix in (".npz", ".json"):
+            base = base.with_suffix("")
+        for suffix in (".npz", ".json"):
+            if not base.with_suffix(suffix).is_file():
+                raise FileNotFoundError(f"{base.with_suffix(suffix)}: no such scores file.")
+        description = json.loads(base.with_suffix(".json").read_text())
+        with np.load(base.with_suffix(".npz")) as arrays:
+            scores = {n: arrays[f"layer_{i}"] for i, n in enumerate(description["layers"])}
+        return cls(scores, description["measure"], description["granularity"],
+                   description["metadata"])
+
+    def summary_rows(self) -> list[dict]:
+        """One row per layer: count, min, mean, max of its scores."""
+        return [
+            {"layer": name, "count": int(values.size), "min": float(values.min()),
+             "mean": float(values.mean()), "max": float(values.max())}
+            for name, values in self.items()
+        ]
+
+    def summary(self) -> str:
+        """A plain-text table of ``summary_rows``."""
+        rows = self.summary_rows()
+        width = max([len("layer")] + [len(row["layer"]) for row in rows])
+        lines = [f"{'layer':<{width}}  {'count':>8}  {'min':>11}  {'mean':>11}  {'max':>11}"]
+        lines += [
+            f"{r['layer']:<{width}}  {r['count']:>8}  {r['min']:>11.4g}  {r['mean']:>11.4g}  "
+            f"{r['max']:>11.4g}" for r in rows
+        ]
+        return "\n".join(lines)
