@@ -3,18 +3,21 @@
 Subpackages (imported on first use, so ``import tfprune`` stays light):
 ``tfprune.models`` (builders), ``tfprune.data`` (pipelines), ``tfprune.config``
 (YAML configs), ``tfprune.training`` (the paper's training recipe),
-``tfprune.importance`` (importance measures). ``tfprune.score`` is
-``tfprune.importance.score``.
+``tfprune.importance`` (importance measures), ``tfprune.pruning``
+(groups, plans, masks, schedules, callback). ``tfprune.score``,
+``tfprune.channel_groups``, ``tfprune.make_plan``, ``tfprune.apply_plan`` and
+``tfprune.PruningPlan`` are shortcuts to those.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("config", "data", "importance", "models", "training")
+_SUBPACKAGES = ("config", "data", "importance", "models", "pruning", "training")
 
 #: Top-level functions -> the subpackage defining them.
-_FUNCTIONS = {"score": "importance"}
+_FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
+              "apply_plan": "pruning", "PruningPlan": "pruning"}
 
 
 def __getattr__(name):

@@ -51,3 +51,28 @@ def test_train_and_resume_from_the_command_line(image_folder, tmp_path, capsys):
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
     assert main(["train", "--resume", str(run)]) == 0  # already finished: nothing more to train
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+def test_groups_prints_the_channel_groups(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {name: resnet20, width_multiplier: 0.25}\n")
+    assert main(["groups", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "12 groups, 112 prunable channels in model 'resnet20'" in out
+    assert "stage2_block1_shortcut_conv" in out
+
+
+def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {name: vgg11, width_multiplier: 0.0625}\n"
+        f"data: {{source: {image_folder}, batch_size: 9}}\n"
+        "train: {epochs: 2, verbose: 0}\nprune: {measure: proposed, target: 0.5, rounds: 2, "
+        "num_samples: 12}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["prune", str(config), "--set", f"run.dir={run}"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned 50.0% of prunable filters (86 of 172 kept)" in out
+    assert main(["prune", str(config), "--set", f"run.dir={run}", "--set", "prune.rounds=3"]) == 2
+    assert "prune.rounds: pruning may run until epoch 3" in capsys.readouterr().err

@@ -4,6 +4,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from interrupt import StopAfterEpoch
 
 from tfprune.config import ConfigError, validate
 from tfprune.data import DataError
@@ -19,14 +20,6 @@ def tiny_config(image_folder, run_dir, epochs=3, **train_keys):
     })
 
 
-class StopAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_run_folder_contents(image_folder, tmp_path):

@@ -6,10 +6,11 @@ import argparse
 import os
 import sys
 
-from tfprune.cli import score_command, train_command
+from tfprune.cli import groups_command, score_command
+from tfprune.cli.run_command import PRUNE, TRAIN
 
-#: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = {"train": train_command, "score": score_command}
+#: Subcommands; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
+COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -31,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     from tfprune.config import ConfigError
     from tfprune.data import DataError
     from tfprune.importance.scores import ScoringError
+    from tfprune.pruning.groups import GraphError
+    from tfprune.pruning.plan import PlanError
 
     try:
         return COMMANDS[args.command].run(args)
-    except (ConfigError, DataError, ScoringError) as error:
+    except (ConfigError, DataError, ScoringError, GraphError, PlanError) as error:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -148,6 +148,17 @@ class ScoringContext:
             self._hessian_gradients[key] = ([v.numpy() for v in g], [v.numpy() for v in hg])
         return self._hessian_gradients[key]
 
+    def gradient_norms(self) -> dict[str, float]:
+        """L2 norms of each prunable layer's kernel gradient, if g was computed ({} if not).
+
+        Uses the first temperature g was computed at (the paper's Fig. 21).
+        """
+        if not self._gradients:
+            return {}
+        values = next(iter(self._gradients.values()))
+        return {layer.name: float(np.linalg.norm(values[self.position(layer.kernel)]))
+                for layer in self.layers}
+
     def position(self, variable) -> int:
         """The index of a trainable variable in the cached gradient lists."""
         try:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from tfprune.storage import read_pair, write_pair
 
 
 class ScoringError(ValueError):
@@ -53,30 +54,15 @@ class ImportanceScores(dict):
         Returns:
             The path of the ``.npz`` file.
         """
-        base = Path(path)
-        if base.suffix in (".npz", ".json"):
-            base = base.with_suffix("")
-        base.parent.mkdir(parents=True, exist_ok=True)
-        names = list(self)
-        np.savez(base.with_suffix(".npz"), **{f"layer_{i}": self[n] for i, n in enumerate(names)})
-        description = {"layers": names, "measure": self.measure,
-                       "granularity": self.granularity, "metadata": self.metadata}
-        base.with_suffix(".json").write_text(json.dumps(description, indent=1))
-        return base.with_suffix(".npz")
+        description = {"measure": self.measure, "granularity": self.granularity,
+                       "metadata": self.metadata}
+        return write_pair(path, {"layer": dict(self)}, description)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ImportanceScores:
         """Reads scores written by ``save`` (give the ``.npz``, the ``.json`` or their stem)."""
-        base = Path(path)
-        if base.suffix in (".npz", ".json"):
-            base = base.with_suffix("")
-        for suffix in (".npz", ".json"):
-            if not base.with_suffix(suffix).is_file():
-                raise FileNotFoundError(f"{base.with_suffix(suffix)}: no such scores file.")
-        description = json.loads(base.with_suffix(".json").read_text())
-        with np.load(base.with_suffix(".npz")) as arrays:
-            scores = {n: arrays[f"layer_{i}"] for i, n in enumerate(description["layers"])}
-        return cls(scores, description["measure"], description["granularity"],
+        tables, description = read_pair(path, "scores")
+        return cls(tables["layer"], description["measure"], description["granularity"],
                    description["metadata"])
 
     def summary_rows(self) -> list[dict]:

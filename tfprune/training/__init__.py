@@ -4,11 +4,13 @@ from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, finished_
 from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
 from tfprune.training.trainer import (
+    TrainingExtension,
     TrainResult,
     build_model,
     compile_model,
     data_spec,
     initial_weights_path,
+    read_run_config,
     resume_run,
     run_folder,
     train,
@@ -17,7 +19,7 @@ from tfprune.training.trainer import (
 
 __all__ = [
     "EpochCheckpoint", "EpochPhaseSchedule", "MetricsLogger", "TemperatureCrossEntropy",
-    "TrainResult", "build_model", "compile_model", "data_spec", "finished_epochs",
-    "initial_weights_path", "resume_run", "run_folder",
+    "TrainResult", "TrainingExtension", "build_model", "compile_model", "data_spec",
+    "finished_epochs", "initial_weights_path", "read_run_config", "resume_run", "run_folder",
     "scale_phases", "train", "train_from_file",
 ]

@@ -41,11 +41,13 @@ class MetricsLogger(keras.callbacks.Callback):
     Args:
         run_dir: The run folder.
         start_epoch: The epoch training starts from (finished epochs of a resumed run).
+        extra_columns: More log keys to record as columns (e.g. ``kept_filters``).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, start_epoch: int = 0):
+    def __init__(self, run_dir: str | os.PathLike, start_epoch: int = 0, extra_columns=()):
         super().__init__()
         self.start_epoch = start_epoch
+        self.extra_columns = tuple(extra_columns)
         self.csv_path = Path(run_dir) / "metrics.csv"
         self.json_path = Path(run_dir) / "metrics.json"
         self.rows: list[dict] = []
@@ -65,6 +67,7 @@ class MetricsLogger(keras.callbacks.Callback):
         logs = logs or {}
         row = {"epoch": epoch + 1, "lr": _float(logs.get("learning_rate"))}
         row.update({column: _float(logs.get(key)) for key, column in METRIC_COLUMNS.items()})
+        row.update({column: logs.get(column) for column in self.extra_columns})
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
         self.rows.append(row)
         self._write()

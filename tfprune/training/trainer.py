@@ -19,6 +19,24 @@ from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
 
 
+class TrainingExtension:
+    """Hooks that turn plain training into something more (e.g. prune-and-train).
+
+    Subclasses override what they need; the defaults change nothing.
+    """
+
+    #: Extra per-epoch log keys written to metrics.csv/json.
+    columns: tuple = ()
+
+    def callbacks(self, model, data, run_dir: Path, start_epoch: int) -> list:
+        """Callbacks that run before the run-folder ones at each epoch end."""
+        return []
+
+    def summary(self, model) -> dict:
+        """Extra entries for summary.json."""
+        return {}
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What a finished training run produced.
@@ -106,7 +124,8 @@ def _check_run_folder(run_dir: Path, resume: bool) -> int:
     return 0
 
 
-def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainResult:
+def train(config: dict, *, resume: bool = False, extra_callbacks=(),
+          extension: TrainingExtension | None = None) -> TrainResult:
     """Trains the config's model on its data with the paper's recipe.
 
     SGD with momentum, coupled weight decay on every weight, piecewise-constant
@@ -119,6 +138,7 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
         config: A validated config (``tfprune.config.load_config``).
         resume: Continue the run in the config's run folder from its last finished epoch.
         extra_callbacks: More Keras callbacks for ``model.fit``.
+        extension: A ``TrainingExtension`` adding callbacks, columns and summary entries.
 
     Returns:
         A ``TrainResult``.
@@ -140,9 +160,11 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         model.save_weights(initial_weights_path(run_dir))
+    extension = extension or TrainingExtension()
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
-        MetricsLogger(run_dir, start), EpochCheckpoint(run_dir),
+        *extension.callbacks(model, data, run_dir, start),
+        MetricsLogger(run_dir, start, extension.columns), EpochCheckpoint(run_dir),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")),
         *extra_callbacks,
     ]
@@ -153,10 +175,11 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=()) -> TrainRes
             steps_per_epoch=data.steps_per_epoch, validation_data=data.test_dataset(),
             callbacks=callbacks, shuffle=False, verbose=_verbosity(config["train"]["verbose"]),
         )
-    return TrainResult(run_dir, model, _finish(run_dir, model, time.perf_counter() - started))
+    seconds = time.perf_counter() - started
+    return TrainResult(run_dir, model, _finish(run_dir, model, seconds, extension.summary(model)))
 
 
-def _finish(run_dir: Path, model: keras.Model, seconds: float) -> dict:
+def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> dict:
     """Saves the final model and summary.json."""
     model.save(run_dir / "model.keras")
     rows = json.loads((run_dir / "metrics.json").read_text())
@@ -168,6 +191,7 @@ def _finish(run_dir: Path, model: keras.Model, seconds: float) -> dict:
         "final_train_accuracy": rows[-1]["train_accuracy"],
         "params": int(model.count_params()),
         "seconds_this_session": round(seconds, 1),
+        **extras,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -178,10 +202,15 @@ def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResu
     return train(load_config(path, overrides))
 
 
-def resume_run(run_dir: str | os.PathLike) -> TrainResult:
-    """Continues an interrupted run from its folder's config and last checkpoint."""
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """The config of an existing run folder, pointed at that folder (for resuming)."""
     run_dir = Path(run_dir)
     _require_run_folder(run_dir)
     config = load_config(run_dir / "config.yaml")
     config["run"]["dir"] = str(run_dir)
-    return train(config, resume=True)
+    return config
+
+
+def resume_run(run_dir: str | os.PathLike) -> TrainResult:
+    """Continues an interrupted run from its folder's config and last checkpoint."""
+    return train(read_run_config(run_dir), resume=True)

@@ -1,0 +1,87 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from interrupt import StopAfterEpoch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tfprune.config import ConfigError, load_config
+from tfprune.pruning import PruningPlan
+from tfprune.pruning.runner import PruneExtension, prune, resume_prune
+from tfprune.training import train
+
+
+def prune_config(image_folder, run_dir, **prune):
+    settings = {"measure": "magnitude", "target": 0.5, "rounds": 2, **prune}
+    return load_config(None, [
+        "model.name=vgg11", "model.width_multiplier=0.0625", f"data.source={image_folder}",
+        "data.batch_size=9", "train.epochs=3", "train.verbose=0", f"run.dir={run_dir}",
+        *(f"prune.{key}={json.dumps(value)}" for key, value in settings.items()),
+    ])
+
+
+def test_prune_run_folder_counts_and_tensorboard(image_folder, tmp_path):
+    result = prune(prune_config(image_folder, tmp_path / "run"))
+    run = result.run_dir
+    total = 4 + 8 + 16 + 16 + 32 + 32 + 32 + 32  # vgg11 at width 1/16: every conv
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["kept_filters"]) for row in rows] == [
+        total - round(0.25 * total), total - round(0.5 * total), total - round(0.5 * total)]
+    assert {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"} <= set(rows[0])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["fraction_removed"] == pytest.approx(round(0.5 * total) / total)
+    assert summary["params_after"] < summary["params_before"]
+    assert summary["flops_after"] < summary["flops_before"]
+    assert sum(kept for kept, _ in summary["filters_kept"].values()) == total - round(0.5 * total)
+    assert summary["measure"] == {"name": "magnitude"} and summary["rounds_done"] == 2
+    plans = sorted(p.name for p in (run / "plans").glob("*.npz"))
+    assert plans == ["epoch_001.npz", "epoch_002.npz"]
+    events = EventAccumulator(str(run / "tensorboard" / "pruning"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = set(events.Tags()["tensors"])
+    assert {"scores/block1_unit1_conv", "kept_ratio/block1_unit1_conv", "pruning/kept_fraction",
+            "pruning/kept_ratio_bars", "pruning/masks"} <= tags
+    steps = [event.step for event in events.Tensors("pruning/kept_fraction")]
+    assert steps == [1, 2]
+
+
+def test_gradient_measures_log_gradient_norms(image_folder, tmp_path):
+    config = prune_config(image_folder, tmp_path / "run", measure="snip", rounds=1,
+                          num_samples=12)
+    run = prune(config).run_dir
+    events = EventAccumulator(str(run / "tensorboard" / "pruning"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert "gradient_norm/block1_unit1_conv" in events.Tags()["tensors"]
+
+
+def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
+    whole = prune(prune_config(image_folder, tmp_path / "whole", measure="grasp",
+                               samples_per_class=2))
+    config = prune_config(image_folder, tmp_path / "cut", measure="grasp", samples_per_class=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extension=PruneExtension(config), extra_callbacks=[StopAfterEpoch(1)])
+    resumed = resume_prune(tmp_path / "cut")
+    for name in ("epoch_001", "epoch_002"):
+        a = PruningPlan.load(whole.run_dir / "plans" / name)
+        b = PruningPlan.load(resumed.run_dir / "plans" / name)
+        assert all(np.array_equal(a.keep[k], b.keep[k]) for k in a.keep)
+    for a, b in zip(whole.model.weights, resumed.model.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("prune_settings, message", [
+    ({"rounds": 5}, "prune.rounds: pruning may run until epoch 5 but train.epochs is 3"),
+    ({"target": 1.0}, "prune.target: invalid value 1.0"),
+    ({"target": -0.1}, "prune.target: invalid value -0.1"),
+    ({"rounds": 0}, "prune.rounds: invalid value 0"),
+    ({"measure": "magnitud"}, "unknown importance measure 'magnitud'"),
+    ({"ignored_layers": ["nope"]}, "no layer named ['nope']"),
+    ({"measure": "bn_scale", "granularity": "weight"}, "supports ['filter']"),
+])
+def test_bad_prune_configs_fail_before_training(image_folder, tmp_path, prune_settings, message):
+    with pytest.raises(ConfigError) as error:
+        prune(prune_config(image_folder, tmp_path / "run", **prune_settings))
+    assert message in str(error.value)
+    assert not (tmp_path / "run" / "metrics.csv").exists()

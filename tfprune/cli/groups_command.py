@@ -1,0 +1,42 @@
+"""``tfprune groups CONFIG``: print the channel groups of a config's model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    """Adds the ``groups`` subcommand."""
+    parser = subparsers.add_parser(
+        "groups", help="print which channels of a config's model are pruned together",
+        description="Build the config's model (CIFAR shapes: 32x32x3, 10 classes; the groups "
+                    "do not depend on them) and print its channel groups: size, the layers "
+                    "whose scores rank the group, and every member.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("config", help="YAML config file (see configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+
+
+def run(args) -> int:
+    """Prints one line per group and a total; returns 0."""
+    from tfprune import models
+    from tfprune.config import ConfigError, load_config
+    from tfprune.pruning import channel_groups
+
+    config = load_config(args.config, args.overrides)
+    section = config["model"]
+    try:
+        builder = models.get_builder(section["name"])
+    except ValueError as error:
+        raise ConfigError(f"model.name: {error}") from None
+    model = builder(width_multiplier=section["width_multiplier"], **section["options"])
+    groups = channel_groups(model, config["prune"]["ignored_layers"])
+    for group in groups:
+        print(f"group {group.index:3d}  {group.size:5d} channels  ranked by "
+              f"{', '.join(group.sources)}")
+        print(f"{'':11}members: {', '.join(group.members)}")
+    print(f"{len(groups)} groups, {sum(g.size for g in groups):,} prunable channels "
+          f"in model {section['name']!r}")
+    return 0

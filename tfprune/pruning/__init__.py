@@ -1,0 +1,26 @@
+"""Prune-and-train: channel groups, plans, masks, schedules and the pruning callback.
+
+Example:
+    >>> import tfprune
+    >>> scores = tfprune.score(model, "magnitude")
+    >>> plan = tfprune.make_plan(model, scores, target=0.5)
+    >>> tfprune.apply_plan(model, plan)       # zeroes the removed channels in place
+"""
+
+from tfprune.pruning.callback import PruningCallback, latest_plan, plan_files, prunable_units
+from tfprune.pruning.groups import (
+    LAYER_RULES,
+    ChannelGraph,
+    ChannelGroup,
+    GraphError,
+    channel_groups,
+    register_layer_rule,
+)
+from tfprune.pruning.masks import MaskConstraint, MaskEnforcer, apply_plan, variable_masks
+from tfprune.pruning.plan import PlanError, PruningPlan, make_plan
+
+__all__ = [
+    "LAYER_RULES", "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
+    "PlanError", "PruningCallback", "PruningPlan", "apply_plan", "channel_groups", "latest_plan",
+    "make_plan", "plan_files", "prunable_units", "register_layer_rule", "variable_masks",
+]

@@ -1,0 +1,148 @@
+"""``PruningCallback``: scores, ranks, masks and logs at the end of each pruning round."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.importance import ScoringContext, get_measure, prunable_layers
+from tfprune.pruning.groups import channel_groups
+from tfprune.pruning.masks import MaskEnforcer
+from tfprune.pruning.plan import PruningPlan, make_plan
+from tfprune.pruning.summaries import write_round
+
+_PLAN_FILE = re.compile(r"epoch_(\d+)\.json$")
+
+
+def plan_files(plan_dir: str | os.PathLike) -> dict[int, Path]:
+    """``{epoch: path}`` of the plans saved in a folder by ``PruningCallback``."""
+    found = {}
+    for path in Path(plan_dir).glob("epoch_*.json"):
+        match = _PLAN_FILE.search(path.name)
+        if match:
+            found[int(match.group(1))] = path.with_suffix(".npz")
+    return dict(sorted(found.items()))
+
+
+def latest_plan(plan_dir: str | os.PathLike, up_to_epoch: int) -> PruningPlan | None:
+    """The plan in force after ``up_to_epoch`` finished epochs, or None before any round."""
+    epochs = [e for e in plan_files(plan_dir) if e <= up_to_epoch]
+    return PruningPlan.load(plan_files(plan_dir)[max(epochs)]) if epochs else None
+
+
+def prunable_units(model: keras.Model, granularity: str, ignored_layers=()) -> int:
+    """Prunable channels (structured) or kernel weights (unstructured) of a model."""
+    if granularity == "weight":
+        return int(sum(np.prod(layer.kernel.shape) for layer in prunable_layers(model)))
+    return sum(group.size for group in channel_groups(model, ignored_layers))
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Prunes during ``model.fit``: after each scheduled epoch it scores, plans and masks.
+
+    Masks are enforced by constraints inside the compiled train step, so
+    removed channels stay exactly zero under momentum and weight decay.
+
+    Args:
+        measure: An importance measure (name, config dict or object).
+        schedule: A ``RoundsSchedule`` or ``EarlyBirdSchedule`` (epochs as steps).
+        data: What ``tfprune.score`` takes: a dataset, a tuple of arrays, a DataBundle.
+        granularity: ``"filter"`` (structured) or ``"weight"`` (unstructured).
+        scope, min_keep, reduction, normalization: Passed to ``make_plan``.
+        score_options: Passed to ``ScoringContext`` (num_samples, samples_per_class, ...).
+        ignored_layers: Layers the channel analysis leaves alone.
+        log_dir: TensorBoard folder for per-round summaries (None: no summaries).
+        plan_dir: Folder for ``epoch_<e>.npz/.json`` plans (None: not saved).
+        initial_plan: A plan already in force (a resumed run).
+        seed: Seeds the scoring samples; round k uses ``seed + k``.
+
+    Example:
+        >>> callback = PruningCallback("proposed", RoundsSchedule(0.75, rounds=5), (x, y))
+        >>> model.fit(train_ds, epochs=20, callbacks=[callback])
+    """
+
+    def __init__(self, measure, schedule, data, *, granularity="filter", scope="global",
+                 min_keep=0.05, reduction="sum", normalization="none", score_options=None,
+                 ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0):
+        super().__init__()
+        self.measure = get_measure(measure)
+        self.schedule = schedule
+        self.data = data
+        self.granularity = granularity
+        self.plan_options = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
+                             "normalization": normalization,
+                             "ignored_layers": tuple(ignored_layers)}
+        self.score_options = dict(score_options or {})
+        self.log_dir = log_dir
+        self.plan_dir = Path(plan_dir) if plan_dir else None
+        self.initial_plan = initial_plan
+        self.seed = int(seed)
+        self.plan = None
+        self.enforcer = None
+        self._writer = None
+        self._previous_probe = None
+        self._total = 0
+
+    def on_train_begin(self, logs=None):
+        """Resets the state, installs the mask constraints and retraces the train step."""
+        self.plan = self.initial_plan
+        self._previous_probe = None
+        self.enforcer = MaskEnforcer(self.model, self.granularity,
+                                     self.plan_options["ignored_layers"])
+        self.enforcer.install()
+        self._total = prunable_units(self.model, self.granularity,
+                                     self.plan_options["ignored_layers"])
+        if self.plan is not None:
+            self.enforcer.update(self.plan)
+        if self.log_dir and self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        self.model.make_train_function(force=True)
+
+    def _score(self, step: int):
+        context = ScoringContext(self.model, self.data, seed=self.seed + step,
+                                 **self.score_options)
+        return self.measure.score(context, self.granularity), context
+
+    def _plan_for(self, scores, target: float, previous) -> PruningPlan:
+        return make_plan(self.model, scores, target, previous=previous, **self.plan_options)
+
+    def _probe_early_bird(self, step: int) -> None:
+        """Reports the distance between this epoch's and the last epoch's would-be masks."""
+        scores, _ = self._score(step)
+        probe = self._plan_for(scores, self.schedule.target, None)
+        masks = np.concatenate([m.ravel() for m in probe.keep.values()])
+        if self._previous_probe is not None:
+            self.schedule.observe(float(np.mean(masks != self._previous_probe)))
+        self._previous_probe = masks
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Prunes if the schedule says so; adds ``kept_filters`` to the logs."""
+        step = epoch + 1
+        if hasattr(self.schedule, "observe") and self.plan is None:
+            self._probe_early_bird(step)
+        should_prune, target = self.schedule.decide(step)
+        current = self.plan.fraction_removed if self.plan is not None else 0.0
+        if should_prune and target > current:
+            scores, context = self._score(step)
+            self.plan = self._plan_for(scores, target, self.plan)
+            self.enforcer.update(self.plan, self.model.optimizer)
+            if self._writer is not None:
+                write_round(self._writer, self.plan, scores, step, context.gradient_norms())
+            if self.plan_dir is not None:
+                self.plan.save(self.plan_dir / f"epoch_{step:03d}")
+        if logs is not None:
+            logs["kept_filters"] = self.kept_filters()
+
+    def kept_filters(self) -> int:
+        """Channels (or weights) kept so far; all prunable ones before the first round."""
+        return self.plan.total - self.plan.removed if self.plan is not None else self._total
+
+    def on_train_end(self, logs=None):
+        """Flushes the summaries."""
+        if self._writer is not None:
+            self._writer.flush()

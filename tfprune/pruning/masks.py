@@ -1,0 +1,195 @@
+"""Masks: from a ``PruningPlan`` to per-variable 0/1 arrays, applied once or enforced in training.
+
+``apply_plan`` zeroes the removed channels in place. ``MaskEnforcer`` keeps
+them zero during ``model.fit``: each masked variable gets a Keras constraint
+multiplying it by a mask variable, which the optimizer applies right after
+every update inside the compiled train step (no Python loop per batch).
+Updating the masks between rounds assigns the mask variables, so nothing is
+retraced.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.importance.prunable import prunable_layers
+from tfprune.pruning.groups import ChannelGraph
+from tfprune.pruning.plan import PlanError, PruningPlan
+
+
+def _source_variables(layer, out_mask, in_mask):
+    kernel = np.ones(layer.kernel.shape, np.float32)
+    if out_mask is not None:
+        kernel *= out_mask
+    if in_mask is not None:
+        kernel *= np.expand_dims(in_mask, -1)
+    pairs = [(layer.kernel, kernel)]
+    if getattr(layer, "bias", None) is not None and out_mask is not None:
+        pairs.append((layer.bias, out_mask.astype(np.float32)))
+    return pairs
+
+
+def _follower_variables(layer, mask, _in_mask):
+    """BN gamma/beta, depthwise kernel and bias: one entry per channel."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        pairs = [(layer.kernel, np.ones(layer.kernel.shape, np.float32) * mask[:, None])]
+    else:
+        pairs = [(getattr(layer, name), mask.astype(np.float32)) for name in ("gamma", "beta")
+                 if getattr(layer, name, None) is not None]
+    if getattr(layer, "bias", None) is not None:
+        pairs.append((layer.bias, mask.astype(np.float32)))
+    return pairs
+
+
+def _check_plan_fits(graph: ChannelGraph, plan: PruningPlan) -> None:
+    mine = [(g.sources, g.size) for g in graph.groups]
+    theirs = [(g["sources"], g["size"]) for g in plan.groups]
+    if mine != theirs:
+        raise PlanError(
+            f"the plan was made for another architecture: its {len(theirs)} channel groups "
+            f"do not match the model's {len(mine)} (first sources {theirs[:1]} vs {mine[:1]})."
+        )
+
+
+def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> list:
+    """Returns ``[(variable, mask array)]`` for every variable the plan touches.
+
+    A variable touched twice (a conv's output filters and its input channels)
+    gets the product of both masks.
+    """
+    if plan.granularity == "weight":
+        layers = {layer.name: layer for layer in prunable_layers(model)}
+        missing = sorted(set(plan.keep) - set(layers))
+        if missing:
+            raise PlanError(f"the plan masks layers {missing}, which have no prunable kernel "
+                            "in this model.")
+        return [(layers[n].kernel, plan.keep[n].astype(np.float32)) for n in plan.keep]
+    graph = ChannelGraph(model, plan.settings.get("ignored_layers", ignored_layers))
+    _check_plan_fits(graph, plan)
+    keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
+    combined: dict[int, list] = {}
+
+    def add(pairs):
+        for variable, mask in pairs:
+            ones = np.ones(variable.shape, np.float32)
+            entry = combined.setdefault(id(variable), [variable, ones])
+            entry[1] = entry[1] * mask
+
+    for group in graph.groups:
+        mask = keep[group.index]
+        for name in group.sources:
+            layer = model.get_layer(name)
+            in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
+            add(_source_variables(layer, mask, in_mask))
+        for name in group.followers:
+            add(_follower_variables(model.get_layer(name), mask, None))
+        for name in group.consumers:
+            if name not in group.sources:
+                in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
+                add(_source_variables(model.get_layer(name), None, in_mask))
+    return [tuple(entry) for entry in combined.values()]
+
+
+def apply_plan(model: keras.Model, plan: PruningPlan) -> keras.Model:
+    """Zeroes the plan's removed channels (or weights) of ``model`` in place.
+
+    Args:
+        model: A model of the architecture the plan was made for.
+        plan: A ``PruningPlan`` (``tfprune.make_plan`` or ``PruningPlan.load``).
+
+    Returns:
+        The same model.
+    """
+    for variable, mask in variable_masks(model, plan):
+        variable.assign(variable * tf.cast(mask, variable.dtype))
+    return model
+
+
+class MaskConstraint(keras.constraints.Constraint):
+    """Multiplies a variable by a mask variable after each optimizer update.
+
+    Args:
+        mask: A non-trainable ``tf.Variable`` of the variable's shape.
+        inner: A constraint the variable had before, applied first.
+    """
+
+    def __init__(self, mask: tf.Variable, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, w):
+        """Returns ``inner(w) * mask``."""
+        if self.inner is not None:
+            w = self.inner(w)
+        return w * tf.cast(self.mask, w.dtype)
+
+
+def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=()) -> list:
+    """Every variable a plan of this granularity could mask."""
+    if granularity == "weight":
+        return [layer.kernel for layer in prunable_layers(model)]
+    graph = ChannelGraph(model, ignored_layers)
+    full = PruningPlan("filter", [g.to_dict() for g in graph.groups],
+                       {str(g.index): np.ones(g.size, bool) for g in graph.groups}, {})
+    return [variable for variable, _ in variable_masks(model, full, ignored_layers)]
+
+
+class MaskEnforcer:
+    """Keeps a model's removed channels at exactly zero while it trains.
+
+    Args:
+        model: The model (functional, built).
+        granularity: ``"filter"`` or ``"weight"``.
+        ignored_layers: Layers the channel analysis leaves alone.
+
+    Example:
+        >>> enforcer = MaskEnforcer(model)
+        >>> enforcer.install()            # before model.fit traces its train step
+        >>> enforcer.update(plan)         # zero now, keep zero, reset optimizer slots
+    """
+
+    def __init__(self, model: keras.Model, granularity: str = "filter", ignored_layers=()):
+        self.model = model
+        self.granularity = granularity
+        self.ignored_layers = tuple(ignored_layers)
+        self.masks: dict[int, tf.Variable] = {}
+        self._variables = {}
+
+    def install(self) -> None:
+        """Puts a ``MaskConstraint`` (all ones until ``update``) on every maskable variable."""
+        for variable in _maskable_variables(self.model, self.granularity, self.ignored_layers):
+            if id(variable) in self.masks:
+                continue
+            mask = tf.Variable(tf.ones(variable.shape, variable.dtype), trainable=False,
+                               name=f"mask_{variable.path.replace('/', '_')}")
+            variable.constraint = MaskConstraint(mask, variable.constraint)
+            self.masks[id(variable)] = mask
+            self._variables[id(variable)] = variable
+
+    def remove(self) -> None:
+        """Takes the constraints off again (the weights stay as they are)."""
+        for key, variable in self._variables.items():
+            if isinstance(variable.constraint, MaskConstraint):
+                variable.constraint = variable.constraint.inner
+            self.masks.pop(key, None)
+        self._variables = {}
+
+    def update(self, plan: PruningPlan, optimizer=None) -> None:
+        """Sets the masks from a plan, zeroes the weights and the optimizer's slots for them."""
+        if not self.masks:
+            self.install()
+        for variable, mask in variable_masks(self.model, plan, self.ignored_layers):
+            self.masks[id(variable)].assign(tf.cast(mask, variable.dtype))
+            variable.assign(variable * tf.cast(mask, variable.dtype))
+            if optimizer is not None:
+                reset_slots(optimizer, variable, mask)
+
+
+def reset_slots(optimizer, variable, mask) -> None:
+    """Zeroes the optimizer's slots (momentum, ...) of a variable's masked entries."""
+    prefix = variable.path.replace("/", "_") + "_"
+    for slot in optimizer.variables:
+        if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(variable.shape):
+            slot.assign(slot * tf.cast(mask, slot.dtype))

@@ -1,0 +1,112 @@
+"""``prune``: the paper's prune-and-train protocol for a config, into a resumable run folder.
+
+From random initialization, each round trains one epoch and then prunes
+(score, rank, mask); training then continues to ``train.epochs`` in total, so
+the N pruning epochs come out of the first learning-rate phase, as in the paper.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tfprune.config import ConfigError, load_config
+from tfprune.importance import get_measure, serialize_measure
+from tfprune.pruning.callback import PruningCallback, latest_plan
+from tfprune.pruning.groups import ChannelGraph
+from tfprune.pruning.schedule import EarlyBirdSchedule, RoundsSchedule
+from tfprune.pruning.stats import pruning_summary
+from tfprune.training import TrainingExtension, TrainResult, read_run_config, train
+
+
+def _measure(config: dict):
+    section = config["prune"]
+    try:
+        measure = get_measure(section["measure"], **section["measure_options"])
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"prune.measure: {error}") from None
+    if measure.uses_training_temperature and "temperature" not in section["measure_options"]:
+        measure = get_measure(measure, temperature=config["train"]["temperature"])
+    if section["granularity"] not in measure.granularities:
+        raise ConfigError(f"prune.granularity: measure {measure.name!r} supports "
+                          f"{list(measure.granularities)}, not {section['granularity']!r}.")
+    return measure
+
+
+def _schedule(config: dict):
+    section, epochs = config["prune"], config["train"]["epochs"]
+    try:
+        if section["schedule"] == "early_bird":
+            schedule = EarlyBirdSchedule(section["target"], **section["early_bird"])
+        else:
+            schedule = RoundsSchedule(section["target"], section["rounds"], section["split"])
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"prune: {error}") from None
+    if schedule.last_epoch > epochs:
+        what = ("prune.rounds" if isinstance(schedule, RoundsSchedule)
+                else "prune.early_bird.max_epochs")
+        raise ConfigError(f"{what}: pruning may run until epoch {schedule.last_epoch} but "
+                          f"train.epochs is {epochs}; one round takes one epoch.")
+    return schedule
+
+
+class PruneExtension(TrainingExtension):
+    """Adds the pruning callback, the ``kept_filters`` column and the pruning summary.
+
+    Args:
+        config: A validated config with a ``prune`` section.
+    """
+
+    columns = ("kept_filters",)
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.measure = _measure(config)
+        self.schedule = _schedule(config)
+        self.callback = None
+
+    def callbacks(self, model, data, run_dir: Path, start_epoch: int) -> list:
+        """The ``PruningCallback``, resumed with the plan in force at ``start_epoch``."""
+        section = self.config["prune"]
+        try:
+            ChannelGraph(model, section["ignored_layers"])
+        except ValueError as error:
+            raise ConfigError(f"prune.ignored_layers / model: {error}") from None
+        plan_dir = run_dir / "plans"
+        self.callback = PruningCallback(
+            self.measure, self.schedule, data, granularity=section["granularity"],
+            scope=section["scope"], min_keep=section["min_keep"],
+            reduction=section["reduction"], normalization=section["normalization"],
+            score_options={"num_samples": section["num_samples"],
+                           "samples_per_class": section["samples_per_class"]},
+            ignored_layers=section["ignored_layers"], log_dir=run_dir / "tensorboard" / "pruning",
+            plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
+            else None, seed=self.config["train"]["seed"],
+        )
+        return [self.callback]
+
+    def summary(self, model) -> dict:
+        """Params, FLOPs and filters before and after, the measure and the rounds done."""
+        plan = self.callback.plan if self.callback else None
+        return {**pruning_summary(model, plan), "measure": serialize_measure(self.measure),
+                "rounds_done": len(plan.history) if plan else 0}
+
+
+def prune(config: dict, *, resume: bool = False) -> TrainResult:
+    """Runs prune-and-train for a validated config (see ``configs/pruning``).
+
+    Raises:
+        ConfigError: For a bad ``prune`` section, rounds > epochs, an unknown
+            measure or layer, before any training.
+    """
+    return train(config, resume=resume, extension=PruneExtension(config))
+
+
+def prune_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResult:
+    """Loads a YAML config with ``section.key=value`` overrides and runs ``prune``."""
+    return prune(load_config(path, overrides))
+
+
+def resume_prune(run_dir: str | os.PathLike) -> TrainResult:
+    """Continues an interrupted prune-and-train run with the same masks and state."""
+    return prune(read_run_config(run_dir), resume=True)
