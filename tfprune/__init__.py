@@ -13,11 +13,12 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("config", "data", "importance", "models", "pruning", "training")
+_SUBPACKAGES = ("config", "data", "importance", "models", "pruning", "slimming",
+               "training")
 
 #: Top-level functions -> the subpackage defining them.
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
-              "apply_plan": "pruning", "PruningPlan": "pruning"}
+              "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming"}
 
 
 def __getattr__(name):

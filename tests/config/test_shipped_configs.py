@@ -17,3 +17,33 @@ def test_shipped_config_is_valid_and_names_a_model(path):
 def test_there_are_configs_for_the_papers_networks():
     names = {p.stem for p in CONFIGS}
     assert {"quickstart", "vgg13_cifar10", "mobilenet_v1_cifar10", "resnet56_cifar10"} <= names
+
+
+def _generator():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "generate_configs.py"
+    spec = importlib.util.spec_from_file_location("generate_configs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pruning_configs_are_generated_and_up_to_date():
+    root = Path(__file__).resolve().parents[2] / "configs" / "pruning"
+    expected = _generator().all_configs()
+    on_disk = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.yaml")}
+    assert on_disk == expected, "run: python scripts/generate_configs.py"
+    assert len(expected) == 2 * 3 * 2 * 3 * 8
+
+
+def test_every_pruning_config_passes_the_prune_checks():
+    from tfprune.pruning.runner import PruneExtension
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "pruning"
+    for path in sorted(root.rglob("*.yaml")):
+        extension = PruneExtension(load_config(path))
+        assert extension.schedule.rounds == extension.config["prune"]["rounds"], path
+    cell = load_config(root / "paper" / "resnet56_cifar10_grasp_t1_r25.yaml")
+    assert cell["prune"]["target"] == 0.6 and cell["train"]["epochs"] == 160
+    assert PruneExtension(cell).measure.get_config() == {"temperature": 1.0}

@@ -50,3 +50,14 @@ def test_estimation_leaves_weights_unchanged_and_traces_once():
         np.testing.assert_array_equal(a, b.numpy())
     assert estimator._gradient_fn.experimental_get_tracing_count() == 1
     assert estimator._hvp_fn.experimental_get_tracing_count() == 1
+
+
+def test_fused_single_batch_pass_equals_the_two_pass_product():
+    model = tiny_model()
+    data = batches(count=1, size=6)
+    estimator = GradientEstimator(model, 3.0)
+    g = estimator.mean_gradient(data)
+    hg = estimator.hessian_gradient_product(g, data)
+    fused_g, fused_hg = estimator.gradient_and_hessian_gradient(*data[0])
+    for a, b in zip(g + hg, fused_g + fused_hg, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-9, atol=1e-14)

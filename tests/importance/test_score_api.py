@@ -61,11 +61,14 @@ def test_magnitude_is_data_independent():
     np.testing.assert_allclose(alone["conv"], (kernel ** 2).reshape(-1, 3).sum(0))
 
 
+@pytest.mark.parametrize("hessian_batch_size", [None, 6])  # per class; one fused pass
 @pytest.mark.parametrize("temperature", [1.0, 200.0])
-def test_grasp_equals_explicit_hessian_formula_at_its_temperature(temperature):
+def test_grasp_equals_explicit_hessian_formula_at_its_temperature(temperature,
+                                                                  hessian_batch_size):
     model = tiny_model()
     x, y = tiny_data(per_class=2)
-    scores = tfprune.score(model, "grasp", (x, y), temperature=temperature, samples_per_class=2)
+    scores = tfprune.score(model, "grasp", (x, y), temperature=temperature, samples_per_class=2,
+                           hessian_batch_size=hessian_batch_size)
 
     # The memory is all 6 samples: the same loss as the flat one.
     theta, grad, hessian = explicit_gradient_and_hessian(model, [(x, y)], temperature)

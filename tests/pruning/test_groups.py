@@ -106,7 +106,7 @@ def test_subclassed_models_are_refused():
         channel_groups(model)
 
 
-@pytest.mark.parametrize("application", ["MobileNetV2", "ResNet50"])
+@pytest.mark.parametrize("application", ["MobileNet", "MobileNetV2", "ResNet50", "EfficientNetB0"])
 def test_keras_applications_analyse(application):
     model = getattr(keras.applications, application)(
         weights=None, input_shape=(32, 32, 3), classes=10)

@@ -45,6 +45,10 @@ def test_prune_run_folder_counts_and_tensorboard(image_folder, tmp_path):
             "pruning/kept_ratio_bars", "pruning/masks"} <= tags
     steps = [event.step for event in events.Tensors("pruning/kept_fraction")]
     assert steps == [1, 2]
+    for split in ("train", "validation"):  # per-epoch accuracy and loss, from Keras' callback
+        curves = EventAccumulator(str(run / "tensorboard" / split), size_guidance={"tensors": 0})
+        curves.Reload()
+        assert {"epoch_accuracy", "epoch_loss"} <= set(curves.Tags()["tensors"])
 
 
 def test_gradient_measures_log_gradient_norms(image_folder, tmp_path):

@@ -57,6 +57,8 @@ class GradientEstimator:
         self._hvp_fn = tf.function(
             self._batch_hessian_gradient, input_signature=[*batch_specs, g_spec]
         )
+        self._fused_fn = tf.function(self._batch_gradient_and_hessian_gradient,
+                                     input_signature=batch_specs)
 
     def _batch_gradient(self, images, labels, temperature):
         with tf.GradientTape() as tape:
@@ -71,6 +73,28 @@ class GradientEstimator:
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
         return outer.gradient(z, self.variables)
+
+    def _batch_gradient_and_hessian_gradient(self, images, labels, temperature):
+        """One batch's g and Hg in one nested pass: Hg = d/dtheta (||g||^2 / 2)."""
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                loss = _loss(self.model, images, labels, temperature)
+            grads = inner.gradient(loss, self.variables)
+            z = 0.5 * tf.add_n([tf.reduce_sum(grad * grad) for grad in grads])
+        return grads, outer.gradient(z, self.variables)
+
+    def gradient_and_hessian_gradient(
+        self, images, labels, temperature: float | None = None
+    ) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        """``(g, Hg)`` of a single batch in one nested-tape pass.
+
+        Since g is the gradient of this batch's loss, d/dtheta (g^T g / 2) = H g:
+        one double-backward pass instead of a gradient pass plus a
+        Hessian-gradient pass. Equals ``hessian_gradient_product(g, [(images, labels)])``.
+        """
+        images = tf.cast(tf.convert_to_tensor(images), self._input_dtype)
+        labels = tf.cast(tf.convert_to_tensor(labels), tf.int64)
+        return self._fused_fn(images, labels, self._temperature(temperature))
 
     def _temperature(self, temperature: float | None) -> tf.Tensor:
         value = self.temperature if temperature is None else float(temperature)

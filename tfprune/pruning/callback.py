@@ -60,6 +60,9 @@ class PruningCallback(keras.callbacks.Callback):
         plan_dir: Folder for ``epoch_<e>.npz/.json`` plans (None: not saved).
         initial_plan: A plan already in force (a resumed run).
         seed: Seeds the scoring samples; round k uses ``seed + k``.
+        log_gradient_norms: Log per-layer gradient norms (the paper's Fig. 21)
+            every round even when the measure needs no gradient (one extra g pass).
+            Gradient-based measures log them at no extra cost.
 
     Example:
         >>> callback = PruningCallback("proposed", RoundsSchedule(0.75, rounds=5), (x, y))
@@ -68,7 +71,8 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(self, measure, schedule, data, *, granularity="filter", scope="global",
                  min_keep=0.05, reduction="sum", normalization="none", score_options=None,
-                 ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0):
+                 ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0,
+                 log_gradient_norms=False):
         super().__init__()
         self.measure = get_measure(measure)
         self.schedule = schedule
@@ -82,6 +86,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.plan_dir = Path(plan_dir) if plan_dir else None
         self.initial_plan = initial_plan
         self.seed = int(seed)
+        self.log_gradient_norms = bool(log_gradient_norms)
         self.plan = None
         self.enforcer = None
         self._writer = None
@@ -92,6 +97,8 @@ class PruningCallback(keras.callbacks.Callback):
         """Resets the state, installs the mask constraints and retraces the train step."""
         self.plan = self.initial_plan
         self._previous_probe = None
+        if hasattr(self.schedule, "reset"):
+            self.schedule.reset()
         self.enforcer = MaskEnforcer(self.model, self.granularity,
                                      self.plan_options["ignored_layers"])
         self.enforcer.install()
@@ -104,8 +111,8 @@ class PruningCallback(keras.callbacks.Callback):
         self.model.make_train_function(force=True)
 
     def _score(self, step: int):
-        context = ScoringContext(self.model, self.data, seed=self.seed + step,
-                                 **self.score_options)
+        options = {**self.score_options, "seed": self.seed + step}
+        context = ScoringContext(self.model, self.data, **options)
         return self.measure.score(context, self.granularity), context
 
     def _plan_for(self, scores, target: float, previous) -> PruningPlan:
@@ -132,6 +139,8 @@ class PruningCallback(keras.callbacks.Callback):
             self.plan = self._plan_for(scores, target, self.plan)
             self.enforcer.update(self.plan, self.model.optimizer)
             if self._writer is not None:
+                if self.log_gradient_norms and not context.gradient_norms():
+                    context.gradients(self.measure.temperature)
                 write_round(self._writer, self.plan, scores, step, context.gradient_norms())
             if self.plan_dir is not None:
                 self.plan.save(self.plan_dir / f"epoch_{step:03d}")

@@ -151,7 +151,11 @@ def _source(analysis, layer, inputs, outputs):
 
 
 def _follow(analysis, layer, inputs, outputs):
-    """BatchNorm, DepthwiseConv2D: per-channel weights on the input's channels."""
+    """BatchNorm, DepthwiseConv2D: per-channel weights on the input's channels.
+
+    The input may be a concatenation (DenseNet's BN after Concatenate); the
+    layer then follows every space in it.
+    """
     if getattr(layer, "depth_multiplier", 1) != 1:
         raise GraphError(f"layer {layer.name!r}: depth_multiplier > 1 is not supported; "
                          "list it in ignored_layers.")
@@ -159,9 +163,12 @@ def _follow(analysis, layer, inputs, outputs):
             inputs[0].shape) - 1):
         raise GraphError(f"layer {layer.name!r}: BatchNormalization over axis {layer.axis} "
                          "is not the channel axis.")
-    space = analysis.single_space(inputs[0], layer)
-    analysis.roles[analysis.find(space)]["followers"].append(layer.name)
-    analysis.tensors[id(outputs[0])] = analysis.layout(inputs[0])
+    layout = analysis.layout(inputs[0])
+    if layout.tiles != 1:
+        raise GraphError(f"layer {layer.name!r} ({type(layer).__name__}) follows a flattened "
+                         "tensor; list it in ignored_layers.")
+    analysis.add_role(layout, "followers", layer.name)
+    analysis.tensors[id(outputs[0])] = layout
 
 
 def _pass_through(analysis, layer, inputs, outputs):
@@ -203,6 +210,17 @@ def _flatten(analysis, layer, inputs, outputs):
     analysis.tensors[id(outputs[0])] = Layout(layout.spaces, layout.tiles * tiles)
 
 
+def _reshape(analysis, layer, inputs, outputs):
+    """Reshape: channels kept last pass through; a flattening tiles; anything else blocks."""
+    in_shape, out_shape = inputs[0].shape[1:], outputs[0].shape[1:]
+    if out_shape[-1] == in_shape[-1] and np.prod(out_shape) == np.prod(in_shape):
+        _pass_through(analysis, layer, inputs, outputs)
+    elif len(out_shape) == 1 and out_shape[0] == np.prod(in_shape):
+        _flatten(analysis, layer, inputs, outputs)
+    else:
+        _ignored(analysis, layer, inputs, outputs)
+
+
 def _ignored(analysis, layer, inputs, outputs):
     """A layer the user excluded: its inputs and outputs are not prunable."""
     for tensor in inputs:
@@ -222,7 +240,7 @@ _PASS_THROUGH_TYPES = (
     keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D,
     keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D,
     keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.Cropping2D,
-    keras.layers.UpSampling2D, keras.layers.Rescaling,
+    keras.layers.UpSampling2D, keras.layers.Rescaling, keras.layers.Normalization,
 )
 
 #: Layer type -> rule ``(analysis, layer, input_tensors, output_tensors)``; looked up
@@ -235,11 +253,13 @@ LAYER_RULES: dict[type, Callable] = {
     keras.layers.Add: _merge, keras.layers.Subtract: _merge, keras.layers.Multiply: _merge,
     keras.layers.Average: _merge, keras.layers.Maximum: _merge, keras.layers.Minimum: _merge,
     keras.layers.Concatenate: _concatenate, keras.layers.Flatten: _flatten,
+    keras.layers.Reshape: _reshape,
 }
 
 #: Names of the built-in rules, for ``register_layer_rule(layer_type, "pass_through")``.
 RULES_BY_NAME = {"source": _source, "follow": _follow, "pass_through": _pass_through,
-                 "merge": _merge, "concatenate": _concatenate, "flatten": _flatten}
+                 "merge": _merge, "concatenate": _concatenate, "flatten": _flatten,
+                 "ignored": _ignored}
 
 
 def register_layer_rule(layer_type: type, rule) -> None:

@@ -84,7 +84,8 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
             in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
             add(_source_variables(layer, mask, in_mask))
         for name in group.followers:
-            add(_follower_variables(model.get_layer(name), mask, None))
+            follower_mask = graph.channel_mask(graph.layer_inputs[name], keep)
+            add(_follower_variables(model.get_layer(name), follower_mask, None))
         for name in group.consumers:
             if name not in group.sources:
                 in_mask = graph.channel_mask(graph.layer_inputs[name], keep)

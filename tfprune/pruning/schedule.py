@@ -112,6 +112,10 @@ class EarlyBirdSchedule(_EpochSchedule):
         self.max_epochs = int(max_epochs)
         if self.patience < 1 or self.max_epochs < 1:
             raise ValueError("patience and max_epochs must be >= 1.")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the observed distances and whether it has pruned (a new training run)."""
         self.distances: list[float] = []
         self.pruned_at: int | None = None
 

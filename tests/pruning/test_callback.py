@@ -1,0 +1,69 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.pruning import PruningCallback, channel_groups, variable_masks
+from tfprune.pruning.schedule import RoundsSchedule
+
+
+def user_model():
+    """A small functional model of the user's own: a residual Add and a Concatenate."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    stem = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    branch = keras.layers.Conv2D(8, 3, padding="same", name="branch")(
+        keras.layers.ReLU()(keras.layers.BatchNormalization(name="stem_bn")(stem)))
+    merged = keras.layers.Add(name="add")([stem, branch])
+    side = keras.layers.Conv2D(4, 1, name="side")(inputs)
+    joined = keras.layers.Concatenate(name="cat")([merged, side])
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(12, 3, name="top")(joined))
+    return keras.Model(inputs, keras.layers.Dense(5, name="head")(pooled))
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 16, 16, 3)).astype("float32")
+    return x, np.arange(40) % 5
+
+
+def test_front_loaded_rounds_on_a_user_model_with_plain_fit():
+    model = user_model()
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data()
+    schedule = RoundsSchedule(0.5, rounds=3, split="front_loaded")
+    callback = PruningCallback("proposed", schedule, (x, y), score_options={"num_samples": 20})
+    history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(10), epochs=4,
+                        callbacks=[callback], verbose=0)
+    total = sum(group.size for group in channel_groups(model))
+    assert total == 8 + 4 + 12  # the residual stream, the side branch, top
+    expected = [total - round(schedule.sparsity_after(k) * total) for k in (1, 2, 3, 3)]
+    assert history.history["kept_filters"] == expected
+    for variable, mask in variable_masks(model, callback.plan):
+        assert np.all(variable.numpy()[mask == 0] == 0), variable.path
+
+
+def test_callback_state_resets_between_fits():
+    model = user_model()
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    x, y = data()
+    callback = PruningCallback("magnitude", RoundsSchedule(0.25, rounds=1), (x, y))
+    model.fit(x, y, epochs=1, batch_size=10, callbacks=[callback], verbose=0)
+    first = callback.plan
+    model.fit(x, y, epochs=1, batch_size=10, callbacks=[callback], verbose=0)
+    assert callback.plan is not first and callback.plan.fraction_removed == first.fraction_removed
+
+
+def test_early_bird_prunes_once_the_masks_settle_in_fit():
+    from tfprune.pruning.schedule import EarlyBirdSchedule
+
+    model = user_model()
+    model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))  # lr 0: the magnitude masks never change, so they settle at once
+    x, y = data()
+    schedule = EarlyBirdSchedule(0.5, threshold=0.01, patience=2, max_epochs=6)
+    callback = PruningCallback("magnitude", schedule, (x, y))
+    history = model.fit(x, y, epochs=4, batch_size=10, callbacks=[callback], verbose=0)
+    assert schedule.distances == [0.0, 0.0] and schedule.pruned_at == 3  # no probe at epoch 1
+    assert history.history["kept_filters"] == [24, 24, 12, 12]

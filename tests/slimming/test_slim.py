@@ -1,0 +1,108 @@
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.pruning import PlanError, PruningPlan, channel_groups
+
+
+def masked_copy(model, plan):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return tfprune.apply_plan(copy, plan)
+
+
+def random_plan(model, target, seed=0, min_keep=0.05):
+    return tfprune.make_plan(model, tfprune.score(model, "random", seed=seed), target,
+                             min_keep=min_keep)
+
+
+def randomize_batch_norms(model, seed=0):
+    """Non-trivial BN statistics, so slicing mistakes show in the outputs."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(size=layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, size=layer.moving_variance.shape))
+            layer.beta.assign(rng.normal(size=layer.beta.shape) * 0.1)
+
+
+def assert_equivalent(model, plan, input_shape=(32, 32, 3)):
+    slimmed = tfprune.slim(model, plan)
+    x = np.random.default_rng(1).normal(size=(4, *input_shape)).astype("float32")
+    expected = masked_copy(model, plan)(x, training=False)
+    np.testing.assert_allclose(slimmed(x, training=False), expected, atol=1e-4, rtol=1e-4)
+    return slimmed
+
+
+@pytest.mark.parametrize("name", ["vgg11", "mobilenet_v1", "resnet20"])
+@pytest.mark.parametrize("target", [0.3, 0.7])
+def test_slimmed_builders_match_their_masked_models(name, target):
+    model = tfprune.models.build(name, width_multiplier=0.25)
+    randomize_batch_norms(model)
+    plan = random_plan(model, target)
+    slimmed = assert_equivalent(model, plan)
+    assert slimmed.count_params() < model.count_params()
+    kept = plan.kept_per_layer()
+    for layer_name, (left, _) in kept.items():
+        assert slimmed.get_layer(layer_name).kernel.shape[-1] == left
+
+
+def test_floor_of_one_channel_per_group():
+    model = tfprune.models.build("vgg11", width_multiplier=0.125)
+    plan = random_plan(model, 0.95, min_keep=0.0)
+    assert min(plan.keep[k].sum() for k in plan.keep) == 1
+    assert_equivalent(model, plan)
+
+
+def test_slimmed_model_saves_loads_and_fine_tunes(tmp_path):
+    model = tfprune.models.build("resnet20", width_multiplier=0.25)
+    slimmed = tfprune.slim(model, random_plan(model, 0.5))
+    slimmed.save(tmp_path / "slim.keras")
+    loaded = keras.models.load_model(tmp_path / "slim.keras")
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x, training=False), slimmed(x, training=False), atol=1e-6)
+    loaded.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    history = loaded.fit(x, np.arange(8) % 10, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_squeeze_excite_concatenate_and_flatten():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.ZeroPadding2D(1)(x)
+    a = keras.layers.Conv2D(6, 3, name="a")(x)
+    gate = keras.layers.GlobalAveragePooling2D(keepdims=True)(a)
+    gate = keras.layers.Conv2D(3, 1, activation="relu", name="squeeze")(gate)
+    gate = keras.layers.Conv2D(6, 1, activation="sigmoid", name="excite")(gate)
+    a = keras.layers.Multiply()([a, gate])
+    b = keras.layers.Conv2D(4, 3, name="b")(x)
+    joined = keras.layers.Concatenate()([a, b])
+    flat = keras.layers.Flatten()(keras.layers.MaxPooling2D(4)(joined))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(5, name="hidden")(flat)))
+    plan = random_plan(model, 0.4)
+    assert_equivalent(model, plan, input_shape=(8, 8, 3))
+
+
+@pytest.mark.parametrize("application", ["MobileNet", "MobileNetV2", "ResNet50",
+                                         "EfficientNetB0", "DenseNet121", "VGG16"])
+def test_keras_applications_slim(application):
+    model = getattr(keras.applications, application)(
+        weights=None, input_shape=(32, 32, 3), classes=10)
+    randomize_batch_norms(model)
+    assert_equivalent(model, random_plan(model, 0.5))
+
+
+def test_unstructured_plans_and_other_architectures_are_refused():
+    model = tfprune.models.build("vgg11", width_multiplier=0.125)
+    weights = tfprune.make_plan(model, tfprune.score(model, "magnitude", granularity="weight"),
+                                0.5)
+    with pytest.raises(PlanError, match="structured"):
+        tfprune.slim(model, weights)
+    plan = random_plan(model, 0.5)
+    other = tfprune.models.build("vgg11", width_multiplier=0.25)
+    with pytest.raises(PlanError, match="another architecture"):
+        tfprune.slim(other, PruningPlan.load(plan.save("/tmp/tfprune-slim-plan")))
+    assert channel_groups(model)
