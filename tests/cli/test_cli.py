@@ -76,3 +76,20 @@ def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
     assert "pruned 50.0% of prunable filters (86 of 172 kept)" in out
     assert main(["prune", str(config), "--set", f"run.dir={run}", "--set", "prune.rounds=3"]) == 2
     assert "prune.rounds: pruning may run until epoch 3" in capsys.readouterr().err
+
+
+def test_slim_a_prune_run(image_folder, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {name: vgg11, width_multiplier: 0.0625}\n"
+        f"data: {{source: {image_folder}, batch_size: 9}}\n"
+        "train: {epochs: 1, verbose: 0}\nprune: {measure: magnitude, target: 0.5}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["prune", str(config), "--set", f"run.dir={run}"]) == 0
+    capsys.readouterr()
+    assert main(["slim", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "block1_unit1_conv" in out and "params" in out and (run / "slim.keras").is_file()
+    assert main(["slim", str(tmp_path)]) == 2
+    assert "no model.keras" in capsys.readouterr().err

@@ -6,11 +6,12 @@ import argparse
 import os
 import sys
 
-from tfprune.cli import groups_command, score_command
+from tfprune.cli import groups_command, score_command, slim_command
 from tfprune.cli.run_command import PRUNE, TRAIN
 
 #: Subcommands; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command}
+COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command,
+            "slim": slim_command}
 
 
 def make_parser() -> argparse.ArgumentParser:

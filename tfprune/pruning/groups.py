@@ -278,14 +278,15 @@ def register_layer_rule(layer_type: type, rule) -> None:
     LAYER_RULES[layer_type] = rule
 
 
-def _rule_for(layer):
+def rule_for(layer):
+    """The channel rule of a layer's type (looked up along its MRO), or None."""
     for cls in type(layer).__mro__:
         if cls in LAYER_RULES:
             return LAYER_RULES[cls]
     return None
 
 
-def _nodes_in_order(model: keras.Model):
+def nodes_in_order(model: keras.Model):
     """The model's call nodes in topological order (inputs first)."""
     by_depth = getattr(model, "_nodes_by_depth", None)
     if by_depth is None:
@@ -323,7 +324,7 @@ class ChannelGraph:
 
     def _analyse(self) -> _Analysis:
         analysis = _Analysis()
-        nodes = list(_nodes_in_order(self.model))  # refuses subclassed models first
+        nodes = list(nodes_in_order(self.model))  # refuses subclassed models first
         for tensor in self.model.inputs:
             space = analysis.new_space(tensor.shape[-1])
             analysis.blocked[space] = "the model input"
@@ -337,7 +338,7 @@ class ChannelGraph:
             if len(layer._inbound_nodes) > 1:
                 raise GraphError(f"layer {layer.name!r} is called {len(layer._inbound_nodes)} "
                                  "times; shared layers are not supported.")
-            rule = _ignored if layer.name in self.ignored_layers else _rule_for(layer)
+            rule = _ignored if layer.name in self.ignored_layers else rule_for(layer)
             if rule is None:
                 raise GraphError(
                     f"layer {layer.name!r} of type {type(layer).__name__}: the channel analysis "

@@ -43,7 +43,8 @@ def _follower_variables(layer, mask, _in_mask):
     return pairs
 
 
-def _check_plan_fits(graph: ChannelGraph, plan: PruningPlan) -> None:
+def check_plan_fits(graph: ChannelGraph, plan: PruningPlan) -> None:
+    """Raises PlanError unless the plan's groups are the graph's (same sources and sizes)."""
     mine = [(g.sources, g.size) for g in graph.groups]
     theirs = [(g["sources"], g["size"]) for g in plan.groups]
     if mine != theirs:
@@ -67,7 +68,7 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
                             "in this model.")
         return [(layers[n].kernel, plan.keep[n].astype(np.float32)) for n in plan.keep]
     graph = ChannelGraph(model, plan.settings.get("ignored_layers", ignored_layers))
-    _check_plan_fits(graph, plan)
+    check_plan_fits(graph, plan)
     keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
     combined: dict[int, list] = {}
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from tfprune.pruning.groups import ChannelGraph, GraphError, _nodes_in_order, _rule_for
-from tfprune.pruning.masks import _check_plan_fits
+from tfprune.pruning.groups import ChannelGraph, GraphError, nodes_in_order, rule_for
+from tfprune.pruning.masks import check_plan_fits
 from tfprune.pruning.plan import PlanError, PruningPlan
 
 
@@ -106,7 +106,7 @@ def _handler_for(layer) -> Callable:
     for cls in type(layer).__mro__:
         if cls in SLIM_HANDLERS:
             return SLIM_HANDLERS[cls]
-    if _rule_for(layer) is not None:
+    if rule_for(layer) is not None:
         return _unchanged
     raise GraphError(f"layer {layer.name!r} of type {type(layer).__name__}: slim has no handler "
                      "for it; register one with register_slim_handler.")
@@ -129,14 +129,14 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     if plan.granularity != "filter":
         raise PlanError("slim needs a structured (filter) plan; unstructured masks keep shapes.")
     graph = ChannelGraph(model, plan.settings.get("ignored_layers", ()))
-    _check_plan_fits(graph, plan)
+    check_plan_fits(graph, plan)
     context = SlimContext(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
     tensors = {}
     for tensor in model.inputs:
         tensors[id(tensor)] = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
                                           name=tensor._keras_history.operation.name)
     pending = []
-    for node in _nodes_in_order(model):
+    for node in nodes_in_order(model):
         layer = node.operation
         if node.is_input or isinstance(layer, keras.layers.InputLayer):
             continue

@@ -1,0 +1,64 @@
+"""``tfprune slim RUN_DIR``: the physically smaller model of a prune run, with a summary table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    """Adds the ``slim`` subcommand."""
+    parser = subparsers.add_parser(
+        "slim", help="rebuild a prune run's model with only the kept channels",
+        description="Load RUN_DIR/model.keras and the run's last plan (RUN_DIR/plans), rebuild "
+                    "the model with only the kept channels, save RUN_DIR/slim.keras and print "
+                    "filters per layer and params / FLOPs before and after.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("run_dir", help="a folder written by tfprune prune")
+    parser.add_argument("--output", metavar="PATH",
+                        help="where to save (default RUN_DIR/slim.keras)")
+
+
+def summary_table(model, slimmed) -> str:
+    """Per kernel layer: filters before -> after; then params and FLOPs before -> after."""
+    from tfprune.pruning.stats import KERNEL_LAYERS, flops
+
+    layers = [layer for layer in model.layers if isinstance(layer, KERNEL_LAYERS)]
+    width = max(len(layer.name) for layer in layers)
+    lines = [f"{'layer':<{width}}  {'filters':>8}  {'kept':>8}"]
+    for layer in layers:
+        before, after = _filters(layer), _filters(slimmed.get_layer(layer.name))
+        lines.append(f"{layer.name:<{width}}  {before:>8}  {after:>8}")
+    lines.append(f"params {model.count_params():,} -> {slimmed.count_params():,}; "
+                 f"FLOPs {flops(model):,} -> {flops(slimmed):,}")
+    return "\n".join(lines)
+
+
+def _filters(layer) -> int:
+    """Output channels of a kernel layer."""
+    return int(layer.output.shape[-1])
+
+
+def run(args) -> int:
+    """Slims, saves and prints the table; returns 0."""
+    import keras
+
+    from tfprune.config import ConfigError
+    from tfprune.pruning import latest_plan
+    from tfprune.slimming import slim
+
+    run_dir = Path(args.run_dir)
+    model_path = run_dir / "model.keras"
+    if not model_path.is_file():
+        raise ConfigError(f"{run_dir}: no model.keras; is it a finished tfprune prune run?")
+    plan = latest_plan(run_dir / "plans", 10**9)
+    if plan is None:
+        raise ConfigError(f"{run_dir}: no plans/epoch_*.npz; nothing was pruned in this run.")
+    model = keras.models.load_model(model_path, compile=False)
+    slimmed = slim(model, plan)
+    output = Path(args.output) if args.output else run_dir / "slim.keras"
+    slimmed.save(output)
+    print(summary_table(model, slimmed))
+    print(f"saved: {output}")
+    return 0
