@@ -5,6 +5,14 @@ import pytest
 from tfprune.cli.main import main
 
 
+def tiny_config(image_folder, epochs, prune=None):
+    """A YAML config for a 1/16-width VGG-11 on the tests' image folder."""
+    text = ("model: {name: vgg11, width_multiplier: 0.0625}\n"
+            f"data: {{source: {image_folder}, batch_size: 9}}\n"
+            f"train: {{epochs: {epochs}, verbose: 0}}\n")
+    return text + (f"prune: {prune}\n" if prune else "")
+
+
 def test_help_lists_train(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -39,11 +47,7 @@ def test_config_and_resume_are_exclusive(capsys):
 
 def test_train_and_resume_from_the_command_line(image_folder, tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "model: {name: vgg11, width_multiplier: 0.0625}\n"
-        f"data: {{source: {image_folder}, batch_size: 9}}\n"
-        "train: {epochs: 2, verbose: 0}\n"
-    )
+    config.write_text(tiny_config(image_folder, epochs=2))
     run = tmp_path / "run"
     assert main(["train", str(config), "--set", f"run.dir={run}"]) == 0
     out = capsys.readouterr().out
@@ -64,12 +68,9 @@ def test_groups_prints_the_channel_groups(tmp_path, capsys):
 
 def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "model: {name: vgg11, width_multiplier: 0.0625}\n"
-        f"data: {{source: {image_folder}, batch_size: 9}}\n"
-        "train: {epochs: 2, verbose: 0}\nprune: {measure: proposed, target: 0.5, rounds: 2, "
-        "num_samples: 12}\n"
-    )
+    config.write_text(tiny_config(
+        image_folder, epochs=2,
+        prune="{measure: proposed, target: 0.5, rounds: 2, num_samples: 12}"))
     run = tmp_path / "run"
     assert main(["prune", str(config), "--set", f"run.dir={run}"]) == 0
     out = capsys.readouterr().out
@@ -80,11 +81,8 @@ def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
 
 def test_slim_a_prune_run(image_folder, tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "model: {name: vgg11, width_multiplier: 0.0625}\n"
-        f"data: {{source: {image_folder}, batch_size: 9}}\n"
-        "train: {epochs: 1, verbose: 0}\nprune: {measure: magnitude, target: 0.5}\n"
-    )
+    config.write_text(tiny_config(image_folder, epochs=1,
+                                  prune="{measure: magnitude, target: 0.5}"))
     run = tmp_path / "run"
     assert main(["prune", str(config), "--set", f"run.dir={run}"]) == 0
     capsys.readouterr()
