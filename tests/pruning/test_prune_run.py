@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tfprune.config import ConfigError, load_config
 from tfprune.pruning import PruningPlan
 from tfprune.pruning.runner import PruneExtension, prune, resume_prune
-from tfprune.training import train
+from tfprune.training import resume_run, train
 
 
 def prune_config(image_folder, run_dir, **prune):
@@ -66,6 +66,8 @@ def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
     config = prune_config(image_folder, tmp_path / "cut", measure="grasp", samples_per_class=2)
     with pytest.raises(KeyboardInterrupt):
         train(config, extension=PruneExtension(config), extra_callbacks=[StopAfterEpoch(1)])
+    with pytest.raises(ConfigError, match="is a prune run; resume it with tfprune prune"):
+        resume_run(tmp_path / "cut")
     resumed = resume_prune(tmp_path / "cut")
     for name in ("epoch_001", "epoch_002"):
         a = PruningPlan.load(whole.run_dir / "plans" / name)

@@ -213,4 +213,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
 
 def resume_run(run_dir: str | os.PathLike) -> TrainResult:
     """Continues an interrupted run from its folder's config and last checkpoint."""
+    if (Path(run_dir) / "plans").is_dir():
+        raise ConfigError(f"{run_dir} is a prune run; resume it with tfprune prune --resume "
+                          f"{run_dir}, which reinstalls its masks.")
     return train(read_run_config(run_dir), resume=True)
