@@ -36,6 +36,11 @@ def test_prune_run_folder_counts_and_tensorboard(image_folder, tmp_path):
     assert summary["flops_after"] < summary["flops_before"]
     assert sum(kept for kept, _ in summary["filters_kept"].values()) == total - round(0.5 * total)
     assert summary["measure"] == {"name": "magnitude"} and summary["rounds_done"] == 2
+    for name, (kept, original) in summary["filters_kept"].items():
+        assert summary["layers"][name]["filters"] == [kept, original]
+    rows = summary["layers"].values()
+    assert sum(row["params"][0] for row in rows) < sum(row["params"][1] for row in rows)
+    assert sum(row["flops"][0] for row in summary["layers"].values()) == summary["flops_after"]
     plans = sorted(p.name for p in (run / "plans").glob("*.npz"))
     assert plans == ["epoch_001.npz", "epoch_002.npz"]
     events = EventAccumulator(str(run / "tensorboard" / "pruning"), size_guidance={"tensors": 0})

@@ -24,18 +24,39 @@ def _kernel_masks(model, plan):
     return {id(variable): mask for variable, mask in variable_masks(model, plan)}
 
 
+def _kept(variable, masks) -> int:
+    mask = masks.get(id(variable))
+    return int(np.prod(variable.shape)) if mask is None else int(np.count_nonzero(mask))
+
+
+def layer_flops(model: keras.Model, plan: PruningPlan | None = None) -> dict[str, int]:
+    """FLOPs of one example per kernel layer, with the plan's removed entries left out."""
+    masks = _kernel_masks(model, plan)
+    return {layer.name: 2 * int(np.prod(layer.output.shape[1:-1])) * _kept(layer.kernel, masks)
+            for layer in model.layers if isinstance(layer, KERNEL_LAYERS)}
+
+
 def flops(model: keras.Model, plan: PruningPlan | None = None) -> int:
     """FLOPs of one example's forward pass, with the plan's removed entries left out."""
+    return sum(layer_flops(model, plan).values())
+
+
+def layer_table(model: keras.Model, plan: PruningPlan | None) -> dict[str, dict]:
+    """Per kernel layer: ``filters``, ``params`` and ``flops``, each ``[after, before]``."""
     masks = _kernel_masks(model, plan)
-    total = 0
+    before, after = layer_flops(model), layer_flops(model, plan)
+    table = {}
     for layer in model.layers:
-        if not isinstance(layer, KERNEL_LAYERS):
-            continue
-        positions = int(np.prod(layer.output.shape[1:-1]))
-        mask = masks.get(id(layer.kernel))
-        entries = int(np.prod(layer.kernel.shape)) if mask is None else int(np.count_nonzero(mask))
-        total += 2 * positions * entries
-    return total
+        if isinstance(layer, KERNEL_LAYERS):
+            filters = int(layer.output.shape[-1])
+            kernel_mask = masks.get(id(layer.kernel))
+            kept_filters = filters if kernel_mask is None else int(
+                np.any(kernel_mask.reshape(-1, filters) != 0, axis=0).sum())
+            params = [sum(_kept(w, masks) for w in layer.weights),
+                      sum(int(np.prod(w.shape)) for w in layer.weights)]
+            table[layer.name] = {"filters": [kept_filters, filters], "params": params,
+                                 "flops": [after[layer.name], before[layer.name]]}
+    return table
 
 
 def param_count(model: keras.Model, plan: PruningPlan | None = None) -> int:
@@ -64,5 +85,6 @@ def pruning_summary(model: keras.Model, plan: PruningPlan | None) -> dict:
         "params_before": param_count(model), "params_after": param_count(model, plan),
         "flops_before": flops(model), "flops_after": flops(model, plan),
         "filters_kept": plan.kept_per_layer() if plan is not None else {},
+        "layers": layer_table(model, plan),
         "fraction_removed": plan.fraction_removed if plan is not None else 0.0,
     }
