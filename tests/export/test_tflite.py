@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.export import export_tflite, verify_tflite
+
+
+@pytest.fixture(scope="module")
+def slim_model():
+    model = tfprune.models.build("resnet20", width_multiplier=0.25)
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    return tfprune.slim(model, plan)
+
+
+@pytest.fixture(scope="module")
+def plain_export(slim_model, tmp_path_factory):
+    return export_tflite(slim_model, tmp_path_factory.mktemp("export") / "plain.tflite")
+
+
+def images(count, seed=0):
+    return np.random.default_rng(seed).normal(size=(count, 32, 32, 3)).astype("float32")
+
+
+def test_float_export_matches_keras_in_litert(slim_model, plain_export):
+    result = verify_tflite(plain_export, slim_model, images(8))
+    assert result.max_abs_diff <= 1e-3 and result.top1_agreement == 1.0
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
+def test_quantized_exports_run_and_shrink(slim_model, plain_export, tmp_path, quantize):
+    path = export_tflite(slim_model, tmp_path / f"{quantize}.tflite", quantize,
+                         representative_images=images(32, seed=1))
+    assert path.stat().st_size < plain_export.stat().st_size
+    result = verify_tflite(path, slim_model, images(16, seed=2))
+    assert np.isfinite(result.max_abs_diff) and result.examples == 16
+    if quantize == "float16":
+        assert result.max_abs_diff <= 1e-2
+
+
+def test_bad_requests_fail_clearly(slim_model, tmp_path):
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        export_tflite(slim_model, tmp_path / "m.tflite", "int4")
+    with pytest.raises(ValueError, match="needs representative_images"):
+        export_tflite(slim_model, tmp_path / "m.tflite", "int8")
