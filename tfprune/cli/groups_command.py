@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tfprune.cli.run_command import add_config_arguments
+
 
 def add_parser(subparsers) -> None:
     """Adds the ``groups`` subcommand."""
@@ -14,23 +16,18 @@ def add_parser(subparsers) -> None:
                     "whose scores rank the group, and every member.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("config", help="YAML config file (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    add_config_arguments(parser)
 
 
 def run(args) -> int:
     """Prints one line per group and a total; returns 0."""
-    from tfprune import models
-    from tfprune.config import ConfigError, load_config
+    from tfprune.config import load_config
     from tfprune.pruning import channel_groups
+    from tfprune.training import model_builder
 
     config = load_config(args.config, args.overrides)
     section = config["model"]
-    try:
-        builder = models.get_builder(section["name"])
-    except ValueError as error:
-        raise ConfigError(f"model.name: {error}") from None
+    builder = model_builder(config)
     model = builder(width_multiplier=section["width_multiplier"], **section["options"])
     groups = channel_groups(model, config["prune"]["ignored_layers"])
     for group in groups:

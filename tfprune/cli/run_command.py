@@ -7,6 +7,16 @@ import dataclasses
 from collections.abc import Callable
 
 
+def add_config_arguments(parser, config_required: bool = True) -> None:
+    """Adds ``CONFIG`` and the repeatable ``--set SECTION.KEY=VALUE`` override."""
+    parser.add_argument("config", nargs=None if config_required else "?",
+                        help="YAML config file (see configs/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=10 (repeatable)",
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class RunCommand:
     """``tfprune NAME CONFIG [--set ...] | --resume RUN_DIR``.
@@ -32,11 +42,7 @@ class RunCommand:
             self.name, help=self.help, description=self.description,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
-        parser.add_argument("config", nargs="?", help="YAML config file (see configs/)")
-        parser.add_argument(
-            "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-            help="override a config value, e.g. --set train.epochs=10 (repeatable)",
-        )
+        add_config_arguments(parser, config_required=False)
         parser.add_argument("--resume", metavar="RUN_DIR",
                             help="continue an interrupted run from its last finished epoch")
         parser.set_defaults(parser=parser)

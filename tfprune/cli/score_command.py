@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfprune.cli.run_command import add_config_arguments
+
 
 def add_parser(subparsers) -> None:
     """Adds the ``score`` subcommand."""
@@ -15,7 +17,7 @@ def add_parser(subparsers) -> None:
                     "summaries and save the scores as .npz + .json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("config", help="YAML config file (see configs/)")
+    add_config_arguments(parser)
     parser.add_argument("--measure", required=True,
                         help="importance measure, e.g. magnitude, snip, proposed, grasp")
     parser.add_argument("--checkpoint", metavar="PATH",
@@ -26,8 +28,6 @@ def add_parser(subparsers) -> None:
         help="measure or sampling option, e.g. temperature=200, num_samples=2560, "
              "samples_per_class=10, seed=1 (repeatable)",
     )
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     parser.add_argument("--initial-weights", metavar="PATH",
                         help="weights at initialization (.weights.h5/.keras) for distance-from-"
                              "init measures; default: the checkpoint's run folder's")
@@ -44,17 +44,15 @@ def _options(texts: list[str]) -> dict:
 def _resolve_measure(args, config):
     """The measure and context options, validated before any data is loaded."""
     from tfprune.config import ConfigError
-    from tfprune.importance import get_measure
     from tfprune.importance.api import split_options
+    from tfprune.importance.measure import training_measure
 
-    options = _options(args.options)
     try:
-        measure_options, context_options = split_options(args.measure, options)
-        measure = get_measure(args.measure, **measure_options)
+        measure_options, context_options = split_options(args.measure, _options(args.options))
+        measure = training_measure(args.measure, measure_options,
+                                   config["train"]["temperature"])
     except (ValueError, TypeError) as error:
         raise ConfigError(f"--measure {args.measure}: {error}") from None
-    if measure.uses_training_temperature and "temperature" not in measure_options:
-        measure = get_measure(measure, temperature=config["train"]["temperature"])
     return measure, context_options
 
 

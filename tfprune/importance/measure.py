@@ -230,6 +230,18 @@ def get_measure(measure, **config) -> ImportanceMeasure:
     return cls.from_config(config)
 
 
+def training_measure(measure, options: dict, training_temperature: float) -> ImportanceMeasure:
+    """``get_measure(measure, **options)``, with g-based measures defaulting to the training T.
+
+    Configs and the CLI score with the training loss's temperature unless
+    ``options`` sets one; GraSP-type measures keep their own defaults.
+    """
+    resolved = get_measure(measure, **options)
+    if resolved.uses_training_temperature and "temperature" not in options:
+        resolved = get_measure(resolved, temperature=training_temperature)
+    return resolved
+
+
 def measure_options(cls: type[ImportanceMeasure]) -> set[str]:
     """The constructor arguments a measure class accepts."""
     parameters = inspect.signature(cls.__init__).parameters.values()

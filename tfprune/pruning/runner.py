@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from tfprune.config import ConfigError, load_config
-from tfprune.importance import get_measure, serialize_measure
+from tfprune.importance import serialize_measure
+from tfprune.importance.measure import training_measure
 from tfprune.pruning.callback import PruningCallback, latest_plan
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.schedule import EarlyBirdSchedule, RoundsSchedule
@@ -22,11 +23,10 @@ from tfprune.training import TrainingExtension, TrainResult, read_run_config, tr
 def _measure(config: dict):
     section = config["prune"]
     try:
-        measure = get_measure(section["measure"], **section["measure_options"])
+        measure = training_measure(section["measure"], section["measure_options"],
+                                   config["train"]["temperature"])
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prune.measure: {error}") from None
-    if measure.uses_training_temperature and "temperature" not in section["measure_options"]:
-        measure = get_measure(measure, temperature=config["train"]["temperature"])
     if section["granularity"] not in measure.granularities:
         raise ConfigError(f"prune.granularity: measure {measure.name!r} supports "
                           f"{list(measure.granularities)}, not {section['granularity']!r}.")

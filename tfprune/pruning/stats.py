@@ -29,11 +29,14 @@ def _kept(variable, masks) -> int:
     return int(np.prod(variable.shape)) if mask is None else int(np.count_nonzero(mask))
 
 
-def layer_flops(model: keras.Model, plan: PruningPlan | None = None) -> dict[str, int]:
-    """FLOPs of one example per kernel layer, with the plan's removed entries left out."""
-    masks = _kernel_masks(model, plan)
+def _layer_flops(model: keras.Model, masks: dict) -> dict[str, int]:
     return {layer.name: 2 * int(np.prod(layer.output.shape[1:-1])) * _kept(layer.kernel, masks)
             for layer in model.layers if isinstance(layer, KERNEL_LAYERS)}
+
+
+def layer_flops(model: keras.Model, plan: PruningPlan | None = None) -> dict[str, int]:
+    """FLOPs of one example per kernel layer, with the plan's removed entries left out."""
+    return _layer_flops(model, _kernel_masks(model, plan))
 
 
 def flops(model: keras.Model, plan: PruningPlan | None = None) -> int:
@@ -41,10 +44,8 @@ def flops(model: keras.Model, plan: PruningPlan | None = None) -> int:
     return sum(layer_flops(model, plan).values())
 
 
-def layer_table(model: keras.Model, plan: PruningPlan | None) -> dict[str, dict]:
-    """Per kernel layer: ``filters``, ``params`` and ``flops``, each ``[after, before]``."""
-    masks = _kernel_masks(model, plan)
-    before, after = layer_flops(model), layer_flops(model, plan)
+def _layer_table(model: keras.Model, masks: dict) -> dict[str, dict]:
+    before, after = _layer_flops(model, {}), _layer_flops(model, masks)
     table = {}
     for layer in model.layers:
         if isinstance(layer, KERNEL_LAYERS):
@@ -59,16 +60,16 @@ def layer_table(model: keras.Model, plan: PruningPlan | None) -> dict[str, dict]
     return table
 
 
-def param_count(model: keras.Model, plan: PruningPlan | None = None) -> int:
-    """All weights (as ``model.count_params()``) minus those the plan removes.
+def layer_table(model: keras.Model, plan: PruningPlan | None) -> dict[str, dict]:
+    """Per kernel layer: ``filters``, ``params`` and ``flops``, each ``[after, before]``."""
+    return _layer_table(model, _kernel_masks(model, plan))
 
-    Removing a channel also removes the moving mean and variance of the
-    BatchNormalization that follows it.
-    """
+
+def _param_count(model: keras.Model, plan: PruningPlan | None, masks: dict) -> int:
     total = int(model.count_params())
     if plan is None:
         return total
-    for _, mask in variable_masks(model, plan):
+    for mask in masks.values():
         total -= int(mask.size - np.count_nonzero(mask))
     if plan.granularity == "filter":
         for group in plan.groups:
@@ -79,12 +80,28 @@ def param_count(model: keras.Model, plan: PruningPlan | None = None) -> int:
     return total
 
 
+def param_count(model: keras.Model, plan: PruningPlan | None = None) -> int:
+    """All weights (as ``model.count_params()``) minus those the plan removes.
+
+    Removing a channel also removes the moving mean and variance of the
+    BatchNormalization that follows it.
+    """
+    return _param_count(model, plan, _kernel_masks(model, plan))
+
+
 def pruning_summary(model: keras.Model, plan: PruningPlan | None) -> dict:
-    """Params and FLOPs before/after and ``filters_kept`` (layer -> [kept, original])."""
+    """Params and FLOPs before/after and ``filters_kept`` (layer -> [kept, original]).
+
+    The plan's masks are derived once and shared by every statistic.
+    """
+    masks = _kernel_masks(model, plan)
+    table = _layer_table(model, masks)
     return {
-        "params_before": param_count(model), "params_after": param_count(model, plan),
-        "flops_before": flops(model), "flops_after": flops(model, plan),
+        "params_before": int(model.count_params()),
+        "params_after": _param_count(model, plan, masks),
+        "flops_before": sum(row["flops"][1] for row in table.values()),
+        "flops_after": sum(row["flops"][0] for row in table.values()),
         "filters_kept": plan.kept_per_layer() if plan is not None else {},
-        "layers": layer_table(model, plan),
+        "layers": table,
         "fraction_removed": plan.fraction_removed if plan is not None else 0.0,
     }

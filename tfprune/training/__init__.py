@@ -10,6 +10,7 @@ from tfprune.training.trainer import (
     compile_model,
     data_spec,
     initial_weights_path,
+    model_builder,
     read_run_config,
     resume_run,
     run_folder,
@@ -20,6 +21,6 @@ from tfprune.training.trainer import (
 __all__ = [
     "EpochCheckpoint", "EpochPhaseSchedule", "MetricsLogger", "TemperatureCrossEntropy",
     "TrainResult", "TrainingExtension", "build_model", "compile_model", "data_spec",
-    "finished_epochs", "initial_weights_path", "read_run_config", "resume_run", "run_folder",
-    "scale_phases", "train", "train_from_file",
+    "finished_epochs", "initial_weights_path", "model_builder", "read_run_config", "resume_run",
+    "run_folder", "scale_phases", "train", "train_from_file",
 ]

@@ -62,13 +62,18 @@ def data_spec(config: dict) -> DataSpec:
     return DataSpec(**config["data"], seed=config["train"]["seed"])
 
 
+def model_builder(config: dict):
+    """The registered builder of ``model.name``; ConfigError naming the key if unknown."""
+    try:
+        return models.get_builder(config["model"]["name"])
+    except ValueError as error:
+        raise ConfigError(f"model.name: {error}") from None
+
+
 def build_model(config: dict, data: DataBundle) -> keras.Model:
     """Builds the config's model for the data's classes and image shape."""
     section = config["model"]
-    try:
-        builder = models.get_builder(section["name"])
-    except ValueError as error:
-        raise ConfigError(f"model.name: {error}") from None
+    builder = model_builder(config)
     keras.utils.set_random_seed(config["train"]["seed"])
     return builder(
         width_multiplier=section["width_multiplier"], num_classes=data.num_classes,
