@@ -96,6 +96,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "num_samples": Field(2560, (int,), _positive, "an integer > 0"),
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
         "ignored_layers": Field([], (list,), allowed="a list of layer names"),
+        "log_gradient_norms": Field(True, (bool,), allowed="true or false"),
     },
     "run": {
         "dir": Field(None, (str,), allowed="null (runs/<name>) or a folder", nullable=True),

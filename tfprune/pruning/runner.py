@@ -82,6 +82,7 @@ class PruneExtension(TrainingExtension):
             ignored_layers=section["ignored_layers"], log_dir=run_dir / "tensorboard" / "pruning",
             plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
             else None, seed=self.config["train"]["seed"],
+            log_gradient_norms=section["log_gradient_norms"],
         )
         return [self.callback]
 
