@@ -1,32 +1,50 @@
-"""One real-data check: a narrow VGG-13 learns CIFAR-10 from the shared JPEG copy.
+"""One real-data check, end to end: the main pipeline on the shared CIFAR-10 JPEG copy.
 
-Measured on 2 CPU cores (2026-11-22): test accuracy 0.409 after 6 epochs (best 0.419),
-about 2 minutes plus a one-time ~50 s extraction of the zip into the cache. Chance is
-0.10; the threshold 0.25 leaves a wide margin for seed and platform noise.
+A narrow VGG-13 is pruned by half after its first epoch with the paper's proposed measure,
+trained on, slimmed, exported to float and int8 .tflite files and verified in LiteRT.
+Measured on 2 CPU cores (2026-11-23): test accuracy 0.30, int8 top-1 agreement 0.959,
+about 2 min 20 s. Chance is 0.10;
+the threshold 0.25 leaves a wide margin for seed and platform noise.
 """
-
-import json
 
 import pytest
 from conftest import SHARED_CIFAR10_ZIP
 
 from tfprune.config import validate
-from tfprune.training import train
+from tfprune.pipeline import run_pipeline
 
 THRESHOLD = 0.25
 
 
 @pytest.mark.skipif(not SHARED_CIFAR10_ZIP.exists(), reason="../shared CIFAR-10 copy absent")
-def test_narrow_vgg13_beats_chance_clearly_on_real_cifar10(tmp_path, monkeypatch):
+def test_pipeline_on_real_cifar10_learns_slims_and_exports(tmp_path, monkeypatch):
     monkeypatch.delenv("TFPRUNE_CACHE_DIR")  # reuse the machine's extraction cache
     config = validate({
         "model": {"name": "vgg13", "width_multiplier": 0.25},
         "data": {"source": str(SHARED_CIFAR10_ZIP), "batch_size": 64,
-                 "train_per_class": 400, "test_per_class": 100},
-        "train": {"epochs": 6, "verbose": 2},
+                 "train_per_class": 300, "test_per_class": 100},
+        "train": {"epochs": 5, "verbose": 2},
+        "prune": {"measure": "proposed", "target": 0.5, "rounds": 1},
+        "deploy": {"quantize": ["none", "int8"], "verify_samples": 1000, "bench_repeats": 3,
+                   "threads": [1]},
         "run": {"dir": str(tmp_path / "run")},
     })
-    result = train(config)
-    summary = json.loads((result.run_dir / "summary.json").read_text())
-    print("real CIFAR-10 test accuracy:", summary["final_test_accuracy"])
+    summary = run_pipeline(config).summary
+    exports = {export["quantize"]: export for export in summary["exports"]}
+    print("real CIFAR-10:", summary["final_test_accuracy"], summary["slim_test_accuracy"],
+          {q: (e["tflite_accuracy"], e["verification"]) for q, e in exports.items()},
+          summary["bench_table"], sep="\n")
     assert summary["final_test_accuracy"] > THRESHOLD
+    assert summary["fraction_removed"] == pytest.approx(0.5, abs=1e-3)
+    # The slimmed model is the masked one without its zeros: the same predictions.
+    assert summary["slim_test_accuracy"] == pytest.approx(summary["final_test_accuracy"],
+                                                          abs=0.002)
+    assert exports["none"]["verification"]["max_abs_diff"] <= 1e-3
+    # This 5-epoch model is barely trained (near-tied logits), so int8 flips some top-1 classes:
+    # 0.959 measured. The 97% criterion is asserted on a confidently trained model in
+    # tests/export/test_deploy.py; the main job's model reaches 0.988 (README).
+    int8 = exports["int8"]
+    assert int8["verification"]["top1_agreement"] >= 0.9
+    assert int8["passed"] == (int8["verification"]["top1_agreement"] >= 0.97)
+    assert int8["verification"]["examples"] == 1000 and exports["none"]["passed"]
+    assert exports["int8"]["size_bytes"] < exports["none"]["size_bytes"] / 3

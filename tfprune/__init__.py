@@ -4,21 +4,25 @@ Subpackages (imported on first use, so ``import tfprune`` stays light):
 ``tfprune.models`` (builders), ``tfprune.data`` (pipelines), ``tfprune.config``
 (YAML configs), ``tfprune.training`` (the paper's training recipe),
 ``tfprune.importance`` (importance measures), ``tfprune.pruning``
-(groups, plans, masks, schedules, callback). ``tfprune.score``,
-``tfprune.channel_groups``, ``tfprune.make_plan``, ``tfprune.apply_plan`` and
-``tfprune.PruningPlan`` are shortcuts to those.
+(groups, plans, masks, schedules, callback), ``tfprune.slimming`` (physically
+smaller models), ``tfprune.export`` (TFLite / LiteRT export, verification,
+latency) and ``tfprune.pipeline`` (prune, slim, export and time, end to end).
+``tfprune.score``, ``tfprune.channel_groups``, ``tfprune.make_plan``,
+``tfprune.apply_plan``, ``tfprune.PruningPlan``, ``tfprune.slim`` and
+``tfprune.run_pipeline`` are shortcuts to those.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("config", "data", "importance", "models", "pruning", "slimming",
-               "training")
+_SUBPACKAGES = ("config", "data", "export", "importance", "models", "pipeline", "pruning",
+               "slimming", "training")
 
 #: Top-level functions -> the subpackage defining them.
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
-              "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming"}
+              "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
+              "run_pipeline": "pipeline"}
 
 
 def __getattr__(name):

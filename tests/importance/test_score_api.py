@@ -61,7 +61,9 @@ def test_magnitude_is_data_independent():
     np.testing.assert_allclose(alone["conv"], (kernel ** 2).reshape(-1, 3).sum(0))
 
 
-@pytest.mark.parametrize("hessian_batch_size", [None, 6])  # per class; one fused pass
+# None: the default, one fused pass over the memory; 2: one class per batch, as the
+# reference code; 4: an uneven split (4 + 2) that must still weigh every sample equally.
+@pytest.mark.parametrize("hessian_batch_size", [None, 2, 4])
 @pytest.mark.parametrize("temperature", [1.0, 200.0])
 def test_grasp_equals_explicit_hessian_formula_at_its_temperature(temperature,
                                                                   hessian_batch_size):
@@ -114,9 +116,11 @@ def test_scoring_again_reuses_one_trace():
     model = tiny_model()
     for temperature in (1.0, 5.0):
         tfprune.score(model, "snip", tiny_data(), num_samples=6, temperature=temperature)
-        tfprune.score(model, "grasp", tiny_data(), samples_per_class=2)
+        tfprune.score(model, "grasp", tiny_data(), samples_per_class=2)  # one fused pass
+        tfprune.score(model, "grasp", tiny_data(), samples_per_class=2, hessian_batch_size=2)
     estimator = estimator_for(model)
     assert estimator._gradient_fn.experimental_get_tracing_count() == 1
+    assert estimator._fused_fn.experimental_get_tracing_count() == 1
     assert estimator._hvp_fn.experimental_get_tracing_count() == 1
 
 

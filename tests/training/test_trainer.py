@@ -13,7 +13,7 @@ from tfprune.training import resume_run, train
 
 def tiny_config(image_folder, run_dir, epochs=3, **train_keys):
     return validate({
-        "model": {"name": "resnet20", "width_multiplier": 0.125},
+        "model": {"name": "vgg11", "width_multiplier": 0.0625},
         "data": {"source": str(image_folder), "batch_size": 6},
         "train": {"epochs": epochs, "verbose": 0, **train_keys},
         "run": {"dir": str(run_dir)},

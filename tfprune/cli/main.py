@@ -6,12 +6,19 @@ import argparse
 import os
 import sys
 
-from tfprune.cli import groups_command, score_command, slim_command
-from tfprune.cli.run_command import PRUNE, TRAIN
+from tfprune.cli import (
+    bench_command,
+    export_command,
+    groups_command,
+    score_command,
+    slim_command,
+)
+from tfprune.cli.run_command import PIPELINE, PRUNE, TRAIN
 
 #: Subcommands; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command,
-            "slim": slim_command}
+            "slim": slim_command, "export": export_command, "bench": bench_command,
+            "pipeline": PIPELINE}
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -81,6 +81,23 @@ def pruning_report(summary: dict) -> str:
             f"{summary['flops_before']:,} -> {summary['flops_after']:,}")
 
 
+def pipeline_report(summary: dict) -> str:
+    """Pruning, then the deployment half of the summary: slimmed accuracy, exports, latency."""
+    lines = [pruning_report(summary), f"slimmed model: {summary['slim_model']}; test accuracy "
+             f"{summary['slim_test_accuracy']:.4f} (masked model "
+             f"{summary['final_test_accuracy']:.4f})"]
+    for export in summary["exports"]:
+        check = export["verification"]
+        lines.append(
+            f"{export['path']} ({export['quantize']}): {export['size_bytes'] / 1024:,.0f} KB; "
+            f"LiteRT accuracy {export['tflite_accuracy']:.4f} on {check['examples']} test "
+            f"images; max abs diff {check['max_abs_diff']:.1e}; top-1 agreement "
+            f"{check['top1_agreement']:.1%}: {'passed' if export['passed'] else 'FAILED'}")
+    lines.append(summary["bench_table"])
+    lines.append(f"pipeline time (this session): {summary['pipeline_seconds_this_session']:.0f} s")
+    return "\n".join(lines)
+
+
 TRAIN = RunCommand(
     "train", "train a model from a YAML config with the paper's recipe",
     "Train a model from a YAML config (paper recipe by default) into a run folder; an "
@@ -95,4 +112,13 @@ PRUNE = RunCommand(
     "plans, metrics, TensorBoard summaries and checkpoints to a run folder; an interrupted "
     "run continues with --resume RUN_DIR.",
     "tfprune.pruning.runner:prune_from_file:resume_prune", pruning_report,
+)
+
+PIPELINE = RunCommand(
+    "pipeline", "prune, train, slim, export to TFLite, verify in LiteRT and time: end to end",
+    "The main job: prune-and-train from a config (sections 'prune' and 'deploy'), rebuild the "
+    "slimmed model, export it to .tflite for each deploy.quantize, verify every file in the "
+    "LiteRT interpreter on test images, and time the dense and slimmed models at batch 1 in "
+    "Keras and LiteRT. An interrupted run continues with --resume RUN_DIR.",
+    "tfprune.pipeline:pipeline_from_file:resume_pipeline", pipeline_report,
 )

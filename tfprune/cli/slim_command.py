@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
@@ -42,23 +41,9 @@ def _filters(layer) -> int:
 
 def run(args) -> int:
     """Slims, saves and prints the table; returns 0."""
-    import keras
+    from tfprune.export.sources import slim_run
 
-    from tfprune.config import ConfigError
-    from tfprune.pruning import latest_plan
-    from tfprune.slimming import slim
-
-    run_dir = Path(args.run_dir)
-    model_path = run_dir / "model.keras"
-    if not model_path.is_file():
-        raise ConfigError(f"{run_dir}: no model.keras; is it a finished tfprune prune run?")
-    plan = latest_plan(run_dir / "plans", 10**9)
-    if plan is None:
-        raise ConfigError(f"{run_dir}: no plans/epoch_*.npz; nothing was pruned in this run.")
-    model = keras.models.load_model(model_path, compile=False)
-    slimmed = slim(model, plan)
-    output = Path(args.output) if args.output else run_dir / "slim.keras"
-    slimmed.save(output)
+    model, slimmed, output = slim_run(args.run_dir, args.output)
     print(summary_table(model, slimmed))
     print(f"saved: {output}")
     return 0

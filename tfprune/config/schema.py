@@ -98,6 +98,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "ignored_layers": Field([], (list,), allowed="a list of layer names"),
         "log_gradient_norms": Field(True, (bool,), allowed="true or false"),
     },
+    "deploy": {
+        "quantize": Field(["none", "int8"], (list,), lambda v: len(v) > 0 and all(
+            q in ("none", "dynamic", "float16", "int8") for q in v),
+            "a non-empty list of none, dynamic, float16, int8"),
+        "verify_samples": Field(1000, (int,), _positive, "an integer > 0"),
+        "representative_samples": Field(200, (int,), _positive, "an integer > 0"),
+        "bench_repeats": Field(30, (int,), _positive, "an integer > 0"),
+        "threads": Field([1, 2], (list,), lambda v: len(v) > 0 and all(
+            isinstance(n, int) and n > 0 for n in v), "a non-empty list of integers > 0"),
+    },
     "run": {
         "dir": Field(None, (str,), allowed="null (runs/<name>) or a folder", nullable=True),
         "name": Field("run", (str,), lambda v: bool(v) and "/" not in v,

@@ -143,7 +143,11 @@ class DataBundle:
             ).take(1)
         else:
             keys = tf.data.Dataset.range(start_epoch, epochs)
-        return keys.flat_map(self._epoch).prefetch(tf.data.AUTOTUNE)
+        # flat_map hides the length; stating it lets model.fit size its epochs and progress bar.
+        batches = self.steps_per_epoch * (1 if epochs is None else max(epochs - start_epoch, 0))
+        return (keys.flat_map(self._epoch)
+                .apply(tf.data.experimental.assert_cardinality(batches))
+                .prefetch(tf.data.AUTOTUNE))
 
     def test_dataset(self) -> tf.data.Dataset:
         """The normalized, batched test pipeline in a fixed order."""

@@ -1,11 +1,25 @@
-"""Export to TFLite / LiteRT (optionally quantized) and verification in the LiteRT interpreter."""
+"""Export to TFLite / LiteRT, verification in LiteRT, and batch-1 latency.
 
+Files can be quantized (dynamic, float16, int8); every export is checked in
+the LiteRT interpreter against Keras.
+"""
+
+from tfprune.export.bench import BenchRow, bench_models, format_bench, speedups
+from tfprune.export.deploy import ExportReport, export_all, export_and_verify
+from tfprune.export.latency import Latency, keras_latency, litert_latency
+from tfprune.export.sources import ModelSource, deployable_source, slim_run
 from tfprune.export.tflite import (
     QUANTIZATIONS,
     Verification,
+    compare_outputs,
     export_tflite,
     run_tflite,
     verify_tflite,
 )
 
-__all__ = ["QUANTIZATIONS", "Verification", "export_tflite", "run_tflite", "verify_tflite"]
+__all__ = [
+    "QUANTIZATIONS", "BenchRow", "ExportReport", "Latency", "ModelSource", "Verification",
+    "bench_models", "compare_outputs", "deployable_source", "export_all", "export_and_verify",
+    "export_tflite", "format_bench", "keras_latency", "litert_latency", "run_tflite",
+    "slim_run", "speedups", "verify_tflite",
+]

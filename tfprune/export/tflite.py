@@ -85,12 +85,16 @@ def run_tflite(path: str | os.PathLike, images: np.ndarray, threads: int = 1) ->
     return np.stack(outputs)
 
 
-def verify_tflite(path: str | os.PathLike, model: keras.Model, images: np.ndarray) -> Verification:
-    """Compares the .tflite file's logits with the Keras model's (inference mode)."""
-    expected = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
-    actual = run_tflite(path, images)
+def compare_outputs(expected: np.ndarray, actual: np.ndarray) -> Verification:
+    """Compares Keras logits (``expected``) with LiteRT's (``actual``) for the same inputs."""
     return Verification(
         max_abs_diff=float(np.max(np.abs(actual - expected))),
         top1_agreement=float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
-        examples=len(images),
+        examples=len(expected),
     )
+
+
+def verify_tflite(path: str | os.PathLike, model: keras.Model, images: np.ndarray) -> Verification:
+    """Compares the .tflite file's logits with the Keras model's (inference mode)."""
+    expected = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
+    return compare_outputs(expected, run_tflite(path, images))

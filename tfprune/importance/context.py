@@ -19,6 +19,9 @@ from tfprune.importance.prunable import PrunableLayer, prunable_layers
 from tfprune.importance.samples import SampleError, class_memory, gradient_batches
 from tfprune.importance.scores import ScoringError
 
+#: Largest memory the default ``hessian_batch_size`` takes in one nested pass.
+FUSED_MEMORY_LIMIT = 256
+
 #: One estimator per model, so its traced functions are reused across contexts.
 _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -44,9 +47,13 @@ class ScoringContext:
         batch_size: Batch size of the g passes over arrays, unbatched datasets
             and the memory.
         hessian_batch_size: Batch size of the Hg passes (their memory grows
-            with it); None takes one class per batch, as the reference code does.
-            At or above the memory's size, g and Hg come from one fused nested
-            pass (Hg = gradient of ||g||^2 / 2), about a third cheaper.
+            with it). Hg is linear in the loss, so any split of the memory
+            gives the same average (the reference code takes one class per
+            batch: ``samples_per_class``). At or above the memory's size, g and
+            Hg come from one fused nested pass (Hg = gradient of ||g||^2 / 2),
+            about a third cheaper. None (default): the whole memory in one
+            fused pass if it holds at most ``FUSED_MEMORY_LIMIT`` samples
+            (CIFAR-10's default memory of 100 does), else batches of that size.
         seed: Chooses the samples.
         initial_weights: Kernels at initialization, for distance-from-init
             measures: a dict ``{layer_name: array}``, a model of the same
@@ -144,7 +151,7 @@ class ScoringContext:
         if key not in self._hessian_gradients:
             estimator = estimator_for(self.model)
             images, labels = self.memory()
-            hg_batch = self.hessian_batch_size or self.samples_per_class
+            hg_batch = self.hessian_batch_size or min(len(labels), FUSED_MEMORY_LIMIT)
             if hg_batch >= len(labels):  # the whole memory at once: one fused pass
                 g, hg = estimator.gradient_and_hessian_gradient(images, labels, key)
             else:

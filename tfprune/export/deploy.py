@@ -1,0 +1,158 @@
+"""Export one model to .tflite, verify it in LiteRT and report what a deployer needs to know."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfprune.export.tflite import Verification, compare_outputs, export_tflite, run_tflite
+from tfprune.pruning.stats import flops
+
+#: Float exports must match Keras logits to this (max abs diff).
+FLOAT_TOLERANCE = 1e-3
+#: Quantized exports must agree with Keras on the top-1 class this often.
+QUANTIZED_AGREEMENT = 0.97
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """The exported file and how it compares with the Keras model.
+
+    Attributes:
+        path: The .tflite file.
+        quantize: The quantization used.
+        size_bytes: File size.
+        params: Parameters of the Keras model.
+        flops: FLOPs of one forward pass of the Keras model.
+        verification: LiteRT against Keras on the verification inputs.
+        inputs: What the verification inputs were ("test split" or "random").
+        keras_accuracy: Keras top-1 accuracy on them (None without labels).
+        tflite_accuracy: LiteRT top-1 accuracy on them (None without labels).
+    """
+
+    path: Path
+    quantize: str
+    size_bytes: int
+    params: int
+    flops: int
+    verification: Verification
+    inputs: str
+    keras_accuracy: float | None = None
+    tflite_accuracy: float | None = None
+
+    @property
+    def criterion(self) -> str:
+        """The check this export must pass."""
+        if self.quantize == "none":
+            return f"max abs diff of logits <= {FLOAT_TOLERANCE:g}"
+        return f"top-1 agreement >= {QUANTIZED_AGREEMENT:.0%}"
+
+    @property
+    def passed(self) -> bool:
+        """Whether the verification meets ``criterion``."""
+        if self.quantize == "none":
+            return self.verification.max_abs_diff <= FLOAT_TOLERANCE
+        return self.verification.top1_agreement >= QUANTIZED_AGREEMENT
+
+    def as_dict(self) -> dict:
+        """JSON-ready fields, with the verification flattened in."""
+        fields = dataclasses.asdict(self)
+        fields.update(path=str(self.path), criterion=self.criterion, passed=self.passed)
+        return fields
+
+    def format(self) -> str:
+        """A few lines for the terminal."""
+        check = self.verification
+        lines = [
+            f"{self.path} ({self.quantize}): {self.size_bytes / 1024:,.0f} KB; "
+            f"params {self.params:,}; FLOPs {self.flops:,}",
+            f"  LiteRT vs Keras on {check.examples} {self.inputs} images: max abs diff "
+            f"{check.max_abs_diff:.2e}, top-1 agreement {check.top1_agreement:.1%}",
+        ]
+        if self.tflite_accuracy is not None:
+            lines.append(f"  accuracy: Keras {self.keras_accuracy:.4f}, "
+                         f"LiteRT {self.tflite_accuracy:.4f}")
+        lines.append(f"  check ({self.criterion}): {'passed' if self.passed else 'FAILED'}")
+        return "\n".join(lines)
+
+
+def export_and_verify(model: keras.Model, path: str | os.PathLike, quantize: str = "none", *,
+                      representative_images: np.ndarray | None = None,
+                      images: np.ndarray | None = None, labels: np.ndarray | None = None,
+                      examples: int = 200) -> ExportReport:
+    """Exports ``model`` to ``path`` and checks the file in the LiteRT interpreter.
+
+    Args:
+        model: The Keras model.
+        path: The .tflite file to write.
+        quantize: ``none``, ``dynamic``, ``float16`` or ``int8``.
+        representative_images: Training images calibrating int8.
+        images: Verification inputs (e.g. a test subset); None: ``examples``
+            random-normal inputs.
+        labels: Their labels, for accuracies.
+        examples: How many random inputs when ``images`` is None.
+    """
+    path = export_tflite(model, path, quantize, representative_images)
+    inputs = "test split"
+    if images is None:
+        shape = [examples, *model.inputs[0].shape[1:]]
+        images = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        inputs, labels = "random", None
+    expected = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
+    actual = run_tflite(path, images)
+    verification = compare_outputs(expected, actual)
+    report = ExportReport(path=path, quantize=quantize, size_bytes=path.stat().st_size,
+                          params=int(model.count_params()), flops=flops(model),
+                          verification=verification, inputs=inputs)
+    if labels is not None:
+        labels = np.asarray(labels)
+        report.keras_accuracy = float(np.mean(expected.argmax(-1) == labels))
+        report.tflite_accuracy = float(np.mean(actual.argmax(-1) == labels))
+    return report
+
+
+def export_all(model: keras.Model, output_dir: str | os.PathLike, quantizations, *, data=None,
+               stem: str = "model", verify_samples: int = 1000,
+               representative_samples: int = 200, progress=print) -> list[ExportReport]:
+    """Exports ``model`` once per quantization into ``output_dir`` and verifies each file.
+
+    Args:
+        model: The Keras model.
+        output_dir: Where ``{stem}_{quantization}.tflite`` files go.
+        quantizations: Any of ``none``, ``dynamic``, ``float16``, ``int8``.
+        data: A ``DataBundle``: int8 calibrates on its training split and every
+            file is verified on its test split. None: random inputs, no int8.
+        stem: File-name stem.
+        verify_samples: Test images compared (at most the test split's size).
+        representative_samples: Training images calibrating int8.
+        progress: Called with a line of text before each export (None: silent).
+
+    Raises:
+        ValueError: For an unknown quantization, or int8 without data.
+    """
+    from tfprune.export.sources import sample_images
+    from tfprune.export.tflite import QUANTIZATIONS
+
+    unknown = [q for q in quantizations if q not in QUANTIZATIONS]
+    if unknown:
+        raise ValueError(f"quantize: {unknown} not in {list(QUANTIZATIONS)}.")
+    if "int8" in quantizations and data is None:
+        raise ValueError("int8 quantization calibrates on training data: export a run folder "
+                         "(its config names the data) or pass data.")
+    representative = images = labels = None
+    if data is not None:
+        representative, _ = sample_images(data, "train", representative_samples, seed=0)
+        images, labels = sample_images(data, "test", verify_samples, seed=1)
+    reports = []
+    for quantize in quantizations:
+        if progress:
+            progress(f"exporting {stem} ({quantize}) and verifying it in LiteRT ...")
+        reports.append(export_and_verify(
+            model, Path(output_dir) / f"{stem}_{quantize}.tflite", quantize,
+            representative_images=representative, images=images, labels=labels,
+        ))
+    return reports

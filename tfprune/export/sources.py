@@ -1,0 +1,122 @@
+"""What ``tfprune export`` and ``tfprune bench`` read: run folders or .keras files.
+
+A prune run folder holds the masked model (``model.keras``) and its plans; its
+slimmed model is ``slim.keras``, made on first use. A run folder also names
+the data it was trained on, which export calibrates and verifies with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfprune.config import ConfigError
+
+
+@dataclasses.dataclass
+class ModelSource:
+    """A model to export or time, and where it came from.
+
+    Attributes:
+        label: A short name for tables.
+        path: The .keras file.
+        run_dir: The run folder, or None for a bare .keras file.
+    """
+
+    label: str
+    path: Path
+    run_dir: Path | None = None
+
+    def load(self) -> keras.Model:
+        """Loads the model (without its optimizer state)."""
+        return keras.models.load_model(self.path, compile=False)
+
+
+def _run_model_path(run_dir: Path) -> Path:
+    path = run_dir / "model.keras"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no model.keras; is it a finished tfprune run?")
+    return path
+
+
+def slim_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None):
+    """Slims a prune run's model with its last plan and saves it.
+
+    Args:
+        run_dir: A finished ``tfprune prune`` run folder.
+        output: Where to save (default ``RUN_DIR/slim.keras``).
+
+    Returns:
+        ``(masked_model, slimmed_model, saved_path)``.
+
+    Raises:
+        ConfigError: If the folder has no model.keras or no plan.
+    """
+    from tfprune.pruning import latest_plan
+    from tfprune.slimming import slim
+
+    run_dir = Path(run_dir)
+    model_path = _run_model_path(run_dir)
+    plan = latest_plan(run_dir / "plans", 10**9)
+    if plan is None:
+        raise ConfigError(f"{run_dir}: no plans/epoch_*.npz; nothing was pruned in this run.")
+    model = keras.models.load_model(model_path, compile=False)
+    slimmed = slim(model, plan)
+    output = Path(output) if output else run_dir / "slim.keras"
+    slimmed.save(output)
+    return model, slimmed, output
+
+
+def _is_prune_run(run_dir: Path) -> bool:
+    return any((run_dir / "plans").glob("epoch_*.npz"))
+
+
+def deployable_source(path: str | os.PathLike) -> ModelSource:
+    """The model to deploy from a path: a prune run's slimmed model, a run's model or a file.
+
+    Raises:
+        ConfigError: For a path that is neither a run folder nor a .keras file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if _is_prune_run(path):
+            slim_path = path / "slim.keras"
+            if not slim_path.is_file():
+                slim_run(path)
+            return ModelSource(f"{path.name} (slim)", slim_path, path)
+        return ModelSource(path.name, _run_model_path(path), path)
+    if path.is_file() and path.suffix == ".keras":
+        return ModelSource(path.name, path)
+    raise ConfigError(f"{path}: not a run folder or a .keras file.")
+
+
+def bench_sources(paths) -> list[ModelSource]:
+    """Every model to time: a prune run gives its masked and its slimmed model."""
+    sources = []
+    for path in map(Path, paths):
+        if path.is_dir() and _is_prune_run(path):
+            sources.append(ModelSource(f"{path.name} (dense)", _run_model_path(path), path))
+        sources.append(deployable_source(path))
+    return sources
+
+
+def run_data(run_dir: str | os.PathLike, source: str | None = None):
+    """The ``DataBundle`` a run was trained on (``source`` replaces its data.source)."""
+    from tfprune.data import load_data
+    from tfprune.training import data_spec, read_run_config
+
+    config = read_run_config(run_dir)
+    if source:
+        config["data"]["source"] = source
+    return load_data(data_spec(config))
+
+
+def sample_images(bundle, split: str, count: int, seed: int = 0):
+    """``count`` normalized images (and labels) drawn at random from a split, no augmentation."""
+    data = bundle.train_split if split == "train" else bundle.test_split
+    order = np.random.default_rng(seed).permutation(len(data))[:count]
+    return bundle.normalize_numpy(data.images[order]), data.labels[order]
