@@ -7,9 +7,12 @@ import os
 import sys
 
 from tfprune.cli import (
+    analyze_command,
     bench_command,
     export_command,
+    grid_command,
     groups_command,
+    report_command,
     score_command,
     slim_command,
 )
@@ -18,7 +21,8 @@ from tfprune.cli.run_command import PIPELINE, PRUNE, TRAIN
 #: Subcommands; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command,
             "slim": slim_command, "export": export_command, "bench": bench_command,
-            "pipeline": PIPELINE}
+            "pipeline": PIPELINE, "grid": grid_command, "report": report_command,
+            "analyze": analyze_command}
 
 
 def make_parser() -> argparse.ArgumentParser:

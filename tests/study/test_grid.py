@@ -1,0 +1,67 @@
+"""``tfprune grid``: configs x seeds into run folders; finished runs skipped, broken resumed."""
+
+import json
+
+import pytest
+from cli.test_cli import tiny_config
+from interrupt import StopAfterEpoch
+
+from tfprune.cli.main import main
+from tfprune.config import ConfigError
+from tfprune.study.grid import grid_items, run_grid
+from tfprune.training import train
+
+
+def write_configs(tmp_path, image_folder):
+    base = tmp_path / "base.yaml"
+    base.write_text(tiny_config(image_folder, epochs=2) + "run: {name: base}\n")
+    pruned = tmp_path / "pruned.yaml"
+    pruned.write_text(tiny_config(image_folder, epochs=2, prune="{measure: magnitude, "
+                                  "target: 0.5}") + "run: {name: mag}\n")
+    return base, pruned
+
+
+def test_grid_runs_skips_and_resumes_then_reports(image_folder, tmp_path, capsys):
+    base, pruned = write_configs(tmp_path, image_folder)
+    runs = tmp_path / "runs"
+    two_seeds = grid_items([base, pruned], seeds=2, runs_dir=runs)
+    assert [item.run_dir.name for item in two_seeds] == ["base-s0", "base-s1", "mag-s0",
+                                                         "mag-s1"]
+    assert [item.prune for item in two_seeds] == [False, False, True, True]
+    assert two_seeds[1].config["train"]["seed"] == 1
+    items = grid_items([base, pruned], seeds=1, runs_dir=runs, overrides=["train.epochs=1"])
+    items[0].config["train"]["epochs"] = 2  # the base run is interrupted after one epoch
+    with pytest.raises(KeyboardInterrupt):  # as Ctrl-C would leave it
+        train(items[0].config, extra_callbacks=[StopAfterEpoch(0)])
+    assert items[0].state == "resume" and items[1].state == "new"
+
+    assert main(["grid", str(base), str(pruned), "--runs-dir", str(runs), "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert f"resume  {runs / 'base-s0'}" in listing and f"   new  {runs / 'mag-s0'}" in listing
+    assert main(["grid", str(base), str(pruned), "--runs-dir", str(runs),
+                 "--set", "train.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] base-s0: resuming" in out and "[2/2] mag-s0: starting" in out
+    metrics = json.loads((runs / "base-s0/metrics.json").read_text())
+    assert [row["epoch"] for row in metrics] == [1, 2]  # resumed with its own config.yaml
+    assert json.loads((runs / "mag-s0/summary.json").read_text())["fraction_removed"] == 0.5
+
+    assert run_grid(items, progress=None) == {"done": [i.run_dir for i in items], "ran": [],
+                                              "failed": []}
+    assert main(["report", str(runs), "--output", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report/report.md").read_text()
+    assert "vgg11 x0.0625 (" in report and "1 round: Mag." in report
+    assert "mag-s0" in report and (tmp_path / "report/report.csv").is_file()
+
+
+def test_grid_checks_every_config_before_running(image_folder, tmp_path):
+    base, _ = write_configs(tmp_path, image_folder)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(tiny_config(image_folder, epochs=2, prune="{measure: nope}"))
+    with pytest.raises(ConfigError, match="bad.yaml: prune.measure: .*nope"):
+        grid_items([base, bad], runs_dir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="no such config file"):
+        grid_items([tmp_path / "missing.yaml"])
+    with pytest.raises(ConfigError, match="both write"):
+        grid_items([base, base], runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

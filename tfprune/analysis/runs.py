@@ -1,0 +1,90 @@
+"""Across finished prune runs: layer-wise pruning ratios (Figs. 16-20) and curves (Fig. 1)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+import yaml
+
+from tfprune.analysis.figures import plot_layer_ratios, plot_lines
+from tfprune.study.report import measure_label
+
+
+def run_label(run_dir: Path) -> str:
+    """``<measure label>, <rounds> rounds (<folder>)`` for a prune run; the folder name else."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if "measure" not in summary:
+        return f"base ({run_dir.name})"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    prune = config["prune"]
+    label = measure_label(prune["measure"], prune.get("measure_options"))
+    return f"{label}, {summary['rounds_done']} rounds ({run_dir.name})"
+
+
+def analyze_runs(run_dirs, output: str | os.PathLike) -> dict[str, Path]:
+    """Writes layer_ratios.csv/png, curves.csv/png and TensorBoard scalars into ``output``.
+
+    Args:
+        run_dirs: Finished ``tfprune prune`` (or train) run folders.
+        output: The folder to write to.
+
+    Returns:
+        ``{name: path}`` of the files written.
+
+    Raises:
+        FileNotFoundError: For a folder without summary.json / metrics.json.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    ratios, curves, labels = {}, {}, {}
+    for run_dir in map(Path, run_dirs):
+        for name in ("summary.json", "metrics.json", "config.yaml"):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir}: no {name}; is it a finished tfprune run?")
+        label = labels[run_dir] = run_label(run_dir)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        kept = summary.get("filters_kept", {})
+        if kept:
+            ratios[label] = {layer: 1 - k / n for layer, (k, n) in kept.items()}
+        curves[label] = json.loads((run_dir / "metrics.json").read_text())
+    files = {}
+    if ratios:
+        files["layer_ratios.csv"] = output / "layer_ratios.csv"
+        with files["layer_ratios.csv"].open("w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["run", "layer", "fraction_pruned"])
+            for label, values in ratios.items():
+                writer.writerows([label, layer, f"{value:.4f}"] for layer, value in values.items())
+        files["layer_ratios.png"] = output / "layer_ratios.png"
+        plot_layer_ratios(ratios, files["layer_ratios.png"])
+    files["curves.csv"] = output / "curves.csv"
+    with files["curves.csv"].open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["run", "epoch", "train_accuracy", "test_accuracy", "train_loss",
+                         "test_loss"])
+        for label, rows in curves.items():
+            writer.writerows([label, row["epoch"], row["train_accuracy"], row["test_accuracy"],
+                              row["train_loss"], row["test_loss"]] for row in rows)
+    for split in ("train", "test"):
+        name = f"{split}_accuracy.png"
+        files[name] = output / name
+        plot_lines({label: ([r["epoch"] for r in rows], [r[f"{split}_accuracy"] for r in rows])
+                    for label, rows in curves.items()},
+                   f"{split} accuracy", "epoch", "accuracy", files[name])
+    writer = tf.summary.create_file_writer(str(output / "tensorboard"))
+    with writer.as_default():
+        for label, values in ratios.items():
+            for step, (layer, value) in enumerate(values.items()):
+                tf.summary.scalar(f"layer_ratio/{label}", value, step=step,
+                                  description=f"layer {step}: {layer}")
+        for label, rows in curves.items():
+            for row in rows:
+                tf.summary.scalar(f"test_accuracy/{label}", row["test_accuracy"],
+                                  step=int(row["epoch"]))
+    writer.close()
+    files["tensorboard"] = output / "tensorboard"
+    return files

@@ -1,0 +1,45 @@
+"""``tfprune grid CONFIG... --seeds N``: many runs, one after another, resumable."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    """Adds the ``grid`` subcommand."""
+    parser = subparsers.add_parser(
+        "grid", help="run configs x seeds one after another (resumable, finished runs skipped)",
+        description="Run every CONFIG for each seed into RUNS_DIR/<run.name>-s<seed>: configs "
+                    "with a prune section run prune-and-train, the others plain training (base "
+                    "models). Finished runs are skipped and interrupted ones resumed, so the "
+                    "same command continues a grid. Every config is checked before the first "
+                    "run; a run that fails is reported and the grid goes on (exit code 1).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML config files")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per config")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first train.seed")
+    parser.add_argument("--runs-dir", default="runs/grid", help="where the run folders go")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override a value in every config")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs and their state without running them")
+
+
+def run(args) -> int:
+    """Runs (or lists) the grid; 1 if a run failed."""
+    from tfprune.study.grid import grid_items, run_grid
+
+    items = grid_items(args.configs, args.seeds, args.runs_dir, args.overrides,
+                       args.first_seed)
+    if args.dry_run:
+        for item in items:
+            print(f"{item.state:>6}  {item.run_dir}  ({'prune' if item.prune else 'train'} "
+                  f"{item.source}, seed {item.seed})")
+        return 0
+    outcome = run_grid(items, progress=lambda line: print(line, flush=True))
+    print(f"grid: {len(outcome['ran'])} ran, {len(outcome['done'])} already finished, "
+          f"{len(outcome['failed'])} failed")
+    for run_dir in outcome["failed"]:
+        print(f"  failed: {run_dir}")
+    return 1 if outcome["failed"] else 0

@@ -1,0 +1,35 @@
+"""``tfprune report RUN_DIRS``: the paper's Tables 1-3 from run folders, Markdown and CSV."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    """Adds the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report", help="build the paper's Tables 1-3 from run folders (Markdown and CSV)",
+        description="Collect every finished run folder at or below RUN_DIRS and write the "
+                    "layout of the paper's Tables 1, 2 and 3: mean and std over seeds, best in "
+                    "bold, base (unpruned) accuracy in parentheses; plus every cell as CSV.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folders or folders holding them")
+    parser.add_argument("--output", default="reports", help="folder for report.md / report.csv")
+    parser.add_argument("--metric", default="best", choices=["best", "final"],
+                        help="best test accuracy over epochs (the paper's) or the final one")
+
+
+def run(args) -> int:
+    """Writes and prints the report; returns 0."""
+    from tfprune.config import ConfigError
+    from tfprune.study.report import write_report
+
+    try:
+        markdown, csv_path = write_report(args.run_dirs, args.output, args.metric)
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from None
+    print(markdown.read_text())
+    print(f"written: {markdown}, {csv_path}")
+    return 0

@@ -1,0 +1,133 @@
+"""``run_grid``: configs x seeds, one after another, resumable, finished runs skipped.
+
+Each (config, seed) goes to ``RUNS_DIR/<run.name>-s<seed>``. A folder with a
+``summary.json`` is finished and skipped; one with a checkpoint is resumed from
+its last finished epoch, with the config.yaml it started with; anything else
+starts fresh. Configs with a ``prune``
+section run prune-and-train, the others plain training (the base models).
+Every config is loaded and checked before the first run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+from pathlib import Path
+
+from tfprune.config import ConfigError, load_config
+from tfprune.config.loader import read_yaml
+
+
+@dataclasses.dataclass
+class GridItem:
+    """One run of a grid.
+
+    Attributes:
+        source: The config file.
+        seed: ``train.seed`` of this run.
+        config: The validated config, ``run.dir`` set.
+        prune: Whether it is a prune-and-train run.
+    """
+
+    source: Path
+    seed: int
+    config: dict
+    prune: bool
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the run's folder is."""
+        return Path(self.config["run"]["dir"])
+
+    @property
+    def state(self) -> str:
+        """``done``, ``resume`` (interrupted) or ``new``."""
+        if (self.run_dir / "summary.json").is_file():
+            return "done"
+        if (self.run_dir / "checkpoints" / "state.json").is_file():
+            return "resume"
+        return "new"
+
+
+def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
+               overrides=(), first_seed: int = 0) -> list[GridItem]:
+    """Loads and checks every config, one item per (config, seed).
+
+    Raises:
+        ConfigError: For a missing or invalid config, a bad prune section or
+            two items that would share a run folder, before anything runs.
+    """
+    from tfprune.pruning.runner import PruneExtension
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}.")
+    items, folders = [], {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file.")
+        prune = "prune" in (read_yaml(path) or {})
+        for seed in range(first_seed, first_seed + seeds):
+            config = load_config(path, [*overrides, f"train.seed={seed}"])
+            run_dir = Path(runs_dir) / f"{config['run']['name']}-s{seed}"
+            config["run"]["dir"] = str(run_dir)
+            if prune:
+                try:
+                    PruneExtension(config)
+                except ConfigError as error:
+                    raise ConfigError(f"{path}: {error}") from None
+            if run_dir in folders:
+                raise ConfigError(f"{path} and {folders[run_dir]} both write {run_dir}: give "
+                                  "them different run.name values.")
+            folders[run_dir] = path
+            items.append(GridItem(path, seed, config, prune))
+    return items
+
+
+def _run_one(item: GridItem) -> None:
+    """Starts the item, or resumes it with the config.yaml its folder was started with."""
+    from tfprune.pruning.runner import prune
+    from tfprune.training import read_run_config, train
+
+    runner = prune if item.prune else train
+    if item.state == "resume":
+        runner(read_run_config(item.run_dir), resume=True)
+    else:
+        runner(item.config)
+
+
+def run_grid(items: list[GridItem], progress=print) -> dict[str, list[Path]]:
+    """Runs every unfinished item in order; a failed run is reported and the grid goes on.
+
+    Args:
+        items: From ``grid_items``.
+        progress: Called with a line of text per step (None: silent).
+
+    Returns:
+        ``{"done": [...], "ran": [...], "failed": [...]}`` run folders.
+    """
+    progress = progress or (lambda line: None)
+    outcome = {"done": [], "ran": [], "failed": []}
+    for index, item in enumerate(items, 1):
+        state = item.state
+        head = f"[{index}/{len(items)}] {item.run_dir.name}"
+        if state == "done":
+            progress(f"{head}: finished earlier, skipped")
+            outcome["done"].append(item.run_dir)
+            continue
+        progress(f"{head}: {'resuming' if state == 'resume' else 'starting'} "
+                 f"({'prune' if item.prune else 'train'} {item.source})")
+        started = time.perf_counter()
+        try:
+            _run_one(item)
+        except KeyboardInterrupt:
+            progress(f"{head}: interrupted; run the same grid again to resume it")
+            raise
+        except Exception as error:  # one bad run must not lose the rest of the grid
+            progress(f"{head}: FAILED: {error}\n{traceback.format_exc(limit=3)}")
+            outcome["failed"].append(item.run_dir)
+            continue
+        progress(f"{head}: finished in {time.perf_counter() - started:.0f} s")
+        outcome["ran"].append(item.run_dir)
+    return outcome

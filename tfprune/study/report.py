@@ -1,0 +1,225 @@
+"""The paper's Tables 1, 2 and 3 rebuilt from run folders, as Markdown and CSV.
+
+Each run folder (``config.yaml`` + ``summary.json``) becomes a ``RunRecord``.
+Runs without pruning are base models. Cells are the mean and standard
+deviation over seeds of the best (or final) test accuracy, in percent; the
+best cell of each row and round count is bold; base accuracies go in
+parentheses after the network (Tables 1 and 2) or in their own column, with
+every other cell as the change from it (Table 3).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+#: (table, title, measure columns, cells relative to the base model?)
+TABLES = (
+    ("1", "Table 1: magnitude, loss preservation and the proposed measure",
+     ("Mag.", "Loss", "Proposed"), False),
+    ("2", "Table 2: GraSP with and without temperature, gradient-norm preservation",
+     ("GraSP (T=200)", "GraSP (T=1)", "|GraSP| (T=1)"), False),
+    ("3", "Table 3: change in test accuracy from the base model",
+     ("Random", "Uniform", "Mag.", "Loss", "Proposed", "GraSP (T=200)", "GraSP (T=1)",
+      "|GraSP| (T=1)"), True),
+)
+
+_PLAIN_LABELS = {"magnitude": "Mag.", "loss_preservation": "Loss", "proposed": "Proposed",
+                 "random": "Random", "uniform": "Uniform"}
+
+
+def measure_label(measure: str, options: dict | None = None) -> str:
+    """The paper's column name for a measure and its options (its own name otherwise)."""
+    options = options or {}
+    if measure in ("grasp", "grasp_abs"):
+        default = 200.0 if measure == "grasp" else 1.0
+        temperature = float(options.get("temperature", default))
+        name = "GraSP" if measure == "grasp" else "|GraSP|"
+        return f"{name} (T={temperature:g})"
+    return _PLAIN_LABELS.get(measure, measure)
+
+
+def dataset_label(source: str) -> str:
+    """``CIFAR-10`` / ``CIFAR-100`` for their sources, else the source's file stem."""
+    name = Path(source).name.lower()
+    if "cifar100" in name or "cifar-100" in name:
+        return "CIFAR-100"
+    if "cifar10" in name or "cifar-10" in name:
+        return "CIFAR-10"
+    return Path(source).name
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What the tables need from one run folder.
+
+    Attributes:
+        run_dir: The folder.
+        network: Model name and width, e.g. ``vgg13 x0.25``.
+        dataset: ``CIFAR-10``, ``CIFAR-100`` or the source's name.
+        measure: The measure's column label, or None for a base (unpruned) run.
+        rounds: Pruning rounds (0 for a base run).
+        target: Fraction of filters removed (0 for a base run).
+        seed: ``train.seed``.
+        best_accuracy: Best test accuracy over epochs.
+        final_accuracy: Test accuracy after the last epoch.
+    """
+
+    run_dir: Path
+    network: str
+    dataset: str
+    measure: str | None
+    rounds: int
+    target: float
+    seed: int
+    best_accuracy: float
+    final_accuracy: float
+
+
+def _record(run_dir: Path) -> RunRecord:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    model = config["model"]
+    pruned = "measure" in summary
+    prune = config.get("prune") or {}
+    return RunRecord(
+        run_dir=run_dir,
+        network=f"{model['name']} x{model.get('width_multiplier', 1.0):g}",
+        dataset=dataset_label(config["data"]["source"]),
+        measure=measure_label(prune["measure"], prune.get("measure_options")) if pruned
+        else None,
+        rounds=int(summary.get("rounds_done", 0)) if pruned else 0,
+        target=float(prune.get("target", 0.0)) if pruned else 0.0,
+        seed=int(config["train"].get("seed", 0)),
+        best_accuracy=float(summary["best_test_accuracy"]),
+        final_accuracy=float(summary["final_test_accuracy"]),
+    )
+
+
+def collect_runs(paths) -> list[RunRecord]:
+    """Every finished run folder at or below ``paths`` (``summary.json`` beside ``config.yaml``)."""
+    folders = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such run folder.")
+        for summary in [path / "summary.json", *path.rglob("summary.json")]:
+            if summary.is_file() and (summary.parent / "config.yaml").is_file():
+                folders.add(summary.parent)
+    return [_record(folder) for folder in sorted(folders)]
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    array = 100 * np.asarray(values, float)
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return float(array.mean()), std, len(array)
+
+
+@dataclasses.dataclass
+class _Row:
+    dataset: str
+    network: str
+    target: float
+    base: tuple[float, float, int] | None
+    cells: dict  # (rounds, measure) -> (mean, std, n)
+
+
+def _rows(records: list[RunRecord], metric: str) -> tuple[list[_Row], list[int]]:
+    value = (lambda r: r.best_accuracy) if metric == "best" else (lambda r: r.final_accuracy)
+    bases, groups = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for record in records:
+        if record.measure is None:
+            bases[(record.dataset, record.network)].append(value(record))
+        else:
+            key = (record.dataset, record.network, record.target)
+            groups[key][(record.rounds, record.measure)].append(value(record))
+    rows = [_Row(dataset, network, target, _stats(bases[(dataset, network)])
+                 if (dataset, network) in bases else None,
+                 {cell: _stats(values) for cell, values in cells.items()})
+            for (dataset, network, target), cells in sorted(groups.items())]
+    rounds = sorted({r for row in rows for r, _ in row.cells})
+    return rows, rounds
+
+
+def _format_cell(stat, base, relative: bool, bold: bool) -> str:
+    if stat is None:
+        return "-"
+    mean, std, n = stat
+    if relative:
+        if base is None:
+            return "-"
+        mean -= base[0]
+    text = f"{mean:+.2f}" if relative else f"{mean:.2f}"
+    text += f" ± {std:.2f}" if n > 1 else ""
+    return f"**{text}**" if bold else text
+
+
+def _markdown_table(rows, rounds, measures, relative: bool) -> str:
+    lines = []
+    head = ["dataset", "network", "pruned"] + (["base"] if relative else [])
+    head += [f"{r} round{'s' if r != 1 else ''}: {m}" for r in rounds for m in measures]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + " --- |" * len(head))
+    for row in rows:
+        base = f"{row.base[0]:.2f}" if row.base else "n/a"
+        network = row.network if relative else f"{row.network} ({base})"
+        cells = [row.dataset, network, f"{row.target:.0%}"] + ([base] if relative else [])
+        for r in rounds:
+            present = {m: row.cells.get((r, m)) for m in measures}
+            best = max((s[0] for s in present.values() if s), default=None)
+            cells += [_format_cell(present[m], row.base, relative,
+                                   present[m] is not None and present[m][0] == best)
+                      for m in measures]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_report(records: list[RunRecord], metric: str = "best") -> tuple[str, str]:
+    """Tables 1-3 as Markdown and every cell (any measure) as CSV.
+
+    Args:
+        records: From ``collect_runs``.
+        metric: ``best`` (the paper's: best test accuracy over epochs) or ``final``.
+
+    Returns:
+        ``(markdown, csv_text)``.
+    """
+    if metric not in ("best", "final"):
+        raise ValueError(f"metric must be 'best' or 'final', got {metric!r}.")
+    rows, rounds = _rows(records, metric)
+    parts = [f"Test accuracy (%), {metric} over epochs; mean ± std over seeds; "
+             f"{len(records)} runs. Base model accuracy in parentheses.\n"]
+    for _, title, measures, relative in TABLES:
+        parts.append(f"### {title}\n\n{_markdown_table(rows, rounds, measures, relative)}\n")
+    seeds = sorted({record.seed for record in records})
+    parts.append(f"Seeds: {seeds}. Runs: " + ", ".join(
+        sorted(str(record.run_dir) for record in records)) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["dataset", "network", "pruned", "rounds", "measure", "mean", "std",
+                     "seeds", "base_mean"])
+    for row in rows:
+        for (r, measure), (mean, std, n) in sorted(row.cells.items()):
+            writer.writerow([row.dataset, row.network, row.target, r, measure, f"{mean:.4f}",
+                             f"{std:.4f}", n, f"{row.base[0]:.4f}" if row.base else ""])
+    return "\n".join(parts), buffer.getvalue()
+
+
+def write_report(paths, output: str | os.PathLike, metric: str = "best") -> tuple[Path, Path]:
+    """Collects the runs under ``paths`` and writes ``report.md`` and ``report.csv``."""
+    records = collect_runs(paths)
+    if not records:
+        raise FileNotFoundError(f"no finished run folders under {list(map(str, paths))}.")
+    markdown, text = build_report(records, metric)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "report.md").write_text(markdown)
+    (output / "report.csv").write_text(text)
+    return output / "report.md", output / "report.csv"
