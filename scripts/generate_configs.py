@@ -6,7 +6,10 @@ with the paper's targets (VGG-13 and MobileNet 75% of filters on CIFAR-10 and 65
 CIFAR-100; ResNet-56 60% / 50%). ``paper/`` keeps the full protocol (160 epochs, tfds
 data); ``reduced/`` narrows the network to width 0.25, trains on a 200-per-class subset
 of the CIFAR-10 copy in ../shared for max(2 * rounds, 10) epochs and scores on fewer
-samples, so one run takes minutes on 2 CPU cores.
+samples, so one run takes minutes on 2 CPU cores. ``study/`` is the reduced-scale study we run
+here (docs/study.md): VGG-13 at width 0.25 and ResNet-20 at width 0.5 on 300 CIFAR-10
+images per class (test: 100 per class), 15 epochs, the 8 measures at 1 and 5 rounds
+(CIFAR-10 targets: 75% / 60%), and each network's unpruned base model.
 
 Usage:
     python scripts/generate_configs.py [--out configs/pruning]
@@ -65,6 +68,32 @@ def reduced_config(model: str, dataset: str, rounds: int, column: str) -> dict:
     return config
 
 
+#: The reduced-scale study: network -> (width, target).
+STUDY_MODELS = {"vgg13": (0.25, 0.75), "resnet20": (0.5, 0.60)}
+STUDY_ROUNDS = (1, 5)
+
+
+def study_config(model: str, rounds: int | None, column: str | None) -> dict:
+    """One run of the reduced-scale study; ``column`` None is the unpruned base model."""
+    width, target = STUDY_MODELS[model]
+    config = {
+        "model": {"name": model, "width_multiplier": width},
+        "data": {"source": SHARED_CIFAR10, "batch_size": 128, "train_per_class": 300,
+                 "test_per_class": 100},
+        "train": {"epochs": 15, "lr_values": [0.1, 0.01, 0.001], "lr_phases": [80, 40, 40],
+                  "temperature": 5.0, "verbose": 2},
+    }
+    if column is None:
+        config["run"] = {"name": f"study_{model}_cifar10_base"}
+        return config
+    measure, options = MEASURES[column]
+    config["prune"] = {"measure": measure, "measure_options": options, "target": target,
+                       "rounds": rounds, "split": "front_loaded", "min_keep": 0.05,
+                       "num_samples": 512, "samples_per_class": 10}
+    config["run"] = {"name": f"study_{model}_cifar10_{column}_r{rounds}"}
+    return config
+
+
 def render(config: dict) -> str:
     return HEADER + yaml.safe_dump(config, sort_keys=False)
 
@@ -80,6 +109,12 @@ def all_configs() -> dict[str, str]:
                     files[f"paper/{stem}"] = render(paper_config(model, dataset, rounds, column))
                     files[f"reduced/{stem}"] = render(
                         reduced_config(model, dataset, rounds, column))
+    for model in STUDY_MODELS:
+        files[f"study/{model}_cifar10_base.yaml"] = render(study_config(model, None, None))
+        for rounds in STUDY_ROUNDS:
+            for column in MEASURES:
+                files[f"study/{model}_cifar10_{column}_r{rounds}.yaml"] = render(
+                    study_config(model, rounds, column))
     return files
 
 

@@ -77,6 +77,10 @@ def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
     assert "pruned 50.0% of prunable filters (86 of 172 kept)" in out
     assert main(["prune", str(config), "--set", f"run.dir={run}", "--set", "prune.rounds=3"]) == 2
     assert "prune.rounds: pruning may run until epoch 3" in capsys.readouterr().err
+    assert main(["prune", str(config), "--set", f"run.dir={tmp_path / 'grasp'}", "--set",
+                 "prune.measure=grasp"]) == 2  # the Hg memory wants 10 per class; there are 6
+    assert "prune.samples_per_class: 10 per class requested" in capsys.readouterr().err
+    assert not (tmp_path / "grasp" / "metrics.csv").exists()
 
 
 def test_slim_a_prune_run(image_folder, tmp_path, capsys):

@@ -34,7 +34,7 @@ def test_pruning_configs_are_generated_and_up_to_date():
     expected = _generator().all_configs()
     on_disk = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.yaml")}
     assert on_disk == expected, "run: python scripts/generate_configs.py"
-    assert len(expected) == 2 * 3 * 2 * 3 * 8
+    assert len(expected) == 2 * 3 * 2 * 3 * 8 + 2 * (1 + 2 * 8)  # paper + reduced; the study
 
 
 def test_every_pruning_config_passes_the_prune_checks():
@@ -42,6 +42,9 @@ def test_every_pruning_config_passes_the_prune_checks():
 
     root = Path(__file__).resolve().parents[2] / "configs" / "pruning"
     for path in sorted(root.rglob("*.yaml")):
+        if path.stem.endswith("_base"):  # the study's unpruned base models
+            assert "prune" not in path.read_text(), path
+            continue
         extension = PruneExtension(load_config(path))
         assert extension.schedule.rounds == extension.config["prune"]["rounds"], path
     cell = load_config(root / "paper" / "resnet56_cifar10_grasp_t1_r25.yaml")

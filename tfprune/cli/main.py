@@ -15,6 +15,7 @@ from tfprune.cli import (
     report_command,
     score_command,
     slim_command,
+    tune_command,
 )
 from tfprune.cli.run_command import PIPELINE, PRUNE, TRAIN
 
@@ -22,7 +23,7 @@ from tfprune.cli.run_command import PIPELINE, PRUNE, TRAIN
 COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command,
             "slim": slim_command, "export": export_command, "bench": bench_command,
             "pipeline": PIPELINE, "grid": grid_command, "report": report_command,
-            "analyze": analyze_command}
+            "analyze": analyze_command, "tune": tune_command}
 
 
 def make_parser() -> argparse.ArgumentParser:

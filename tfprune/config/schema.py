@@ -108,6 +108,22 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "threads": Field([1, 2], (list,), lambda v: len(v) > 0 and all(
             isinstance(n, int) and n > 0 for n in v), "a non-empty list of integers > 0"),
     },
+    "tune": {
+        "measures": Field(["magnitude", "loss_preservation", "proposed", "grasp", "grasp_abs"],
+                          (list,), lambda v: len(v) > 0 and all(isinstance(m, str) for m in v),
+                          "a non-empty list of registered measure names"),
+        "rounds": Field([1, 5], (list,), lambda v: len(v) > 0 and all(
+            isinstance(r, int) and r > 0 for r in v), "a non-empty list of integers > 0"),
+        "target_min": Field(0.5, (float,), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "target_max": Field(0.9, (float,), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "target_step": Field(0.05, (float,), _positive, "a number > 0"),
+        "grasp_temperatures": Field([1.0, 200.0], (list,), _positive_list,
+                                    "a non-empty list of numbers > 0"),
+        "algorithm": _choice("random", "random", "bayesian"),
+        "max_trials": Field(10, (int,), _positive, "an integer > 0"),
+        "max_params": Field(None, (int,), _positive, "null or an integer > 0", True),
+        "max_flops": Field(None, (int,), _positive, "null or an integer > 0", True),
+    },
     "run": {
         "dir": Field(None, (str,), allowed="null (runs/<name>) or a folder", nullable=True),
         "name": Field("run", (str,), lambda v: bool(v) and "/" not in v,

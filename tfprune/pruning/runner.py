@@ -50,6 +50,19 @@ def _schedule(config: dict):
     return schedule
 
 
+def _check_memory(data, samples_per_class: int) -> None:
+    """Refuses, before training, a Hessian memory larger than a class of the training split."""
+    import numpy as np
+
+    counts = np.bincount(data.train_split.labels, minlength=data.num_classes)
+    if counts.min() < samples_per_class:
+        raise ConfigError(
+            f"prune.samples_per_class: {samples_per_class} per class requested for the Hg "
+            f"memory, but class {int(counts.argmin())} of the training data has "
+            f"{int(counts.min())} examples."
+        )
+
+
 class PruneExtension(TrainingExtension):
     """Adds the pruning callback, the ``kept_filters`` column and the pruning summary.
 
@@ -72,6 +85,8 @@ class PruneExtension(TrainingExtension):
             ChannelGraph(model, section["ignored_layers"])
         except ValueError as error:
             raise ConfigError(f"prune.ignored_layers / model: {error}") from None
+        if "hessian_gradient" in self.measure.requires:
+            _check_memory(data, section["samples_per_class"])
         plan_dir = run_dir / "plans"
         self.callback = PruningCallback(
             self.measure, self.schedule, data, granularity=section["granularity"],

@@ -44,11 +44,17 @@ class GridItem:
     @property
     def state(self) -> str:
         """``done``, ``resume`` (interrupted) or ``new``."""
-        if (self.run_dir / "summary.json").is_file():
-            return "done"
-        if (self.run_dir / "checkpoints" / "state.json").is_file():
-            return "resume"
-        return "new"
+        return run_state(self.run_dir)
+
+
+def run_state(run_dir: str | os.PathLike) -> str:
+    """``done`` (summary.json written), ``resume`` (a checkpoint, no summary) or ``new``."""
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").is_file():
+        return "done"
+    if (run_dir / "checkpoints" / "state.json").is_file():
+        return "resume"
+    return "new"
 
 
 def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
