@@ -51,6 +51,7 @@ def test_tables_average_seeds_bold_the_best_and_subtract_the_base(tmp_path):
     table3 = markdown.split("### Table 3")[1]
     assert "| 81.00 | - | - | -9.00 ± 2.83 | **-6.00** | -21.00 |" in table3
     assert "**-31.00**" in table3  # GraSP (T=1) alone in its 5-round group
+    assert "1 round: \\|GraSP\\| (T=1) |" in table3  # escaped inside the table
     assert "CIFAR-10,vgg13 x0.25,0.75,1,snip,65.0000,0.0000,1,81.0000" in text
     final_markdown, _ = build_report(records, metric="final")
     assert "71.00 ± 2.83" in final_markdown

@@ -161,10 +161,16 @@ def _format_cell(stat, base, relative: bool, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
+def _escape(text: str) -> str:
+    """Escapes Markdown table separators (``|GraSP|``)."""
+    return text.replace("|", "\\|")
+
+
 def _markdown_table(rows, rounds, measures, relative: bool) -> str:
     lines = []
     head = ["dataset", "network", "pruned"] + (["base"] if relative else [])
-    head += [f"{r} round{'s' if r != 1 else ''}: {m}" for r in rounds for m in measures]
+    head += [f"{r} round{'s' if r != 1 else ''}: {_escape(m)}" for r in rounds
+             for m in measures]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + " --- |" * len(head))
     for row in rows:
