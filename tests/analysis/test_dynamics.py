@@ -67,7 +67,7 @@ def test_analyze_runs_compares_prune_runs(image_folder, tmp_path, capsys):
     output = tmp_path / "out"
     assert main(["analyze", "runs", str(run), "--output", str(output)]) == 0
     rows = list(csv.DictReader((output / "layer_ratios.csv").open()))
-    assert rows[0]["run"] == "Mag., 1 rounds (mag)"
+    assert rows[0]["run"] == "Mag., 1 round (mag)"
     assert len(rows) == 8 and all(0 <= float(r["fraction_pruned"]) <= 1 for r in rows)
     for name in ("layer_ratios.png", "train_accuracy.png", "test_accuracy.png", "curves.csv"):
         assert (output / name).is_file()

@@ -22,7 +22,8 @@ def run_label(run_dir: Path) -> str:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     prune = config["prune"]
     label = measure_label(prune["measure"], prune.get("measure_options"))
-    return f"{label}, {summary['rounds_done']} rounds ({run_dir.name})"
+    rounds = summary["rounds_done"]
+    return f"{label}, {rounds} round{'s' if rounds != 1 else ''} ({run_dir.name})"
 
 
 def analyze_runs(run_dirs, output: str | os.PathLike) -> dict[str, Path]:
