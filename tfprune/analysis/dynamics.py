@@ -25,6 +25,7 @@ run resumes with the previous epoch's state.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import keras
@@ -33,7 +34,7 @@ import tensorflow as tf
 
 from tfprune.analysis.statistics import correlation
 from tfprune.importance.context import ScoringContext
-from tfprune.importance.prunable import prunable_layers
+from tfprune.training.callbacks import write_atomic
 
 #: Columns of dynamics.csv, in order.
 COLUMNS = ("epoch", "bn_pearson", "bn_spearman", "mask_distance", "weight_pearson",
@@ -79,13 +80,12 @@ class DynamicsRecorder(keras.callbacks.Callback):
         self._initial = None
 
     # -- state ---------------------------------------------------------------------------
-    def _snapshot(self) -> dict:
-        layers = prunable_layers(self.model)
-        norms = [layer.batch_norm for layer in layers if layer.batch_norm is not None]
+    @staticmethod
+    def _snapshot(layers) -> dict:
         return {
             "names": np.array([layer.name for layer in layers]),
             "kernels": [np.asarray(layer.kernel, np.float64) for layer in layers],
-            "gammas": [np.asarray(bn.gamma, np.float64) for bn in norms if bn.gamma is not None],
+            "gammas": [np.asarray(bn.gamma, np.float64) for bn in _scaled_norms(layers)],
         }
 
     def _path(self, epoch: int) -> Path:
@@ -134,15 +134,14 @@ class DynamicsRecorder(keras.callbacks.Callback):
 
     # -- measurements --------------------------------------------------------------------
     def _record(self, epoch: int) -> None:
-        state = self._snapshot()
-        if self._initial is None:
-            self._initial = state
         context = ScoringContext(self.model, self.data, num_samples=self.num_samples,
                                  samples_per_class=self.samples_per_class, seed=self.seed)
-        g = context.gradients(self.temperature)
         layers = context.layers
-        norms = [layer.batch_norm for layer in layers
-                 if layer.batch_norm is not None and layer.batch_norm.gamma is not None]
+        state = self._snapshot(layers)
+        if self._initial is None:
+            self._initial = state
+        g = context.gradients(self.temperature)
+        norms = _scaled_norms(layers)
         gamma = _concat(state["gammas"])
         mask = _early_bird_mask(gamma, self.early_bird_ratio) if gamma.size else np.zeros(0)
         row = dict.fromkeys(COLUMNS, float("nan"))
@@ -195,10 +194,11 @@ class DynamicsRecorder(keras.callbacks.Callback):
         if path.is_file():
             rows = [r for r in csv.DictReader(path.open()) if int(r["epoch"]) < row["epoch"]]
         rows.append(row)
-        with path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(path, text.getvalue())
 
     def _write_summaries(self, row: dict, gradient_norms, names) -> None:
         if self._writer is None:
@@ -210,6 +210,12 @@ class DynamicsRecorder(keras.callbacks.Callback):
             for name, value in zip(names, gradient_norms, strict=True):
                 tf.summary.scalar(f"gradient_norm/{name}", value)
         self._writer.flush()
+
+
+def _scaled_norms(layers) -> list:
+    """The BatchNormalization layers (with a scale) that follow the prunable layers, in order."""
+    return [layer.batch_norm for layer in layers
+            if layer.batch_norm is not None and layer.batch_norm.gamma is not None]
 
 
 def _concat(arrays) -> np.ndarray:

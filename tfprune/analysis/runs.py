@@ -8,22 +8,18 @@ import os
 from pathlib import Path
 
 import tensorflow as tf
-import yaml
 
 from tfprune.analysis.figures import plot_layer_ratios, plot_lines
-from tfprune.study.report import measure_label
+from tfprune.study.report import read_run
 
 
 def run_label(run_dir: Path) -> str:
-    """``<measure label>, <rounds> rounds (<folder>)`` for a prune run; the folder name else."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    if "measure" not in summary:
+    """``<measure label>, <rounds> rounds (<folder>)`` for a prune run; ``base (<folder>)`` else."""
+    record = read_run(run_dir)
+    if record.measure is None:
         return f"base ({run_dir.name})"
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    prune = config["prune"]
-    label = measure_label(prune["measure"], prune.get("measure_options"))
-    rounds = summary["rounds_done"]
-    return f"{label}, {rounds} round{'s' if rounds != 1 else ''} ({run_dir.name})"
+    rounds = record.rounds
+    return f"{record.measure}, {rounds} round{'s' if rounds != 1 else ''} ({run_dir.name})"
 
 
 def analyze_runs(run_dirs, output: str | os.PathLike) -> dict[str, Path]:
@@ -41,12 +37,12 @@ def analyze_runs(run_dirs, output: str | os.PathLike) -> dict[str, Path]:
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    ratios, curves, labels = {}, {}, {}
+    ratios, curves = {}, {}
     for run_dir in map(Path, run_dirs):
         for name in ("summary.json", "metrics.json", "config.yaml"):
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: no {name}; is it a finished tfprune run?")
-        label = labels[run_dir] = run_label(run_dir)
+        label = run_label(run_dir)
         summary = json.loads((run_dir / "summary.json").read_text())
         kept = summary.get("filters_kept", {})
         if kept:

@@ -11,6 +11,7 @@ Every config is loaded and checked before the first run starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 import traceback
@@ -91,16 +92,28 @@ def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
     return items
 
 
-def _run_one(item: GridItem) -> None:
-    """Starts the item, or resumes it with the config.yaml its folder was started with."""
-    from tfprune.pruning.runner import prune
-    from tfprune.training import read_run_config, train
+def run_config(config: dict, prune: bool) -> dict:
+    """Brings one run folder to its end and returns its summary.
 
-    runner = prune if item.prune else train
-    if item.state == "resume":
-        runner(read_run_config(item.run_dir), resume=True)
-    else:
-        runner(item.config)
+    A finished folder's summary.json is read back; an interrupted one is
+    resumed with the config.yaml it started with; anything else starts from
+    ``config``.
+
+    Args:
+        config: A validated config naming the run folder.
+        prune: Prune-and-train (else plain training).
+    """
+    from tfprune.pruning.runner import prune as prune_run
+    from tfprune.training import read_run_config, run_folder, train
+
+    run_dir = run_folder(config)
+    state = run_state(run_dir)
+    if state == "done":
+        return json.loads((run_dir / "summary.json").read_text())
+    runner = prune_run if prune else train
+    if state == "resume":
+        return runner(read_run_config(run_dir), resume=True).summary
+    return runner(config).summary
 
 
 def run_grid(items: list[GridItem], progress=print) -> dict[str, list[Path]]:
@@ -126,7 +139,7 @@ def run_grid(items: list[GridItem], progress=print) -> dict[str, list[Path]]:
                  f"({'prune' if item.prune else 'train'} {item.source})")
         started = time.perf_counter()
         try:
-            _run_one(item)
+            run_config(item.config, item.prune)
         except KeyboardInterrupt:
             progress(f"{head}: interrupted; run the same grid again to resume it")
             raise

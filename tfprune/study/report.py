@@ -84,7 +84,8 @@ class RunRecord:
     final_accuracy: float
 
 
-def _record(run_dir: Path) -> RunRecord:
+def read_run(run_dir: Path) -> RunRecord:
+    """The ``RunRecord`` of one finished run folder (config.yaml + summary.json)."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     model = config["model"]
@@ -113,7 +114,7 @@ def collect_runs(paths) -> list[RunRecord]:
         for summary in [path / "summary.json", *path.rglob("summary.json")]:
             if summary.is_file() and (summary.parent / "config.yaml").is_file():
                 folders.add(summary.parent)
-    return [_record(folder) for folder in sorted(folders)]
+    return [read_run(folder) for folder in sorted(folders)]
 
 
 def _stats(values: list[float]) -> tuple[float, float, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras_tuner
 
 from tfprune.config import ConfigError, load_config
-from tfprune.study.grid import run_state
+from tfprune.study.grid import run_config
 
 #: The objective every pruning tuner maximizes.
 OBJECTIVE = keras_tuner.Objective("score", direction="max")
@@ -91,17 +91,8 @@ class PruningHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model=None, *args, trial_id: str = "0", **kwargs) -> dict:
         """Runs (or resumes, or reads) the trial's prune run; returns its metrics."""
-        from tfprune.pruning.runner import prune
-
-        values = self.declare(hp)
-        config = self.trial_config(values, trial_id)
-        run_dir = Path(config["run"]["dir"])
-        state = run_state(run_dir)
-        if state == "done":
-            summary = json.loads((run_dir / "summary.json").read_text())
-        else:
-            summary = prune(config, resume=state == "resume").summary
-        return self.metrics(summary)
+        config = self.trial_config(self.declare(hp), trial_id)
+        return self.metrics(run_config(config, prune=True))
 
     def metrics(self, summary: dict) -> dict:
         """``score`` (the objective), test accuracy, params and FLOPs after pruning."""
@@ -143,7 +134,9 @@ def tune(config: dict) -> dict:
         ``{"best": {hyperparameters, metrics, run_dir}, "trials": [...]}``, the
         trials ordered by score.
     """
-    run_dir = Path(config["run"]["dir"] or Path("runs") / config["run"]["name"])
+    from tfprune.training import run_folder
+
+    run_dir = run_folder(config)
     hypermodel = PruningHyperModel(config, run_dir)
     section = config["tune"]
     tuner = TUNERS[section["algorithm"]](
