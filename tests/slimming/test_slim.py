@@ -86,6 +86,30 @@ def test_squeeze_excite_concatenate_and_flatten():
     assert_equivalent(model, plan, input_shape=(8, 8, 3))
 
 
+def test_separable_convs_with_depth_multiplier_and_a_residual():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    y = keras.layers.SeparableConv2D(5, 3, depth_multiplier=3, padding="same", name="sep1")(
+        keras.layers.ReLU()(x))
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.SeparableConv2D(8, 3, strides=2, padding="same", use_bias=False,
+                                     name="sep2")(keras.layers.ReLU()(y))
+    shortcut = keras.layers.Conv2D(8, 1, strides=2, name="shortcut")(x)
+    x = keras.layers.Add()([keras.layers.BatchNormalization()(y), shortcut])
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    randomize_batch_norms(model)
+    for target in (0.3, 0.6):
+        plan = random_plan(model, target)
+        slimmed = assert_equivalent(model, plan, input_shape=(8, 8, 3))
+        for name in ("sep1", "sep2"):
+            kept = slimmed.get_layer(name)
+            assert kept.pointwise_kernel.shape[-2] == kept.depthwise_kernel.shape[-2] * (
+                kept.depth_multiplier)
+        assert slimmed.get_layer("sep2").filters == plan.kept_per_layer()["sep2"][0] < 8
+
+
 @pytest.mark.parametrize("application", ["MobileNet", "MobileNetV2", "ResNet50",
                                          "EfficientNetB0", "DenseNet121", "VGG16"])
 def test_keras_applications_slim(application):
@@ -93,6 +117,14 @@ def test_keras_applications_slim(application):
         weights=None, input_shape=(32, 32, 3), classes=10)
     randomize_batch_norms(model)
     assert_equivalent(model, random_plan(model, 0.5))
+
+
+def test_xception_slim():
+    """Xception: separable convs in residual blocks (its smallest input is 71x71)."""
+    model = keras.applications.Xception(weights=None, input_shape=(71, 71, 3), classes=10)
+    randomize_batch_norms(model)
+    slimmed = assert_equivalent(model, random_plan(model, 0.5), input_shape=(71, 71, 3))
+    assert slimmed.count_params() < 0.5 * model.count_params()
 
 
 def test_unstructured_plans_and_other_architectures_are_refused():

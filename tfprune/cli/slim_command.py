@@ -21,9 +21,9 @@ def add_parser(subparsers) -> None:
 
 def summary_table(model, slimmed) -> str:
     """Per kernel layer: filters before -> after; then params and FLOPs before -> after."""
-    from tfprune.pruning.stats import KERNEL_LAYERS, flops
+    from tfprune.pruning.stats import flops, kernel_layers
 
-    layers = [layer for layer in model.layers if isinstance(layer, KERNEL_LAYERS)]
+    layers = kernel_layers(model)
     width = max(len(layer.name) for layer in layers)
     lines = [f"{'layer':<{width}}  {'filters':>8}  {'kept':>8}"]
     for layer in layers:

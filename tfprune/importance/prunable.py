@@ -1,10 +1,12 @@
 """Which layers of a model are scored, and how their kernels split into filters.
 
 A prunable layer has a kernel whose output channels ("filters") can be
-removed: Conv1D/2D/3D and Dense (one filter per output unit) and
-DepthwiseConv2D (one per output channel). Every one of these kernels, reshaped
-to ``(-1, output_channels)``, has one column per filter. Users register more
-layer types with ``register_prunable_layer``.
+removed: Conv1D/2D/3D and Dense (one filter per output unit),
+DepthwiseConv2D (one per output channel) and SeparableConv1D/2D, whose
+filters are the columns of the pointwise kernel (the depthwise kernel before
+it has no output filters of its own, so it is not scored). Every one of these
+kernels, reshaped to ``(-1, output_channels)``, has one column per filter.
+Users register more layer types with ``register_prunable_layer``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import keras
 import numpy as np
 
 from tfprune.importance.scores import ScoringError
+from tfprune.layer_types import lookup
 
 #: Layer type -> name of the attribute holding its kernel variable.
 PRUNABLE_LAYER_TYPES: dict[type, str] = {
@@ -23,6 +26,8 @@ PRUNABLE_LAYER_TYPES: dict[type, str] = {
     keras.layers.Conv3D: "kernel",
     keras.layers.DepthwiseConv2D: "kernel",
     keras.layers.Dense: "kernel",
+    keras.layers.SeparableConv1D: "pointwise_kernel",
+    keras.layers.SeparableConv2D: "pointwise_kernel",
 }
 
 
@@ -42,10 +47,7 @@ def register_prunable_layer(layer_type: type, kernel_attribute: str = "kernel") 
 
 
 def _kernel_attribute(layer) -> str | None:
-    for cls in type(layer).__mro__:
-        if cls in PRUNABLE_LAYER_TYPES:
-            return PRUNABLE_LAYER_TYPES[cls]
-    return None
+    return lookup(PRUNABLE_LAYER_TYPES, layer)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Channel groups: which channels of a functional graph must be removed together.
 
 Every tensor's last axis is a channel space. A layer with a kernel (Conv,
-Dense) creates a new space for its output and consumes its input's space;
+SeparableConv, Dense) creates a new space for its output and consumes its
+input's space;
 BatchNormalization and DepthwiseConv2D follow their input's space; pooling,
 activations, padding, dropout and the like pass it through; Add, Multiply,
 Subtract, Average, Maximum and Minimum join their inputs' spaces into one
@@ -19,6 +20,8 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
+
+from tfprune.layer_types import lookup
 
 
 class GraphError(ValueError):
@@ -140,7 +143,7 @@ class _Analysis:
 # -- layer rules: (analysis, layer, input tensors, output tensors) -> None ---------------------
 
 def _source(analysis, layer, inputs, outputs):
-    """Conv/Dense: consumes its input channels, creates a space for its output."""
+    """Conv/SeparableConv/Dense: consumes its input channels, creates a space for its output."""
     if getattr(layer, "groups", 1) != 1:
         raise GraphError(f"layer {layer.name!r}: grouped convolutions (groups="
                          f"{layer.groups}) are not supported; list it in ignored_layers.")
@@ -248,6 +251,7 @@ _PASS_THROUGH_TYPES = (
 LAYER_RULES: dict[type, Callable] = {
     **dict.fromkeys(_PASS_THROUGH_TYPES, _pass_through),
     keras.layers.Conv1D: _source, keras.layers.Conv2D: _source, keras.layers.Conv3D: _source,
+    keras.layers.SeparableConv1D: _source, keras.layers.SeparableConv2D: _source,
     keras.layers.Dense: _source,
     keras.layers.BatchNormalization: _follow, keras.layers.DepthwiseConv2D: _follow,
     keras.layers.Add: _merge, keras.layers.Subtract: _merge, keras.layers.Multiply: _merge,
@@ -280,10 +284,7 @@ def register_layer_rule(layer_type: type, rule) -> None:
 
 def rule_for(layer):
     """The channel rule of a layer's type (looked up along its MRO), or None."""
-    for cls in type(layer).__mro__:
-        if cls in LAYER_RULES:
-            return LAYER_RULES[cls]
-    return None
+    return lookup(LAYER_RULES, layer)
 
 
 def nodes_in_order(model: keras.Model):

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.importance.prunable import prunable_layers
+from tfprune.layer_types import lookup
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.plan import PlanError, PruningPlan
 
@@ -29,6 +30,36 @@ def _source_variables(layer, out_mask, in_mask):
     if getattr(layer, "bias", None) is not None and out_mask is not None:
         pairs.append((layer.bias, out_mask.astype(np.float32)))
     return pairs
+
+
+def _separable_variables(layer, out_mask, in_mask):
+    """SeparableConv: input channels on the depthwise kernel and on the pointwise rows.
+
+    The depthwise stage turns input channel ``c`` into the pointwise kernel's
+    rows ``c * depth_multiplier + m``; output filters are the pointwise columns.
+    """
+    depthwise = np.ones(layer.depthwise_kernel.shape, np.float32)
+    pointwise = np.ones(layer.pointwise_kernel.shape, np.float32)
+    if in_mask is not None:
+        depthwise *= in_mask[:, None]
+        pointwise *= np.repeat(in_mask, layer.depth_multiplier)[:, None]
+    if out_mask is not None:
+        pointwise *= out_mask
+    pairs = [(layer.depthwise_kernel, depthwise), (layer.pointwise_kernel, pointwise)]
+    if getattr(layer, "bias", None) is not None and out_mask is not None:
+        pairs.append((layer.bias, out_mask.astype(np.float32)))
+    return pairs
+
+
+#: Layer type -> ``(layer, output mask, input mask) -> [(variable, mask)]`` for the layers
+#: that produce or consume channels with kernels other than one ``kernel`` whose last two
+#: axes are (input, output); MRO lookup, the default is ``kernel`` (Conv, Dense).
+SOURCE_MASKS = {keras.layers.SeparableConv1D: _separable_variables,
+                keras.layers.SeparableConv2D: _separable_variables}
+
+
+def _kernel_variables(layer, out_mask, in_mask):
+    return lookup(SOURCE_MASKS, layer, _source_variables)(layer, out_mask, in_mask)
 
 
 def _follower_variables(layer, mask, _in_mask):
@@ -83,14 +114,14 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
         for name in group.sources:
             layer = model.get_layer(name)
             in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
-            add(_source_variables(layer, mask, in_mask))
+            add(_kernel_variables(layer, mask, in_mask))
         for name in group.followers:
             follower_mask = graph.channel_mask(graph.layer_inputs[name], keep)
             add(_follower_variables(model.get_layer(name), follower_mask, None))
         for name in group.consumers:
             if name not in group.sources:
                 in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
-                add(_source_variables(model.get_layer(name), None, in_mask))
+                add(_kernel_variables(model.get_layer(name), None, in_mask))
     return [tuple(entry) for entry in combined.values()]
 
 

@@ -1,7 +1,8 @@
 """Parameters and FLOPs of a model before and after a plan, per layer and in total.
 
 FLOPs count the multiply-adds of layers with a kernel (Conv, DepthwiseConv,
-Dense) as 2 per multiply-accumulate; biases, BatchNorm and activations are
+SeparableConv's depthwise and pointwise kernels, Dense) as 2 per
+multiply-accumulate; biases, BatchNorm and activations are
 left out, as is common. After a plan, removed kernel entries (output filters
 and the input channels they fed) no longer count.
 """
@@ -11,11 +12,29 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune.layer_types import lookup
 from tfprune.pruning.masks import variable_masks
 from tfprune.pruning.plan import PruningPlan
 
-KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                 keras.layers.DepthwiseConv2D, keras.layers.Dense)
+#: Layer type -> the attributes of its kernels, each applied once per output position;
+#: MRO lookup. The last kernel's columns are the layer's output filters.
+KERNEL_ATTRIBUTES = {
+    keras.layers.Conv1D: ("kernel",), keras.layers.Conv2D: ("kernel",),
+    keras.layers.Conv3D: ("kernel",), keras.layers.DepthwiseConv2D: ("kernel",),
+    keras.layers.Dense: ("kernel",),
+    keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
+}
+
+
+def _kernels(layer) -> list:
+    """The layer's kernel variables (empty for a layer without one)."""
+    return [getattr(layer, name) for name in lookup(KERNEL_ATTRIBUTES, layer, ())]
+
+
+def kernel_layers(model: keras.Model) -> list:
+    """The model's layers with a kernel (those FLOPs are counted for), in order."""
+    return [layer for layer in model.layers if _kernels(layer)]
 
 
 def _kernel_masks(model, plan):
@@ -30,8 +49,9 @@ def _kept(variable, masks) -> int:
 
 
 def _layer_flops(model: keras.Model, masks: dict) -> dict[str, int]:
-    return {layer.name: 2 * int(np.prod(layer.output.shape[1:-1])) * _kept(layer.kernel, masks)
-            for layer in model.layers if isinstance(layer, KERNEL_LAYERS)}
+    return {layer.name: 2 * int(np.prod(layer.output.shape[1:-1]))
+            * sum(_kept(kernel, masks) for kernel in _kernels(layer))
+            for layer in kernel_layers(model)}
 
 
 def layer_flops(model: keras.Model, plan: PruningPlan | None = None) -> dict[str, int]:
@@ -47,16 +67,15 @@ def flops(model: keras.Model, plan: PruningPlan | None = None) -> int:
 def _layer_table(model: keras.Model, masks: dict) -> dict[str, dict]:
     before, after = _layer_flops(model, {}), _layer_flops(model, masks)
     table = {}
-    for layer in model.layers:
-        if isinstance(layer, KERNEL_LAYERS):
-            filters = int(layer.output.shape[-1])
-            kernel_mask = masks.get(id(layer.kernel))
-            kept_filters = filters if kernel_mask is None else int(
-                np.any(kernel_mask.reshape(-1, filters) != 0, axis=0).sum())
-            params = [sum(_kept(w, masks) for w in layer.weights),
-                      sum(int(np.prod(w.shape)) for w in layer.weights)]
-            table[layer.name] = {"filters": [kept_filters, filters], "params": params,
-                                 "flops": [after[layer.name], before[layer.name]]}
+    for layer in kernel_layers(model):
+        filters = int(layer.output.shape[-1])
+        kernel_mask = masks.get(id(_kernels(layer)[-1]))
+        kept_filters = filters if kernel_mask is None else int(
+            np.any(kernel_mask.reshape(-1, filters) != 0, axis=0).sum())
+        params = [sum(_kept(w, masks) for w in layer.weights),
+                  sum(int(np.prod(w.shape)) for w in layer.weights)]
+        table[layer.name] = {"filters": [kept_filters, filters], "params": params,
+                             "flops": [after[layer.name], before[layer.name]]}
     return table
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from tfprune.layer_types import lookup
 from tfprune.pruning.groups import ChannelGraph, GraphError, nodes_in_order, rule_for
 from tfprune.pruning.masks import check_plan_fits
 from tfprune.pruning.plan import PlanError, PruningPlan
@@ -59,6 +60,24 @@ def _source(layer, context: SlimContext):
     return config, weights
 
 
+def _separable(layer, context: SlimContext):
+    """SeparableConv: depthwise kernel sliced on its input channels, pointwise on both axes.
+
+    Input channel ``c`` feeds the pointwise rows ``c * depth_multiplier + m``.
+    """
+    config = layer.get_config()
+    out_index, in_index = context.output_index(layer), context.input_index(layer)
+    if out_index is not None:
+        config["filters"] = int(out_index.size)
+    depthwise, pointwise, *bias = layer.get_weights()
+    rows = None
+    if in_index is not None:
+        multiplier = layer.depth_multiplier
+        rows = (in_index[:, None] * multiplier + np.arange(multiplier)).reshape(-1)
+    weights = [_take(depthwise, in_index, -2), _take(_take(pointwise, out_index, -1), rows, -2)]
+    return config, weights + [_take(b, out_index, 0) for b in bias]
+
+
 def _per_channel(layer, context: SlimContext):
     """BatchNorm / DepthwiseConv2D: every weight has the channel axis (last for BN)."""
     index = context.input_index(layer)
@@ -92,6 +111,7 @@ def _reshape(layer, context: SlimContext):
 SLIM_HANDLERS: dict[type, Callable] = {
     keras.layers.Conv1D: _source, keras.layers.Conv2D: _source, keras.layers.Conv3D: _source,
     keras.layers.Dense: _source,
+    keras.layers.SeparableConv1D: _separable, keras.layers.SeparableConv2D: _separable,
     keras.layers.BatchNormalization: _per_channel, keras.layers.DepthwiseConv2D: _per_channel,
     keras.layers.Reshape: _reshape,
 }
@@ -103,9 +123,9 @@ def register_slim_handler(layer_type: type, handler: Callable) -> None:
 
 
 def _handler_for(layer) -> Callable:
-    for cls in type(layer).__mro__:
-        if cls in SLIM_HANDLERS:
-            return SLIM_HANDLERS[cls]
+    handler = lookup(SLIM_HANDLERS, layer)
+    if handler is not None:
+        return handler
     if rule_for(layer) is not None:
         return _unchanged
     raise GraphError(f"layer {layer.name!r} of type {type(layer).__name__}: slim has no handler "
