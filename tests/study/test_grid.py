@@ -52,6 +52,7 @@ def test_grid_runs_skips_and_resumes_then_reports(image_folder, tmp_path, capsys
     report = (tmp_path / "report/report.md").read_text()
     assert "vgg11 x0.0625 (" in report and "1 round: Mag." in report
     assert "mag-s0" in report and (tmp_path / "report/report.csv").is_file()
+    assert "| source | claim |" in (tmp_path / "report/claims.md").read_text()
 
 
 def test_grid_checks_every_config_before_running(image_folder, tmp_path):

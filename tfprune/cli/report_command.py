@@ -11,12 +11,14 @@ def add_parser(subparsers) -> None:
         "report", help="build the paper's Tables 1-3 from run folders (Markdown and CSV)",
         description="Collect every finished run folder at or below RUN_DIRS and write the "
                     "layout of the paper's Tables 1, 2 and 3: mean and std over seeds, best in "
-                    "bold, base (unpruned) accuracy in parentheses; plus every cell as CSV.",
+                    "bold, base (unpruned) accuracy in parentheses; plus every cell as CSV and "
+                    "claims.md, which of the paper's Table 1-3 and Fig. 1 claims hold.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run folders or folders holding them")
-    parser.add_argument("--output", default="reports", help="folder for report.md / report.csv")
+    parser.add_argument("--output", default="reports",
+                        help="folder for report.md, report.csv and claims.md")
     parser.add_argument("--metric", default="best", choices=["best", "final"],
                         help="best test accuracy over epochs (the paper's) or the final one")
 
@@ -27,9 +29,11 @@ def run(args) -> int:
     from tfprune.study.report import write_report
 
     try:
-        markdown, csv_path = write_report(args.run_dirs, args.output, args.metric)
+        markdown, csv_path, claims = write_report(args.run_dirs, args.output, args.metric)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
     print(markdown.read_text())
-    print(f"written: {markdown}, {csv_path}")
+    print("Which of the paper's claims hold in these runs:\n")
+    print(claims.read_text())
+    print(f"written: {markdown}, {csv_path}, {claims}")
     return 0

@@ -71,6 +71,8 @@ class RunRecord:
         seed: ``train.seed``.
         best_accuracy: Best test accuracy over epochs.
         final_accuracy: Test accuracy after the last epoch.
+        mean_train_accuracy: Train accuracy averaged over the epochs (how fast the
+            model converges, Fig. 1), or None without ``metrics.csv``.
     """
 
     run_dir: Path
@@ -82,6 +84,7 @@ class RunRecord:
     seed: int
     best_accuracy: float
     final_accuracy: float
+    mean_train_accuracy: float | None = None
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -102,7 +105,16 @@ def read_run(run_dir: Path) -> RunRecord:
         seed=int(config["train"].get("seed", 0)),
         best_accuracy=float(summary["best_test_accuracy"]),
         final_accuracy=float(summary["final_test_accuracy"]),
+        mean_train_accuracy=_mean_train_accuracy(run_dir / "metrics.csv"),
     )
+
+
+def _mean_train_accuracy(path: Path) -> float | None:
+    if not path.is_file():
+        return None
+    with path.open() as handle:
+        values = [float(row["train_accuracy"]) for row in csv.DictReader(handle)]
+    return float(np.mean(values)) if values else None
 
 
 def collect_runs(paths) -> list[RunRecord]:
@@ -124,24 +136,48 @@ def _stats(values: list[float]) -> tuple[float, float, int]:
 
 
 @dataclasses.dataclass
-class _Row:
+class TableRow:
+    """A table row: a network on a dataset pruned by one fraction.
+
+    Attributes:
+        base: ``(mean, std, seeds)`` of its base runs in percent, or None.
+        cells: ``{(rounds, measure label): (mean, std, seeds)}`` in percent.
+    """
+
     dataset: str
     network: str
     target: float
     base: tuple[float, float, int] | None
-    cells: dict  # (rounds, measure) -> (mean, std, n)
+    cells: dict
 
 
-def _rows(records: list[RunRecord], metric: str) -> tuple[list[_Row], list[int]]:
-    value = (lambda r: r.best_accuracy) if metric == "best" else (lambda r: r.final_accuracy)
+#: Metric name -> the value of a run it reads.
+METRICS = {"best": lambda record: record.best_accuracy,
+           "final": lambda record: record.final_accuracy,
+           "mean_train": lambda record: record.mean_train_accuracy}
+
+
+def table_rows(records: list[RunRecord], metric: str) -> tuple[list[TableRow], list[int]]:
+    """One row per (dataset, network, pruned fraction), with every cell's statistics.
+
+    Args:
+        records: From ``collect_runs``.
+        metric: A key of ``METRICS``; runs without that value are left out.
+
+    Returns:
+        ``(rows, round counts present)``.
+    """
+    value = METRICS[metric]
     bases, groups = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for record in records:
+        if value(record) is None:
+            continue
         if record.measure is None:
             bases[(record.dataset, record.network)].append(value(record))
         else:
             key = (record.dataset, record.network, record.target)
             groups[key][(record.rounds, record.measure)].append(value(record))
-    rows = [_Row(dataset, network, target, _stats(bases[(dataset, network)])
+    rows = [TableRow(dataset, network, target, _stats(bases[(dataset, network)])
                  if (dataset, network) in bases else None,
                  {cell: _stats(values) for cell, values in cells.items()})
             for (dataset, network, target), cells in sorted(groups.items())]
@@ -200,7 +236,7 @@ def build_report(records: list[RunRecord], metric: str = "best") -> tuple[str, s
     """
     if metric not in ("best", "final"):
         raise ValueError(f"metric must be 'best' or 'final', got {metric!r}.")
-    rows, rounds = _rows(records, metric)
+    rows, rounds = table_rows(records, metric)
     parts = [f"Test accuracy (%), {metric} over epochs; mean ± std over seeds; "
              f"{len(records)} runs. Base model accuracy in parentheses.\n"]
     for _, title, measures, relative in TABLES:
@@ -219,8 +255,18 @@ def build_report(records: list[RunRecord], metric: str = "best") -> tuple[str, s
     return "\n".join(parts), buffer.getvalue()
 
 
-def write_report(paths, output: str | os.PathLike, metric: str = "best") -> tuple[Path, Path]:
-    """Collects the runs under ``paths`` and writes ``report.md`` and ``report.csv``."""
+def write_report(paths, output: str | os.PathLike,
+                 metric: str = "best") -> tuple[Path, Path, Path]:
+    """Collects the runs under ``paths`` and writes the tables and the claim checks.
+
+    Writes ``report.md``, ``report.csv`` and ``claims.md`` (which of the paper's
+    claims hold, ``tfprune.study.claims``) into ``output``.
+
+    Returns:
+        The three paths.
+    """
+    from tfprune.study.claims import check_claims, claims_markdown  # claims reads this module
+
     records = collect_runs(paths)
     if not records:
         raise FileNotFoundError(f"no finished run folders under {list(map(str, paths))}.")
@@ -229,4 +275,5 @@ def write_report(paths, output: str | os.PathLike, metric: str = "best") -> tupl
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text(markdown)
     (output / "report.csv").write_text(text)
-    return output / "report.md", output / "report.csv"
+    (output / "claims.md").write_text(claims_markdown(check_claims(records)))
+    return output / "report.md", output / "report.csv", output / "claims.md"
