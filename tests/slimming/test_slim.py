@@ -110,6 +110,17 @@ def test_separable_convs_with_depth_multiplier_and_a_residual():
         assert slimmed.get_layer("sep2").filters == plan.kept_per_layer()["sep2"][0] < 8
 
 
+def test_separable_conv1d():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 4))
+    x = keras.layers.Conv1D(6, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.SeparableConv1D(5, 3, depth_multiplier=2, name="sep")(x)
+    x = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(inputs, x)
+    slimmed = assert_equivalent(model, random_plan(model, 0.5), input_shape=(16, 4))
+    assert slimmed.count_params() < model.count_params()
+
+
 @pytest.mark.parametrize("application", ["MobileNet", "MobileNetV2", "ResNet50",
                                          "EfficientNetB0", "DenseNet121", "VGG16"])
 def test_keras_applications_slim(application):
