@@ -79,6 +79,6 @@ def test_markdown_escapes_bars_and_bad_round_kinds_fail():
     values = {(1, "GraSP (T=200)"): [0.3], (1, "GraSP (T=1)"): [0.2], (1, "|GraSP| (T=1)"): [0.4]}
     text = claims_markdown(check_claims(cells(values)))
     assert "\\|GraSP\\| beats GraSP" in text and text.count("\n") == 2 + 2
-    assert len(CLAIMS) == 9
+    assert len(CLAIMS) == 10
     with pytest.raises(ValueError, match="unknown rounds"):
         check_claims(cells(values), [Claim("x", "y", ("Mag.",), ("Loss",), rounds="some")])
