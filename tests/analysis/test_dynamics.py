@@ -71,5 +71,7 @@ def test_analyze_runs_compares_prune_runs(image_folder, tmp_path, capsys):
     assert len(rows) == 8 and all(0 <= float(r["fraction_pruned"]) <= 1 for r in rows)
     for name in ("layer_ratios.png", "train_accuracy.png", "test_accuracy.png", "curves.csv"):
         assert (output / name).is_file()
+    assert main(["analyze", "runs", str(run), "--output", str(output)]) == 0  # drawn again
+    assert len(list((output / "tensorboard").glob("events.out.tfevents*"))) == 1
     assert main(["analyze", "runs", str(tmp_path / "nothing")]) == 2
     assert "no summary.json" in capsys.readouterr().err

@@ -10,7 +10,12 @@ from matplotlib.figure import Figure
 
 def _save(figure: Figure, path: str | os.PathLike) -> None:
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")  # keeps legends placed outside
+
+
+def _legend_outside(axes) -> None:
+    """The legend right of the plot, so long run labels neither cover lines nor get cut."""
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +73,7 @@ def plot_lines(series: dict[str, tuple], title: str, xlabel: str, ylabel: str, p
     if log:
         axes.set_yscale("log")
     if len(series) <= 20:
-        axes.legend(fontsize=7, ncol=2)
+        _legend_outside(axes)
     _save(figure, path)
 
 
@@ -84,5 +89,5 @@ def plot_layer_ratios(ratios: dict[str, dict[str, float]], path) -> None:
                  width, label=label)
     axes.set_xticks(positions + 0.4 - width / 2, layers, rotation=90, fontsize=7)
     axes.set(ylabel="fraction of filters pruned", ylim=(0, 1), title="layer-wise pruning ratios")
-    axes.legend(fontsize=7)
+    _legend_outside(axes)
     _save(figure, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import tensorflow as tf
@@ -72,6 +73,8 @@ def analyze_runs(run_dirs, output: str | os.PathLike) -> dict[str, Path]:
         plot_lines({label: ([r["epoch"] for r in rows], [r[f"{split}_accuracy"] for r in rows])
                     for label, rows in curves.items()},
                    f"{split} accuracy", "epoch", "accuracy", files[name])
+    if (output / "tensorboard").is_dir():  # a fresh analysis replaces the last one's events
+        shutil.rmtree(output / "tensorboard")
     writer = tf.summary.create_file_writer(str(output / "tensorboard"))
     with writer.as_default():
         for label, values in ratios.items():
