@@ -166,3 +166,23 @@ def test_unstructured_plans_mask_single_weights():
     tfprune.apply_plan(model, plan)
     kernel = model.get_layer("a").kernel.numpy()
     assert np.all(kernel[~plan.keep["a"]] == 0)
+
+
+def test_random_and_uniform_draw_once_per_group_on_residual_streams(tmp_path):
+    """A residual stream has several source layers; it must not be spared for that."""
+    model = tfprune.models.build("resnet20", width_multiplier=0.5)
+    groups = channel_groups(model)
+    streams = [g for g in groups if len(g.sources) > 1]
+    assert streams
+    uniform = tfprune.make_plan(model, tfprune.score(model, "uniform"), 0.6, min_keep=0.0)
+    assert uniform.settings["reduction"] == "first"
+    for group in groups:  # the same fraction from every group, streams included
+        assert abs((~uniform.keep[str(group.index)]).mean() - 0.6) <= 1 / group.size
+    scores = tfprune.score(model, "random", seed=1)
+    scores = type(scores).load(scores.save(tmp_path / "random"))  # the reduction is kept
+    plan = tfprune.make_plan(model, scores, 0.6, reduction="sum")
+    removed = sum((~plan.keep[str(g.index)]).sum() for g in streams)
+    total = sum(g.size for g in streams)
+    assert 0.3 < removed / total < 0.9  # summed draws (reduction "sum") removed none
+    np.testing.assert_array_equal(plan.scores[str(streams[0].index)],
+                                  scores[streams[0].sources[0]])

@@ -39,12 +39,18 @@ class ImportanceMeasure:
         granularities: The granularities it supports.
         uses_training_temperature: Its g is the training loss's gradient, so
             configs and the CLI default its temperature to the training one.
+        group_reduction: If set, how ``make_plan`` combines the scores of a
+            channel group's source layers, whatever reduction it is asked for.
+            Random draws set ``"first"``: a group fed by several layers (a
+            ResNet residual stream) gets one draw, as any other group, instead
+            of a sum of draws that would rank it above every single-layer group.
     """
 
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset] = frozenset()
     granularities: ClassVar[tuple] = GRANULARITIES
     uses_training_temperature: ClassVar[bool] = False
+    group_reduction: ClassVar[str | None] = None
     #: The loss temperature of g / Hg; measures reading no gradient ignore it.
     temperature: float = 1.0
 
@@ -112,6 +118,8 @@ class ImportanceMeasure:
             scores[layer.name] = values
         metadata = {"seconds": round(time.perf_counter() - started, 3),
                     "samples": dict(context.samples_used), "seed": context.seed}
+        if self.group_reduction is not None:
+            metadata["group_reduction"] = self.group_reduction
         return ImportanceScores(scores, serialize_measure(self), granularity, metadata)
 
 

@@ -147,6 +147,8 @@ class GraspAbs(_HessianMeasure):
 
 
 class _SeededMeasure(ImportanceMeasure):
+    group_reduction = "first"  # one draw per channel group, however many layers feed it
+
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 

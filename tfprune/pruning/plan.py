@@ -21,7 +21,8 @@ from tfprune.importance.scores import check_finite
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup
 from tfprune.storage import read_pair, write_pair
 
-REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max}
+REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max,
+              "first": lambda rows, axis: np.take(rows, 0, axis=axis)}
 NORMALIZATIONS = {
     "none": lambda s: s,
     "l2": lambda s: s / (np.linalg.norm(s) or 1.0),
@@ -183,7 +184,10 @@ def make_plan(
         scope: ``"global"`` ranks all channels together on raw scores (the
             paper); ``"layer"`` removes the same fraction from every group.
         min_keep: No group keeps fewer than ``max(1, ceil(min_keep * size))``.
-        reduction: How a group's member scores combine: sum, mean or max.
+        reduction: How a group's member scores combine: sum, mean, max or first
+            (the first source layer's). Scores of a measure with a
+            ``group_reduction`` (random, uniform: ``"first"``, one draw per
+            group) use that instead.
         normalization: Per-group score normalization before a global ranking:
             none (the paper), l2, max, sum.
         previous: The plan of the previous round; its removed channels stay removed.
@@ -196,6 +200,7 @@ def make_plan(
         PlanError: For a bad option, missing or NaN scores, or a target the
             floors make impossible.
     """
+    reduction = (getattr(scores, "metadata", None) or {}).get("group_reduction", reduction)
     _check_options(target, scope, min_keep, reduction, normalization)
     granularity = getattr(scores, "granularity", None) or _infer_granularity(scores)
     settings = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
