@@ -79,6 +79,34 @@ def test_markdown_escapes_bars_and_bad_round_kinds_fail():
     values = {(1, "GraSP (T=200)"): [0.3], (1, "GraSP (T=1)"): [0.2], (1, "|GraSP| (T=1)"): [0.4]}
     text = claims_markdown(check_claims(cells(values)))
     assert "\\|GraSP\\| beats GraSP" in text and text.count("\n") == 2 + 2
-    assert len(CLAIMS) == 10
+    assert len(CLAIMS) == 11
     with pytest.raises(ValueError, match="unknown rounds"):
         check_claims(cells(values), [Claim("x", "y", ("Mag.",), ("Loss",), rounds="some")])
+
+
+def test_early_layer_claim_reads_the_runs_filters_kept(tmp_path):
+    import json
+
+    import yaml
+
+    from tfprune.study.report import collect_runs
+
+    def run(name, measure, options, kept):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = {"model": {"name": "vgg13", "width_multiplier": 0.25},
+                  "data": {"source": "cifar10"}, "train": {"seed": 0},
+                  "prune": {"measure": measure, "measure_options": options, "target": 0.5}}
+        summary = {"best_test_accuracy": 0.4, "final_test_accuracy": 0.4, "rounds_done": 5,
+                   "measure": {"name": measure},
+                   "filters_kept": {f"conv{i}": [k, 10] for i, k in enumerate(kept)}}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+    run("t1", "grasp", {"temperature": 1.0}, [1, 3, 9, 7])  # 80% of conv0-1 removed
+    run("abs", "grasp_abs", {}, [8, 8, 2, 2])  # 20%
+    records = collect_runs([tmp_path])
+    assert sorted(r.early_pruned for r in records) == pytest.approx([0.2, 0.8])
+    (check,) = by_statement(check_claims(records), "early layers")
+    assert check.rounds == "5" and check.verdict == "holds"
+    assert check.evidence == "GraSP (T=1) 80.0 vs |GraSP| (T=1) 20.0"

@@ -1,4 +1,4 @@
-"""Which of the paper's Table 1-3 and Fig. 1 claims hold in a set of runs.
+"""Which of the paper's Table 1-3, Fig. 1 and Section G.2 claims hold in a set of runs.
 
 Each ``Claim`` says that some cells (round count, measure label) score above
 others. ``check_claims`` compares the cells' means for every network and
@@ -65,6 +65,10 @@ CLAIMS = (
           tolerance=1.0),
     Claim("Table 2", "GraSP at T=1 loses accuracy as rounds increase", ("GraSP (T=1)",),
           ("GraSP (T=1)",), rounds="fewest_vs_most"),
+    Claim("Sec. G.2", "With more rounds, GraSP at T=1 prunes the early layers hardest "
+          "(% of filters removed from the first half of the layers)", ("GraSP (T=1)",),
+          ("|GraSP| (T=1)", "GraSP (T=200)", "Mag.", "Loss", "Proposed"), rounds="multi",
+          metric="early_pruned"),
     Claim("Table 3", "Random pruning is worse than every measure of Tables 1-2",
           STANDARD_MEASURES, ("Random",)),
     Claim("Table 3", "Uniform pruning is worse than every measure of Tables 1-2",
@@ -177,7 +181,7 @@ def check_claims(records: list[RunRecord], claims=CLAIMS) -> list[ClaimCheck]:
 
 def claims_markdown(checks: list[ClaimCheck]) -> str:
     """The checks as a Markdown table (source, claim, run set, rounds, verdict, evidence)."""
-    lines = ["| source | claim | runs | rounds | verdict | measured (%) |",
+    lines = ["| source | claim | runs | rounds | verdict | measured (% accuracy unless said) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for check in checks:
         cells = [check.claim.source, check.claim.statement, check.row, check.rounds,

@@ -73,6 +73,8 @@ class RunRecord:
         final_accuracy: Test accuracy after the last epoch.
         mean_train_accuracy: Train accuracy averaged over the epochs (how fast the
             model converges, Fig. 1), or None without ``metrics.csv``.
+        early_pruned: The fraction of filters removed from the first half of the
+            prunable layers in graph order (Section G.2), or None for a base run.
     """
 
     run_dir: Path
@@ -85,6 +87,7 @@ class RunRecord:
     best_accuracy: float
     final_accuracy: float
     mean_train_accuracy: float | None = None
+    early_pruned: float | None = None
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -106,7 +109,16 @@ def read_run(run_dir: Path) -> RunRecord:
         best_accuracy=float(summary["best_test_accuracy"]),
         final_accuracy=float(summary["final_test_accuracy"]),
         mean_train_accuracy=_mean_train_accuracy(run_dir / "metrics.csv"),
+        early_pruned=_early_pruned(summary.get("filters_kept")) if pruned else None,
     )
+
+
+def _early_pruned(filters_kept: dict | None) -> float | None:
+    """1 - kept / original filters over the first half of the layers (in graph order)."""
+    if not filters_kept:
+        return None
+    early = list(filters_kept.values())[:max(1, len(filters_kept) // 2)]
+    return 1.0 - sum(kept for kept, _ in early) / sum(total for _, total in early)
 
 
 def _mean_train_accuracy(path: Path) -> float | None:
@@ -154,7 +166,8 @@ class TableRow:
 #: Metric name -> the value of a run it reads.
 METRICS = {"best": lambda record: record.best_accuracy,
            "final": lambda record: record.final_accuracy,
-           "mean_train": lambda record: record.mean_train_accuracy}
+           "mean_train": lambda record: record.mean_train_accuracy,
+           "early_pruned": lambda record: record.early_pruned}
 
 
 def table_rows(records: list[RunRecord], metric: str) -> tuple[list[TableRow], list[int]]:
