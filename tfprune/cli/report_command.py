@@ -12,7 +12,7 @@ def add_parser(subparsers) -> None:
         description="Collect every finished run folder at or below RUN_DIRS and write the "
                     "layout of the paper's Tables 1, 2 and 3: mean and std over seeds, best in "
                     "bold, base (unpruned) accuracy in parentheses; plus every cell as CSV and "
-                    "claims.md, which of the paper's Table 1-3 and Fig. 1 claims hold.",
+                    "claims.md, which of the paper's Table 1-3, Fig. 1 and G.2 claims hold.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
