@@ -167,9 +167,10 @@ def check_claims(records: list[RunRecord], claims=CLAIMS) -> list[ClaimCheck]:
     Returns:
         One ``ClaimCheck`` per claim, row and round count whose cells exist.
     """
+    tables = {metric: table_rows(records, metric) for metric in {c.metric for c in claims}}
     checks = []
     for claim in claims:
-        rows, rounds = table_rows(records, claim.metric)
+        rows, rounds = tables[claim.metric]
         for row in rows:
             name = f"{row.dataset} {row.network}, {row.target:.0%} pruned"
             for high_rounds, low_rounds in _round_pairs(claim, rounds):
