@@ -61,3 +61,31 @@ def test_fused_single_batch_pass_equals_the_two_pass_product():
     fused_g, fused_hg = estimator.gradient_and_hessian_gradient(*data[0])
     for a, b in zip(g + hg, fused_g + fused_hg, strict=True):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-9, atol=1e-14)
+
+
+def test_hg_for_chosen_variables_is_their_rows_of_the_full_product():
+    model = tiny_model()
+    data = batches(count=1, size=6)
+    kernels = [model.get_layer("dense").kernel, model.get_layer("conv").kernel]
+    estimator = GradientEstimator(model, 2.0, hessian_variables=kernels)
+    g = estimator.mean_gradient(data)
+    hg = estimator.hessian_gradient_product(g, data)
+    fused_g, fused_hg = estimator.gradient_and_hessian_gradient(*data[0])
+    assert len(g) == len(model.trainable_variables) and len(hg) == len(fused_hg) == 2
+
+    theta, _, hessian = explicit_gradient_and_hessian(model, data, 2.0)
+    g_flat = tf.concat([tf.reshape(t, [-1]) for t in g], 0).numpy()
+    full = hessian @ g_flat
+    offsets = np.cumsum([0] + [int(np.prod(v.shape)) for v in model.trainable_variables])
+    for kernel, rows, fused_rows in zip(kernels, hg, fused_hg, strict=True):
+        index = [id(v) for v in model.trainable_variables].index(id(kernel))
+        expected = full[offsets[index]:offsets[index + 1]].reshape(kernel.shape)
+        np.testing.assert_allclose(rows.numpy(), expected, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(fused_rows.numpy(), expected, rtol=1e-7, atol=1e-12)
+
+
+def test_hessian_variables_must_be_trainable_in_the_model():
+    model = tiny_model()
+    moving_mean = model.get_layer("bn").moving_mean
+    with pytest.raises(ValueError, match="not trainable in it.*moving_mean"):
+        GradientEstimator(model, hessian_variables=[moving_mean])

@@ -118,7 +118,7 @@ def test_scoring_again_reuses_one_trace():
         tfprune.score(model, "snip", tiny_data(), num_samples=6, temperature=temperature)
         tfprune.score(model, "grasp", tiny_data(), samples_per_class=2)  # one fused pass
         tfprune.score(model, "grasp", tiny_data(), samples_per_class=2, hessian_batch_size=2)
-    estimator = estimator_for(model)
+    estimator = estimator_for(model, [model.get_layer("conv").kernel])  # the prunable kernels
     assert estimator._gradient_fn.experimental_get_tracing_count() == 1
     assert estimator._fused_fn.experimental_get_tracing_count() == 1
     assert estimator._hvp_fn.experimental_get_tracing_count() == 1

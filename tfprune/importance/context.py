@@ -3,8 +3,9 @@
 Measures read parameters, g and Hg through ``LayerView`` objects. The context
 computes g (per temperature, over the gradient stream) and Hg (per
 temperature, over the class-balanced memory) lazily on first use and caches
-them for every trainable variable, so scoring several measures, or the
-analysis tools, reuses one pass.
+them, so scoring several measures, or the analysis tools, reuses one pass:
+g for every trainable variable, Hg for the prunable kernels (the only rows a
+measure reads; the others are never computed).
 """
 
 from __future__ import annotations
@@ -26,11 +27,19 @@ FUSED_MEMORY_LIMIT = 256
 _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def estimator_for(model: keras.Model) -> GradientEstimator:
-    """Returns the model's ``GradientEstimator``, creating it on first use."""
+def estimator_for(model: keras.Model, hessian_variables=None) -> GradientEstimator:
+    """Returns the model's ``GradientEstimator``, creating it on first use.
+
+    Args:
+        model: The Keras model.
+        hessian_variables: The variables Hg is taken for (None: all trainable);
+            a different list than the cached estimator's makes a new one.
+    """
     estimator = _ESTIMATORS.get(model)
-    if estimator is None or estimator.variables != list(model.trainable_variables):
-        estimator = GradientEstimator(model)
+    wanted = list(model.trainable_variables if hessian_variables is None else hessian_variables)
+    if (estimator is None or estimator.variables != list(model.trainable_variables)
+            or [id(v) for v in estimator.hessian_variables] != [id(v) for v in wanted]):
+        estimator = GradientEstimator(model, hessian_variables=wanted)
         _ESTIMATORS[model] = estimator
     return estimator
 
@@ -141,15 +150,27 @@ class ScoringContext:
         """Mean gradient g over the stream at ``temperature``, one array per trainable variable."""
         key = float(temperature)
         if key not in self._gradients:
-            values = estimator_for(self.model).mean_gradient(self.stream(), key)
+            values = self._estimator().mean_gradient(self.stream(), key)
             self._gradients[key] = [v.numpy() for v in values]
         return self._gradients[key]
 
-    def hessian_gradients(self, temperature: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``(g, Hg)`` over the class-balanced memory at ``temperature``, as GraSP computes them."""
+    def _estimator(self) -> GradientEstimator:
+        """The model's estimator, Hg taken for the prunable kernels; fails on a frozen one."""
+        kernels = [layer.kernel for layer in self.layers]
+        for kernel in kernels:
+            self.position(kernel)
+        return estimator_for(self.model, kernels)
+
+    def hessian_gradients(self, temperature: float) -> tuple[list[np.ndarray], list]:
+        """``(g, Hg)`` over the class-balanced memory at ``temperature``, as GraSP computes them.
+
+        Both are lists indexed like ``model.trainable_variables`` (see
+        ``position``). Hg holds arrays at the prunable kernels' positions and
+        None elsewhere: its other rows are not computed.
+        """
         key = float(temperature)
         if key not in self._hessian_gradients:
-            estimator = estimator_for(self.model)
+            estimator = self._estimator()
             images, labels = self.memory()
             hg_batch = self.hessian_batch_size or min(len(labels), FUSED_MEMORY_LIMIT)
             if hg_batch >= len(labels):  # the whole memory at once: one fused pass
@@ -158,7 +179,10 @@ class ScoringContext:
                 # g is a plain mean, so its pass may take larger batches than the Hg passes.
                 g = estimator.mean_gradient(self._memory_batches(self.batch_size), key)
                 hg = estimator.hessian_gradient_product(g, self._memory_batches(hg_batch), key)
-            self._hessian_gradients[key] = ([v.numpy() for v in g], [v.numpy() for v in hg])
+            full_hg = [None] * len(g)
+            for layer, value in zip(self.layers, hg, strict=True):
+                full_hg[self.position(layer.kernel)] = value.numpy()
+            self._hessian_gradients[key] = ([v.numpy() for v in g], full_hg)
         return self._hessian_gradients[key]
 
     def gradient_norms(self) -> dict[str, float]:

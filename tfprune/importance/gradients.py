@@ -1,7 +1,8 @@
 """Mean gradients g and Hessian-gradient products Hg with nested ``tf.GradientTape``.
 
 Never builds the Hessian: ``Hg = d/dtheta [ sum_i stop_gradient(g_i) * dL/dtheta_i ]``
-costs about two gradient passes per batch. BatchNorm runs in inference mode and
+costs about three gradient passes per batch (forward, backward, and the
+backward of the backward). BatchNorm runs in inference mode and
 the cross-entropy is taken on ``logits / temperature``, as the reference code does.
 """
 
@@ -31,9 +32,16 @@ class GradientEstimator:
     temperature is a tensor argument, so every batch size and temperature
     (e.g. GraSP's 200 and 1) reuses one trace per function.
 
+    Hg is returned only for ``hessian_variables`` (scoring needs it for the
+    prunable kernels alone): its rows for the other variables, such as BatchNorm
+    parameters, biases and the classifier, are never computed. g always covers
+    every trainable variable, since Hg's rows sum over all of them.
+
     Args:
         model: A built Keras model mapping images to logits.
         temperature: The default temperature: logits are divided by it in the loss.
+        hessian_variables: The trainable variables Hg is returned for, in this
+            order; None (default): all of ``model.trainable_variables``.
 
     Example:
         >>> estimator = GradientEstimator(model, temperature=1.0)
@@ -41,12 +49,13 @@ class GradientEstimator:
         >>> hg = estimator.hessian_gradient_product(g, batches)
     """
 
-    def __init__(self, model: keras.Model, temperature: float = 1.0):
+    def __init__(self, model: keras.Model, temperature: float = 1.0, hessian_variables=None):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.model = model
         self.temperature = float(temperature)
         self.variables = list(model.trainable_variables)
+        self.hessian_variables = self._check_hessian_variables(hessian_variables)
         if not getattr(model, "inputs", None) or len(model.inputs) != 1:
             raise ValueError(f"model {model.name!r} must be built with exactly one input.")
         image_spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
@@ -60,6 +69,19 @@ class GradientEstimator:
         self._fused_fn = tf.function(self._batch_gradient_and_hessian_gradient,
                                      input_signature=batch_specs)
 
+    def _check_hessian_variables(self, variables) -> list:
+        if variables is None:
+            return self.variables
+        variables = list(variables)
+        trainable = {id(v) for v in self.variables}
+        strangers = [v.path for v in variables if id(v) not in trainable]
+        if strangers or not variables:
+            raise ValueError(
+                f"hessian_variables must be a non-empty list of model {self.model.name!r}'s "
+                f"trainable variables; not trainable in it: {strangers}."
+            )
+        return variables
+
     def _batch_gradient(self, images, labels, temperature):
         with tf.GradientTape() as tape:
             loss = _loss(self.model, images, labels, temperature)
@@ -72,7 +94,7 @@ class GradientEstimator:
             grads = inner.gradient(loss, self.variables)
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
-        return outer.gradient(z, self.variables)
+        return outer.gradient(z, self.hessian_variables)
 
     def _batch_gradient_and_hessian_gradient(self, images, labels, temperature):
         """One batch's g and Hg in one nested pass: Hg = d/dtheta (||g||^2 / 2)."""
@@ -81,12 +103,14 @@ class GradientEstimator:
                 loss = _loss(self.model, images, labels, temperature)
             grads = inner.gradient(loss, self.variables)
             z = 0.5 * tf.add_n([tf.reduce_sum(grad * grad) for grad in grads])
-        return grads, outer.gradient(z, self.variables)
+        return grads, outer.gradient(z, self.hessian_variables)
 
     def gradient_and_hessian_gradient(
         self, images, labels, temperature: float | None = None
     ) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         """``(g, Hg)`` of a single batch in one nested-tape pass.
+
+        g has one tensor per trainable variable, Hg one per ``hessian_variables``.
 
         Since g is the gradient of this batch's loss, d/dtheta (g^T g / 2) = H g:
         one double-backward pass instead of a gradient pass plus a
@@ -116,6 +140,8 @@ class GradientEstimator:
         self, g, batches, temperature: float | None = None
     ) -> list[tf.Tensor]:
         """Returns H g averaged over batches (e.g. one class-balanced batch per class).
+
+        One tensor per variable of ``hessian_variables``.
 
         Args:
             g: The vector to multiply, one tensor per trainable variable.
