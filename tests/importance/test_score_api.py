@@ -186,3 +186,12 @@ def test_scores_save_and_load(tmp_path):
     for name in scores:
         np.testing.assert_array_equal(loaded[name], scores[name])
     assert "block1_unit1_conv" in loaded.summary()
+
+
+def test_gradient_measures_on_a_frozen_prunable_layer_fail_naming_it():
+    model = tiny_model()
+    model.get_layer("conv").trainable = False
+    assert set(tfprune.score(model, "magnitude")) == {"conv"}
+    for name in ("snip", "grasp"):
+        with pytest.raises(ScoringError, match="'conv/kernel' is not trainable"):
+            tfprune.score(model, name, tiny_data(), num_samples=6, samples_per_class=2)
