@@ -20,16 +20,21 @@ from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.plan import PlanError, PruningPlan
 
 
+def _bias_masks(layer, out_mask) -> list:
+    """``[(bias, output mask)]`` if the layer has a bias and its filters are masked, else []."""
+    if getattr(layer, "bias", None) is None or out_mask is None:
+        return []
+    return [(layer.bias, out_mask.astype(np.float32))]
+
+
 def _source_variables(layer, out_mask, in_mask):
+    """One ``kernel`` whose last two axes are (input, output) channels, and the bias."""
     kernel = np.ones(layer.kernel.shape, np.float32)
     if out_mask is not None:
         kernel *= out_mask
     if in_mask is not None:
         kernel *= np.expand_dims(in_mask, -1)
-    pairs = [(layer.kernel, kernel)]
-    if getattr(layer, "bias", None) is not None and out_mask is not None:
-        pairs.append((layer.bias, out_mask.astype(np.float32)))
-    return pairs
+    return [(layer.kernel, kernel), *_bias_masks(layer, out_mask)]
 
 
 def _separable_variables(layer, out_mask, in_mask):
@@ -45,10 +50,8 @@ def _separable_variables(layer, out_mask, in_mask):
         pointwise *= np.repeat(in_mask, layer.depth_multiplier)[:, None]
     if out_mask is not None:
         pointwise *= out_mask
-    pairs = [(layer.depthwise_kernel, depthwise), (layer.pointwise_kernel, pointwise)]
-    if getattr(layer, "bias", None) is not None and out_mask is not None:
-        pairs.append((layer.bias, out_mask.astype(np.float32)))
-    return pairs
+    return [(layer.depthwise_kernel, depthwise), (layer.pointwise_kernel, pointwise),
+            *_bias_masks(layer, out_mask)]
 
 
 #: Layer type -> ``(layer, output mask, input mask) -> [(variable, mask)]`` for the layers
@@ -62,16 +65,26 @@ def _kernel_variables(layer, out_mask, in_mask):
     return lookup(SOURCE_MASKS, layer, _source_variables)(layer, out_mask, in_mask)
 
 
-def _follower_variables(layer, mask, _in_mask):
-    """BN gamma/beta, depthwise kernel and bias: one entry per channel."""
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        pairs = [(layer.kernel, np.ones(layer.kernel.shape, np.float32) * mask[:, None])]
-    else:
-        pairs = [(getattr(layer, name), mask.astype(np.float32)) for name in ("gamma", "beta")
-                 if getattr(layer, name, None) is not None]
-    if getattr(layer, "bias", None) is not None:
-        pairs.append((layer.bias, mask.astype(np.float32)))
-    return pairs
+def _per_channel_variables(layer, mask):
+    """BatchNorm and other followers: gamma, beta and bias, one entry per channel."""
+    pairs = [(getattr(layer, name), mask.astype(np.float32)) for name in ("gamma", "beta")
+             if getattr(layer, name, None) is not None]
+    return pairs + _bias_masks(layer, mask)
+
+
+def _depthwise_variables(layer, mask):
+    """DepthwiseConv2D: the kernel's input-channel axis (one filter per channel) and the bias."""
+    kernel = np.ones(layer.kernel.shape, np.float32) * mask[:, None]
+    return [(layer.kernel, kernel), *_bias_masks(layer, mask)]
+
+
+#: Layer type -> ``(layer, channel mask) -> [(variable, mask)]`` for the layers that follow
+#: their input's channels; MRO lookup, the default is gamma / beta / bias (BatchNorm).
+FOLLOWER_MASKS = {keras.layers.DepthwiseConv2D: _depthwise_variables}
+
+
+def _follower_variables(layer, mask):
+    return lookup(FOLLOWER_MASKS, layer, _per_channel_variables)(layer, mask)
 
 
 def check_plan_fits(graph: ChannelGraph, plan: PruningPlan) -> None:
@@ -117,7 +130,7 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
             add(_kernel_variables(layer, mask, in_mask))
         for name in group.followers:
             follower_mask = graph.channel_mask(graph.layer_inputs[name], keep)
-            add(_follower_variables(model.get_layer(name), follower_mask, None))
+            add(_follower_variables(model.get_layer(name), follower_mask))
         for name in group.consumers:
             if name not in group.sources:
                 in_mask = graph.channel_mask(graph.layer_inputs[name], keep)

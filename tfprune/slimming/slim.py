@@ -78,15 +78,17 @@ def _separable(layer, context: SlimContext):
     return config, weights + [_take(b, out_index, 0) for b in bias]
 
 
-def _per_channel(layer, context: SlimContext):
-    """BatchNorm / DepthwiseConv2D: every weight has the channel axis (last for BN)."""
+def _batch_norm(layer, context: SlimContext):
+    """BatchNorm: every weight (gamma, beta, moving mean and variance) per channel."""
     index = context.input_index(layer)
-    weights = layer.get_weights()
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        weights = [_take(weights[0], index, -2)] + [_take(w, index, 0) for w in weights[1:]]
-    else:
-        weights = [_take(w, index, -1) for w in weights]
-    return layer.get_config(), weights
+    return layer.get_config(), [_take(w, index, -1) for w in layer.get_weights()]
+
+
+def _depthwise(layer, context: SlimContext):
+    """DepthwiseConv2D: the kernel sliced on its input channels, the bias per channel."""
+    index = context.input_index(layer)
+    kernel, *bias = layer.get_weights()
+    return layer.get_config(), [_take(kernel, index, -2), *(_take(b, index, 0) for b in bias)]
 
 
 def _unchanged(layer, context: SlimContext):
@@ -112,7 +114,7 @@ SLIM_HANDLERS: dict[type, Callable] = {
     keras.layers.Conv1D: _source, keras.layers.Conv2D: _source, keras.layers.Conv3D: _source,
     keras.layers.Dense: _source,
     keras.layers.SeparableConv1D: _separable, keras.layers.SeparableConv2D: _separable,
-    keras.layers.BatchNormalization: _per_channel, keras.layers.DepthwiseConv2D: _per_channel,
+    keras.layers.BatchNormalization: _batch_norm, keras.layers.DepthwiseConv2D: _depthwise,
     keras.layers.Reshape: _reshape,
 }
 
