@@ -108,10 +108,19 @@ def param_count(model: keras.Model, plan: PruningPlan | None = None) -> int:
     return _param_count(model, plan, _kernel_masks(model, plan))
 
 
+def _in_model_order(model: keras.Model, per_layer: dict) -> dict:
+    """``per_layer`` reordered as ``model.layers``; names it does not list go last."""
+    order = {layer.name: index for index, layer in enumerate(model.layers)}
+    return dict(sorted(per_layer.items(), key=lambda item: order.get(item[0], len(order))))
+
+
 def pruning_summary(model: keras.Model, plan: PruningPlan | None) -> dict:
     """Params and FLOPs before/after and ``filters_kept`` (layer -> [kept, original]).
 
-    The plan's masks are derived once and shared by every statistic.
+    ``filters_kept`` lists the layers in the model's order (``model.layers``,
+    input to output), not in channel-group order, so "the first half of the
+    layers" means the early layers (the report's Section G.2 check). The
+    plan's masks are derived once and shared by every statistic.
     """
     masks = _kernel_masks(model, plan)
     table = _layer_table(model, masks)
@@ -120,7 +129,7 @@ def pruning_summary(model: keras.Model, plan: PruningPlan | None) -> dict:
         "params_after": _param_count(model, plan, masks),
         "flops_before": sum(row["flops"][1] for row in table.values()),
         "flops_after": sum(row["flops"][0] for row in table.values()),
-        "filters_kept": plan.kept_per_layer() if plan is not None else {},
+        "filters_kept": {} if plan is None else _in_model_order(model, plan.kept_per_layer()),
         "layers": table,
         "fraction_removed": plan.fraction_removed if plan is not None else 0.0,
     }
