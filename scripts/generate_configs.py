@@ -6,10 +6,12 @@ with the paper's targets (VGG-13 and MobileNet 75% of filters on CIFAR-10 and 65
 CIFAR-100; ResNet-56 60% / 50%). ``paper/`` keeps the full protocol (160 epochs, tfds
 data); ``reduced/`` narrows the network to width 0.25, trains on a 200-per-class subset
 of the CIFAR-10 copy in ../shared for max(2 * rounds, 10) epochs and scores on fewer
-samples, so one run takes minutes on 2 CPU cores. ``study/`` is the reduced-scale study we run
-here (docs/study.md): VGG-13 at width 0.25 and ResNet-20 at width 0.5 on 300 CIFAR-10
-images per class (test: 100 per class), 15 epochs, the 8 measures at 1 and 5 rounds
-(CIFAR-10 targets: 75% / 60%), and each network's unpruned base model.
+samples, so one run takes minutes on 2 CPU cores. ``study/`` is the study we run here
+(docs/study.md): VGG-13 at width 0.25 on all 50,000 CIFAR-10 training images of the copy in
+../shared, tested on all 10,000 test images, 20 epochs (learning-rate phases 10/5/5), 75% of
+the filters removed in 5 rounds, g from 2,560 samples; the unpruned base model and magnitude,
+snip (Table 1's published "Loss"), loss preservation (Eq. 3), proposed, GraSP at T=200 and
+T=1, |GraSP| and random pruning.
 
 Usage:
     python scripts/generate_configs.py [--out configs/pruning]
@@ -68,29 +70,28 @@ def reduced_config(model: str, dataset: str, rounds: int, column: str) -> dict:
     return config
 
 
-#: The reduced-scale study: network -> (width, target).
-STUDY_MODELS = {"vgg13": (0.25, 0.75), "resnet20": (0.5, 0.60)}
-STUDY_ROUNDS = (1, 5)
+#: The study's pruned runs: table column -> measure (see ``MEASURES``).
+STUDY_COLUMNS = ("magnitude", "snip", "loss_preservation", "proposed", "grasp_t200",
+                 "grasp_t1", "grasp_abs", "random")
+MEASURES_STUDY = {**MEASURES, "snip": ("snip", {})}
 
 
-def study_config(model: str, rounds: int | None, column: str | None) -> dict:
-    """One run of the reduced-scale study; ``column`` None is the unpruned base model."""
-    width, target = STUDY_MODELS[model]
+def study_config(column: str | None) -> dict:
+    """One run of the study; ``column`` None is the unpruned base model."""
     config = {
-        "model": {"name": model, "width_multiplier": width},
-        "data": {"source": SHARED_CIFAR10, "batch_size": 128, "train_per_class": 300,
-                 "test_per_class": 100},
-        "train": {"epochs": 15, "lr_values": [0.1, 0.01, 0.001], "lr_phases": [80, 40, 40],
+        "model": {"name": "vgg13", "width_multiplier": 0.25},
+        "data": {"source": SHARED_CIFAR10, "batch_size": 128},
+        "train": {"epochs": 20, "lr_values": [0.1, 0.01, 0.001], "lr_phases": [10, 5, 5],
                   "temperature": 5.0, "verbose": 2},
     }
     if column is None:
-        config["run"] = {"name": f"study_{model}_cifar10_base"}
+        config["run"] = {"name": "study_vgg13_cifar10_base"}
         return config
-    measure, options = MEASURES[column]
-    config["prune"] = {"measure": measure, "measure_options": options, "target": target,
-                       "rounds": rounds, "split": "front_loaded", "min_keep": 0.05,
-                       "num_samples": 512, "samples_per_class": 10}
-    config["run"] = {"name": f"study_{model}_cifar10_{column}_r{rounds}"}
+    measure, options = MEASURES_STUDY[column]
+    config["prune"] = {"measure": measure, "measure_options": options, "target": 0.75,
+                       "rounds": 5, "split": "front_loaded", "min_keep": 0.05,
+                       "num_samples": 2560, "samples_per_class": 10}
+    config["run"] = {"name": f"study_vgg13_cifar10_{column}_r5"}
     return config
 
 
@@ -109,12 +110,9 @@ def all_configs() -> dict[str, str]:
                     files[f"paper/{stem}"] = render(paper_config(model, dataset, rounds, column))
                     files[f"reduced/{stem}"] = render(
                         reduced_config(model, dataset, rounds, column))
-    for model in STUDY_MODELS:
-        files[f"study/{model}_cifar10_base.yaml"] = render(study_config(model, None, None))
-        for rounds in STUDY_ROUNDS:
-            for column in MEASURES:
-                files[f"study/{model}_cifar10_{column}_r{rounds}.yaml"] = render(
-                    study_config(model, rounds, column))
+    files["study/vgg13_cifar10_base.yaml"] = render(study_config(None))
+    for column in STUDY_COLUMNS:
+        files[f"study/vgg13_cifar10_{column}_r5.yaml"] = render(study_config(column))
     return files
 
 

@@ -34,7 +34,24 @@ def test_pruning_configs_are_generated_and_up_to_date():
     expected = _generator().all_configs()
     on_disk = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.yaml")}
     assert on_disk == expected, "run: python scripts/generate_configs.py"
-    assert len(expected) == 2 * 3 * 2 * 3 * 8 + 2 * (1 + 2 * 8)  # paper + reduced; the study
+    assert len(expected) == 2 * 3 * 2 * 3 * 8 + 1 + 8  # paper + reduced; the study
+
+
+def test_the_study_configs_follow_the_protocol():
+    root = Path(__file__).resolve().parents[2] / "configs" / "pruning" / "study"
+    measures = {}
+    for path in sorted(root.glob("*_r5.yaml")):
+        config = load_config(path)
+        assert config["data"]["train_per_class"] is None  # all 50,000 / 10,000 images
+        assert config["data"]["test_per_class"] is None
+        assert (config["train"]["epochs"], config["train"]["lr_phases"]) == (20, [10, 5, 5])
+        prune = config["prune"]
+        assert (prune["target"], prune["rounds"], prune["num_samples"]) == (0.75, 5, 2560)
+        measures[path.stem] = (prune["measure"], prune["measure_options"])
+    assert measures["vgg13_cifar10_snip_r5"] == ("snip", {})
+    assert measures["vgg13_cifar10_grasp_t1_r5"] == ("grasp", {"temperature": 1.0})
+    assert measures["vgg13_cifar10_random_r5"] == ("random", {})  # seeded by train.seed
+    assert len(measures) == 8
 
 
 def test_every_pruning_config_passes_the_prune_checks():
@@ -50,3 +67,12 @@ def test_every_pruning_config_passes_the_prune_checks():
     cell = load_config(root / "paper" / "resnet56_cifar10_grasp_t1_r25.yaml")
     assert cell["prune"]["target"] == 0.6 and cell["train"]["epochs"] == 160
     assert PruneExtension(cell).measure.get_config() == {"temperature": 1.0}
+
+
+def test_random_pruning_takes_the_runs_seed():
+    from tfprune.pruning.runner import PruneExtension
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "pruning" / "study"
+    path = root / "vgg13_cifar10_random_r5.yaml"
+    seeds = [PruneExtension(load_config(path, [f"train.seed={s}"])).measure.seed for s in (0, 2)]
+    assert seeds == [0, 2]

@@ -90,6 +90,18 @@ def test_balanced_subset_and_memory(image_folder):
         class_balanced_memory(data, samples_per_class=3)
 
 
+def test_subsets_follow_subset_seed_not_the_run_seed(image_folder):
+    a = load_data(str(image_folder), train_per_class=2, test_per_class=1, seed=0)
+    b = load_data(str(image_folder), train_per_class=2, test_per_class=1, seed=1)
+    c = load_data(str(image_folder), train_per_class=2, test_per_class=1, subset_seed=3)
+    np.testing.assert_array_equal(a.train_split.images, b.train_split.images)
+    np.testing.assert_array_equal(a.test_split.images, b.test_split.images)
+    assert not np.array_equal(a.train_split.images, c.train_split.images)
+    first = [x.numpy() for x, _ in a.train_dataset(0, 1)]
+    second = [x.numpy() for x, _ in b.train_dataset(0, 1)]
+    assert not all(np.array_equal(x, y) for x, y in zip(first, second, strict=True))
+
+
 def test_balanced_indices_are_distinct_and_seeded():
     labels = np.repeat(np.arange(4), 50)
     a = balanced_indices(labels, 10, 4, seed=1)

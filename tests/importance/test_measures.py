@@ -141,3 +141,13 @@ def test_unknown_measure_and_option_fail_clearly():
         get_measure("snip", seeds=1)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         get_measure("grasp", temperature=0)
+
+
+def test_training_measure_fills_the_runs_temperature_and_seed():
+    from tfprune.importance.measure import training_measure
+
+    assert training_measure("random", {}, 5.0, seed=2).get_config() == {"seed": 2}
+    assert training_measure("uniform", {"seed": 7}, 5.0, seed=2).get_config() == {"seed": 7}
+    assert training_measure("snip", {}, 5.0, seed=2).get_config() == {"temperature": 5.0}
+    assert training_measure("grasp", {}, 5.0, seed=2).get_config() == {"temperature": 200.0}
+    assert training_measure("magnitude", {}, 5.0).get_config() == {}

@@ -1,17 +1,18 @@
-"""Claim checks on hand-made run records: orderings, partial results, noise, tolerance."""
+"""Claim checks on hand-made run records: paired verdicts, tolerance, rounds, the G.2 metric."""
 
 from pathlib import Path
 
 import pytest
 
-from tfprune.study.claims import CLAIMS, Claim, check_claims, claims_markdown
+from tfprune.study.claims import CLAIMS, TABLE3_MEASURES, Claim, check_claims, claims_markdown
 
 
-def record(measure, rounds, seed, best, train=None):
+def record(measure, rounds, seed, best, train=None, final=None):
     from tfprune.study.report import RunRecord
 
     return RunRecord(Path(f"{measure}-{rounds}-{seed}"), "vgg13 x0.25", "CIFAR-10", measure,
-                     rounds, 0.75 if measure else 0.0, seed, best, best, train)
+                     rounds, 0.75 if measure else 0.0, seed, best,
+                     best if final is None else final, train)
 
 
 def cells(values, train=None):
@@ -28,58 +29,81 @@ def by_statement(checks, words):
     return [check for check in checks if words in check.claim.statement]
 
 
-def test_orderings_partial_results_and_noise():
+def test_paired_verdicts_hold_contradict_or_stay_unresolved():
     records = cells({
-        (1, "Mag."): [0.50, 0.52], (1, "Loss"): [0.40, 0.42],  # 11 points apart: holds
-        (5, "Mag."): [0.50, 0.52], (5, "Loss"): [0.50, 0.54],  # 1 point below, std 1.4/2.8
-        (1, "Proposed"): [0.45, 0.45],
+        # differences 10, 10, 12 points: interval far above zero
+        (1, "Mag."): [0.50, 0.52, 0.55], (1, "Loss"): [0.40, 0.42, 0.43],
+        # differences -4, -3, -5: below zero
+        (5, "Mag."): [0.50, 0.52, 0.50], (5, "Loss"): [0.54, 0.55, 0.55],
+        # Proposed vs Loss at 1 round: +5, -5, +1: interval spans zero
+        (1, "Proposed"): [0.45, 0.37, 0.44],
     })
     checks = check_claims(records)
-    magnitude = by_statement(checks, "Magnitude beats")
-    assert [(c.rounds, c.held, c.total, c.within_noise) for c in magnitude] == [
-        ("1", 1, 1, 0), ("5", 0, 1, 1)]
-    assert magnitude[0].verdict == "holds"
-    assert magnitude[1].verdict == "does not hold; 1 of 1 within seed noise"
-    assert magnitude[0].evidence == "Mag. 51.0 ± 1.4 vs Loss 41.0 ± 1.4"
-    proposed = by_statement(checks, "proposed measure beats loss")
-    assert [c.rounds for c in proposed] == ["1"]  # no 5-round proposed cell: not checked
+    magnitude = by_statement(checks, "Magnitude beats loss preservation")
+    assert [(c.rounds, c.verdict) for c in magnitude] == [("1", "holds"),
+                                                          ("5", "contradicted")]
+    assert magnitude[0].evidence == "Mag. 52.3 ± 2.5 vs Loss 41.7 ± 1.5"
+    assert magnitude[0].difference.format() == "+10.7 [+7.8, +13.5], n=3"
+    (proposed,) = by_statement(checks, "proposed measure beats loss preservation")
+    assert proposed.verdict == "not resolved at this scale"
     assert not by_statement(checks, "beats magnitude")  # proposed has no multi-round cell
 
 
-def test_random_against_every_standard_measure_counts_pairs():
+def test_pairing_uses_the_seed_not_the_order():
+    # Same values, seeds swapped between cells: unpaired means are equal, paired they are not.
+    records = [record("Mag.", 1, s, a) for s, a in [(0, 0.50), (1, 0.60), (2, 0.70)]]
+    records += [record("Loss", 1, s, a) for s, a in [(0, 0.49), (1, 0.59), (2, 0.69)]]
+    (check,) = by_statement(check_claims(records), "Magnitude beats loss preservation")
+    assert check.difference.mean == pytest.approx(1.0)
+    assert check.difference.low == pytest.approx(1.0) and check.verdict == "holds"
+
+
+def test_one_seed_resolves_nothing_and_table3_pairs_the_papers_measures():
     values = {(1, label): [acc] for label, acc in [
         ("Mag.", 0.5), ("Loss", 0.3), ("Proposed", 0.45), ("GraSP (T=200)", 0.41),
         ("GraSP (T=1)", 0.2), ("|GraSP| (T=1)", 0.44), ("Random", 0.4)]}
-    (check,) = by_statement(check_claims(cells(values)), "Random")
-    assert (check.held, check.total, check.within_noise) == (4, 6, 0)  # one seed: no noise
-    assert check.verdict == "partly (4 of 6)"
+    checks = by_statement(check_claims(cells(values)), "Random pruning")
+    assert [c.higher for c in checks] == list(TABLE3_MEASURES)  # no GraSP T=200 / T=1
+    assert {c.verdict for c in checks} == {"not resolved at this scale"}
 
 
-def test_temperature_tolerance_and_rounds_trend():
-    values = {(1, "GraSP (T=200)"): [0.40], (1, "GraSP (T=1)"): [0.395],
-              (5, "GraSP (T=200)"): [0.40], (5, "GraSP (T=1)"): [0.30],
-              (25, "GraSP (T=1)"): [0.20]}
-    checks = check_claims(cells(values))
-    (temperature,) = by_statement(checks, "hardly depends")
-    assert temperature.rounds == "1" and temperature.verdict == "holds"
-    (trend,) = by_statement(checks, "loses accuracy")
+def test_tolerance_claim_needs_the_interval_inside_the_band():
+    close = {(1, "GraSP (T=200)"): [0.400, 0.410, 0.405], (1, "GraSP (T=1)"): [0.398, 0.407,
+                                                                                0.404]}
+    (check,) = by_statement(check_claims(cells(close)), "hardly depends")
+    assert check.verdict == "holds"
+    noisy = {(1, "GraSP (T=200)"): [0.30, 0.41, 0.36], (1, "GraSP (T=1)"): [0.36, 0.30, 0.37]}
+    (check,) = by_statement(check_claims(cells(noisy)), "hardly depends")
+    assert check.verdict == "not resolved at this scale"  # mean gap 1.3, interval wide
+    apart = {(1, "GraSP (T=200)"): [0.40, 0.41, 0.42], (1, "GraSP (T=1)"): [0.30, 0.30, 0.31]}
+    (check,) = by_statement(check_claims(cells(apart)), "hardly depends")
+    assert check.verdict == "contradicted"
+
+
+def test_rounds_trend_and_train_speed_and_final_metric():
+    values = {(1, "GraSP (T=1)"): [0.40, 0.41], (25, "GraSP (T=1)"): [0.20, 0.22]}
+    (trend,) = by_statement(check_claims(cells(values)), "loses accuracy")
     assert trend.rounds == "1 vs 25" and trend.verdict == "holds"
-    assert trend.evidence == "GraSP (T=1) (1 r.) 39.5 vs GraSP (T=1) (25 r.) 20.0"
-
-
-def test_train_speed_claim_reads_mean_train_accuracy_and_skips_runs_without_it():
-    values = {(1, "Mag."): [0.3], (1, "Loss"): [0.5]}
-    with_curves = cells(values, train={(1, "Mag."): [0.6], (1, "Loss"): [0.4]})
+    assert trend.evidence == "GraSP (T=1) (1 r.) 40.5 ± 0.7 vs GraSP (T=1) (25 r.) 21.0 ± 1.4"
+    speed_values = {(1, "Mag."): [0.3], (1, "Loss"): [0.5]}
+    with_curves = cells(speed_values, train={(1, "Mag."): [0.6], (1, "Loss"): [0.4]})
     (speed,) = by_statement(check_claims(with_curves), "train faster")
-    assert speed.verdict == "holds" and speed.evidence == "Mag. 60.0 vs Loss 40.0"
-    assert not by_statement(check_claims(cells(values)), "train faster")
+    assert speed.evidence == "Mag. 60.0 vs Loss 40.0"
+    assert not by_statement(check_claims(cells(speed_values)), "train faster")
+    records = [record("Mag.", 1, s, 0.5, final=0.3) for s in range(3)]
+    records += [record("Loss", 1, s, 0.4 + s / 1000, final=0.45) for s in range(3)]
+    (best,) = by_statement(check_claims(records), "Magnitude beats loss preservation")
+    (final,) = by_statement(check_claims(records, accuracy_metric="final"),
+                            "Magnitude beats loss preservation")
+    assert (best.verdict, final.verdict) == ("holds", "contradicted")
 
 
 def test_markdown_escapes_bars_and_bad_round_kinds_fail():
     values = {(1, "GraSP (T=200)"): [0.3], (1, "GraSP (T=1)"): [0.2], (1, "|GraSP| (T=1)"): [0.4]}
     text = claims_markdown(check_claims(cells(values)))
-    assert "\\|GraSP\\| beats GraSP" in text and text.count("\n") == 2 + 2
-    assert len(CLAIMS) == 11
+    assert "\\|GraSP\\| beats GraSP" in text and "paired difference [95% CI]" in text
+    assert text.count("\n") == 2 + 3  # two pairs of |GraSP| + one tolerance check
+    assert len(CLAIMS) == 13
     with pytest.raises(ValueError, match="unknown rounds"):
         check_claims(cells(values), [Claim("x", "y", ("Mag.",), ("Loss",), rounds="some")])
 
@@ -91,11 +115,11 @@ def test_early_layer_claim_reads_the_runs_filters_kept(tmp_path):
 
     from tfprune.study.report import collect_runs
 
-    def run(name, measure, options, kept):
+    def run(name, measure, options, kept, seed):
         folder = tmp_path / name
         folder.mkdir()
         config = {"model": {"name": "vgg13", "width_multiplier": 0.25},
-                  "data": {"source": "cifar10"}, "train": {"seed": 0},
+                  "data": {"source": "cifar10"}, "train": {"seed": seed},
                   "prune": {"measure": measure, "measure_options": options, "target": 0.5}}
         summary = {"best_test_accuracy": 0.4, "final_test_accuracy": 0.4, "rounds_done": 5,
                    "measure": {"name": measure},
@@ -103,10 +127,12 @@ def test_early_layer_claim_reads_the_runs_filters_kept(tmp_path):
         (folder / "config.yaml").write_text(yaml.safe_dump(config))
         (folder / "summary.json").write_text(json.dumps(summary))
 
-    run("t1", "grasp", {"temperature": 1.0}, [1, 3, 9, 7])  # 80% of conv0-1 removed
-    run("abs", "grasp_abs", {}, [8, 8, 2, 2])  # 20%
+    run("t1-s0", "grasp", {"temperature": 1.0}, [1, 3, 9, 7], 0)  # 80% of conv0-1 removed
+    run("t1-s1", "grasp", {"temperature": 1.0}, [2, 2, 9, 7], 1)  # 80%
+    run("abs-s0", "grasp_abs", {}, [8, 8, 2, 2], 0)  # 20%
+    run("abs-s1", "grasp_abs", {}, [7, 8, 2, 2], 1)  # 25%
     records = collect_runs([tmp_path])
-    assert sorted(r.early_pruned for r in records) == pytest.approx([0.2, 0.8])
+    assert sorted(r.early_pruned for r in records) == pytest.approx([0.2, 0.25, 0.8, 0.8])
     (check,) = by_statement(check_claims(records), "early layers")
     assert check.rounds == "5" and check.verdict == "holds"
-    assert check.evidence == "GraSP (T=1) 80.0 vs |GraSP| (T=1) 20.0"
+    assert check.evidence == "GraSP (T=1) 80.0 ± 0.0 vs |GraSP| (T=1) 22.5 ± 3.5"

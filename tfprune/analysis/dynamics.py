@@ -17,6 +17,13 @@ epoch it records, for the prunable layers (conv / dense followed by BN):
 - Observation 4 (Fig. 3), at ``hessian_epochs``: per filter Theta_p^T H g and
   Theta_p^T g (g and Hg from the class-balanced memory, temperature 1).
 
+Everything is measured with BatchNorm in inference mode (the paper's scoring
+protocol). At initialization the moving statistics are still (0, 1), which
+makes inference mode degenerate; there the moving statistics are first
+recalibrated on the g samples (``tfprune.importance.batchnorm``: the mean batch
+statistics over them) and restored afterwards, unless ``recalibrate_initial``
+is False.
+
 Each epoch is saved as ``epoch_<e>.npz`` (raw per-channel values) and a row of
 ``dynamics.csv`` in ``out_dir``, and as TensorBoard scalars, so an interrupted
 run resumes with the previous epoch's state.
@@ -33,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.analysis.statistics import correlation
+from tfprune.importance.batchnorm import recalibrated_batchnorm
 from tfprune.importance.context import ScoringContext
 from tfprune.training.callbacks import write_atomic
 
@@ -56,12 +64,14 @@ class DynamicsRecorder(keras.callbacks.Callback):
         start_epoch: The first epoch this fit runs (a resumed run's).
         log_dir: TensorBoard folder, or None.
         seed: Chooses the samples.
+        recalibrate_initial: Measure initialization with BN statistics recalibrated
+            on the g samples (see the module docstring).
     """
 
     def __init__(self, data, out_dir, *, hessian_epochs=(0,), num_samples: int = 512,
                  samples_per_class: int = 10, temperature: float = 1.0,
                  early_bird_ratio: float = 0.2, start_epoch: int = 0, log_dir=None,
-                 seed: int = 0):
+                 seed: int = 0, recalibrate_initial: bool = True):
         super().__init__()
         if not 0 < early_bird_ratio < 1:
             raise ValueError(f"early_bird_ratio must be in (0, 1), got {early_bird_ratio}.")
@@ -75,6 +85,7 @@ class DynamicsRecorder(keras.callbacks.Callback):
         self.start_epoch = start_epoch
         self.log_dir = log_dir
         self.seed = seed
+        self.recalibrate_initial = recalibrate_initial
         self._writer = None
         self._previous = None
         self._initial = None
@@ -136,6 +147,13 @@ class DynamicsRecorder(keras.callbacks.Callback):
     def _record(self, epoch: int) -> None:
         context = ScoringContext(self.model, self.data, num_samples=self.num_samples,
                                  samples_per_class=self.samples_per_class, seed=self.seed)
+        if epoch == 0 and self.recalibrate_initial:
+            with recalibrated_batchnorm(self.model, context.stream()):
+                self._measure(epoch, context)
+        else:
+            self._measure(epoch, context)
+
+    def _measure(self, epoch: int, context: ScoringContext) -> None:
         layers = context.layers
         state = self._snapshot(layers)
         if self._initial is None:

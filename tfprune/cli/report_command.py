@@ -10,9 +10,12 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="build the paper's Tables 1-3 from run folders (Markdown and CSV)",
         description="Collect every finished run folder at or below RUN_DIRS and write the "
-                    "layout of the paper's Tables 1, 2 and 3: mean and std over seeds, best in "
-                    "bold, base (unpruned) accuracy in parentheses; plus every cell as CSV and "
-                    "claims.md, which of the paper's Table 1-3, Fig. 1 and G.2 claims hold.",
+                    "layout of the paper's Tables 1, 2 and 3 (best and final test accuracy): "
+                    "mean and std over seeds, best in bold, base (unpruned) accuracy in "
+                    "parentheses; report.csv with every cell and its paired difference (by "
+                    "seed, 95%% interval) from the base and every other measure; and "
+                    "claims.md: each of the paper's Table 1-3, Fig. 1 and G.2 claims as holds, "
+                    "contradicted or not resolved, from paired differences.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
@@ -20,7 +23,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--output", default="reports",
                         help="folder for report.md, report.csv and claims.md")
     parser.add_argument("--metric", default="best", choices=["best", "final"],
-                        help="best test accuracy over epochs (the paper's) or the final one")
+                        help="the accuracy claims.md reads and report.md shows first: best "
+                             "over epochs (the paper's) or final")
 
 
 def run(args) -> int:
@@ -30,7 +34,7 @@ def run(args) -> int:
 
     try:
         markdown, csv_path, claims = write_report(args.run_dirs, args.output, args.metric)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
     print(markdown.read_text())
     print("Which of the paper's claims hold in these runs:\n")

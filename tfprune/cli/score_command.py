@@ -50,7 +50,7 @@ def _resolve_measure(args, config):
     try:
         measure_options, context_options = split_options(args.measure, _options(args.options))
         measure = training_measure(args.measure, measure_options,
-                                   config["train"]["temperature"])
+                                   config["train"]["temperature"], config["train"]["seed"])
     except (ValueError, TypeError) as error:
         raise ConfigError(f"--measure {args.measure}: {error}") from None
     return measure, context_options

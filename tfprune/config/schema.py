@@ -58,6 +58,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "normalize": Field(True, (bool,), allowed="true or false"),
         "train_per_class": Field(None, (int,), _positive, "null or an integer > 0", True),
         "test_per_class": Field(None, (int,), _positive, "null or an integer > 0", True),
+        "subset_seed": Field(0, (int,), _non_negative, "an integer >= 0 (seeds the subsets "
+                             "alone; train.seed seeds the order and augmentation)"),
         "train_split": Field("train", (str,), allowed="a split or folder name"),
         "test_split": Field("test", (str,), allowed="a split or folder name"),
         "cache_dir": Field(None, (str,), allowed="null or a folder", nullable=True),

@@ -27,7 +27,9 @@ class DataSpec:
         normalize: Per-channel standardization with the training split's mean and std.
         train_per_class: Keep a class-balanced subset of n training images per class.
         test_per_class: Likewise for the test split.
-        seed: Seeds the subsets, the shuffling and the augmentation.
+        seed: Seeds the shuffling and the augmentation (a run's ``train.seed``).
+        subset_seed: Seeds the class-balanced subsets alone, so runs with different
+            ``seed`` train and test on the same images.
         train_split: Split (tfds) or folder name for training.
         test_split: Split (tfds) or folder name for testing.
         cache_dir: Where zips are extracted (default ``$TFPRUNE_CACHE_DIR`` or ~/.cache/tfprune).
@@ -42,6 +44,7 @@ class DataSpec:
     train_per_class: int | None = None
     test_per_class: int | None = None
     seed: int = 0
+    subset_seed: int = 0
     train_split: str = "train"
     test_split: str = "test"
     cache_dir: str | None = None
@@ -69,8 +72,8 @@ class DataBundle:
         pixels = train.images.reshape(-1, train.images.shape[-1]).astype(np.float64)
         self.mean = pixels.mean(axis=0).astype(np.float32)
         self.std = np.maximum(pixels.std(axis=0), 1e-3).astype(np.float32)
-        self.train_split = _maybe_subset(train, spec.train_per_class, spec.seed)
-        self.test_split = _maybe_subset(test, spec.test_per_class, spec.seed + 1)
+        self.train_split = _maybe_subset(train, spec.train_per_class, spec.subset_seed)
+        self.test_split = _maybe_subset(test, spec.test_per_class, spec.subset_seed + 1)
 
     @property
     def num_classes(self) -> int:

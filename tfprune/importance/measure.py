@@ -238,15 +238,20 @@ def get_measure(measure, **config) -> ImportanceMeasure:
     return cls.from_config(config)
 
 
-def training_measure(measure, options: dict, training_temperature: float) -> ImportanceMeasure:
-    """``get_measure(measure, **options)``, with g-based measures defaulting to the training T.
+def training_measure(measure, options: dict, training_temperature: float,
+                     seed: int | None = None) -> ImportanceMeasure:
+    """``get_measure(measure, **options)`` with a run's defaults filled in.
 
     Configs and the CLI score with the training loss's temperature unless
-    ``options`` sets one; GraSP-type measures keep their own defaults.
+    ``options`` sets one; GraSP-type measures keep their own defaults. Seeded
+    measures (``random``, ``uniform``) take the run's ``seed`` unless ``options``
+    sets one, so each seed of a study prunes a different random architecture.
     """
     resolved = get_measure(measure, **options)
     if resolved.uses_training_temperature and "temperature" not in options:
         resolved = get_measure(resolved, temperature=training_temperature)
+    if seed is not None and "seed" not in options and "seed" in measure_options(type(resolved)):
+        resolved = get_measure(resolved, seed=seed)
     return resolved
 
 

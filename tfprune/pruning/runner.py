@@ -24,7 +24,7 @@ def _measure(config: dict):
     section = config["prune"]
     try:
         measure = training_measure(section["measure"], section["measure_options"],
-                                   config["train"]["temperature"])
+                                   config["train"]["temperature"], config["train"]["seed"])
     except (ValueError, TypeError) as error:
         raise ConfigError(f"prune.measure: {error}") from None
     if section["granularity"] not in measure.granularities:

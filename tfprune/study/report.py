@@ -5,7 +5,15 @@ Runs without pruning are base models. Cells are the mean and standard
 deviation over seeds of the best (or final) test accuracy, in percent; the
 best cell of each row and round count is bold; base accuracies go in
 parentheses after the network (Tables 1 and 2) or in their own column, with
-every other cell as the change from it (Table 3).
+every other cell as the change from it (Table 3). The CSV adds, for every
+cell, its paired difference (by seed) from the base model and from every
+other measure at the same round count, with a 95% interval
+(``tfprune.study.paired``).
+
+Table 1's "Loss" column is ``snip`` (sum over a filter of |theta g|), the
+measure behind the paper's published numbers (the reference code's
+"loss-based"; Appendix F); the paper's Eq. 3, ``loss_preservation``
+(|Theta^T g|), is reported beside it as "Loss (Eq. 3)".
 """
 
 from __future__ import annotations
@@ -24,16 +32,18 @@ import yaml
 #: (table, title, measure columns, cells relative to the base model?)
 TABLES = (
     ("1", "Table 1: magnitude, loss preservation and the proposed measure",
-     ("Mag.", "Loss", "Proposed"), False),
+     ("Mag.", "Loss", "Loss (Eq. 3)", "Proposed"), False),
     ("2", "Table 2: GraSP with and without temperature, gradient-norm preservation",
      ("GraSP (T=200)", "GraSP (T=1)", "|GraSP| (T=1)"), False),
     ("3", "Table 3: change in test accuracy from the base model",
-     ("Random", "Uniform", "Mag.", "Loss", "Proposed", "GraSP (T=200)", "GraSP (T=1)",
-      "|GraSP| (T=1)"), True),
+     ("Random", "Uniform", "Mag.", "Loss", "Loss (Eq. 3)", "Proposed", "GraSP (T=200)",
+      "GraSP (T=1)", "|GraSP| (T=1)"), True),
 )
 
-_PLAIN_LABELS = {"magnitude": "Mag.", "loss_preservation": "Loss", "proposed": "Proposed",
-                 "random": "Random", "uniform": "Uniform"}
+_PLAIN_LABELS = {"magnitude": "Mag.", "snip": "Loss", "loss_preservation": "Loss (Eq. 3)",
+                 "proposed": "Proposed", "random": "Random", "uniform": "Uniform"}
+#: Every column of the tables, in order (the CSV's paired-difference columns follow it).
+COLUMN_ORDER = TABLES[2][2]
 
 
 def measure_label(measure: str, options: dict | None = None) -> str:
@@ -141,8 +151,8 @@ def collect_runs(paths) -> list[RunRecord]:
     return [read_run(folder) for folder in sorted(folders)]
 
 
-def _stats(values: list[float]) -> tuple[float, float, int]:
-    array = 100 * np.asarray(values, float)
+def _stats(values) -> tuple[float, float, int]:
+    array = np.asarray(list(values), float)
     std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
     return float(array.mean()), std, len(array)
 
@@ -152,15 +162,28 @@ class TableRow:
     """A table row: a network on a dataset pruned by one fraction.
 
     Attributes:
-        base: ``(mean, std, seeds)`` of its base runs in percent, or None.
-        cells: ``{(rounds, measure label): (mean, std, seeds)}`` in percent.
+        dataset: ``CIFAR-10``, ...
+        network: E.g. ``vgg13 x0.25``.
+        target: The pruned fraction.
+        base_values: ``{seed: value}`` of its base runs, in percent.
+        values: ``{(rounds, measure label): {seed: value}}`` in percent.
     """
 
     dataset: str
     network: str
     target: float
-    base: tuple[float, float, int] | None
-    cells: dict
+    base_values: dict
+    values: dict
+
+    @property
+    def base(self) -> tuple[float, float, int] | None:
+        """``(mean, std, seeds)`` of the base runs, or None without any."""
+        return _stats(self.base_values.values()) if self.base_values else None
+
+    @property
+    def cells(self) -> dict:
+        """``{(rounds, measure label): (mean, std, seeds)}``."""
+        return {cell: _stats(seeds.values()) for cell, seeds in self.values.items()}
 
 
 #: Metric name -> the value of a run it reads.
@@ -171,7 +194,7 @@ METRICS = {"best": lambda record: record.best_accuracy,
 
 
 def table_rows(records: list[RunRecord], metric: str) -> tuple[list[TableRow], list[int]]:
-    """One row per (dataset, network, pruned fraction), with every cell's statistics.
+    """One row per (dataset, network, pruned fraction), with every cell's per-seed values.
 
     Args:
         records: From ``collect_runs``.
@@ -179,22 +202,27 @@ def table_rows(records: list[RunRecord], metric: str) -> tuple[list[TableRow], l
 
     Returns:
         ``(rows, round counts present)``.
+
+    Raises:
+        ValueError: When two runs claim the same cell and seed.
     """
     value = METRICS[metric]
-    bases, groups = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    bases, groups = defaultdict(dict), defaultdict(lambda: defaultdict(dict))
     for record in records:
         if value(record) is None:
             continue
         if record.measure is None:
-            bases[(record.dataset, record.network)].append(value(record))
+            seeds = bases[(record.dataset, record.network)]
         else:
             key = (record.dataset, record.network, record.target)
-            groups[key][(record.rounds, record.measure)].append(value(record))
-    rows = [TableRow(dataset, network, target, _stats(bases[(dataset, network)])
-                 if (dataset, network) in bases else None,
-                 {cell: _stats(values) for cell, values in cells.items()})
+            seeds = groups[key][(record.rounds, record.measure)]
+        if record.seed in seeds:
+            raise ValueError(f"{record.run_dir}: a second run of the same cell and seed "
+                             f"{record.seed}; report one of them.")
+        seeds[record.seed] = 100 * float(value(record))
+    rows = [TableRow(dataset, network, target, bases.get((dataset, network), {}), dict(cells))
             for (dataset, network, target), cells in sorted(groups.items())]
-    rounds = sorted({r for row in rows for r, _ in row.cells})
+    rounds = sorted({r for row in rows for r, _ in row.values})
     return rows, rounds
 
 
@@ -238,7 +266,7 @@ def _markdown_table(rows, rounds, measures, relative: bool) -> str:
 
 
 def build_report(records: list[RunRecord], metric: str = "best") -> tuple[str, str]:
-    """Tables 1-3 as Markdown and every cell (any measure) as CSV.
+    """Tables 1-3 as Markdown and every cell (any measure) with paired differences as CSV.
 
     Args:
         records: From ``collect_runs``.
@@ -257,23 +285,60 @@ def build_report(records: list[RunRecord], metric: str = "best") -> tuple[str, s
     seeds = sorted({record.seed for record in records})
     parts.append(f"Seeds: {seeds}. Runs: " + ", ".join(
         sorted(str(record.run_dir) for record in records)) + "\n")
+    return "\n".join(parts), report_csv(rows, metric)
+
+
+def _compared_labels(rows: list[TableRow]) -> list[str]:
+    present = {label for row in rows for _, label in row.values}
+    return [label for label in COLUMN_ORDER if label in present] + sorted(
+        present - set(COLUMN_ORDER))
+
+
+def report_csv(rows: list[TableRow], metric: str) -> str:
+    """One CSV row per cell: its statistics, then paired differences (cell - other).
+
+    For the base model and for every measure at the same round count, four
+    columns: ``diff_vs_<label>`` (mean per-seed difference, points),
+    ``ci_low_vs_<label>`` / ``ci_high_vs_<label>`` (95% paired-t interval) and
+    ``seeds_vs_<label>`` (seeds paired).
+    """
+    from tfprune.study.paired import paired_difference
+
+    others = ["base", *_compared_labels(rows)]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["dataset", "network", "pruned", "rounds", "measure", "mean", "std",
-                     "seeds", "base_mean"])
+    writer.writerow(["metric", "dataset", "network", "pruned", "rounds", "measure", "mean",
+                     "std", "seeds", "base_mean"] + [f"{column}_vs_{other}" for other in others
+                                                     for column in ("diff", "ci_low",
+                                                                    "ci_high", "seeds")])
     for row in rows:
-        for (r, measure), (mean, std, n) in sorted(row.cells.items()):
-            writer.writerow([row.dataset, row.network, row.target, r, measure, f"{mean:.4f}",
-                             f"{std:.4f}", n, f"{row.base[0]:.4f}" if row.base else ""])
-    return "\n".join(parts), buffer.getvalue()
+        for (r, measure), seeds in sorted(row.values.items()):
+            mean, std, n = _stats(seeds.values())
+            line = [metric, row.dataset, row.network, row.target, r, measure, f"{mean:.4f}",
+                    f"{std:.4f}", n, f"{row.base[0]:.4f}" if row.base else ""]
+            for other in others:
+                against = row.base_values if other == "base" else row.values.get((r, other))
+                if other == measure or not against:
+                    line += ["", "", "", ""]
+                    continue
+                d = paired_difference(seeds, against)
+                line += [_number(d.mean), _number(d.low), _number(d.high), d.seeds]
+            writer.writerow(line)
+    return buffer.getvalue()
+
+
+def _number(value: float) -> str:
+    return "" if np.isnan(value) else f"{value:.4f}"
 
 
 def write_report(paths, output: str | os.PathLike,
                  metric: str = "best") -> tuple[Path, Path, Path]:
     """Collects the runs under ``paths`` and writes the tables and the claim checks.
 
-    Writes ``report.md``, ``report.csv`` and ``claims.md`` (which of the paper's
-    claims hold, ``tfprune.study.claims``) into ``output``.
+    Writes ``report.md`` (Tables 1-3 for ``metric``, then for the other
+    accuracy metric), ``report.csv`` (both metrics, with paired differences)
+    and ``claims.md`` (which of the paper's claims hold at ``metric``,
+    ``tfprune.study.claims``) into ``output``.
 
     Returns:
         The three paths.
@@ -283,10 +348,15 @@ def write_report(paths, output: str | os.PathLike,
     records = collect_runs(paths)
     if not records:
         raise FileNotFoundError(f"no finished run folders under {list(map(str, paths))}.")
-    markdown, text = build_report(records, metric)
+    markdowns, texts = [], []
+    for which in (metric, "final" if metric == "best" else "best"):
+        markdown, text = build_report(records, which)
+        markdowns.append(f"## {which.capitalize()} test accuracy\n\n{markdown}")
+        texts.append(text if not texts else text.split("\n", 1)[1])
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "report.md").write_text(markdown)
-    (output / "report.csv").write_text(text)
-    (output / "claims.md").write_text(claims_markdown(check_claims(records)))
+    (output / "report.md").write_text("\n".join(markdowns))
+    (output / "report.csv").write_text("".join(texts))
+    (output / "claims.md").write_text(claims_markdown(check_claims(records,
+                                                                   accuracy_metric=metric)))
     return output / "report.md", output / "report.csv", output / "claims.md"

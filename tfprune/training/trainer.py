@@ -58,7 +58,10 @@ def run_folder(config: dict) -> Path:
 
 
 def data_spec(config: dict) -> DataSpec:
-    """Builds the ``DataSpec`` of a config's ``data`` section, seeded by ``train.seed``."""
+    """Builds the ``DataSpec`` of a config's ``data`` section.
+
+    ``train.seed`` seeds the order and augmentation; ``data.subset_seed`` the subsets.
+    """
     return DataSpec(**config["data"], seed=config["train"]["seed"])
 
 

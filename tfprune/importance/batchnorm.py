@@ -1,0 +1,63 @@
+"""BatchNorm moving statistics recalibrated from data, for a well-defined inference mode.
+
+At initialization (and for a while after it when the momentum is high), a
+BatchNormalization layer's moving statistics are still their initial values
+(mean 0, variance 1), so the model in inference mode computes something no
+trained network ever does (at initialization its logits can be orders of
+magnitude smaller than with batch statistics). ``recalibrated_batchnorm``
+replaces the moving statistics, for the duration of a ``with`` block, by the
+average of the batch statistics over the given batches, then restores them
+exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+
+def batch_norm_layers(model: keras.Model) -> list:
+    """Every BatchNormalization layer of ``model``, nested models included."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@contextlib.contextmanager
+def recalibrated_batchnorm(model: keras.Model, batches):
+    """Within the block, BN moving statistics are the mean batch statistics over ``batches``.
+
+    Each batch is run through the model in training mode with the momentum of
+    the k-th batch set to k / (k + 1), so after the last batch the moving mean
+    (variance) is the plain average of the batch means (variances). Other
+    training-mode layers (dropout) also run in training mode while this
+    happens; their outputs are discarded. On exit the moving statistics and
+    momenta are restored, so training is unaffected.
+
+    Args:
+        model: A built Keras model.
+        batches: An iterable of ``(inputs, targets)`` or of inputs.
+
+    Yields:
+        The model, recalibrated.
+
+    Example:
+        >>> with recalibrated_batchnorm(model, [(x, y)]):
+        ...     logits = model(x, training=False)
+    """
+    layers = batch_norm_layers(model)
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum)
+             for layer in layers]
+    try:
+        if layers:
+            for index, batch in enumerate(batches):
+                inputs = batch[0] if isinstance(batch, tuple | list) else batch
+                for layer in layers:
+                    layer.momentum = index / (index + 1)
+                model(inputs, training=True)
+        yield model
+    finally:
+        for layer, (mean, variance, momentum) in zip(layers, saved, strict=True):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+            layer.momentum = momentum
