@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.importance import PRUNABLE_LAYER_TYPES, ScoringError, prunable_layers
-from tfprune.importance.prunable import register_prunable_layer
+from tfprune.handlers import HANDLERS, Source, register_layer_handler
+from tfprune.importance import ScoringError, prunable_layers
 
 
 def test_vgg_layers_are_its_convs_with_their_batch_norms():
@@ -54,25 +54,45 @@ def test_resnet_scores_every_conv_including_shortcuts():
 def test_a_model_without_prunable_layers_fails_naming_the_types():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-    with pytest.raises(ScoringError, match="no prunable layer.*Conv2D"):
+    with pytest.raises(ScoringError, match="no prunable layer.*Conv"):
         prunable_layers(model)
 
 
 def test_registering_a_layer_type():
-    class Special(keras.layers.Dense):
-        pass
+    class Special(keras.layers.Layer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 4))
 
-    class NotALayer:
-        pass
+        def call(self, x):
+            return keras.ops.matmul(x, self.kernel)
 
-    with pytest.raises(TypeError, match="keras.layers.Layer subclass"):
-        register_prunable_layer(NotALayer)
     inputs = keras.Input((6,))
-    hidden = Special(4, name="special")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
-    assert [layer.name for layer in prunable_layers(model)] == ["special"]  # via Dense
-    register_prunable_layer(Special)
+    hidden = Special(name="special")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(3, name="d")(hidden)))
+    assert [layer.name for layer in prunable_layers(model)] == ["d"]  # no handler: not scored
+    register_layer_handler(Special, Source)
     try:
-        assert Special in PRUNABLE_LAYER_TYPES
+        assert [layer.name for layer in prunable_layers(model)] == ["special", "d"]
     finally:
-        PRUNABLE_LAYER_TYPES.pop(Special)
+        HANDLERS.pop(Special)
+
+
+def test_nested_backbone_layers_are_scored():
+    backbone = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3),
+                                              include_top=False, alpha=0.35)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(x))
+    names = [layer.name for layer in prunable_layers(model)]
+    assert "Conv1" in names and "head" not in names and len(names) > 40
+
+
+def test_transposed_conv_filters_are_its_second_last_kernel_axis():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2DTranspose(5, 3, strides=2, name="up")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(x))
+    (layer,) = prunable_layers(model)
+    assert layer.filters == 5 and tuple(layer.kernel.shape) == (3, 3, 5, 3)
+    kernel = layer.kernel.numpy()
+    np.testing.assert_allclose(tfprune.score(model, "magnitude")["up"],
+                               (kernel ** 2).sum(axis=(0, 1, 3)), rtol=1e-6)

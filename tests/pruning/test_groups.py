@@ -2,8 +2,8 @@ import keras
 import pytest
 
 import tfprune
-from tfprune.pruning import GraphError, channel_groups, register_layer_rule
-from tfprune.pruning.groups import LAYER_RULES
+from tfprune.handlers import HANDLERS, PassThrough, register_layer_handler
+from tfprune.pruning import GraphError, channel_groups
 
 
 def by_source(groups):
@@ -78,17 +78,44 @@ def test_unknown_layers_fail_naming_them_unless_ignored():
     x = keras.layers.Dense(4, name="d1")(inputs)
     x = Custom(name="custom")(x)
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(3, name="d2")(x)))
-    with pytest.raises(GraphError, match="layer 'custom' of type Custom"):
+    with pytest.raises(GraphError, match=r"'custom' \(Custom\): tfprune has no handler"):
         channel_groups(model)
     groups = by_source(channel_groups(model, ignored_layers=["custom"]))
     assert set(groups) == {"d2"}  # d1 feeds the ignored layer
-    register_layer_rule(Custom, "pass_through")
+    register_layer_handler(Custom, PassThrough)
     try:
         assert set(by_source(channel_groups(model))) == {"d1", "d2"}
     finally:
-        LAYER_RULES.pop(Custom)
-    with pytest.raises(GraphError, match=r"no layer named \['nope'\]"):
+        HANDLERS.pop(Custom)
+    with pytest.raises(GraphError, match=r"no layer or op named \['nope'\]"):
         channel_groups(model, ignored_layers=["nope"])
+    with pytest.raises(TypeError, match="LayerHandler"):
+        register_layer_handler(Custom, "pass_through")
+
+
+def test_every_unsupported_layer_is_reported_at_once():
+    class A(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    class B(A):
+        pass
+
+    class C(keras.layers.Layer):
+        def call(self, x):
+            return x + 1.0
+
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(4, name="d1")(inputs)
+    x = C(name="c")(B(name="b")(A(name="a")(x)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(GraphError) as error:
+        channel_groups(model)
+    message = str(error.value)
+    assert "cannot analyse 3 layer(s)" in message
+    for name, kind in (("a", "A"), ("b", "B"), ("c", "C")):
+        assert f"'{name}' ({kind})" in message
+    assert "ignored_layers=['a', 'b', 'c']" in message and "register_layer_handler" in message
 
 
 def test_subclassed_models_are_refused():
@@ -102,8 +129,62 @@ def test_subclassed_models_are_refused():
 
     model = Net()
     model(keras.ops.zeros((1, 3)))
-    with pytest.raises(GraphError, match="not a functional graph"):
+    with pytest.raises(GraphError, match="subclassed model"):
         channel_groups(model)
+
+
+def test_keras_ops_nodes_are_analysed_and_can_be_ignored():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, name="conv")(inputs)
+    gate = keras.ops.relu(x + 3.0) * (1.0 / 6.0)  # MobileNetV3's hard sigmoid
+    x = keras.layers.Multiply(name="hard_swish")([x, gate])
+    y = keras.layers.Conv2D(6, 1, name="conv2")(x)
+    x = keras.ops.mean(x + y, axis=[1, 2])  # a merge, then a spatial reduction
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    groups = by_source(channel_groups(model))
+    assert groups["conv"] is groups["conv2"] and groups["conv"].size == 6
+    add = [op.name for op in model.operations if type(op).__name__ == "Add"]
+    # Ignoring the hard sigmoid's op keeps conv's channels whole, and conv2's joined with them.
+    assert channel_groups(model, ignored_layers=add[:1]) == []
+
+
+def test_a_softmax_over_the_channels_blocks_them():
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(4, name="d1")(inputs)
+    x = keras.ops.softmax(x) * 2.0
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(3, name="d2")(x)))
+    assert set(by_source(channel_groups(model))) == {"d2"}
+
+
+def test_sequential_models_built_either_way():
+    def layers():
+        return [keras.layers.Conv2D(4, 3, name="c1"), keras.layers.ReLU(),
+                keras.layers.Conv2D(5, 3, name="c2"), keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(2)]
+
+    on_input = keras.Sequential([keras.Input((8, 8, 3)), *layers()])
+    built = keras.Sequential(layers())
+    built.build((None, 8, 8, 3))
+    for model in (on_input, built):
+        assert [g.sources for g in channel_groups(model)] == [["c1"], ["c2"]]
+    with pytest.raises(GraphError, match="has no graph yet"):
+        channel_groups(keras.Sequential(layers()))
+
+
+def test_a_nested_backbone_is_analysed_with_the_head():
+    backbone_in = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="b1")(backbone_in)
+    x = keras.layers.BatchNormalization(name="b1_bn")(x)
+    backbone = keras.Model(backbone_in, keras.layers.Conv2D(6, 3, name="b2")(x),
+                           name="backbone")
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    x = keras.layers.Dense(5, name="head")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    groups = by_source(channel_groups(model))
+    assert set(groups) == {"b1", "b2", "head"}
+    assert groups["b1"].members == ["b1", "b1_bn", "b2"]
+    assert groups["b2"].consumers == ["head"]
 
 
 @pytest.mark.parametrize("application", ["MobileNet", "MobileNetV2", "ResNet50", "EfficientNetB0"])

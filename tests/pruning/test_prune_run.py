@@ -88,7 +88,7 @@ def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
     ({"target": -0.1}, "prune.target: invalid value -0.1"),
     ({"rounds": 0}, "prune.rounds: invalid value 0"),
     ({"measure": "magnitud"}, "unknown importance measure 'magnitud'"),
-    ({"ignored_layers": ["nope"]}, "no layer named ['nope']"),
+    ({"ignored_layers": ["nope"]}, "no layer or op named ['nope']"),
     ({"measure": "bn_scale", "granularity": "weight"}, "supports ['filter']"),
 ])
 def test_bad_prune_configs_fail_before_training(image_folder, tmp_path, prune_settings, message):

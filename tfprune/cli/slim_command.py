@@ -21,22 +21,17 @@ def add_parser(subparsers) -> None:
 
 def summary_table(model, slimmed) -> str:
     """Per kernel layer: filters before -> after; then params and FLOPs before -> after."""
-    from tfprune.pruning.stats import flops, kernel_layers
+    from tfprune.pruning.stats import flops, kernel_calls
 
-    layers = kernel_layers(model)
-    width = max(len(layer.name) for layer in layers)
+    before = {call.name: int(call.outputs[0].shape[-1]) for call in kernel_calls(model)}
+    after = {call.name: int(call.outputs[0].shape[-1]) for call in kernel_calls(slimmed)}
+    width = max(len(name) for name in before)
     lines = [f"{'layer':<{width}}  {'filters':>8}  {'kept':>8}"]
-    for layer in layers:
-        before, after = _filters(layer), _filters(slimmed.get_layer(layer.name))
-        lines.append(f"{layer.name:<{width}}  {before:>8}  {after:>8}")
+    for name, filters in before.items():
+        lines.append(f"{name:<{width}}  {filters:>8}  {after.get(name, filters):>8}")
     lines.append(f"params {model.count_params():,} -> {slimmed.count_params():,}; "
                  f"FLOPs {flops(model):,} -> {flops(slimmed):,}")
     return "\n".join(lines)
-
-
-def _filters(layer) -> int:
-    """Output channels of a kernel layer."""
-    return int(layer.output.shape[-1])
 
 
 def run(args) -> int:

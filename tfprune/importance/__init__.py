@@ -19,19 +19,14 @@ from tfprune.importance.measure import (
     register_measure,
     serialize_measure,
 )
-from tfprune.importance.prunable import (
-    PRUNABLE_LAYER_TYPES,
-    PrunableLayer,
-    prunable_layers,
-    register_prunable_layer,
-)
+from tfprune.importance.prunable import PrunableLayer, prunable_layers
 from tfprune.importance.samples import SampleError
 from tfprune.importance.scores import ImportanceScores, NonFiniteScoreError, ScoringError
 
 __all__ = [
-    "MEASURES", "PRUNABLE_LAYER_TYPES", "FunctionMeasure", "GradientEstimator",
+    "MEASURES", "FunctionMeasure", "GradientEstimator",
     "ImportanceMeasure", "ImportanceScores", "LayerView", "NonFiniteScoreError", "PrunableLayer",
     "SampleError", "ScoringContext", "ScoringError", "available_measures", "get_measure",
-    "prunable_layers", "register_measure", "register_prunable_layer", "score",
+    "prunable_layers", "register_measure", "score",
     "serialize_measure",
 ]

@@ -8,19 +8,12 @@ Example:
 """
 
 from tfprune.pruning.callback import PruningCallback, latest_plan, plan_files, prunable_units
-from tfprune.pruning.groups import (
-    LAYER_RULES,
-    ChannelGraph,
-    ChannelGroup,
-    GraphError,
-    channel_groups,
-    register_layer_rule,
-)
+from tfprune.pruning.groups import ChannelGraph, ChannelGroup, GraphError, channel_groups
 from tfprune.pruning.masks import MaskConstraint, MaskEnforcer, apply_plan, variable_masks
 from tfprune.pruning.plan import PlanError, PruningPlan, make_plan
 
 __all__ = [
-    "LAYER_RULES", "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
+    "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
     "PlanError", "PruningCallback", "PruningPlan", "apply_plan", "channel_groups", "latest_plan",
-    "make_plan", "plan_files", "prunable_units", "register_layer_rule", "variable_masks",
+    "make_plan", "plan_files", "prunable_units", "variable_masks",
 ]

@@ -15,76 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.importance.prunable import prunable_layers
-from tfprune.layer_types import lookup
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.plan import PlanError, PruningPlan
-
-
-def _bias_masks(layer, out_mask) -> list:
-    """``[(bias, output mask)]`` if the layer has a bias and its filters are masked, else []."""
-    if getattr(layer, "bias", None) is None or out_mask is None:
-        return []
-    return [(layer.bias, out_mask.astype(np.float32))]
-
-
-def _source_variables(layer, out_mask, in_mask):
-    """One ``kernel`` whose last two axes are (input, output) channels, and the bias."""
-    kernel = np.ones(layer.kernel.shape, np.float32)
-    if out_mask is not None:
-        kernel *= out_mask
-    if in_mask is not None:
-        kernel *= np.expand_dims(in_mask, -1)
-    return [(layer.kernel, kernel), *_bias_masks(layer, out_mask)]
-
-
-def _separable_variables(layer, out_mask, in_mask):
-    """SeparableConv: input channels on the depthwise kernel and on the pointwise rows.
-
-    The depthwise stage turns input channel ``c`` into the pointwise kernel's
-    rows ``c * depth_multiplier + m``; output filters are the pointwise columns.
-    """
-    depthwise = np.ones(layer.depthwise_kernel.shape, np.float32)
-    pointwise = np.ones(layer.pointwise_kernel.shape, np.float32)
-    if in_mask is not None:
-        depthwise *= in_mask[:, None]
-        pointwise *= np.repeat(in_mask, layer.depth_multiplier)[:, None]
-    if out_mask is not None:
-        pointwise *= out_mask
-    return [(layer.depthwise_kernel, depthwise), (layer.pointwise_kernel, pointwise),
-            *_bias_masks(layer, out_mask)]
-
-
-#: Layer type -> ``(layer, output mask, input mask) -> [(variable, mask)]`` for the layers
-#: that produce or consume channels with kernels other than one ``kernel`` whose last two
-#: axes are (input, output); MRO lookup, the default is ``kernel`` (Conv, Dense).
-SOURCE_MASKS = {keras.layers.SeparableConv1D: _separable_variables,
-                keras.layers.SeparableConv2D: _separable_variables}
-
-
-def _kernel_variables(layer, out_mask, in_mask):
-    return lookup(SOURCE_MASKS, layer, _source_variables)(layer, out_mask, in_mask)
-
-
-def _per_channel_variables(layer, mask):
-    """BatchNorm and other followers: gamma, beta and bias, one entry per channel."""
-    pairs = [(getattr(layer, name), mask.astype(np.float32)) for name in ("gamma", "beta")
-             if getattr(layer, name, None) is not None]
-    return pairs + _bias_masks(layer, mask)
-
-
-def _depthwise_variables(layer, mask):
-    """DepthwiseConv2D: the kernel's input-channel axis (one filter per channel) and the bias."""
-    kernel = np.ones(layer.kernel.shape, np.float32) * mask[:, None]
-    return [(layer.kernel, kernel), *_bias_masks(layer, mask)]
-
-
-#: Layer type -> ``(layer, channel mask) -> [(variable, mask)]`` for the layers that follow
-#: their input's channels; MRO lookup, the default is gamma / beta / bias (BatchNorm).
-FOLLOWER_MASKS = {keras.layers.DepthwiseConv2D: _depthwise_variables}
-
-
-def _follower_variables(layer, mask):
-    return lookup(FOLLOWER_MASKS, layer, _per_channel_variables)(layer, mask)
 
 
 def check_plan_fits(graph: ChannelGraph, plan: PruningPlan) -> None:
@@ -115,26 +47,16 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
     check_plan_fits(graph, plan)
     keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
     combined: dict[int, list] = {}
-
-    def add(pairs):
+    for call in graph.calls:
+        in_mask = graph.channel_mask(graph.layer_inputs.get(call.name), keep)
+        out_mask = graph.channel_mask(graph.layer_outputs[call.name], keep)
+        if in_mask is None and out_mask is None:
+            continue
+        pairs = graph.handler(call.name).variable_masks(call.operation, in_mask, out_mask)
         for variable, mask in pairs:
-            ones = np.ones(variable.shape, np.float32)
-            entry = combined.setdefault(id(variable), [variable, ones])
+            entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape,
+                                                                          np.float32)])
             entry[1] = entry[1] * mask
-
-    for group in graph.groups:
-        mask = keep[group.index]
-        for name in group.sources:
-            layer = model.get_layer(name)
-            in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
-            add(_kernel_variables(layer, mask, in_mask))
-        for name in group.followers:
-            follower_mask = graph.channel_mask(graph.layer_inputs[name], keep)
-            add(_follower_variables(model.get_layer(name), follower_mask))
-        for name in group.consumers:
-            if name not in group.sources:
-                in_mask = graph.channel_mask(graph.layer_inputs[name], keep)
-                add(_kernel_variables(model.get_layer(name), None, in_mask))
     return [tuple(entry) for entry in combined.values()]
 
 

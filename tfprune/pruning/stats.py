@@ -1,10 +1,11 @@
 """Parameters and FLOPs of a model before and after a plan, per layer and in total.
 
-FLOPs count the multiply-adds of layers with a kernel (Conv, DepthwiseConv,
-SeparableConv's depthwise and pointwise kernels, Dense) as 2 per
-multiply-accumulate; biases, BatchNorm and activations are
-left out, as is common. After a plan, removed kernel entries (output filters
-and the input channels they fed) no longer count.
+FLOPs count the multiply-adds of layers with a kernel (each type's
+``LayerHandler.flops``: Conv, DepthwiseConv, SeparableConv's depthwise and
+pointwise kernels, transposed convs, Dense) as 2 per multiply-accumulate;
+biases, BatchNorm and activations are left out, as is common. After a plan,
+removed kernel entries (output filters and the input channels they fed) no
+longer count. Nested models' layers count as part of the model.
 """
 
 from __future__ import annotations
@@ -12,29 +13,25 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.layer_types import lookup
+from tfprune.handlers import handler_for
+from tfprune.model_graph import Call, calls, operation_order
 from tfprune.pruning.masks import variable_masks
 from tfprune.pruning.plan import PruningPlan
 
-#: Layer type -> the attributes of its kernels, each applied once per output position;
-#: MRO lookup. The last kernel's columns are the layer's output filters.
-KERNEL_ATTRIBUTES = {
-    keras.layers.Conv1D: ("kernel",), keras.layers.Conv2D: ("kernel",),
-    keras.layers.Conv3D: ("kernel",), keras.layers.DepthwiseConv2D: ("kernel",),
-    keras.layers.Dense: ("kernel",),
-    keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
-    keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
-}
+
+def _handler(call: Call):
+    return handler_for(call.operation)
 
 
-def _kernels(layer) -> list:
-    """The layer's kernel variables (empty for a layer without one)."""
-    return [getattr(layer, name) for name in lookup(KERNEL_ATTRIBUTES, layer, ())]
+def kernel_calls(model: keras.Model) -> list[Call]:
+    """The calls of layers with a kernel (those FLOPs are counted for), in graph order."""
+    return [call for call in calls(model)
+            if _handler(call) is not None and _handler(call).kernels(call.operation)]
 
 
 def kernel_layers(model: keras.Model) -> list:
-    """The model's layers with a kernel (those FLOPs are counted for), in order."""
-    return [layer for layer in model.layers if _kernels(layer)]
+    """The layers with a kernel, in graph order (nested models included)."""
+    return [call.operation for call in kernel_calls(model)]
 
 
 def _kernel_masks(model, plan):
@@ -49,9 +46,8 @@ def _kept(variable, masks) -> int:
 
 
 def _layer_flops(model: keras.Model, masks: dict) -> dict[str, int]:
-    return {layer.name: 2 * int(np.prod(layer.output.shape[1:-1]))
-            * sum(_kept(kernel, masks) for kernel in _kernels(layer))
-            for layer in kernel_layers(model)}
+    return {call.name: _handler(call).flops(call, lambda v: _kept(v, masks))
+            for call in kernel_calls(model)}
 
 
 def layer_flops(model: keras.Model, plan: PruningPlan | None = None) -> dict[str, int]:
@@ -67,16 +63,25 @@ def flops(model: keras.Model, plan: PruningPlan | None = None) -> int:
 def _layer_table(model: keras.Model, masks: dict) -> dict[str, dict]:
     before, after = _layer_flops(model, {}), _layer_flops(model, masks)
     table = {}
-    for layer in kernel_layers(model):
-        filters = int(layer.output.shape[-1])
-        kernel_mask = masks.get(id(_kernels(layer)[-1]))
-        kept_filters = filters if kernel_mask is None else int(
-            np.any(kernel_mask.reshape(-1, filters) != 0, axis=0).sum())
+    for call in kernel_calls(model):
+        layer = call.operation
+        filters = int(call.outputs[0].shape[-1])
+        kernel_mask = masks.get(id(_handler(call).kernels(layer)[-1]))
+        kept_filters = filters if kernel_mask is None else _kept_filters(call, kernel_mask)
         params = [sum(_kept(w, masks) for w in layer.weights),
                   sum(int(np.prod(w.shape)) for w in layer.weights)]
-        table[layer.name] = {"filters": [kept_filters, filters], "params": params,
-                             "flops": [after[layer.name], before[layer.name]]}
+        table[call.name] = {"filters": [kept_filters, filters], "params": params,
+                            "flops": [after[call.name], before[call.name]]}
     return table
+
+
+def _kept_filters(call: Call, kernel_mask: np.ndarray) -> int:
+    """Output channels with any kernel entry left (the handler's filter axis)."""
+    filters = int(call.outputs[0].shape[-1])
+    axis = _handler(call).filter_axis
+    if axis not in (-1, kernel_mask.ndim - 1):
+        kernel_mask = np.moveaxis(kernel_mask, axis, -1)
+    return int(np.any(kernel_mask.reshape(-1, filters) != 0, axis=0).sum())
 
 
 def layer_table(model: keras.Model, plan: PruningPlan | None) -> dict[str, dict]:
@@ -88,13 +93,14 @@ def _param_count(model: keras.Model, plan: PruningPlan | None, masks: dict) -> i
     total = int(model.count_params())
     if plan is None:
         return total
+    operations = {call.name: call.operation for call in calls(model)}
     for mask in masks.values():
         total -= int(mask.size - np.count_nonzero(mask))
     if plan.granularity == "filter":
         for group in plan.groups:
             removed = int((~plan.keep[str(group["index"])]).sum())
             batch_norms = [name for name in group["followers"]
-                           if isinstance(model.get_layer(name), keras.layers.BatchNormalization)]
+                           if isinstance(operations[name], keras.layers.BatchNormalization)]
             total -= 2 * removed * len(batch_norms)
     return total
 
@@ -109,16 +115,16 @@ def param_count(model: keras.Model, plan: PruningPlan | None = None) -> int:
 
 
 def _in_model_order(model: keras.Model, per_layer: dict) -> dict:
-    """``per_layer`` reordered as ``model.layers``; names it does not list go last."""
-    order = {layer.name: index for index, layer in enumerate(model.layers)}
+    """``per_layer`` reordered as the model's graph; names it does not list go last."""
+    order = {name: index for index, name in enumerate(operation_order(model))}
     return dict(sorted(per_layer.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def pruning_summary(model: keras.Model, plan: PruningPlan | None) -> dict:
     """Params and FLOPs before/after and ``filters_kept`` (layer -> [kept, original]).
 
-    ``filters_kept`` lists the layers in the model's order (``model.layers``,
-    input to output), not in channel-group order, so "the first half of the
+    ``filters_kept`` lists the layers in the model's graph order (input to
+    output), not in channel-group order, so "the first half of the
     layers" means the early layers (the report's Section G.2 check). The
     plan's masks are derived once and shared by every statistic.
     """

@@ -1,5 +1,5 @@
-"""Physically slimmed models: rebuild a functional graph with only the kept channels."""
+"""Physically smaller models: ``slim(model, plan)`` rebuilds a model without removed channels."""
 
-from tfprune.slimming.slim import SLIM_HANDLERS, SlimContext, register_slim_handler, slim
+from tfprune.slimming.slim import SlimContext, slim
 
-__all__ = ["SLIM_HANDLERS", "SlimContext", "register_slim_handler", "slim"]
+__all__ = ["SlimContext", "slim"]

@@ -1,0 +1,123 @@
+"""The channel analysis handlers write into: channel spaces, their union, tensor layouts.
+
+Every tensor's last axis is made of channel spaces (a ``Layout``). A handler
+creates spaces (a conv's output), joins them (an Add), passes them on (a
+ReLU), or blocks them (a layer that mixes channels in a way masks cannot
+reproduce). ``ChannelAnalysis`` is the union-find that records all of this;
+``tfprune.pruning.ChannelGraph`` drives it over a model's graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+class GraphError(ValueError):
+    """The graph has a layer or op the dependency analysis cannot handle."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a tensor's last axis is made of channel spaces.
+
+    ``spaces`` lists ``(space, size)`` in order (several after a Concatenate),
+    and the whole is repeated ``tiles`` times (Flatten of an (H, W, C) tensor:
+    index ``p * C + c``, ``tiles = H * W``).
+    """
+
+    spaces: tuple
+    tiles: int = 1
+
+    @classmethod
+    def single(cls, space: int, size: int) -> Layout:
+        """One plain space."""
+        return cls(((space, int(size)),))
+
+    @property
+    def plain(self) -> bool:
+        """One space, not tiled."""
+        return len(self.spaces) == 1 and self.tiles == 1
+
+
+class ChannelAnalysis:
+    """Union-find over channel spaces, filled by the handlers.
+
+    Attributes:
+        parent: Union-find parents, one per space.
+        sizes: Channel count of each space.
+        roles: Per space, ``{"sources", "followers", "consumers"}`` layer names.
+        blocked: Per space, why it may not be pruned (None: prunable).
+        tensors: ``id(tensor) -> Layout``.
+    """
+
+    def __init__(self):
+        self.parent: list[int] = []
+        self.sizes: list[int] = []
+        self.roles: list[dict] = []
+        self.blocked: list[str | None] = []
+        self.tensors: dict[int, Layout] = {}
+
+    def new_space(self, size: int, blocked: str | None = None) -> int:
+        """A fresh space of ``size`` channels; ``blocked`` says why it is not prunable."""
+        self.parent.append(len(self.parent))
+        self.sizes.append(int(size))
+        self.roles.append({"sources": [], "followers": [], "consumers": []})
+        self.blocked.append(blocked)
+        return len(self.parent) - 1
+
+    def find(self, space: int) -> int:
+        """The root of a space's union."""
+        while self.parent[space] != space:
+            self.parent[space] = self.parent[self.parent[space]]
+            space = self.parent[space]
+        return space
+
+    def union(self, a: int, b: int, where: str) -> None:
+        """Joins two spaces (they must have the same size)."""
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return
+        if self.sizes[a] != self.sizes[b]:
+            raise GraphError(f"{where!r} joins {self.sizes[a]} and {self.sizes[b]} channels; "
+                             "joined tensors need equal channel counts.")
+        self.parent[b] = a
+        for role, names in self.roles[b].items():
+            self.roles[a][role] += names
+        self.blocked[a] = self.blocked[a] or self.blocked[b]
+
+    def layout(self, tensor) -> Layout:
+        """The layout of a tensor already analysed."""
+        return self.tensors[id(tensor)]
+
+    def set_layout(self, tensor, layout: Layout) -> None:
+        """Records a tensor's layout."""
+        self.tensors[id(tensor)] = layout
+
+    def new_tensor_space(self, tensor, blocked: str | None = None) -> int:
+        """A fresh space for a tensor's channels, recorded as its layout."""
+        space = self.new_space(tensor.shape[-1], blocked)
+        self.set_layout(tensor, Layout.single(space, tensor.shape[-1]))
+        return space
+
+    def single_space(self, tensor, layer) -> int:
+        """The one plain space of a tensor; GraphError if it is concatenated or flattened."""
+        layout = self.layout(tensor)
+        if not layout.plain:
+            raise GraphError(
+                f"{layer.name!r} ({type(layer).__name__}) needs one plain channel space but its "
+                "input is a concatenation or flattening."
+            )
+        return layout.spaces[0][0]
+
+    def add_role(self, layout: Layout, role: str, name: str) -> None:
+        """Records ``name`` as a source, follower or consumer of every space in ``layout``."""
+        for space, _ in layout.spaces:
+            names = self.roles[self.find(space)][role]
+            if name not in names:
+                names.append(name)
+
+    def block(self, layout: Layout, reason: str) -> None:
+        """Makes every space in ``layout`` unprunable, for ``reason``."""
+        for space, _ in layout.spaces:
+            root = self.find(space)
+            self.blocked[root] = self.blocked[root] or reason

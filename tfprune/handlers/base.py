@@ -1,0 +1,220 @@
+"""``LayerHandler``: everything tfprune knows about one layer or op type, and their registry.
+
+A handler answers, for its type:
+
+- ``analyse``: its channel rule. Does it create a channel space (a conv's
+  filters), follow its input's channels (BatchNorm), pass them through (ReLU),
+  merge its inputs' spaces (Add), map index ranges (Concatenate) or block them?
+- ``scored_kernel`` / ``filter_axis``: which kernel importance measures score,
+  and which of its axes indexes the output channels.
+- ``variable_masks``: which of its weights lose entries, on which axis, when
+  its input or output channels are removed.
+- ``slim``: the config and weights of its rebuilt, smaller self.
+- ``flops``: its forward-pass FLOPs (2 per multiply-accumulate) with some
+  kernel entries removed.
+
+Channel groups, masks, scoring's list of prunable layers, slim and the
+statistics all read handlers, never class names. ``register_layer_handler``
+adds or replaces the handler of a type (looked up along the type's MRO, so
+subclasses inherit their base's handler).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfprune.handlers.analysis import ChannelAnalysis, GraphError, Layout
+
+
+def take(array: np.ndarray, index, axis: int) -> np.ndarray:
+    """``array`` with only ``index`` kept on ``axis`` (all of it when ``index`` is None)."""
+    return array if index is None else np.take(array, index, axis=axis)
+
+
+def axis_mask(shape, mask, axis: int) -> np.ndarray:
+    """A float32 array of ``shape`` that is ``mask`` broadcast along ``axis``."""
+    shape = tuple(shape)
+    axis = axis % len(shape)
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return np.broadcast_to(np.reshape(np.asarray(mask, np.float32), view), shape).copy()
+
+
+def bias_masks(layer, out_mask) -> list:
+    """``[(bias, output mask)]`` when the layer has a bias and its outputs are masked."""
+    if getattr(layer, "bias", None) is None or out_mask is None:
+        return []
+    return [(layer.bias, np.asarray(out_mask, np.float32))]
+
+
+class LayerHandler:
+    """What tfprune needs to know about one layer (or keras.ops operation) type.
+
+    Subclass it and override what differs; the defaults describe a layer
+    without weights that passes its input's channels through unchanged.
+
+    Attributes:
+        scored_kernel: Attribute of the kernel importance measures score (None:
+            the layer is not scored).
+        filter_axis: Axis of that kernel indexing the layer's output channels.
+        kernel_attributes: The kernels whose multiply-accumulates count as FLOPs.
+
+    Example:
+        A custom layer scaling each channel by a trainable vector:
+
+        >>> class ChannelScaleHandler(tfprune.handlers.LayerHandler):
+        ...     def analyse(self, analysis, layer, inputs, outputs):
+        ...         follow(analysis, layer, inputs, outputs)
+        ...     def variable_masks(self, layer, in_mask, out_mask):
+        ...         return [] if in_mask is None else [(layer.scale, in_mask)]
+        ...     def slim(self, layer, context):
+        ...         return layer.get_config(), [take(layer.get_weights()[0],
+        ...                                          context.input_index(layer), -1)]
+        >>> tfprune.register_layer_handler(ChannelScale, ChannelScaleHandler())
+    """
+
+    scored_kernel: str | None = None
+    filter_axis: int = -1
+    kernel_attributes: tuple = ()
+
+    def analyse(self, analysis: ChannelAnalysis, layer, inputs: list, outputs: list) -> None:
+        """Records how the layer maps its inputs' channel spaces to its outputs'.
+
+        Raises:
+            GraphError: When the layer cannot be analysed as configured (the
+                message says why; the analysis collects every such error).
+        """
+        pass_through(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask) -> list:
+        """``[(variable, float mask of its shape)]`` for the removed input / output channels.
+
+        Args:
+            layer: The layer.
+            in_mask: Boolean keep-mask of its (first) input's channels, or None.
+            out_mask: Boolean keep-mask of its (first) output's channels, or None.
+        """
+        return []
+
+    def slim(self, layer, context) -> tuple[dict, list]:
+        """``(config, weights)`` of the rebuilt layer without the removed channels.
+
+        Args:
+            layer: The layer.
+            context: Gives ``input_index(layer)`` / ``output_index(layer)``: the
+                indices of the kept channels (None: all kept).
+        """
+        if layer.weights and context.input_index(layer) is not None:
+            raise GraphError(f"layer {layer.name!r} ({type(layer).__name__}) has weights tied "
+                             "to channels that its handler cannot slice; register a handler "
+                             "with a slim method for it.")
+        return layer.get_config(), layer.get_weights()
+
+    def kernels(self, layer) -> list:
+        """The layer's kernel variables counted for FLOPs."""
+        return [getattr(layer, name) for name in self.kernel_attributes]
+
+    def flops(self, call, kept) -> int:
+        """Forward FLOPs of one example: 2 x output positions x kept kernel entries.
+
+        Args:
+            call: The layer's call (``.operation``, ``.inputs``, ``.outputs``).
+            kept: ``kept(variable) -> int``: its entries that remain after a plan.
+        """
+        kernels = self.kernels(call.operation)
+        if not kernels:
+            return 0
+        positions = int(np.prod(call.outputs[0].shape[1:-1]))
+        return 2 * positions * sum(kept(kernel) for kernel in kernels)
+
+
+# -- channel rules shared by the built-in handlers ------------------------------------------
+
+def pass_through(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
+    """The output has the input's channels (pooling, activations, padding, dropout)."""
+    if outputs[0].shape[-1] != inputs[0].shape[-1]:
+        raise GraphError(f"{layer.name!r} ({type(layer).__name__}) changes the channel count "
+                         f"({inputs[0].shape[-1]} -> {outputs[0].shape[-1]}).")
+    analysis.set_layout(outputs[0], analysis.layout(inputs[0]))
+
+
+def follow(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
+    """Per-channel weights on the input's channels (BatchNorm, DepthwiseConv).
+
+    The input may be a concatenation (DenseNet's BN after Concatenate): the
+    layer then follows every space in it.
+    """
+    layout = analysis.layout(inputs[0])
+    if layout.tiles != 1:
+        raise GraphError(f"{layer.name!r} ({type(layer).__name__}) follows a flattened tensor.")
+    analysis.add_role(layout, "followers", layer.name)
+    analysis.set_layout(outputs[0], layout)
+
+
+def source(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
+    """Consumes its input channels and creates a new space for its output channels."""
+    if inputs:
+        analysis.add_role(analysis.layout(inputs[0]), "consumers", layer.name)
+    space = analysis.new_tensor_space(outputs[0])
+    analysis.roles[space]["sources"].append(layer.name)
+
+
+def block(analysis: ChannelAnalysis, layer, inputs, outputs, why: str) -> None:
+    """Neither the inputs' nor the outputs' channels may be pruned, for ``why``."""
+    reason = f"{layer.name!r}: {why}"
+    for tensor in inputs:
+        analysis.block(analysis.layout(tensor), reason)
+    for tensor in outputs:
+        analysis.new_tensor_space(tensor, blocked=reason)
+
+
+def merge(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
+    """Every input with the output's channel count and the output share one space.
+
+    An input with another channel count (a broadcast scalar or gate of one
+    channel) joins nothing.
+    """
+    joined = [tensor for tensor in inputs if tensor.shape[-1] == outputs[0].shape[-1]]
+    if not joined:
+        raise GraphError(f"{layer.name!r} ({type(layer).__name__}): no input has the output's "
+                         f"{outputs[0].shape[-1]} channels.")
+    spaces = [analysis.single_space(tensor, layer) for tensor in joined]
+    for space in spaces[1:]:
+        analysis.union(spaces[0], space, layer.name)
+    analysis.set_layout(outputs[0], Layout.single(spaces[0], outputs[0].shape[-1]))
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+#: Layer or operation type -> its ``LayerHandler``; looked up along the type's MRO.
+HANDLERS: dict[type, LayerHandler] = {}
+
+
+def register_layer_handler(layer_type: type, handler) -> None:
+    """Tells tfprune how a layer (or keras.ops operation) type treats channels.
+
+    Args:
+        layer_type: A ``keras.layers.Layer`` (or ``keras.Operation``) subclass.
+        handler: A ``LayerHandler`` instance or subclass.
+
+    Raises:
+        TypeError: If either argument is of the wrong kind.
+
+    Example:
+        >>> tfprune.register_layer_handler(MyActivation, tfprune.handlers.PassThrough())
+    """
+    if isinstance(handler, type) and issubclass(handler, LayerHandler):
+        handler = handler()
+    if not isinstance(handler, LayerHandler):
+        raise TypeError(f"handler must be a tfprune LayerHandler, got {handler!r}.")
+    if not isinstance(layer_type, type):
+        raise TypeError(f"layer_type must be a class, got {layer_type!r}.")
+    HANDLERS[layer_type] = handler
+
+
+def handler_for(layer) -> LayerHandler | None:
+    """The handler of ``type(layer)`` or its nearest registered base class, else None."""
+    for cls in type(layer).__mro__:
+        if cls in HANDLERS:
+            return HANDLERS[cls]
+    return None

@@ -1,0 +1,187 @@
+"""Handlers of layers with kernels: convolutions, dense layers, embeddings."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune.handlers.base import (
+    LayerHandler,
+    axis_mask,
+    bias_masks,
+    block,
+    follow,
+    source,
+    take,
+)
+
+
+class Source(LayerHandler):
+    """Conv1D/2D/3D, Dense (any input rank): a kernel ``(..., in, out)``, new output channels.
+
+    A grouped convolution (``groups > 1``) is analysed but its input and output
+    channels are kept whole: removing channels from it would have to keep every
+    group the same size.
+    """
+
+    scored_kernel = "kernel"
+    kernel_attributes = ("kernel",)
+    #: Axes of the kernel indexing (input, output) channels.
+    in_axis, out_axis = -2, -1
+    #: The config key holding the output channel count.
+    size_key = "filters"
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if getattr(layer, "groups", 1) != 1:
+            block(analysis, layer, inputs, outputs,
+                  f"grouped convolution (groups={layer.groups}) keeps its channels")
+            return
+        source(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        kernel = getattr(layer, self.scored_kernel)
+        mask = np.ones(kernel.shape, np.float32)
+        if out_mask is not None:
+            mask *= axis_mask(kernel.shape, out_mask, self.out_axis)
+        if in_mask is not None:
+            mask *= axis_mask(kernel.shape, in_mask, self.in_axis)
+        if out_mask is None and in_mask is None:
+            return []
+        return [(kernel, mask), *bias_masks(layer, out_mask)]
+
+    def slim(self, layer, context):
+        config = layer.get_config()
+        out_index, in_index = context.output_index(layer), context.input_index(layer)
+        if out_index is not None:
+            config[self.size_key] = int(out_index.size)
+        weights = layer.get_weights()
+        weights[0] = take(take(weights[0], out_index, self.out_axis), in_index, self.in_axis)
+        if len(weights) > 1:
+            weights[1] = take(weights[1], out_index, 0)
+        return config, weights
+
+
+class DenseHandler(Source):
+    """Dense: ``units`` output channels, on inputs of any rank (transformer MLPs too)."""
+
+    size_key = "units"
+
+
+class ConvTranspose(Source):
+    """Conv1D/2D/3DTranspose: the kernel is ``(..., out, in)``; FLOPs per input position."""
+
+    filter_axis = -2
+    in_axis, out_axis = -1, -2
+
+    def flops(self, call, kept):
+        positions = int(np.prod(call.inputs[0].shape[1:-1]))
+        return 2 * positions * kept(call.operation.kernel)
+
+
+class Separable(LayerHandler):
+    """SeparableConv1D/2D: depthwise then pointwise; the pointwise columns are the filters.
+
+    Input channel ``c`` feeds the pointwise rows ``c * depth_multiplier + m``.
+    """
+
+    scored_kernel = "pointwise_kernel"
+    kernel_attributes = ("depthwise_kernel", "pointwise_kernel")
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        source(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if in_mask is None and out_mask is None:
+            return []
+        depthwise = np.ones(layer.depthwise_kernel.shape, np.float32)
+        pointwise = np.ones(layer.pointwise_kernel.shape, np.float32)
+        if in_mask is not None:
+            depthwise *= axis_mask(depthwise.shape, in_mask, -2)
+            pointwise *= axis_mask(pointwise.shape, np.repeat(in_mask, layer.depth_multiplier),
+                                   -2)
+        if out_mask is not None:
+            pointwise *= axis_mask(pointwise.shape, out_mask, -1)
+        return [(layer.depthwise_kernel, depthwise), (layer.pointwise_kernel, pointwise),
+                *bias_masks(layer, out_mask)]
+
+    def slim(self, layer, context):
+        config = layer.get_config()
+        out_index, in_index = context.output_index(layer), context.input_index(layer)
+        if out_index is not None:
+            config["filters"] = int(out_index.size)
+        depthwise, pointwise, *bias = layer.get_weights()
+        rows = None
+        if in_index is not None:
+            multiplier = layer.depth_multiplier
+            rows = (in_index[:, None] * multiplier + np.arange(multiplier)).reshape(-1)
+        weights = [take(depthwise, in_index, -2),
+                   take(take(pointwise, out_index, -1), rows, -2)]
+        return config, weights + [take(b, out_index, 0) for b in bias]
+
+
+class Depthwise(LayerHandler):
+    """DepthwiseConv1D/2D: one filter per input channel, so it follows its input's channels.
+
+    With ``depth_multiplier > 1`` each input channel makes several outputs; its
+    channels are then kept whole.
+    """
+
+    scored_kernel = "kernel"
+    kernel_attributes = ("kernel",)
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if layer.depth_multiplier != 1:
+            block(analysis, layer, inputs, outputs,
+                  f"depth_multiplier={layer.depth_multiplier} keeps its channels")
+            return
+        follow(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if in_mask is None:
+            return []
+        return [(layer.kernel, axis_mask(layer.kernel.shape, in_mask, -2)),
+                *bias_masks(layer, in_mask)]
+
+    def slim(self, layer, context):
+        index = context.input_index(layer)
+        kernel, *bias = layer.get_weights()
+        return layer.get_config(), [take(kernel, index, -2), *(take(b, index, 0) for b in bias)]
+
+
+class EmbeddingHandler(LayerHandler):
+    """Embedding: its output dimension is a new channel space (the table's columns)."""
+
+    scored_kernel = "embeddings"
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        source(analysis, layer, [], outputs)
+        for tensor in inputs:  # token ids: no channels to prune
+            analysis.block(analysis.layout(tensor), f"{layer.name!r}: token ids")
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if out_mask is None:
+            return []
+        return [(layer.embeddings, axis_mask(layer.embeddings.shape, out_mask, -1))]
+
+    def slim(self, layer, context):
+        config = layer.get_config()
+        index = context.output_index(layer)
+        if index is not None:
+            config["output_dim"] = int(index.size)
+        return config, [take(layer.get_weights()[0], index, -1)]
+
+
+def _available(*names: str) -> tuple:
+    """The ``keras.layers`` classes among ``names`` that this Keras version has."""
+    return tuple(getattr(keras.layers, name) for name in names if hasattr(keras.layers, name))
+
+
+#: Built-in kernel handlers: layer classes -> handler.
+KERNEL_HANDLERS = {
+    _available("Conv1D", "Conv2D", "Conv3D"): Source(),
+    _available("Dense"): DenseHandler(),
+    _available("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"): ConvTranspose(),
+    _available("SeparableConv1D", "SeparableConv2D"): Separable(),
+    _available("DepthwiseConv1D", "DepthwiseConv2D"): Depthwise(),
+    _available("Embedding"): EmbeddingHandler(),
+}

@@ -1,0 +1,74 @@
+"""Handlers of normalization layers: per-channel (BatchNorm) or across channels (LayerNorm)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune.handlers.base import LayerHandler, block, follow, pass_through, take
+
+
+def _channel_axes(layer, rank: int) -> set[int]:
+    """The layer's ``axis`` setting as non-negative axes of a rank-``rank`` tensor."""
+    axis = layer.axis
+    axes = axis if isinstance(axis, list | tuple) else [axis]
+    return {a % rank for a in axes}
+
+
+class BatchNorm(LayerHandler):
+    """BatchNormalization over the channel axis: gamma, beta and moving statistics per channel."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if _channel_axes(layer, len(inputs[0].shape)) != {len(inputs[0].shape) - 1}:
+            block(analysis, layer, inputs, outputs,
+                  f"BatchNormalization over axis {layer.axis}, not the channel axis")
+            return
+        follow(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if in_mask is None:
+            return []
+        mask = np.asarray(in_mask, np.float32)
+        return [(getattr(layer, name), mask) for name in ("gamma", "beta")
+                if getattr(layer, name, None) is not None]
+
+    def slim(self, layer, context):
+        index = context.input_index(layer)
+        return layer.get_config(), [take(w, index, -1) for w in layer.get_weights()]
+
+
+class AcrossChannels(LayerHandler):
+    """Normalizes across the channels (LayerNormalization, GroupNormalization, Softmax).
+
+    A removed channel is zero in the masked model but absent from the slimmed
+    one, and either way it would change the mean, variance or sum the other
+    channels are normalized by; so its channels are kept whole.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        if hasattr(layer, "axis") and rank - 1 not in _channel_axes(layer, rank):
+            pass_through(analysis, layer, inputs, outputs)
+            return
+        block(analysis, layer, inputs, outputs,
+              f"{type(layer).__name__} normalizes across the channels")
+
+
+class UnitNorm(LayerHandler):
+    """UnitNormalization: a zero channel leaves the L2 norm unchanged, so channels pass."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        pass_through(analysis, layer, inputs, outputs)
+
+
+def _available(*names: str) -> tuple:
+    return tuple(getattr(keras.layers, name) for name in names if hasattr(keras.layers, name))
+
+
+#: Built-in normalization handlers: layer classes -> handler.
+NORMALIZATION_HANDLERS = {
+    _available("BatchNormalization"): BatchNorm(),
+    _available("LayerNormalization", "GroupNormalization", "Softmax",
+               "RMSNormalization"): AcrossChannels(),
+    _available("UnitNormalization"): UnitNorm(),
+}

@@ -1,0 +1,163 @@
+"""Handlers of keras.ops operation nodes in functional graphs (``x + 3.0``, ``ops.mean``).
+
+Calling a ``keras.ops`` function on a symbolic tensor puts an operation node
+into the functional graph (MobileNetV3's hard-sigmoid is ``relu6(x + 3) / 6``).
+These nodes are not layers: they have no weights, and their names (``add``,
+``add_1``, ...) are what ``ignored_layers`` takes.
+
+- Elementwise ops of one tensor (with scalars): channels pass through.
+- Elementwise ops of several tensors: the tensors with the output's channel
+  count share one channel space (like an ``Add`` layer).
+- Concatenation on the channel axis maps index ranges.
+- Reductions over other axes pass channels through; over the channel axis
+  they block.
+- Reshapes and transposes that keep the channel axis last pass; others block,
+  as do ops that mix channels (softmax, matmul, einsum, slicing, ...).
+"""
+
+from __future__ import annotations
+
+from keras.src.ops import core as core_ops
+from keras.src.ops import math as math_ops
+from keras.src.ops import nn as nn_ops
+from keras.src.ops import numpy as numpy_ops
+
+from tfprune.handlers.analysis import GraphError, Layout
+from tfprune.handlers.base import LayerHandler, block, merge, pass_through
+from tfprune.handlers.structure import reshape
+
+
+class OperationHandler(LayerHandler):
+    """Base of the op handlers: slim re-creates the op from its config."""
+
+    def slim(self, layer, context):
+        return layer.get_config(), []
+
+
+class ElementwiseOp(OperationHandler):
+    """Elementwise ops: one tensor passes its channels; several merge theirs."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if len(inputs) == 1:
+            pass_through(analysis, layer, inputs, outputs)
+        else:
+            merge(analysis, layer, inputs, outputs)
+
+
+def _axes(operation, rank: int) -> set[int] | None:
+    """The op's ``axis`` as non-negative axes (None: every axis)."""
+    axis = getattr(operation, "axis", None)
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, list | tuple) else [axis]
+    return {int(a) % rank for a in axes}
+
+
+class ReductionOp(OperationHandler):
+    """mean / sum / max / ... : channels pass when the channel axis is not reduced."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        axes = _axes(layer, rank)
+        if axes is None or rank - 1 in axes:
+            block(analysis, layer, inputs, outputs, "a reduction over the channel axis")
+            return
+        pass_through(analysis, layer, inputs, outputs)
+
+
+class ConcatenateOp(OperationHandler):
+    """ops.concatenate: on the channel axis the output's parts are the inputs' parts."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(outputs[0].shape)
+        if (layer.axis or 0) % rank != rank - 1:
+            merge(analysis, layer, inputs, outputs)
+            return
+        layouts = [analysis.layout(tensor) for tensor in inputs]
+        if any(layout.tiles != 1 for layout in layouts):
+            raise GraphError(f"{layer.name!r}: concatenating flattened tensors.")
+        analysis.set_layout(outputs[0], Layout(sum((lay.spaces for lay in layouts), ())))
+
+
+class ReshapeOp(OperationHandler):
+    """ops.reshape: as the Reshape layer; slim rewrites the new shape's last axis."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        reshape(analysis, layer, inputs, outputs)
+
+    def slim(self, layer, context):
+        config = layer.get_config()
+        index = context.output_index(layer)
+        if index is not None and "newshape" in config:
+            config["newshape"] = (*tuple(config["newshape"])[:-1], int(index.size))
+        return config, []
+
+
+class TransposeOp(OperationHandler):
+    """ops.transpose: channels pass when the last axis stays last."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        axes = getattr(layer, "axes", None)
+        if axes is not None and int(axes[-1]) % rank == rank - 1:
+            pass_through(analysis, layer, inputs, outputs)
+            return
+        block(analysis, layer, inputs, outputs, "a transpose that moves the channel axis")
+
+
+class ShapeOp(OperationHandler):
+    """expand_dims / squeeze: channels pass while the last axis keeps its size."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if outputs[0].shape[-1] == inputs[0].shape[-1] and len(outputs[0].shape) > 1:
+            pass_through(analysis, layer, inputs, outputs)
+            return
+        block(analysis, layer, inputs, outputs, "a reshape of the channel axis")
+
+
+class MixingOp(OperationHandler):
+    """Ops that mix or select channels (softmax, matmul, slicing): channels kept whole."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        block(analysis, layer, inputs, outputs,
+              f"keras.ops.{type(layer).__name__.lower()} mixes or selects channels")
+
+
+def _classes(module, names: str) -> tuple:
+    return tuple(getattr(module, name) for name in names.split() if hasattr(module, name))
+
+
+_UNARY = (
+    _classes(numpy_ops, "Abs Absolute Negative Exp Exp2 Expm1 Log Log1p Log2 Log10 Sqrt Square "
+                        "Sign Sin Cos Tan Tanh Sinh Cosh Arcsin Arccos Arctan Arcsinh Arccosh "
+                        "Arctanh Ceil Floor Round Trunc Clip Reciprocal Cbrt NanToNum Copy Real "
+                        "Fabs Sinc Deg2rad Rad2deg")
+    + _classes(nn_ops, "Relu Relu6 Sigmoid HardSigmoid Silu HardSilu Gelu Elu Selu Celu "
+                       "LeakyRelu Softplus Softsign LogSigmoid HardTanh HardShrink SoftShrink "
+                       "TanhShrink Squareplus SparsePlus SparseSigmoid Threshold")
+    + _classes(math_ops, "Erf Erfc Erfinv Rsqrt")
+    + _classes(core_ops, "Cast SaturateCast StopGradient")
+)
+_BINARY = _classes(numpy_ops, "Add Subtract Multiply Divide TrueDivide DivideNoNan Maximum "
+                              "Minimum Power FloorDivide Mod Fmod Fmax Fmin Hypot Arctan2 "
+                              "Logaddexp Logaddexp2 Heaviside Where")
+_REDUCTIONS = _classes(numpy_ops, "Mean Sum Max Min Amax Amin Prod Std Var Median Nanmean "
+                                  "Nansum Nanmax Nanmin")
+_MIXING = (
+    _classes(numpy_ops, "Matmul Einsum Dot Tensordot GetItem Take TakeAlongAxis Sort Argsort "
+                        "Cumsum Cumprod Flip Roll Split ArraySplit Tile Repeat Stack Pad")
+    + _classes(nn_ops, "Softmax LogSoftmax Normalize LayerNorm RMSNorm Glu Sparsemax "
+                       "DotProductAttention")
+    + _classes(math_ops, "Logsumexp TopK")
+)
+
+#: Built-in keras.ops handlers: operation classes -> handler.
+OPERATION_HANDLERS = {
+    _UNARY + _BINARY: ElementwiseOp(),
+    _REDUCTIONS: ReductionOp(),
+    _classes(numpy_ops, "Concatenate"): ConcatenateOp(),
+    _classes(numpy_ops, "Reshape"): ReshapeOp(),
+    _classes(numpy_ops, "Transpose"): TransposeOp(),
+    _classes(numpy_ops, "ExpandDims Squeeze"): ShapeOp(),
+    _MIXING: MixingOp(),
+}
