@@ -8,11 +8,22 @@
 # claims are rewritten into docs/study/. Niced; resumable: run it again after an interruption,
 # finished runs are skipped and the interrupted one resumes from its last finished epoch.
 #
+# The study runs a fixed version of the code, not the working tree (which may be mid-edit while
+# the study runs for hours): the commit in runs/study/code_commit (default: the one below, which
+# ran the first runs), extracted into runs/study/code and put first on PYTHONPATH.
+#
 # Usage: bash scripts/run_study.sh [SEED...]   (default: 0 1 2)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+mkdir -p runs/study
+[ -f runs/study/code_commit ] || echo 81b30aed7137d443cf9b51ff066313ccb879d7b0 > runs/study/code_commit
+if [ ! -d runs/study/code ]; then
+  mkdir -p runs/study/code
+  git archive "$(cat runs/study/code_commit)" tfprune | tar -x -C runs/study/code
+fi
+export PYTHONPATH="$PWD/runs/study/code${PYTHONPATH:+:$PYTHONPATH}"
 tfprune=(nice -n 19 .venv/bin/tfprune)
 study=configs/pruning/study
 seeds=("$@")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfprune.handlers.analysis import ChannelAnalysis, GraphError, Layout
+from tfprune.handlers.analysis import ChannelAnalysis, GraphError
 
 
 def take(array: np.ndarray, index, axis: int) -> np.ndarray:
@@ -169,19 +169,26 @@ def block(analysis: ChannelAnalysis, layer, inputs, outputs, why: str) -> None:
 
 
 def merge(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
-    """Every input with the output's channel count and the output share one space.
+    """Every input with the output's channel count and the output share their channels.
 
     An input with another channel count (a broadcast scalar or gate of one
-    channel) joins nothing.
+    channel) joins nothing. Inputs that are concatenations (NASNet's cells)
+    join part by part when their parts line up; when they do not, the
+    channels are kept whole.
     """
     joined = [tensor for tensor in inputs if tensor.shape[-1] == outputs[0].shape[-1]]
     if not joined:
         raise GraphError(f"{layer.name!r} ({type(layer).__name__}): no input has the output's "
                          f"{outputs[0].shape[-1]} channels.")
-    spaces = [analysis.single_space(tensor, layer) for tensor in joined]
-    for space in spaces[1:]:
-        analysis.union(spaces[0], space, layer.name)
-    analysis.set_layout(outputs[0], Layout.single(spaces[0], outputs[0].shape[-1]))
+    layouts = [analysis.layout(tensor) for tensor in joined]
+    parts = {tuple(size for _, size in layout.spaces) + (layout.tiles,) for layout in layouts}
+    if len(parts) != 1:
+        block(analysis, layer, inputs, outputs, "joins tensors whose channel parts differ")
+        return
+    for layout in layouts[1:]:
+        for (first, _), (space, _) in zip(layouts[0].spaces, layout.spaces, strict=True):
+            analysis.union(first, space, layer.name)
+    analysis.set_layout(outputs[0], layouts[0])
 
 
 # -- the registry ------------------------------------------------------------------------------

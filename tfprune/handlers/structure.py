@@ -115,11 +115,18 @@ class Ignored(LayerHandler):
         return layer.get_config(), layer.get_weights()
 
 
-class Opaque(LayerHandler):
-    """A layer that can see all of its input (Lambda): its channels are kept whole."""
+class KeepWhole(LayerHandler):
+    """A layer whose input and output channels are kept whole (copied as is by slim).
+
+    Args:
+        reason: Why, as the channel groups report it.
+    """
+
+    def __init__(self, reason: str = "tfprune cannot see what it computes"):
+        self.reason = reason
 
     def analyse(self, analysis, layer, inputs, outputs):
-        block(analysis, layer, inputs, outputs, "tfprune cannot see what it computes")
+        block(analysis, layer, inputs, outputs, self.reason)
 
     def slim(self, layer, context):
         return layer.get_config(), layer.get_weights()
@@ -152,5 +159,8 @@ STRUCTURE_HANDLERS = {
     _available("Flatten"): FlattenHandler(),
     _available("Reshape"): ReshapeHandler(),
     _available("Permute"): PermuteHandler(),
-    _available("Lambda"): Opaque(),
+    _available("Lambda"): KeepWhole("a Lambda layer, whose function tfprune cannot see"),
+    _available("MultiHeadAttention", "GroupedQueryAttention"): KeepWhole(
+        "attention heads are kept whole (head pruning is not supported yet)"),
+    _available("EinsumDense"): KeepWhole("EinsumDense is not pruned yet"),
 }

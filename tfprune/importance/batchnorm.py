@@ -23,16 +23,43 @@ def batch_norm_layers(model: keras.Model) -> list:
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+def recalibrate_batchnorm(model: keras.Model, batches) -> int:
+    """Sets BN moving statistics to the mean batch statistics over ``batches``, for good.
+
+    Each batch runs through the model in training mode with the momentum of
+    the k-th batch set to k / (k + 1), so after the last batch the moving mean
+    (variance) is the plain average of the batch means (variances). Other
+    training-mode layers (dropout) also run in training mode while this
+    happens; their outputs are discarded. The momenta are restored.
+
+    Args:
+        model: A built Keras model.
+        batches: An iterable of ``(inputs, targets)`` or of inputs.
+
+    Returns:
+        The number of batches used.
+    """
+    layers = batch_norm_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for count, batch in enumerate(batches, 1):
+            inputs = batch[0] if isinstance(batch, tuple | list) else batch
+            for layer in layers:
+                layer.momentum = (count - 1) / count
+            model(inputs, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return count
+
+
 @contextlib.contextmanager
 def recalibrated_batchnorm(model: keras.Model, batches):
     """Within the block, BN moving statistics are the mean batch statistics over ``batches``.
 
-    Each batch is run through the model in training mode with the momentum of
-    the k-th batch set to k / (k + 1), so after the last batch the moving mean
-    (variance) is the plain average of the batch means (variances). Other
-    training-mode layers (dropout) also run in training mode while this
-    happens; their outputs are discarded. On exit the moving statistics and
-    momenta are restored, so training is unaffected.
+    ``recalibrate_batchnorm`` for the duration of a ``with`` block: on exit the
+    moving statistics are restored exactly, so training is unaffected.
 
     Args:
         model: A built Keras model.
@@ -46,18 +73,11 @@ def recalibrated_batchnorm(model: keras.Model, batches):
         ...     logits = model(x, training=False)
     """
     layers = batch_norm_layers(model)
-    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer.momentum)
-             for layer in layers]
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     try:
-        if layers:
-            for index, batch in enumerate(batches):
-                inputs = batch[0] if isinstance(batch, tuple | list) else batch
-                for layer in layers:
-                    layer.momentum = index / (index + 1)
-                model(inputs, training=True)
+        recalibrate_batchnorm(model, batches)
         yield model
     finally:
-        for layer, (mean, variance, momentum) in zip(layers, saved, strict=True):
+        for layer, (mean, variance) in zip(layers, saved, strict=True):
             layer.moving_mean.assign(mean)
             layer.moving_variance.assign(variance)
-            layer.momentum = momentum

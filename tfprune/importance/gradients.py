@@ -25,6 +25,11 @@ def _loss(model: keras.Model, images, labels, temperature: float) -> tf.Tensor:
     ))
 
 
+def _dense(gradients) -> list:
+    """Gradients as dense tensors: an Embedding's sparse ``IndexedSlices`` are scattered."""
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+
+
 class GradientEstimator:
     """Computes g and Hg for a model's trainable variables with functions traced once.
 
@@ -85,25 +90,25 @@ class GradientEstimator:
     def _batch_gradient(self, images, labels, temperature):
         with tf.GradientTape() as tape:
             loss = _loss(self.model, images, labels, temperature)
-        return tape.gradient(loss, self.variables)
+        return _dense(tape.gradient(loss, self.variables))
 
     def _batch_hessian_gradient(self, images, labels, temperature, g):
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
                 loss = _loss(self.model, images, labels, temperature)
-            grads = inner.gradient(loss, self.variables)
+            grads = _dense(inner.gradient(loss, self.variables))
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
-        return outer.gradient(z, self.hessian_variables)
+        return _dense(outer.gradient(z, self.hessian_variables))
 
     def _batch_gradient_and_hessian_gradient(self, images, labels, temperature):
         """One batch's g and Hg in one nested pass: Hg = d/dtheta (||g||^2 / 2)."""
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
                 loss = _loss(self.model, images, labels, temperature)
-            grads = inner.gradient(loss, self.variables)
+            grads = _dense(inner.gradient(loss, self.variables))
             z = 0.5 * tf.add_n([tf.reduce_sum(grad * grad) for grad in grads])
-        return grads, outer.gradient(z, self.hessian_variables)
+        return grads, _dense(outer.gradient(z, self.hessian_variables))
 
     def gradient_and_hessian_gradient(
         self, images, labels, temperature: float | None = None

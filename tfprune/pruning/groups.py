@@ -20,7 +20,7 @@ import numpy as np
 
 from tfprune.handlers import GraphError, Layout, handler_for
 from tfprune.handlers.analysis import ChannelAnalysis
-from tfprune.handlers.structure import Ignored, Opaque
+from tfprune.handlers.structure import Ignored, KeepWhole
 from tfprune.model_graph import Alias, Call, functional_graph, operation_order, walk
 
 
@@ -59,7 +59,7 @@ class ChannelGroup:
                 "followers": self.followers, "consumers": self.consumers}
 
 
-_IGNORED, _UNANALYSED = Ignored(), Opaque()
+_IGNORED, _UNANALYSED = Ignored(), KeepWhole()
 
 
 class ChannelGraph:
@@ -128,7 +128,7 @@ class ChannelGraph:
         """Runs the call's handler; returns the problems found (the call is then blocked)."""
         operation, handler = call.operation, self.handler(call.name)
         kind = type(operation).__name__
-        if handler is _UNANALYSED and call.name not in self.ignored_layers:
+        if handler is _UNANALYSED:
             _UNANALYSED.analyse(analysis, operation, call.inputs, call.outputs)
             return [(call.name, kind, "tfprune has no handler for this type")]
         try:
