@@ -8,21 +8,24 @@ Subpackages (imported on first use, so ``import tfprune`` stays light):
 smaller models), ``tfprune.export`` (TFLite / LiteRT export, verification,
 latency) and ``tfprune.pipeline`` (prune, slim, export and time, end to end).
 ``tfprune.score``, ``tfprune.channel_groups``, ``tfprune.make_plan``,
-``tfprune.apply_plan``, ``tfprune.PruningPlan``, ``tfprune.slim`` and
-``tfprune.run_pipeline`` are shortcuts to those.
+``tfprune.apply_plan``, ``tfprune.PruningPlan``, ``tfprune.slim``,
+``tfprune.run_pipeline``, ``tfprune.register_layer_handler`` (``tfprune.handlers``:
+what tfprune knows about each layer type) and ``tfprune.check_model``
+(``tfprune.check``: a model end to end) are shortcuts to those.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("config", "data", "export", "importance", "models", "pipeline", "pruning",
-               "slimming", "training")
+_SUBPACKAGES = ("check", "config", "data", "export", "handlers", "importance", "models",
+                "pipeline", "pruning", "slimming", "training")
 
 #: Top-level functions -> the subpackage defining them.
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
               "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
-              "run_pipeline": "pipeline"}
+              "run_pipeline": "pipeline", "register_layer_handler": "handlers",
+              "check_model": "check"}
 
 
 def __getattr__(name):

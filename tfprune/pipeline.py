@@ -22,7 +22,13 @@ from tfprune.export.bench import bench_models, format_bench, speedups
 from tfprune.export.deploy import export_all
 from tfprune.export.sources import run_data, slim_run
 from tfprune.pruning.runner import prune
-from tfprune.training import TrainResult, read_run_config
+from tfprune.training import (
+    RunFinishedError,
+    TrainResult,
+    finished_run,
+    read_run_config,
+    run_folder,
+)
 
 
 def _accuracy(model, dataset) -> float:
@@ -48,7 +54,15 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
     """
     say = progress or (lambda line: None)
     started = time.perf_counter()
-    result = prune(config, resume=resume)
+    run_dir = run_folder(config)
+    if resume and (run_dir / "pipeline.json").exists():
+        raise RunFinishedError(f"{run_dir}: this pipeline already finished; nothing to resume, "
+                               "and its files are left as they are.")
+    try:
+        result = prune(config, resume=resume)
+    except RunFinishedError:  # training had finished; a later step was interrupted
+        say("training had finished; going on from its saved model ...")
+        result = finished_run(run_dir)
     run_dir, section = result.run_dir, config["deploy"]
     say("slimming the pruned model with its last plan ...")
     masked, slimmed, slim_path = slim_run(run_dir)

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+
+class StorageError(ValueError):
+    """A saved file is missing pieces, truncated or corrupted (the message names it)."""
 
 
 def stem(path: str | os.PathLike) -> Path:
@@ -38,15 +43,34 @@ def write_pair(path, tables: dict[str, dict], description: dict) -> Path:
 def read_pair(path, what: str) -> tuple[dict[str, dict], dict]:
     """Reads what ``write_pair`` wrote: ``({prefix: {key: array}}, description)``.
 
+    Never unpickles: object arrays are refused, so an untrusted file cannot run code.
+
     Raises:
         FileNotFoundError: Naming ``what`` (e.g. "scores") if either file is missing.
+        StorageError: Naming the file, if either is truncated or corrupted.
     """
     base = stem(path)
     for suffix in (".npz", ".json"):
         if not base.with_suffix(suffix).is_file():
             raise FileNotFoundError(f"{base.with_suffix(suffix)}: no such {what} file.")
-    description = json.loads(base.with_suffix(".json").read_text())
-    with np.load(base.with_suffix(".npz")) as arrays:
-        tables = {prefix: {k: arrays[f"{prefix}_{i}"] for i, k in enumerate(names)}
-                  for prefix, names in description.pop("keys").items()}
-    return tables, description
+    description = _read_description(base.with_suffix(".json"), what)
+    npz = base.with_suffix(".npz")
+    try:
+        with np.load(npz, allow_pickle=False) as arrays:
+            return {prefix: {k: arrays[f"{prefix}_{i}"] for i, k in enumerate(names)}
+                    for prefix, names in description.pop("keys").items()}, description
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise StorageError(f"{npz}: not a readable {what} file ({type(error).__name__}); it is "
+                           f"truncated or corrupted: write it again.") from None
+
+
+def _read_description(path: Path, what: str) -> dict:
+    try:
+        description = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StorageError(f"{path}: not a readable {what} description (invalid JSON at line "
+                           f"{getattr(error, 'lineno', '?')}); it is truncated or corrupted: "
+                           "write it again.") from None
+    if not isinstance(description, dict) or not isinstance(description.get("keys"), dict):
+        raise StorageError(f"{path}: not a {what} description (no 'keys'); write it again.")
+    return description

@@ -153,3 +153,11 @@ def test_ignored_layer_is_copied_unchanged_by_slim():
     slimmed = tfprune.slim(model, plan)
     np.testing.assert_array_equal(slimmed.get_layer("up2").kernel.numpy(),
                                   model.get_layer("up2").kernel.numpy())
+
+
+@pytest.mark.parametrize("application", ["MobileNetV3Small", "EfficientNetB0"])
+def test_keras_applications_end_to_end_with_litert(application):
+    model = getattr(keras.applications, application)(
+        weights=None, classes=10, input_shape=(32, 32, 3), classifier_activation=None)
+    check = check_model(model, images((32, 32, 3), count=8) * 60 + 120, labels(8, 10))
+    assert check.passed, check

@@ -118,3 +118,10 @@ def test_balanced_indices_are_distinct_and_seeded():
 def test_bad_batch_size(image_folder):
     with pytest.raises(DataError, match="batch_size must be >= 1"):
         load_data(str(image_folder), batch_size=0)
+
+
+def test_a_plain_file_as_source_is_refused_clearly(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not data")
+    with pytest.raises(DataError, match="notes.txt'?: a file tfprune cannot read as data"):
+        load_data(str(notes))

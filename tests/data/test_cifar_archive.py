@@ -13,7 +13,8 @@ def _batch(labels, label_key=b"labels", seed=0):
     return {b"data": data, label_key: list(labels)}
 
 
-def write_cifar10(path, labels_per_batch=(0, 1, 2, 9), test_labels=(3, 4), corrupt_label=None):
+def write_cifar10(path, labels_per_batch=(0, 1, 2, 9), test_labels=(3, 4), corrupt_label=None,
+                  protocol=None):
     members = {f"data_batch_{i}": _batch(labels_per_batch, seed=i) for i in range(1, 6)}
     test = _batch(test_labels, seed=9)
     if corrupt_label is not None:
@@ -23,7 +24,7 @@ def write_cifar10(path, labels_per_batch=(0, 1, 2, 9), test_labels=(3, 4), corru
     folder = path.parent / "cifar-10-batches-py"
     folder.mkdir(exist_ok=True)
     for name, content in members.items():
-        (folder / name).write_bytes(pickle.dumps(content))
+        (folder / name).write_bytes(pickle.dumps(content, protocol=protocol))
     with tarfile.open(path, "w:gz") as archive:
         archive.add(folder, arcname="cifar-10-batches-py")
     return members
@@ -76,3 +77,38 @@ def test_not_a_cifar_archive(tmp_path):
         handle.add(tmp_path / "readme.txt", arcname="readme.txt")
     with pytest.raises(DataError, match="not a CIFAR-10/100 python archive"):
         load_splits(str(archive))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_archives_of_any_pickle_protocol_load(tmp_path, protocol):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    write_cifar10(archive, protocol=protocol)  # the real archives are protocol 2 (Python 2)
+    train, _ = load_splits(str(archive))
+    assert train.images.shape == (20, 32, 32, 3)
+
+
+class _Payload:
+    """Unpickling this runs os.mkdir(target): what a malicious archive would do."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (str(self.target),)
+
+
+def test_a_malicious_archive_runs_nothing(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    write_cifar10(archive)
+    folder = tmp_path / "cifar-10-batches-py"
+    target = tmp_path / "pwned"
+    batch = _batch([0, 1])
+    batch[b"labels"] = _Payload(target)
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch))
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    with pytest.raises(DataError, match=r"data_batch_1: not a CIFAR python batch.*posix.mkdir"):
+        load_splits(str(archive))
+    assert not target.exists()

@@ -61,25 +61,49 @@ def test_exact_counts_over_rounds(name, target):
 
 def test_removed_channels_stay_removed_in_later_rounds():
     model = two_conv_model()
-    first = tfprune.make_plan(model, {"a": np.array([1.0, 2, 3, 4]), "b": np.ones(2)}, 1 / 6,
-                              min_keep=0)
-    second = tfprune.make_plan(model, {"a": np.array([9.0, 2, 3, 4]), "b": np.ones(2) * 5},
+    first = tfprune.make_plan(model, {"a": np.array([1.0, 2, 3, 4]), "b": np.array([5.0, 6])},
+                              1 / 6, min_keep=0)
+    second = tfprune.make_plan(model, {"a": np.array([9.0, 2, 3, 4]), "b": np.array([5.0, 6])},
                                2 / 6, min_keep=0, previous=first)
     assert second.keep["0"].tolist() == [False, False, True, True]
 
 
 def test_bad_inputs_fail_clearly():
     model = two_conv_model()
-    scores = {"a": np.ones(4), "b": np.ones(2)}
+    scores = {"a": np.arange(1.0, 5.0), "b": np.array([1.0, 2.0])}
     for target in (1.0, -0.1):
         with pytest.raises(PlanError, match="target must be in"):
             tfprune.make_plan(model, scores, target)
     with pytest.raises(PlanError, match="no scores for layer 'b'"):
-        tfprune.make_plan(model, {"a": np.ones(4)}, 0.5)
+        tfprune.make_plan(model, {"a": np.arange(1.0, 5.0)}, 0.5)
     with pytest.raises(ValueError, match="NaN/Inf .* layer 'a'"):
-        tfprune.make_plan(model, {"a": np.array([1, np.nan, 1, 1]), "b": np.ones(2)}, 0.5)
+        tfprune.make_plan(model, {"a": np.array([1, np.nan, 1, 1]), "b": scores["b"]}, 0.5)
     with pytest.raises(PlanError, match="scope must be one of"):
         tfprune.make_plan(model, scores, 0.5, scope="local")
+
+
+def test_all_zero_or_constant_scores_are_refused_naming_the_layer():
+    from tfprune.importance import UninformativeScoreError
+
+    model = two_conv_model()
+    for values, what in ((np.zeros(2), "exactly 0"), (np.full(2, 0.25), "all equal")):
+        with pytest.raises(UninformativeScoreError, match=f"layer 'b' scores that are {what}"):
+            tfprune.make_plan(model, {"a": np.arange(1.0, 5.0), "b": values}, 0.5)
+
+
+def test_a_sigmoid_binary_classifier_scored_as_softmax_is_refused_not_planned():
+    from tfprune.importance import UninformativeScoreError
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    data = (np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32"),
+            np.zeros(8, int))
+    scores = tfprune.score(model, "grasp_abs", data, samples_per_class=8)
+    with pytest.raises(UninformativeScoreError, match="'grasp_abs' gave layer 'conv'"):
+        tfprune.make_plan(model, scores, 0.5)
 
 
 def test_apply_plan_zeroes_sources_followers_and_consumers():

@@ -82,6 +82,18 @@ def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_resuming_a_finished_run_changes_nothing(image_folder, tmp_path):
+    from tfprune.cli.main import main
+
+    run = prune(prune_config(image_folder, tmp_path / "run", rounds=1)).run_dir
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError, match="already finished; there is nothing to resume"):
+        resume_prune(run)
+    assert main(["prune", "--resume", str(run)]) == 2
+    after = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    assert after == before  # summary.json byte-identical, nothing added
+
+
 @pytest.mark.parametrize("prune_settings, message", [
     ({"rounds": 5}, "prune.rounds: pruning may run until epoch 5 but train.epochs is 3"),
     ({"target": 1.0}, "prune.target: invalid value 1.0"),

@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     from tfprune.importance.scores import ScoringError
     from tfprune.pruning.groups import GraphError
     from tfprune.pruning.plan import PlanError
+    from tfprune.storage import StorageError
 
     try:
         return COMMANDS[args.command].run(args)
-    except (ConfigError, DataError, ScoringError, GraphError, PlanError) as error:
+    except (ConfigError, DataError, ScoringError, GraphError, PlanError, StorageError) as error:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tarfile
@@ -21,9 +22,31 @@ _LAYOUTS = {
 }
 
 
+#: The only globals a CIFAR python batch refers to: NumPy's array reconstruction, and
+#: ``_codecs.encode``, which protocol-2 pickles written by Python 3 use for bytes.
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain data and NumPy arrays only: an archive cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        """Allows only ``_ALLOWED_GLOBALS``; anything else is refused before it loads."""
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which CIFAR batches "
+                                         "never do (refused: unpickling it could run code)")
+        return super().find_class(module, name)
+
+
 def _unpickle(raw: bytes, where: str) -> dict:
     try:
-        return pickle.loads(raw, encoding="bytes")
+        return _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as error:  # noqa: BLE001  (any unpickling failure is bad data)
         raise DataError(f"{where}: not a CIFAR python batch ({error}).") from None
 

@@ -35,7 +35,14 @@ def detect_kind(source: str) -> str:
     """
     path = Path(source).expanduser()
     if path.exists():
-        return "cifar_archive" if looks_like_cifar_archive(path) else "image_folder"
+        if looks_like_cifar_archive(path):
+            return "cifar_archive"
+        if path.is_dir() or path.suffix.lower() == ".zip":
+            return "image_folder"
+        raise DataError(
+            f"data source {source!r}: a file tfprune cannot read as data. Give an image folder "
+            "(one subfolder per class, under train/ and test/), a .zip of one, a CIFAR python "
+            "archive (cifar-10-python.tar.gz or its extracted folder) or a tfds name.")
     if _looks_like_path(source):
         raise DataError(f"data source {source!r}: no such file or folder.")
     return "tfds"

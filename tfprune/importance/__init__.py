@@ -21,11 +21,17 @@ from tfprune.importance.measure import (
 )
 from tfprune.importance.prunable import PrunableLayer, prunable_layers
 from tfprune.importance.samples import SampleError
-from tfprune.importance.scores import ImportanceScores, NonFiniteScoreError, ScoringError
+from tfprune.importance.scores import (
+    ImportanceScores,
+    NonFiniteScoreError,
+    ScoringError,
+    UninformativeScoreError,
+)
 
 __all__ = [
     "MEASURES", "FunctionMeasure", "GradientEstimator",
     "ImportanceMeasure", "ImportanceScores", "LayerView", "NonFiniteScoreError", "PrunableLayer",
+    "UninformativeScoreError",
     "SampleError", "ScoringContext", "ScoringError", "available_measures", "get_measure",
     "prunable_layers", "register_measure", "score",
     "serialize_measure",

@@ -29,6 +29,28 @@ def check_finite(measure_name: str, layer_name: str, scores: np.ndarray) -> None
         )
 
 
+class UninformativeScoreError(ScoringError):
+    """A layer's scores are all zero or all equal: a plan from them would be decided by ties."""
+
+
+def check_informative(measure_name: str, layer_name: str, scores: np.ndarray) -> None:
+    """Raises ``UninformativeScoreError`` naming the layer if its scores are all equal.
+
+    One score (a one-channel layer) is always accepted.
+    """
+    values = np.ravel(scores)
+    if values.size > 1 and np.all(values == values[0]):
+        what = "exactly 0" if values[0] == 0 else f"all equal ({values[0]:.6g})"
+        raise UninformativeScoreError(
+            f"measure {measure_name!r} gave layer {layer_name!r} scores that are {what} "
+            f"({values.size} of them), so any plan would be decided by ties. Likely causes: "
+            "gradients that vanish (a loss that does not fit the model's output, BatchNorm "
+            "statistics still at their initial values, a frozen or dead layer) or weights "
+            "initialized to one constant. Score after some training, check the data and the "
+            "model's output, or choose another measure."
+        )
+
+
 class ImportanceScores(dict):
     """A dict ``{layer_name: scores}`` that also records how the scores were made.
 

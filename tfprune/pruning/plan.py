@@ -17,9 +17,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfprune.importance.scores import check_finite
+from tfprune.importance.scores import check_finite, check_informative
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup
-from tfprune.storage import read_pair, write_pair
+from tfprune.storage import StorageError, read_pair, stem, write_pair
 
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max,
               "first": lambda rows, axis: np.take(rows, 0, axis=axis)}
@@ -88,8 +88,12 @@ class PruningPlan:
     def load(cls, path: str | os.PathLike) -> PruningPlan:
         """Reads a plan written by ``save`` (the ``.npz``, the ``.json`` or their stem)."""
         tables, description = read_pair(path, "pruning plan")
-        return cls(description["granularity"], description["groups"], tables["keep"],
-                   tables["score"], description["history"], description["settings"])
+        try:
+            return cls(description["granularity"], description["groups"], tables["keep"],
+                       tables["score"], description["history"], description["settings"])
+        except KeyError as error:
+            raise StorageError(f"{stem(path)}.json / .npz: not a pruning plan (no {error}); "
+                               "write it again.") from None
 
 
 def _check_options(target, scope, min_keep, reduction, normalization):
@@ -117,9 +121,14 @@ def group_scores(group: ChannelGroup, scores, reduction: str = "sum") -> np.ndar
         if values.shape != (group.size,):
             raise PlanError(f"scores of layer {name!r} have shape {values.shape}; the group "
                             f"needs {group.size} filter scores (granularity 'filter').")
-        check_finite("plan", name, values)
+        check_finite(_measure_name(scores), name, values)
+        check_informative(_measure_name(scores), name, values)
         rows.append(values)
     return REDUCTIONS[reduction](np.stack(rows), axis=0)
+
+
+def _measure_name(scores) -> str:
+    return (getattr(scores, "measure", None) or {}).get("name", "unknown")
 
 
 def _floor(size: int, min_keep: float) -> int:
@@ -197,8 +206,11 @@ def make_plan(
         A ``PruningPlan``.
 
     Raises:
-        PlanError: For a bad option, missing or NaN scores, or a target the
-            floors make impossible.
+        PlanError: For a bad option, missing scores, or a target the floors make
+            impossible.
+        tfprune.importance.NonFiniteScoreError: For NaN or Inf scores (naming the layer).
+        tfprune.importance.UninformativeScoreError: For a layer whose scores are all
+            zero or all equal (naming the layer): the plan would be decided by ties.
     """
     reduction = (getattr(scores, "metadata", None) or {}).get("group_reduction", reduction)
     _check_options(target, scope, min_keep, reduction, normalization)
@@ -237,7 +249,8 @@ def _weight_plan(scores, target, scope, min_keep, normalization, previous, setti
     units = []
     for name in names:
         values = np.asarray(scores[name], np.float64).ravel()
-        check_finite("plan", name, values)
+        check_finite(_measure_name(scores), name, values)
+        check_informative(_measure_name(scores), name, values)
         units.append(NORMALIZATIONS[normalization](values))
     floors = [_floor(u.size, min_keep) for u in units]
     prior = None if previous is None else [previous.keep[n].ravel() for n in names]

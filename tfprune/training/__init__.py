@@ -4,11 +4,13 @@ from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, finished_
 from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
 from tfprune.training.trainer import (
+    RunFinishedError,
     TrainingExtension,
     TrainResult,
     build_model,
     compile_model,
     data_spec,
+    finished_run,
     initial_weights_path,
     model_builder,
     read_run_config,
@@ -19,8 +21,10 @@ from tfprune.training.trainer import (
 )
 
 __all__ = [
-    "EpochCheckpoint", "EpochPhaseSchedule", "MetricsLogger", "TemperatureCrossEntropy",
+    "EpochCheckpoint", "EpochPhaseSchedule", "MetricsLogger", "RunFinishedError",
+    "TemperatureCrossEntropy",
     "TrainResult", "TrainingExtension", "build_model", "compile_model", "data_spec",
-    "finished_epochs", "initial_weights_path", "model_builder", "read_run_config", "resume_run",
+    "finished_epochs", "finished_run", "initial_weights_path", "model_builder",
+    "read_run_config", "resume_run",
     "run_folder", "scale_phases", "train", "train_from_file",
 ]

@@ -112,6 +112,10 @@ def _verbosity(setting) -> int:
     return int(setting)
 
 
+class RunFinishedError(ConfigError):
+    """The run already finished: there is nothing to resume, and nothing in it is changed."""
+
+
 def _require_run_folder(run_dir: Path) -> None:
     """Raises ConfigError unless ``run_dir`` holds a run's config.yaml."""
     if not (run_dir / "config.yaml").is_file():
@@ -123,6 +127,11 @@ def _check_run_folder(run_dir: Path, resume: bool) -> int:
     done = finished_epochs(run_dir)
     if resume:
         _require_run_folder(run_dir)
+        if (run_dir / "summary.json").exists():
+            raise RunFinishedError(
+                f"{run_dir}: this run already finished; there is nothing to resume, and its "
+                "summary.json, model and plans are left as they are. Start a new run with "
+                "another run.name / run.dir to train again.")
         return done
     if done or (run_dir / "summary.json").exists():
         raise ConfigError(
@@ -203,6 +212,13 @@ def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> 
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def finished_run(run_dir: str | os.PathLike) -> TrainResult:
+    """The ``TrainResult`` of a finished run folder, read back without changing it."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return TrainResult(run_dir, keras.models.load_model(run_dir / "model.keras"), summary)
 
 
 def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResult:

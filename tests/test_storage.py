@@ -1,0 +1,52 @@
+"""Saved plans and scores: corrupted or truncated files fail with one line naming the file."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tfprune.pruning.plan import PruningPlan
+from tfprune.storage import StorageError, read_pair, write_pair
+
+
+def saved_plan(tmp_path):
+    plan = PruningPlan("filter", [{"index": 0, "size": 3, "sources": ["conv"], "followers": [],
+                                   "consumers": []}], {"0": [True, False, True]},
+                       {"0": [1.0, 0.0, 2.0]})
+    return plan.save(tmp_path / "plan")
+
+
+def test_round_trip(tmp_path):
+    path = saved_plan(tmp_path)
+    assert PruningPlan.load(path).keep["0"].tolist() == [True, False, True]
+
+
+def test_truncated_json_names_the_file(tmp_path):
+    path = saved_plan(tmp_path)
+    json_path = path.with_suffix(".json")
+    json_path.write_text(json_path.read_text()[:20])
+    with pytest.raises(StorageError, match=r"plan.json: not a readable pruning plan description"):
+        PruningPlan.load(path)
+
+
+def test_corrupted_npz_never_suggests_pickles(tmp_path):
+    path = saved_plan(tmp_path)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(StorageError) as error:
+        PruningPlan.load(path)
+    assert "plan.npz: not a readable pruning plan file" in str(error.value)
+    assert "pickle" not in str(error.value)
+
+
+def test_object_arrays_are_refused_not_unpickled(tmp_path):
+    write_pair(tmp_path / "scores", {"x": {"a": np.zeros(2)}}, {})
+    np.savez(tmp_path / "scores.npz", x_0=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(StorageError, match="scores.npz: not a readable scores file"):
+        read_pair(tmp_path / "scores", "scores")
+
+
+def test_a_description_of_something_else(tmp_path):
+    path = saved_plan(tmp_path)
+    path.with_suffix(".json").write_text(json.dumps({"keys": {"keep": ["0"], "score": ["0"]}}))
+    with pytest.raises(StorageError, match="not a pruning plan"):
+        PruningPlan.load(path)
