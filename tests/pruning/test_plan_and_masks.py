@@ -91,8 +91,8 @@ def test_all_zero_or_constant_scores_are_refused_naming_the_layer():
             tfprune.make_plan(model, {"a": np.arange(1.0, 5.0), "b": values}, 0.5)
 
 
-def test_a_sigmoid_binary_classifier_scored_as_softmax_is_refused_not_planned():
-    from tfprune.importance import UninformativeScoreError
+def test_a_one_unit_sigmoid_classifier_is_refused_by_gradient_measures():
+    from tfprune.importance import ScoringError
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 3))
@@ -101,9 +101,9 @@ def test_a_sigmoid_binary_classifier_scored_as_softmax_is_refused_not_planned():
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
     data = (np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32"),
             np.zeros(8, int))
-    scores = tfprune.score(model, "grasp_abs", data, samples_per_class=8)
-    with pytest.raises(UninformativeScoreError, match="'grasp_abs' gave layer 'conv'"):
-        tfprune.make_plan(model, scores, 0.5)
+    with pytest.raises(ScoringError, match="has one output unit"):
+        tfprune.score(model, "grasp_abs", data, samples_per_class=8)
+    tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)  # data-free still works
 
 
 def test_apply_plan_zeroes_sources_followers_and_consumers():

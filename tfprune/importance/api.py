@@ -55,7 +55,8 @@ def score(
     """Scores every prunable filter (or weight) of a model with an importance measure.
 
     Args:
-        model: A built Keras model mapping images to logits (no softmax).
+        model: A built Keras model mapping images to class scores; a final softmax
+            or sigmoid is looked through (gradients are taken on the logits).
         measure: A registered name (see ``available_measures()``), a config
             dict ``{"name": ..., ...}`` or an ``ImportanceMeasure``.
         data: ``None`` for data-free measures (magnitude, random, ...), or a

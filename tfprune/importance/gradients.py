@@ -4,6 +4,8 @@ Never builds the Hessian: ``Hg = d/dtheta [ sum_i stop_gradient(g_i) * dL/dtheta
 costs about three gradient passes per batch (forward, backward, and the
 backward of the backward). BatchNorm runs in inference mode and
 the cross-entropy is taken on ``logits / temperature``, as the reference code does.
+A model ending in a softmax or sigmoid is scored on the logits before it
+(``tfprune.importance.logits``).
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfprune.importance.logits import logits_function
+from tfprune.importance.scores import ScoringError
 
-def _loss(model: keras.Model, images, labels, temperature: float) -> tf.Tensor:
-    """Mean cross-entropy of ``softmax(model(images) / temperature)``, BN in inference mode.
+
+def _loss(forward, images, labels, temperature: float) -> tf.Tensor:
+    """Mean cross-entropy of ``softmax(forward(images) / temperature)``, BN in inference mode.
 
     Not ``TemperatureCrossEntropy``: a Keras ``Loss`` object casts to floatx
     (float32), which would cap the precision of float64 models.
     """
-    logits = model(images, training=False)
+    logits = forward(images, training=False)
     temperature = tf.cast(temperature, logits.dtype)
     return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
         labels, logits / temperature, from_logits=True
@@ -63,6 +68,13 @@ class GradientEstimator:
         self.hessian_variables = self._check_hessian_variables(hessian_variables)
         if not getattr(model, "inputs", None) or len(model.inputs) != 1:
             raise ValueError(f"model {model.name!r} must be built with exactly one input.")
+        if int(model.outputs[0].shape[-1]) < 2:
+            raise ScoringError(
+                f"model {model.name!r} has one output unit (a binary classifier or a "
+                "regression): gradient measures take a cross-entropy over classes, which is "
+                "constant for one unit, so their scores would be meaningless. Use a data-free "
+                "measure (magnitude) or give the model one output per class.")
+        self._forward = logits_function(model)
         image_spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
         self._input_dtype = image_spec.dtype
         batch_specs = [image_spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float64)]
@@ -89,13 +101,13 @@ class GradientEstimator:
 
     def _batch_gradient(self, images, labels, temperature):
         with tf.GradientTape() as tape:
-            loss = _loss(self.model, images, labels, temperature)
+            loss = _loss(self._forward, images, labels, temperature)
         return _dense(tape.gradient(loss, self.variables))
 
     def _batch_hessian_gradient(self, images, labels, temperature, g):
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-                loss = _loss(self.model, images, labels, temperature)
+                loss = _loss(self._forward, images, labels, temperature)
             grads = _dense(inner.gradient(loss, self.variables))
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
@@ -105,7 +117,7 @@ class GradientEstimator:
         """One batch's g and Hg in one nested pass: Hg = d/dtheta (||g||^2 / 2)."""
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-                loss = _loss(self.model, images, labels, temperature)
+                loss = _loss(self._forward, images, labels, temperature)
             grads = _dense(inner.gradient(loss, self.variables))
             z = 0.5 * tf.add_n([tf.reduce_sum(grad * grad) for grad in grads])
         return grads, _dense(outer.gradient(z, self.hessian_variables))
