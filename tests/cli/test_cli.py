@@ -53,8 +53,10 @@ def test_train_and_resume_from_the_command_line(image_folder, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"run folder: {run}" in out and "test accuracy: final" in out
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
-    assert main(["train", "--resume", str(run)]) == 0  # already finished: nothing more to train
-    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    summary = (run / "summary.json").read_bytes()
+    assert main(["train", "--resume", str(run)]) == 2  # already finished: nothing to resume
+    assert "already finished" in capsys.readouterr().err
+    assert (run / "summary.json").read_bytes() == summary
 
 
 def test_groups_prints_the_channel_groups(tmp_path, capsys):

@@ -43,15 +43,22 @@ def test_front_loaded_rounds_on_a_user_model_with_plain_fit():
         assert np.all(variable.numpy()[mask == 0] == 0), variable.path
 
 
-def test_callback_state_resets_between_fits():
-    model = user_model()
-    model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True))
+def test_callback_continues_on_the_same_model_and_starts_afresh_on_another():
+    def compiled():
+        model = user_model()
+        model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        return model
+
+    model = compiled()
     x, y = data()
     callback = PruningCallback("magnitude", RoundsSchedule(0.25, rounds=1), (x, y))
     model.fit(x, y, epochs=1, batch_size=10, callbacks=[callback], verbose=0)
     first = callback.plan
     model.fit(x, y, epochs=1, batch_size=10, callbacks=[callback], verbose=0)
+    assert callback.plan is first  # the second fit goes on from the masks in force
+    other = compiled()
+    other.fit(x, y, epochs=1, batch_size=10, callbacks=[callback], verbose=0)
     assert callback.plan is not first and callback.plan.fraction_removed == first.fraction_removed
 
 

@@ -17,3 +17,15 @@ __all__ = [
     "PlanError", "PruningCallback", "PruningPlan", "apply_plan", "channel_groups", "latest_plan",
     "make_plan", "plan_files", "prunable_units", "variable_masks",
 ]
+
+#: Schedules subclass tfmot's PruningSchedule: importing them imports tfmot, so they load on
+#: first use (``tfprune.pruning.RoundsSchedule``), not with this package.
+_SCHEDULES = ("RoundsSchedule", "EarlyBirdSchedule")
+
+
+def __getattr__(name):
+    if name in _SCHEDULES:
+        from tfprune.pruning import schedule
+
+        return getattr(schedule, name)
+    raise AttributeError(f"module 'tfprune.pruning' has no attribute {name!r}")

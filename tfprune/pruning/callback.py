@@ -10,7 +10,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune.importance import ScoringContext, get_measure, prunable_layers
+from tfprune.importance import ImportanceMeasure, ScoringContext, get_measure, prunable_layers
+from tfprune.importance.measure import training_measure
+from tfprune.losses import training_temperature
 from tfprune.pruning.groups import channel_groups
 from tfprune.pruning.masks import MaskEnforcer
 from tfprune.pruning.plan import PruningPlan, make_plan
@@ -35,6 +37,40 @@ def latest_plan(plan_dir: str | os.PathLike, up_to_epoch: int) -> PruningPlan | 
     return PruningPlan.load(plan_files(plan_dir)[max(epochs)]) if epochs else None
 
 
+def _resolve_measure(spec, model):
+    """A measure given by name or config scores at the model's training temperature.
+
+    The same rule as configs and the CLI (``training_measure``): g-based
+    measures without an explicit temperature take the one the model was
+    compiled with (``TemperatureCrossEntropy``; 1 for any other loss). A
+    measure object is used as it is.
+    """
+    if isinstance(spec, ImportanceMeasure):
+        return spec
+    name, options = (spec.get("name"), {k: v for k, v in spec.items() if k != "name"}) \
+        if isinstance(spec, dict) else (spec, {})
+    return training_measure(name, options, training_temperature(model))
+
+
+def check_schedule(schedule):
+    """Returns ``schedule`` if the callback can drive it; else TypeError saying why.
+
+    The callback asks a schedule, once per epoch, ``decide(epoch) -> (prune now?,
+    fraction of channels removed)``: tfprune's ``RoundsSchedule`` and
+    ``EarlyBirdSchedule`` do. tfmot's own schedules (``PolynomialDecay``,
+    ``ConstantSparsity``) answer per optimizer step with a weight sparsity, which
+    is not the same thing, so they are refused here rather than after an epoch.
+    """
+    if callable(getattr(schedule, "decide", None)):
+        return schedule
+    name = type(schedule).__name__
+    hint = (" tfmot's schedules give a weight sparsity per optimizer step; for channels, use "
+            "tfprune.pruning.RoundsSchedule(target, rounds=...) (prune after each of the "
+            "first epochs) or EarlyBirdSchedule.") if callable(schedule) else ""
+    raise TypeError(f"schedule {name}: PruningCallback needs a schedule with decide(epoch) -> "
+                    f"(prune, target).{hint}")
+
+
 def prunable_units(model: keras.Model, granularity: str, ignored_layers=()) -> int:
     """Prunable channels (structured) or kernel weights (unstructured) of a model."""
     if granularity == "weight":
@@ -46,10 +82,18 @@ class PruningCallback(keras.callbacks.Callback):
     """Prunes during ``model.fit``: after each scheduled epoch it scores, plans and masks.
 
     Masks are enforced by constraints inside the compiled train step, so
-    removed channels stay exactly zero under momentum and weight decay.
+    removed channels stay exactly zero under momentum and weight decay. One
+    callback serves several ``fit`` calls on the same model: a later fit goes
+    on from the plan in force (``plan``, ``kept_filters``) and reuses the mask
+    constraints instead of stacking new ones; ``remove_masks()`` takes them
+    off. The constraints are saved with the model (``model.save``), so a
+    reloaded model keeps its removed channels at zero.
 
     Args:
-        measure: An importance measure (name, config dict or object).
+        measure: An importance measure (name, config dict or object). Given by
+            name or config, g-based measures score at the temperature the model
+            is compiled with (``TemperatureCrossEntropy``), as configs and the
+            CLI do; an object is used as it is.
         schedule: A ``RoundsSchedule`` or ``EarlyBirdSchedule`` (epochs as steps).
         data: What ``tfprune.score`` takes: a dataset, a tuple of arrays, a DataBundle.
         granularity: ``"filter"`` (structured) or ``"weight"`` (unstructured).
@@ -75,7 +119,8 @@ class PruningCallback(keras.callbacks.Callback):
                  log_gradient_norms=False):
         super().__init__()
         self.measure = get_measure(measure)
-        self.schedule = schedule
+        self._measure_spec = measure
+        self.schedule = check_schedule(schedule)
         self.data = data
         self.granularity = granularity
         self.plan_options = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
@@ -94,16 +139,22 @@ class PruningCallback(keras.callbacks.Callback):
         self._total = 0
 
     def on_train_begin(self, logs=None):
-        """Resets the state, installs the mask constraints and retraces the train step."""
-        self.plan = self.initial_plan
-        self._previous_probe = None
-        if hasattr(self.schedule, "reset"):
-            self.schedule.reset()
-        self.enforcer = MaskEnforcer(self.model, self.granularity,
-                                     self.plan_options["ignored_layers"])
+        """Installs the mask constraints (once per model) and retraces the train step.
+
+        The first fit on a model starts from ``initial_plan``; later fits on the
+        same model go on from the plan in force.
+        """
+        if self.enforcer is None or self.enforcer.model is not self.model:
+            self.plan = self.initial_plan
+            self._previous_probe = None
+            if hasattr(self.schedule, "reset"):
+                self.schedule.reset()
+            self.measure = _resolve_measure(self._measure_spec, self.model)
+            self.enforcer = MaskEnforcer(self.model, self.granularity,
+                                         self.plan_options["ignored_layers"])
+            self._total = prunable_units(self.model, self.granularity,
+                                         self.plan_options["ignored_layers"])
         self.enforcer.install()
-        self._total = prunable_units(self.model, self.granularity,
-                                     self.plan_options["ignored_layers"])
         if self.plan is not None:
             self.enforcer.update(self.plan)
         if self.log_dir and self._writer is None:
@@ -146,6 +197,12 @@ class PruningCallback(keras.callbacks.Callback):
                 self.plan.save(self.plan_dir / f"epoch_{step:03d}")
         if logs is not None:
             logs["kept_filters"] = self.kept_filters()
+
+    def remove_masks(self) -> None:
+        """Takes the mask constraints off the model (removed weights stay zero until trained)."""
+        if self.enforcer is not None:
+            self.enforcer.remove()
+            self.model.make_train_function(force=True)
 
     def kept_filters(self) -> int:
         """Channels (or weights) kept so far; all prunable ones before the first round."""

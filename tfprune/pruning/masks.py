@@ -5,16 +5,20 @@ them zero during ``model.fit``: each masked variable gets a Keras constraint
 multiplying it by a mask variable, which the optimizer applies right after
 every update inside the compiled train step (no Python loop per batch).
 Updating the masks between rounds assigns the mask variables, so nothing is
-retraced.
+retraced. The constraint is also set on its layer (``kernel_constraint``,
+...), so ``model.save`` stores it and a reloaded model keeps its masks.
 """
 
 from __future__ import annotations
+
+import base64
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfprune.importance.prunable import prunable_layers
+from tfprune.model_graph import calls
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.plan import PlanError, PruningPlan
 
@@ -75,15 +79,23 @@ def apply_plan(model: keras.Model, plan: PruningPlan) -> keras.Model:
     return model
 
 
+@keras.saving.register_keras_serializable(package="tfprune")
 class MaskConstraint(keras.constraints.Constraint):
     """Multiplies a variable by a mask variable after each optimizer update.
 
+    It is saved with the model (``model.save``: the mask packed as bits in the
+    layer's config), so a reloaded model keeps its removed channels at zero
+    while it trains.
+
     Args:
-        mask: A non-trainable ``tf.Variable`` of the variable's shape.
+        mask: A non-trainable ``tf.Variable`` of the variable's shape (or an
+            array, made into one).
         inner: A constraint the variable had before, applied first.
     """
 
-    def __init__(self, mask: tf.Variable, inner=None):
+    def __init__(self, mask, inner=None):
+        if not isinstance(mask, tf.Variable):
+            mask = tf.Variable(np.asarray(mask, np.float32), trainable=False)
         self.mask = mask
         self.inner = inner
 
@@ -92,6 +104,22 @@ class MaskConstraint(keras.constraints.Constraint):
         if self.inner is not None:
             w = self.inner(w)
         return w * tf.cast(self.mask, w.dtype)
+
+    def get_config(self) -> dict:
+        """The mask as base64 bits plus its shape, and the inner constraint."""
+        kept = np.asarray(self.mask.numpy()) != 0
+        return {"shape": list(kept.shape),
+                "bits": base64.b64encode(np.packbits(kept.ravel())).decode("ascii"),
+                "inner": None if self.inner is None else keras.constraints.serialize(self.inner)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> MaskConstraint:
+        """Rebuilds the constraint saved by ``get_config``."""
+        shape = tuple(config["shape"])
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(config["bits"]), np.uint8))
+        mask = bits[:int(np.prod(shape))].reshape(shape).astype(np.float32)
+        inner = config.get("inner")
+        return cls(mask, keras.constraints.deserialize(inner) if inner else None)
 
 
 def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=()) -> list:
@@ -104,11 +132,38 @@ def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=())
     return [variable for variable, _ in variable_masks(model, full, ignored_layers)]
 
 
+#: Weight attribute -> the layer attributes its constraint may live in (the first one the
+#: layer has): where ``get_config`` finds it, so it is saved with the model.
+_CONSTRAINT_ATTRIBUTES = {
+    "kernel": ("kernel_constraint", "depthwise_constraint"), "bias": ("bias_constraint",),
+    "gamma": ("gamma_constraint",), "beta": ("beta_constraint",),
+    "depthwise_kernel": ("depthwise_constraint",), "pointwise_kernel": ("pointwise_constraint",),
+    "embeddings": ("embeddings_constraint",),
+}
+
+
+def _constraint_slots(model: keras.Model) -> dict[int, tuple]:
+    """``id(variable) -> (layer, constraint attribute)`` for the layers' weights."""
+    slots = {}
+    for call in calls(model):
+        layer = call.operation
+        for weight, attributes in _CONSTRAINT_ATTRIBUTES.items():
+            variable = getattr(layer, weight, None)
+            found = [a for a in attributes if hasattr(layer, a)]
+            if isinstance(variable, keras.Variable) and found:
+                slots[id(variable)] = (layer, found[0])
+    return slots
+
+
 class MaskEnforcer:
     """Keeps a model's removed channels at exactly zero while it trains.
 
+    Installing twice (a second ``fit``, a second enforcer, a reloaded model)
+    reuses the mask constraints already on the variables instead of stacking
+    new ones.
+
     Args:
-        model: The model (functional, built).
+        model: The model (functional or Sequential, built).
         granularity: ``"filter"`` or ``"weight"``.
         ignored_layers: Layers the channel analysis leaves alone.
 
@@ -127,20 +182,32 @@ class MaskEnforcer:
 
     def install(self) -> None:
         """Puts a ``MaskConstraint`` (all ones until ``update``) on every maskable variable."""
+        slots = _constraint_slots(self.model)
         for variable in _maskable_variables(self.model, self.granularity, self.ignored_layers):
             if id(variable) in self.masks:
                 continue
-            mask = tf.Variable(tf.ones(variable.shape, variable.dtype), trainable=False,
-                               name=f"mask_{variable.path.replace('/', '_')}")
-            variable.constraint = MaskConstraint(mask, variable.constraint)
-            self.masks[id(variable)] = mask
+            constraint = variable.constraint
+            if not isinstance(constraint, MaskConstraint):
+                mask = tf.Variable(tf.ones(variable.shape, variable.dtype), trainable=False,
+                                   name=f"mask_{variable.path.replace('/', '_')}")
+                constraint = MaskConstraint(mask, constraint)
+            self._set_constraint(variable, constraint, slots)
+            self.masks[id(variable)] = constraint.mask
             self._variables[id(variable)] = variable
+
+    @staticmethod
+    def _set_constraint(variable, constraint, slots) -> None:
+        variable.constraint = constraint
+        if id(variable) in slots:
+            layer, attribute = slots[id(variable)]
+            setattr(layer, attribute, constraint)
 
     def remove(self) -> None:
         """Takes the constraints off again (the weights stay as they are)."""
+        slots = _constraint_slots(self.model)
         for key, variable in self._variables.items():
             if isinstance(variable.constraint, MaskConstraint):
-                variable.constraint = variable.constraint.inner
+                self._set_constraint(variable, variable.constraint.inner, slots)
             self.masks.pop(key, None)
         self._variables = {}
 
