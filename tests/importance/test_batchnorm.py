@@ -52,3 +52,62 @@ def test_restored_even_when_the_block_raises():
     except RuntimeError:
         pass
     np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
+
+
+def _stale_statistics_model():
+    """A small BN CNN whose moving statistics are far from its activations' real ones."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for i in range(3):
+        x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name=f"c{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4)(x))
+    for layer in model.layers:  # as after a few steps with momentum 0.99: stats barely moved,
+        if isinstance(layer, keras.layers.BatchNormalization):  # variances huge vs reality
+            layer.moving_variance.assign(np.full(8, 1e8, "float32"))
+    return model
+
+
+def test_auto_recalibrates_a_degenerate_inference_mode_and_records_it():
+    import tfprune
+    from tfprune.importance import ScoringContext, get_measure
+
+    model = _stale_statistics_model()
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(32, 8, 8, 3)).astype("float32"), np.arange(32) % 4)
+    variances = [v.numpy().copy() for v in model.weights if "moving_variance" in v.path]
+    auto = ScoringContext(model, data, num_samples=32)
+    scores = get_measure("proposed").score(auto)
+    assert auto.batchnorm_used.startswith("recalibrated (auto")
+    assert scores.metadata["batchnorm"] == auto.batchnorm_used
+    forced = get_measure("proposed").score(ScoringContext(model, data, num_samples=32,
+                                                          batchnorm="recalibrate"))
+    paper = get_measure("proposed").score(ScoringContext(model, data, num_samples=32,
+                                                         batchnorm="inference"))
+    for layer in scores:
+        np.testing.assert_allclose(scores[layer], forced[layer], rtol=1e-6)
+    # inference mode squashes the signal by orders of magnitude (1e8 variances)
+    assert np.max(paper["c0"]) < 1e-3 * np.max(scores["c0"])
+    # the model's own statistics are untouched
+    after = [v.numpy() for v in model.weights if "moving_variance" in v.path]
+    for a, b in zip(variances, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    plan = tfprune.make_plan(model, scores, 0.3)
+    assert plan.settings["batchnorm"].startswith("recalibrated")
+
+
+def test_a_healthy_model_stays_in_inference_mode():
+    from tfprune.importance import ScoringContext, get_measure
+
+    model = _stale_statistics_model()
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(32, 8, 8, 3)).astype("float32"), np.arange(32) % 4)
+    from tfprune.importance.batchnorm import recalibrate_batchnorm
+
+    recalibrate_batchnorm(model, [data])
+    context = ScoringContext(model, data, num_samples=32)
+    get_measure("snip").score(context)
+    assert context.batchnorm_used == "inference"

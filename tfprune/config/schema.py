@@ -97,6 +97,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "normalization": _choice("none", "none", "l2", "max", "sum"),
         "num_samples": Field(2560, (int,), _positive, "an integer > 0"),
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
+        "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
         "ignored_layers": Field([], (list,), allowed="a list of layer names"),
         "log_gradient_norms": Field(True, (bool,), allowed="true or false"),
     },

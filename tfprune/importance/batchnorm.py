@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import numpy as np
 
 
 def batch_norm_layers(model: keras.Model) -> list:
@@ -73,11 +74,40 @@ def recalibrated_batchnorm(model: keras.Model, batches):
         ...     logits = model(x, training=False)
     """
     layers = batch_norm_layers(model)
-    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    saved = _saved_statistics(layers)
     try:
         recalibrate_batchnorm(model, batches)
         yield model
     finally:
-        for layer, (mean, variance) in zip(layers, saved, strict=True):
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(variance)
+        _restore_statistics(layers, saved)
+
+
+#: Inference mode is degenerate when its logits' spread is below this fraction of the
+#: spread with batch statistics (measured: MobileNetV2 after 2 epochs, 0.0115 vs 4.11).
+DEGENERATE_RATIO = 0.01
+
+
+def _saved_statistics(layers) -> list:
+    return [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+
+
+def _restore_statistics(layers, saved) -> None:
+    for layer, (mean, variance) in zip(layers, saved, strict=True):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+
+
+def inference_spread(model: keras.Model, forward, inputs) -> tuple[float, float]:
+    """Mean per-output standard deviation over a batch, in inference and in training mode.
+
+    The training-mode pass runs with the moving statistics saved and restored,
+    so the model is left as it was.
+    """
+    layers = batch_norm_layers(model)
+    saved = _saved_statistics(layers)
+    try:
+        inference = np.asarray(forward(inputs, training=False), np.float64)
+        training = np.asarray(forward(inputs, training=True), np.float64)
+    finally:
+        _restore_statistics(layers, saved)
+    return float(inference.std(axis=0).mean()), float(training.std(axis=0).mean())

@@ -10,12 +10,20 @@ measure reads; the others are never computed).
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import keras
 import numpy as np
 
+from tfprune.importance.batchnorm import (
+    DEGENERATE_RATIO,
+    batch_norm_layers,
+    inference_spread,
+    recalibrated_batchnorm,
+)
 from tfprune.importance.gradients import GradientEstimator
+from tfprune.importance.logits import logits_function
 from tfprune.importance.prunable import PrunableLayer, prunable_layers
 from tfprune.importance.samples import SampleError, class_memory, gradient_batches
 from tfprune.importance.scores import ScoringError
@@ -44,6 +52,10 @@ def estimator_for(model: keras.Model, hessian_variables=None) -> GradientEstimat
     return estimator
 
 
+#: ``ScoringContext(batchnorm=...)`` choices.
+BATCHNORM_MODES = ("auto", "inference", "recalibrate")
+
+
 class ScoringContext:
     """A model, its scoring samples and the cached g / Hg computed from them.
 
@@ -68,6 +80,14 @@ class ScoringContext:
             measures: a dict ``{layer_name: array}``, a model of the same
             architecture, or a path to a ``.weights.h5`` / ``.keras`` file.
         include_output_layers: Also score the layers producing model outputs.
+        batchnorm: How BatchNorm runs while g and Hg are taken. ``"inference"``:
+            with its moving statistics (the paper). ``"recalibrate"``: with the
+            moving statistics set, for the scoring only, to the mean batch
+            statistics of the g samples. ``"auto"`` (default): inference mode,
+            unless it is degenerate (the logits' spread below
+            ``DEGENERATE_RATIO`` of the spread with batch statistics, as early
+            in training with a high BN momentum), then recalibrated. The choice
+            is in ``batchnorm_used`` and the scores' metadata.
 
     Example:
         >>> context = ScoringContext(model, (x_train, y_train), num_samples=512)
@@ -79,7 +99,7 @@ class ScoringContext:
         self, model: keras.Model, data=None, *, num_samples: int = 2560,
         samples_per_class: int = 10, batch_size: int = 128,
         hessian_batch_size: int | None = None, seed: int = 0, initial_weights=None,
-        include_output_layers: bool = False,
+        include_output_layers: bool = False, batchnorm: str = "auto",
     ):
         for name, value in (("num_samples", num_samples), ("samples_per_class",
                             samples_per_class), ("batch_size", batch_size)):
@@ -87,6 +107,11 @@ class ScoringContext:
                 raise ScoringError(f"{name} must be >= 1, got {value}.")
         if hessian_batch_size is not None and hessian_batch_size < 1:
             raise ScoringError(f"hessian_batch_size must be >= 1, got {hessian_batch_size}.")
+        if batchnorm not in BATCHNORM_MODES:
+            raise ScoringError(f"batchnorm must be one of {list(BATCHNORM_MODES)}, got "
+                               f"{batchnorm!r}.")
+        self.batchnorm = batchnorm
+        self.batchnorm_used: str | None = None
         self.model = model
         self.layers: list[PrunableLayer] = prunable_layers(model, include_output_layers)
         self.data = data
@@ -150,9 +175,29 @@ class ScoringContext:
         """Mean gradient g over the stream at ``temperature``, one array per trainable variable."""
         key = float(temperature)
         if key not in self._gradients:
-            values = self._estimator().mean_gradient(self.stream(), key)
+            with self._batchnorm_scope(self.stream()):
+                values = self._estimator().mean_gradient(self.stream(), key)
             self._gradients[key] = [v.numpy() for v in values]
         return self._gradients[key]
+
+    def _batchnorm_scope(self, batches: list):
+        """Where g or Hg over ``batches`` is taken: as the model is, or with BN recalibrated."""
+        if self.batchnorm_used is None:
+            self.batchnorm_used = self._decide_batchnorm(batches[0][0])
+        if self.batchnorm_used.startswith("recalibrated"):
+            return recalibrated_batchnorm(self.model, batches)
+        return contextlib.nullcontext()
+
+    def _decide_batchnorm(self, images) -> str:
+        if self.batchnorm == "inference" or not batch_norm_layers(self.model):
+            return "inference"
+        if self.batchnorm == "recalibrate":
+            return "recalibrated"
+        inference, training = inference_spread(self.model, logits_function(self.model), images)
+        if inference < DEGENERATE_RATIO * training:
+            return (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
+                    f"{training:.3g} with batch statistics)")
+        return "inference"
 
     def _estimator(self) -> GradientEstimator:
         """The model's estimator, Hg taken for the prunable kernels; fails on a frozen one."""
@@ -170,20 +215,24 @@ class ScoringContext:
         """
         key = float(temperature)
         if key not in self._hessian_gradients:
-            estimator = self._estimator()
-            images, labels = self.memory()
-            hg_batch = self.hessian_batch_size or min(len(labels), FUSED_MEMORY_LIMIT)
-            if hg_batch >= len(labels):  # the whole memory at once: one fused pass
-                g, hg = estimator.gradient_and_hessian_gradient(images, labels, key)
-            else:
-                # g is a plain mean, so its pass may take larger batches than the Hg passes.
-                g = estimator.mean_gradient(self._memory_batches(self.batch_size), key)
-                hg = estimator.hessian_gradient_product(g, self._memory_batches(hg_batch), key)
-            full_hg = [None] * len(g)
-            for layer, value in zip(self.layers, hg, strict=True):
-                full_hg[self.position(layer.kernel)] = value.numpy()
-            self._hessian_gradients[key] = ([v.numpy() for v in g], full_hg)
+            with self._batchnorm_scope(self._memory_batches(self.batch_size)):
+                self._hessian_gradients[key] = self._compute_hessian_gradients(key)
         return self._hessian_gradients[key]
+
+    def _compute_hessian_gradients(self, key: float) -> tuple[list[np.ndarray], list]:
+        estimator = self._estimator()
+        images, labels = self.memory()
+        hg_batch = self.hessian_batch_size or min(len(labels), FUSED_MEMORY_LIMIT)
+        if hg_batch >= len(labels):  # the whole memory at once: one fused pass
+            g, hg = estimator.gradient_and_hessian_gradient(images, labels, key)
+        else:
+            # g is a plain mean, so its pass may take larger batches than the Hg passes.
+            g = estimator.mean_gradient(self._memory_batches(self.batch_size), key)
+            hg = estimator.hessian_gradient_product(g, self._memory_batches(hg_batch), key)
+        full_hg = [None] * len(g)
+        for layer, value in zip(self.layers, hg, strict=True):
+            full_hg[self.position(layer.kernel)] = value.numpy()
+        return [v.numpy() for v in g], full_hg
 
     def gradient_norms(self) -> dict[str, float]:
         """L2 norms of each prunable layer's kernel gradient, if g was computed ({} if not).

@@ -117,7 +117,8 @@ class ImportanceMeasure:
             check_finite(self.name, layer.name, values)
             scores[layer.name] = values
         metadata = {"seconds": round(time.perf_counter() - started, 3),
-                    "samples": dict(context.samples_used), "seed": context.seed}
+                    "samples": dict(context.samples_used), "seed": context.seed,
+                    "batchnorm": context.batchnorm_used}
         if self.group_reduction is not None:
             metadata["group_reduction"] = self.group_reduction
         return ImportanceScores(scores, serialize_measure(self), granularity, metadata)

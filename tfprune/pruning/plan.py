@@ -217,7 +217,8 @@ def make_plan(
     granularity = getattr(scores, "granularity", None) or _infer_granularity(scores)
     settings = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
                 "normalization": normalization, "measure": getattr(scores, "measure", None),
-                "ignored_layers": list(ignored_layers)}
+                "ignored_layers": list(ignored_layers),
+                "batchnorm": (getattr(scores, "metadata", None) or {}).get("batchnorm")}
     if granularity == "weight":
         return _weight_plan(scores, target, scope, min_keep, normalization, previous, settings)
     groups = ChannelGraph(model, ignored_layers).groups

@@ -93,7 +93,8 @@ class PruneExtension(TrainingExtension):
             scope=section["scope"], min_keep=section["min_keep"],
             reduction=section["reduction"], normalization=section["normalization"],
             score_options={"num_samples": section["num_samples"],
-                           "samples_per_class": section["samples_per_class"]},
+                           "samples_per_class": section["samples_per_class"],
+                           "batchnorm": section["batchnorm"]},
             ignored_layers=section["ignored_layers"], log_dir=run_dir / "tensorboard" / "pruning",
             plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
             else None, seed=self.config["train"]["seed"],

@@ -26,6 +26,10 @@ BUILDERS = {
 }
 
 
+#: False for the code before ``ScoringContext(batchnorm=...)`` existed (the fixture's).
+BATCHNORM_OPTION = True
+
+
 def fixed_input(model, seed=0):
     shape = (4, *model.inputs[0].shape[1:])
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
@@ -42,7 +46,9 @@ def reference(name: str, kwargs: dict) -> dict:
     model = models.build(name, num_classes=10, **kwargs)
     groups = [g.to_dict() for g in tfprune.channel_groups(model)]
     magnitude = tfprune.score(model, "magnitude")
-    snip = tfprune.score(model, "snip", fixed_data(model), num_samples=4, batch_size=4)
+    # BN in inference mode, as the paper scores (at initialization "auto" would recalibrate).
+    snip = tfprune.score(model, "snip", fixed_data(model), num_samples=4, batch_size=4,
+                         **({"batchnorm": "inference"} if BATCHNORM_OPTION else {}))
     plan = tfprune.make_plan(model, magnitude, 0.5)
     slimmed = tfprune.slim(model, plan)
     return {
