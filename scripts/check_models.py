@@ -6,10 +6,12 @@ from real CIFAR-10 images (../shared), channel groups, magnitude and snip
 scores, a plan removing 40% of the channels, a masked clone, slim, the
 slimmed-vs-masked output difference relative to the output's scale, and a
 float .tflite export run in LiteRT. Prints a Markdown table; exits 1 if any
-model fails.
+model fails. ``--float64`` builds the models in float64 (no LiteRT export): deep
+untrained networks amplify float32 round-off, and float64 separates that from a
+pruning error.
 
 Usage:
-    python scripts/check_models.py [NAME ...] [--images 32] [--no-tflite]
+    python scripts/check_models.py [NAME ...] [--images 32] [--no-tflite] [--float64]
 """
 
 import argparse
@@ -52,7 +54,11 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="keras.applications names (default: all)")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--no-tflite", action="store_true")
+    parser.add_argument("--float64", action="store_true",
+                        help="build the models in float64 and skip the LiteRT export")
     args = parser.parse_args()
+    if args.float64:
+        keras.config.set_floatx("float64")
     print("| model | groups | params | slimmed | slim error | LiteRT error | s | result |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     failed = 0
@@ -60,7 +66,8 @@ def main() -> int:
         try:
             model = build(name)
             images, labels = real_images(args.images, int(model.inputs[0].shape[1]))
-            check = check_model(model, images, labels, tflite=not args.no_tflite)
+            check = check_model(model, images.astype(keras.config.floatx()), labels,
+                                tflite=not (args.no_tflite or args.float64))
             result = "pass" if check.passed else "FAIL"
             print(f"| {name} | {check.groups} | {check.params_before:,} | "
                   f"{check.params_after:,} | {check.slim_error:.1e} | {check.tflite_error:.1e} | "
