@@ -93,6 +93,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "granularity": _choice("filter", "filter", "weight"),
         "scope": _choice("global", "global", "layer"),
         "min_keep": Field(0.05, (float,), lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        "round_to": Field(1, (int,), _positive, "an integer >= 1 (groups keep multiples of it)"),
         "reduction": _choice("sum", "sum", "mean", "max", "first"),
         "normalization": _choice("none", "none", "l2", "max", "sum"),
         "num_samples": Field(2560, (int,), _positive, "an integer > 0"),

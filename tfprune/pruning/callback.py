@@ -97,7 +97,8 @@ class PruningCallback(keras.callbacks.Callback):
         schedule: A ``RoundsSchedule`` or ``EarlyBirdSchedule`` (epochs as steps).
         data: What ``tfprune.score`` takes: a dataset, a tuple of arrays, a DataBundle.
         granularity: ``"filter"`` (structured) or ``"weight"`` (unstructured).
-        scope, min_keep, reduction, normalization: Passed to ``make_plan``.
+        scope, min_keep, reduction, normalization, round_to: Passed to ``make_plan``
+            (``round_to``: every group keeps a multiple of it, or all).
         score_options: Passed to ``ScoringContext`` (num_samples, samples_per_class, ...).
         ignored_layers: Layers the channel analysis leaves alone.
         log_dir: TensorBoard folder for per-round summaries (None: no summaries).
@@ -116,7 +117,7 @@ class PruningCallback(keras.callbacks.Callback):
     def __init__(self, measure, schedule, data, *, granularity="filter", scope="global",
                  min_keep=0.05, reduction="sum", normalization="none", score_options=None,
                  ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0,
-                 log_gradient_norms=False):
+                 log_gradient_norms=False, round_to=1):
         super().__init__()
         self.measure = get_measure(measure)
         self._measure_spec = measure
@@ -125,7 +126,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.granularity = granularity
         self.plan_options = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
                              "normalization": normalization,
-                             "ignored_layers": tuple(ignored_layers)}
+                             "ignored_layers": tuple(ignored_layers), "round_to": int(round_to)}
         self.score_options = dict(score_options or {})
         self.log_dir = log_dir
         self.plan_dir = Path(plan_dir) if plan_dir else None

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfprune.importance.scores import check_finite, check_informative
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup
+from tfprune.pruning.rounding import round_keep
 from tfprune.storage import StorageError, read_pair, stem, write_pair
 
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max,
@@ -181,7 +182,7 @@ def _layer_quotas(units, limits, count) -> list[int]:
 def make_plan(
     model: keras.Model, scores, target: float, *, scope: str = "global",
     min_keep: float = 0.05, reduction: str = "sum", normalization: str = "none",
-    previous: PruningPlan | None = None, ignored_layers=(),
+    previous: PruningPlan | None = None, ignored_layers=(), round_to: int = 1,
 ) -> PruningPlan:
     """Decides which channels to remove so that ``target`` of them are gone.
 
@@ -201,6 +202,10 @@ def make_plan(
             none (the paper), l2, max, sum.
         previous: The plan of the previous round; its removed channels stay removed.
         ignored_layers: Layers the channel analysis leaves alone.
+        round_to: Every group keeps a multiple of this many channels (or all of
+            them), the best-scored ones; the total removed is then as close to
+            ``target`` as the rounding allows (``tfprune.pruning.rounding``).
+            Structured plans only; 1 (default) does not round.
 
     Returns:
         A ``PruningPlan``.
@@ -215,7 +220,10 @@ def make_plan(
     reduction = (getattr(scores, "metadata", None) or {}).get("group_reduction", reduction)
     _check_options(target, scope, min_keep, reduction, normalization)
     granularity = getattr(scores, "granularity", None) or _infer_granularity(scores)
-    settings = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
+    if round_to < 1 or (round_to > 1 and granularity == "weight"):
+        raise PlanError(f"round_to must be an integer >= 1 for a structured plan, got "
+                        f"{round_to!r} ({granularity} granularity).")
+    settings = {"scope": scope, "min_keep": min_keep, "reduction": reduction, "round_to": round_to,
                 "normalization": normalization, "measure": getattr(scores, "measure", None),
                 "ignored_layers": list(ignored_layers),
                 "batchnorm": (getattr(scores, "metadata", None) or {}).get("batchnorm")}
@@ -230,10 +238,13 @@ def make_plan(
     if previous is not None:
         prior = [previous.keep[str(g.index)] for g in groups]
     count = round(target * sum(g.size for g in groups))
-    keep = _select(units, floors, count, scope, prior)
+    if previous is not None:  # removed channels stay removed, even if rounding overshot
+        count = max(count, previous.removed)
+    keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
+                      round_to, prior)
     history = (previous.history if previous else []) + [
         {"round": len(previous.history) + 1 if previous else 1, "target": target,
-         "removed": count, "total": sum(g.size for g in groups)}]
+         "removed": int(sum((~k).sum() for k in keep)), "total": sum(g.size for g in groups)}]
     return PruningPlan("filter", [g.to_dict() for g in groups],
                        {str(g.index): k for g, k in zip(groups, keep, strict=True)},
                        {str(g.index): u for g, u in zip(groups, units, strict=True)},

@@ -98,7 +98,7 @@ class PruneExtension(TrainingExtension):
             ignored_layers=section["ignored_layers"], log_dir=run_dir / "tensorboard" / "pruning",
             plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
             else None, seed=self.config["train"]["seed"],
-            log_gradient_norms=section["log_gradient_norms"],
+            log_gradient_norms=section["log_gradient_norms"], round_to=section["round_to"],
         )
         return [self.callback]
 
