@@ -83,3 +83,21 @@ def test_a_measure_by_name_scores_at_the_compiled_training_temperature():
                                RoundsSchedule(0.5, rounds=1), (x, y))
     model.fit(x, y, epochs=1, verbose=0, callbacks=[explicit])
     assert explicit.measure.temperature == 2.0
+
+
+def test_a_measure_that_cannot_run_fails_before_the_first_epoch():
+    from tfprune.importance import ScoringError
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile("sgd", "binary_crossentropy")
+    x_data = np.random.default_rng(0).normal(size=(16, 6, 6, 2)).astype("float32")
+    y_data = np.arange(16) % 2
+    epochs = []
+    counter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs.append(e))
+    callback = PruningCallback("snip", RoundsSchedule(0.5, rounds=1), (x_data, y_data))
+    with pytest.raises(ScoringError, match="one output unit"):
+        model.fit(x_data, y_data, epochs=2, verbose=0, callbacks=[counter, callback])
+    assert epochs == []

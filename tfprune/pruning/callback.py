@@ -155,12 +155,24 @@ class PruningCallback(keras.callbacks.Callback):
                                          self.plan_options["ignored_layers"])
             self._total = prunable_units(self.model, self.granularity,
                                          self.plan_options["ignored_layers"])
+            self._preflight()
         self.enforcer.install()
         if self.plan is not None:
             self.enforcer.update(self.plan)
         if self.log_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
         self.model.make_train_function(force=True)
+
+    def _preflight(self) -> None:
+        """Scores once on a handful of samples, so a measure that cannot run on this model
+        and data (wrong loss, data that does not fit, a one-unit output) fails before any
+        epoch is trained rather than at the first round.
+        """
+        if not self.measure.requires:
+            return
+        options = {**self.score_options, "num_samples": 8, "samples_per_class": 1,
+                   "seed": self.seed}
+        self.measure.score(ScoringContext(self.model, self.data, **options), self.granularity)
 
     def _score(self, step: int):
         options = {**self.score_options, "seed": self.seed + step}
