@@ -164,9 +164,11 @@ class PruningCallback(keras.callbacks.Callback):
         self.model.make_train_function(force=True)
 
     def _preflight(self) -> None:
-        """Scores once on a handful of samples, so a measure that cannot run on this model
-        and data (wrong loss, data that does not fit, a one-unit output) fails before any
-        epoch is trained rather than at the first round.
+        """Scores once on a handful of samples before the first epoch.
+
+        A measure that cannot run on this model and data (a loss that does not
+        fit, data that does not fit the model, a one-unit output) then fails
+        before any epoch is trained rather than at the first round.
         """
         if not self.measure.requires:
             return
