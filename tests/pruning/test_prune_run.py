@@ -47,8 +47,9 @@ def test_prune_run_folder_counts_and_tensorboard(image_folder, tmp_path):
     events.Reload()
     tags = set(events.Tags()["tensors"])
     assert {"scores/block1_unit1_conv", "kept_ratio/block1_unit1_conv", "pruning/kept_fraction",
-            "pruning/kept_ratio_bars", "pruning/masks", "gradient_norm/block1_unit1_conv"} <= tags
-    steps = [event.step for event in events.Tensors("pruning/kept_fraction")]
+            "pruning/kept_total", "pruning/masks", "pruning/scores", "pruning/summary",
+            "gradient_norm/block1_unit1_conv"} <= tags
+    steps = [event.step for event in events.Tensors("pruning/kept_total")]
     assert steps == [1, 2]
     for split in ("train", "validation"):  # per-epoch accuracy and loss, from Keras' callback
         curves = EventAccumulator(str(run / "tensorboard" / split), size_guidance={"tensors": 0})

@@ -16,6 +16,7 @@ from tfprune.losses import training_temperature
 from tfprune.pruning.groups import channel_groups
 from tfprune.pruning.masks import MaskEnforcer
 from tfprune.pruning.plan import PruningPlan, make_plan
+from tfprune.pruning.stats import layer_table
 from tfprune.pruning.summaries import write_round
 
 _PLAN_FILE = re.compile(r"epoch_(\d+)\.json$")
@@ -202,12 +203,15 @@ class PruningCallback(keras.callbacks.Callback):
         current = self.plan.fraction_removed if self.plan is not None else 0.0
         if should_prune and target > current:
             scores, context = self._score(step)
-            self.plan = self._plan_for(scores, target, self.plan)
+            previous, self.plan = self.plan, self._plan_for(scores, target, self.plan)
             self.enforcer.update(self.plan, self.model.optimizer)
             if self._writer is not None:
                 if self.log_gradient_norms and not context.gradient_norms():
                     context.gradients(self.measure.temperature)
-                write_round(self._writer, self.plan, scores, step, context.gradient_norms())
+                table = layer_table(self.model, self.plan) if self.granularity == "filter" \
+                    else None
+                write_round(self._writer, self.plan, scores, step, context.gradient_norms(),
+                            previous=previous, layer_table=table)
             if self.plan_dir is not None:
                 self.plan.save(self.plan_dir / f"epoch_{step:03d}")
         if logs is not None:

@@ -1,56 +1,57 @@
-"""TensorBoard summaries of a pruning round: score histograms, kept ratios, mask images."""
+"""TensorBoard summaries of a pruning round: labelled figures, score histograms, a table."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
+from tfprune.pruning import figures
 from tfprune.pruning.plan import PruningPlan
 
 
-def bar_chart(values: np.ndarray, height: int = 64, bar_width: int = 4) -> np.ndarray:
-    """A white-on-black bar chart of values in [0, 1] as an (height, width, 1) uint8 image."""
-    values = np.clip(np.asarray(values, np.float64), 0, 1)
-    image = np.zeros((height, max(len(values), 1) * bar_width, 1), np.uint8)
-    for i, value in enumerate(values):
-        top = height - int(round(value * height))
-        image[top:, i * bar_width:(i + 1) * bar_width - 1] = 255
-    return image
-
-
-def mask_image(masks: list[np.ndarray], column_width: int = 4) -> np.ndarray:
-    """Masks as an image: one column per group, one row per channel; kept white, removed black.
-
-    Rows past a group's size are grey.
-    """
-    rows = max(mask.size for mask in masks)
-    image = np.full((rows, len(masks) * column_width, 1), 96, np.uint8)
-    for i, mask in enumerate(masks):
-        image[:mask.size, i * column_width:(i + 1) * column_width - 1, 0] = np.where(
-            mask, 255, 0)[:, None]
-    return image
-
-
 def write_round(writer, plan: PruningPlan, scores: dict, epoch: int,
-                gradient_norms: dict | None = None) -> None:
+                gradient_norms: dict | None = None, *, previous: PruningPlan | None = None,
+                layer_table: dict | None = None) -> None:
     """Writes one round's summaries at step ``epoch``.
 
-    Tags: ``scores/<layer>`` (histograms), ``kept_ratio/<layer>`` and
-    ``pruning/kept_fraction`` (scalars), ``pruning/kept_ratio_bars`` and
-    ``pruning/masks`` (images), ``gradient_norm/<layer>`` (scalars, when the
-    measure computed gradients).
+    Images (``tfprune.pruning.figures``, paged for large models):
+    ``pruning/kept_fraction`` (kept fraction per layer, the target as a line),
+    ``pruning/masks`` (structured plans: kept / removed before / removed now per
+    channel group) and ``pruning/scores`` (per-layer score distributions).
+    Text: ``pruning/summary`` (a Markdown table per layer). Scalars:
+    ``kept_ratio/<layer>``, ``pruning/kept_total`` and ``gradient_norm/<layer>``
+    (when the measure computed gradients). Histograms: ``scores/<layer>``.
+
+    Args:
+        writer: A ``tf.summary`` file writer.
+        plan: The round's plan.
+        scores: The scores it was made from.
+        epoch: The step.
+        gradient_norms: ``{layer: norm}`` or None.
+        previous: The plan before this round (colours "removed now").
+        layer_table: ``tfprune.pruning.stats.layer_table(model, plan)``, for the
+            text table's params and FLOPs.
     """
     kept = plan.kept_per_layer()
+    if layer_table is not None:  # the model's order, input to output
+        order = {name: index for index, name in enumerate(layer_table)}
+        kept = dict(sorted(kept.items(), key=lambda item: order.get(item[0], len(order))))
+    target = plan.history[-1]["target"] if plan.history else plan.fraction_removed
     with writer.as_default(step=epoch):
         for name, values in scores.items():
             tf.summary.histogram(f"scores/{name}", np.asarray(values).ravel())
         for name, (left, original) in kept.items():
             tf.summary.scalar(f"kept_ratio/{name}", left / original)
-        tf.summary.scalar("pruning/kept_fraction", 1 - plan.fraction_removed)
-        ratios = np.array([left / original for left, original in kept.values()])
-        tf.summary.image("pruning/kept_ratio_bars", bar_chart(ratios)[None])
+        tf.summary.scalar("pruning/kept_total", 1 - plan.fraction_removed)
+        pages = figures.kept_fraction_figure(kept, target, epoch)
+        tf.summary.image("pruning/kept_fraction", pages, max_outputs=len(pages))
         if plan.granularity == "filter":
-            tf.summary.image("pruning/masks", mask_image(list(plan.keep.values()))[None])
+            pages = figures.mask_figure(plan.groups, plan.keep,
+                                        previous.keep if previous else None, epoch)
+            tf.summary.image("pruning/masks", pages, max_outputs=len(pages))
+        pages = figures.scores_figure(scores, epoch)
+        tf.summary.image("pruning/scores", pages, max_outputs=len(pages))
+        tf.summary.text("pruning/summary", figures.summary_markdown(kept, scores, layer_table))
         for name, norm in (gradient_norms or {}).items():
             tf.summary.scalar(f"gradient_norm/{name}", norm)
     writer.flush()
