@@ -12,7 +12,7 @@ def python_blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("page", ["handlers.md"])
+@pytest.mark.parametrize("page", ["handlers.md", "tensorboard.md"])
 def test_examples_run(page):
     blocks = python_blocks(DOCS / page)
     assert blocks, f"{page} has no Python example"

@@ -25,7 +25,7 @@ _SUBPACKAGES = ("check", "config", "data", "export", "handlers", "importance", "
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
               "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
               "run_pipeline": "pipeline", "register_layer_handler": "handlers",
-              "check_model": "check"}
+              "check_model": "check", "ScoreMonitor": "pruning"}
 
 
 def __getattr__(name):

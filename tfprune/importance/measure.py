@@ -256,6 +256,25 @@ def training_measure(measure, options: dict, training_temperature: float,
     return resolved
 
 
+def measure_for_model(spec, model) -> ImportanceMeasure:
+    """The measure a callback scores ``model`` with, by the rule configs and the CLI follow.
+
+    Given by name or config dict, g-based measures without an explicit
+    temperature take the one the model is compiled with
+    (``tfprune.losses.TemperatureCrossEntropy``; 1 for any other loss). A
+    measure object is used as it is.
+    """
+    from tfprune.losses import training_temperature
+
+    if isinstance(spec, ImportanceMeasure):
+        return spec
+    if isinstance(spec, dict):
+        name, options = spec.get("name"), {k: v for k, v in spec.items() if k != "name"}
+    else:
+        name, options = spec, {}
+    return training_measure(name, options, training_temperature(model))
+
+
 def measure_options(cls: type[ImportanceMeasure]) -> set[str]:
     """The constructor arguments a measure class accepts."""
     parameters = inspect.signature(cls.__init__).parameters.values()

@@ -10,11 +10,13 @@ Example:
 from tfprune.pruning.callback import PruningCallback, latest_plan, plan_files, prunable_units
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup, GraphError, channel_groups
 from tfprune.pruning.masks import MaskConstraint, MaskEnforcer, apply_plan, variable_masks
+from tfprune.pruning.monitor import ScoreMonitor
 from tfprune.pruning.plan import PlanError, PruningPlan, make_plan
 
 __all__ = [
     "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
-    "PlanError", "PruningCallback", "PruningPlan", "apply_plan", "channel_groups", "latest_plan",
+    "PlanError", "PruningCallback", "PruningPlan", "ScoreMonitor", "apply_plan",
+    "channel_groups", "latest_plan",
     "make_plan", "plan_files", "prunable_units", "variable_masks",
 ]
 

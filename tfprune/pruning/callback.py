@@ -10,9 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune.importance import ImportanceMeasure, ScoringContext, get_measure, prunable_layers
-from tfprune.importance.measure import training_measure
-from tfprune.losses import training_temperature
+from tfprune.importance import ScoringContext, get_measure, prunable_layers
+from tfprune.importance.measure import measure_for_model
 from tfprune.pruning.groups import channel_groups
 from tfprune.pruning.masks import MaskEnforcer
 from tfprune.pruning.plan import PruningPlan, make_plan
@@ -36,21 +35,6 @@ def latest_plan(plan_dir: str | os.PathLike, up_to_epoch: int) -> PruningPlan | 
     """The plan in force after ``up_to_epoch`` finished epochs, or None before any round."""
     epochs = [e for e in plan_files(plan_dir) if e <= up_to_epoch]
     return PruningPlan.load(plan_files(plan_dir)[max(epochs)]) if epochs else None
-
-
-def _resolve_measure(spec, model):
-    """A measure given by name or config scores at the model's training temperature.
-
-    The same rule as configs and the CLI (``training_measure``): g-based
-    measures without an explicit temperature take the one the model was
-    compiled with (``TemperatureCrossEntropy``; 1 for any other loss). A
-    measure object is used as it is.
-    """
-    if isinstance(spec, ImportanceMeasure):
-        return spec
-    name, options = (spec.get("name"), {k: v for k, v in spec.items() if k != "name"}) \
-        if isinstance(spec, dict) else (spec, {})
-    return training_measure(name, options, training_temperature(model))
 
 
 def check_schedule(schedule):
@@ -151,7 +135,7 @@ class PruningCallback(keras.callbacks.Callback):
             self._previous_probe = None
             if hasattr(self.schedule, "reset"):
                 self.schedule.reset()
-            self.measure = _resolve_measure(self._measure_spec, self.model)
+            self.measure = measure_for_model(self._measure_spec, self.model)
             self.enforcer = MaskEnforcer(self.model, self.granularity,
                                          self.plan_options["ignored_layers"])
             self._total = prunable_units(self.model, self.granularity,
