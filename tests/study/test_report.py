@@ -102,3 +102,29 @@ def test_bad_input_is_refused(tmp_path):
         collect_runs([tmp_path / "missing"])
     with pytest.raises(ValueError, match="metric must be"):
         build_report([], metric="median")
+
+
+def test_runs_become_hparams_trials_tensorboard_can_read(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    from tfprune.study.report import write_report
+
+    fake_run(tmp_path / "runs", "base-s0", 0.80)
+    fake_run(tmp_path / "runs", "mag-s0", 0.70, "magnitude")
+    write_report([tmp_path / "runs"], tmp_path / "out")
+    root = EventAccumulator(str(tmp_path / "out" / "hparams"))
+    root.Reload()
+    assert metadata.EXPERIMENT_TAG in root.summary_metadata
+    trial = EventAccumulator(str(tmp_path / "out" / "hparams" / "mag-s0"),
+                             size_guidance={"tensors": 0})
+    trial.Reload()
+    assert metadata.SESSION_START_INFO_TAG in trial.summary_metadata
+    content = trial.summary_metadata[metadata.SESSION_START_INFO_TAG].plugin_data.content
+    start = metadata.parse_session_start_info_plugin_data(content)
+    assert start.hparams["measure"].string_value == "Mag."
+    assert start.hparams["seed"].number_value == 0
+    (event,) = trial.Tensors("hparams/best_test_accuracy")
+    import tensorflow as tf
+
+    assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(0.70)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
@@ -40,6 +41,13 @@ def run(args) -> int:
     outcome = run_grid(items, progress=lambda line: print(line, flush=True))
     print(f"grid: {len(outcome['ran'])} ran, {len(outcome['done'])} already finished, "
           f"{len(outcome['failed'])} failed")
+    finished = [d for d in outcome["ran"] + outcome["done"] if (d / "summary.json").is_file()]
+    if finished:
+        from tfprune.study.hparams import write_hparams
+        from tfprune.study.report import read_run
+
+        folder = write_hparams([read_run(d) for d in finished], Path(args.runs_dir) / "hparams")
+        print(f"HParams dashboard: tensorboard --logdir {folder}")
     for run_dir in outcome["failed"]:
         print(f"  failed: {run_dir}")
     return 1 if outcome["failed"] else 0

@@ -338,7 +338,8 @@ def write_report(paths, output: str | os.PathLike,
     Writes ``report.md`` (Tables 1-3 for ``metric``, then for the other
     accuracy metric), ``report.csv`` (both metrics, with paired differences)
     and ``claims.md`` (which of the paper's claims hold at ``metric``,
-    ``tfprune.study.claims``) into ``output``.
+    ``tfprune.study.claims``) into ``output``, and every run as a TensorBoard
+    HParams trial into ``output/hparams`` (``tfprune.study.hparams``).
 
     Returns:
         The three paths.
@@ -359,4 +360,7 @@ def write_report(paths, output: str | os.PathLike,
     (output / "report.csv").write_text("".join(texts))
     (output / "claims.md").write_text(claims_markdown(check_claims(records,
                                                                    accuracy_metric=metric)))
+    from tfprune.study.hparams import write_hparams
+
+    write_hparams(records, output / "hparams")
     return output / "report.md", output / "report.csv", output / "claims.md"

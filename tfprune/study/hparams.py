@@ -1,0 +1,78 @@
+"""Runs as TensorBoard HParams trials: sort and filter a study's runs in TensorBoard.
+
+Each finished run folder becomes one trial: its measure, rounds, target,
+seed, network and dataset are the hyperparameters; best and final test
+accuracy, parameters and FLOPs after pruning (and LiteRT latency when a
+pipeline measured it) are the metrics. TensorBoard's HParams dashboard then
+shows them as a table and in parallel coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+#: Metric tag -> (display name, how to read it from summary.json / pipeline.json).
+METRICS = {
+    "hparams/best_test_accuracy": ("best test accuracy",
+                                   lambda s, p: s.get("best_test_accuracy")),
+    "hparams/final_test_accuracy": ("final test accuracy",
+                                    lambda s, p: s.get("final_test_accuracy")),
+    "hparams/params": ("parameters (after pruning)",
+                       lambda s, p: s.get("params_after", s.get("params"))),
+    "hparams/flops": ("FLOPs (after pruning)", lambda s, p: s.get("flops_after")),
+    "hparams/latency_ms": ("LiteRT latency, slim, 1 thread (ms)", lambda s, p: _latency(p)),
+}
+
+
+def _latency(pipeline: dict | None) -> float | None:
+    """The slimmed model's LiteRT batch-1 latency with one thread, if a pipeline timed it."""
+    for row in (pipeline or {}).get("bench", []):
+        if row.get("label") == "slim":
+            latencies = {str(k): v for k, v in (row.get("litert_ms") or {}).items()}
+            return latencies.get("1")
+    return None
+
+
+def _hyperparameters(record) -> dict:
+    return {"measure": record.measure or "base", "rounds": int(record.rounds),
+            "target": float(record.target), "seed": int(record.seed),
+            "network": record.network, "dataset": record.dataset}
+
+
+def write_hparams(records, log_dir: str | os.PathLike) -> Path:
+    """Writes one HParams trial per run record under ``log_dir`` (a subfolder per run).
+
+    Args:
+        records: ``tfprune.study.report.collect_runs`` output.
+        log_dir: The TensorBoard folder to write (``tensorboard --logdir`` it).
+
+    Returns:
+        ``log_dir`` as a Path.
+    """
+    from tensorboard.plugins.hparams import api as hp
+
+    log_dir = Path(log_dir)
+    rows = [(record, _hyperparameters(record)) for record in records]
+    domains = {}
+    for _, values in rows:
+        for key, value in values.items():
+            domains.setdefault(key, set()).add(value)
+    params = [hp.HParam(key, hp.Discrete(sorted(values))) for key, values in domains.items()]
+    metrics = [hp.Metric(tag, display_name=name) for tag, (name, _) in METRICS.items()]
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        hp.hparams_config(hparams=params, metrics=metrics)
+    for record, values in rows:
+        summary = json.loads((record.run_dir / "summary.json").read_text())
+        pipeline_path = record.run_dir / "pipeline.json"
+        pipeline = json.loads(pipeline_path.read_text()) if pipeline_path.is_file() else None
+        with tf.summary.create_file_writer(str(log_dir / record.run_dir.name)).as_default():
+            hp.hparams(values, trial_id=record.run_dir.name)
+            for tag, (_, read) in METRICS.items():
+                value = read(summary, pipeline)
+                if value is not None:
+                    tf.summary.scalar(tag, float(value), step=0)
+    return log_dir
