@@ -49,7 +49,11 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
         return [(layers[n].kernel, plan.keep[n].astype(np.float32)) for n in plan.keep]
     graph = ChannelGraph(model, plan.settings.get("ignored_layers", ignored_layers))
     check_plan_fits(graph, plan)
-    keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
+    return graph_variable_masks(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
+
+
+def graph_variable_masks(graph: ChannelGraph, keep: dict) -> list:
+    """``variable_masks`` for an analysed graph and ``{group index: keep-mask}``."""
     combined: dict[int, list] = {}
     for call in graph.calls:
         in_mask = graph.channel_mask(graph.layer_inputs.get(call.name), keep)

@@ -97,8 +97,23 @@ class PruningPlan:
                                "write it again.") from None
 
 
+def _check_budget(target: dict) -> tuple[str, float]:
+    """``(kind, value)`` of a budget target such as ``{"flops": 1e7}``."""
+    from tfprune.pruning.budget import BUDGETS  # budget reads masks, which reads this module
+
+    if len(target) != 1 or next(iter(target)) not in BUDGETS:
+        raise PlanError(f"a budget target is one of {{'flops': F}} or {{'params': P}}, got "
+                        f"{target!r}.")
+    kind, value = next(iter(target.items()))
+    if not isinstance(value, int | float) or value <= 0:
+        raise PlanError(f"target {kind} must be a number > 0, got {value!r}.")
+    return kind, float(value)
+
+
 def _check_options(target, scope, min_keep, reduction, normalization):
-    if not 0 <= target < 1:
+    if isinstance(target, dict):
+        _check_budget(target)
+    elif not 0 <= target < 1:
         raise PlanError(f"target must be in [0, 1), got {target}: it is the fraction removed.")
     if scope not in SCOPES:
         raise PlanError(f"scope must be one of {list(SCOPES)}, got {scope!r}.")
@@ -190,7 +205,11 @@ def make_plan(
         model: The model the scores belong to.
         scores: What ``tfprune.score`` returns (filter or weight granularity).
         target: Fraction of prunable channels (weights) to remove, in [0, 1).
-            Structured: the channels of all prunable groups count once each.
+            Structured: the channels of all prunable groups count once each. Or a
+            budget the pruned model must fit, ``{"flops": F}`` (counted as
+            ``summary.json`` does: 2 x multiply-accumulates) or ``{"params": P}``:
+            channels go in order of score per unit of cost saved
+            (``tfprune.pruning.budget``).
         scope: ``"global"`` ranks all channels together on raw scores (the
             paper); ``"layer"`` removes the same fraction from every group.
         min_keep: No group keeps fewer than ``max(1, ceil(min_keep * size))``.
@@ -228,8 +247,11 @@ def make_plan(
                 "ignored_layers": list(ignored_layers),
                 "batchnorm": (getattr(scores, "metadata", None) or {}).get("batchnorm")}
     if granularity == "weight":
+        if isinstance(target, dict):
+            raise PlanError("budget targets ({'flops': ...}) need a structured (filter) plan.")
         return _weight_plan(scores, target, scope, min_keep, normalization, previous, settings)
-    groups = ChannelGraph(model, ignored_layers).groups
+    graph = ChannelGraph(model, ignored_layers)
+    groups = graph.groups
     if not groups:
         raise PlanError(f"model {model.name!r} has no prunable channel group.")
     units = [NORMALIZATIONS[normalization](group_scores(g, scores, reduction)) for g in groups]
@@ -237,11 +259,14 @@ def make_plan(
     prior = None
     if previous is not None:
         prior = [previous.keep[str(g.index)] for g in groups]
-    count = round(target * sum(g.size for g in groups))
-    if previous is not None:  # removed channels stay removed, even if rounding overshot
-        count = max(count, previous.removed)
-    keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
-                      round_to, prior)
+    if isinstance(target, dict):
+        keep = _budget_keep(model, graph, target, units, floors, prior, round_to)
+    else:
+        count = round(target * sum(g.size for g in groups))
+        if previous is not None:  # removed channels stay removed, even if rounding overshot
+            count = max(count, previous.removed)
+        keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
+                          round_to, prior)
     history = (previous.history if previous else []) + [
         {"round": len(previous.history) + 1 if previous else 1, "target": target,
          "removed": int(sum((~k).sum() for k in keep)), "total": sum(g.size for g in groups)}]
@@ -249,6 +274,18 @@ def make_plan(
                        {str(g.index): k for g, k in zip(groups, keep, strict=True)},
                        {str(g.index): u for g, u in zip(groups, units, strict=True)},
                        history, settings)
+
+
+def _budget_keep(model, graph, target: dict, units, floors, prior, round_to: int) -> list:
+    from tfprune.pruning.budget import CostModel, budget_keep
+
+    kind, value = _check_budget(target)
+    if round_to != 1:
+        raise PlanError("round_to with a budget target is not supported yet; use one of them.")
+    try:
+        return budget_keep(CostModel(model, graph, kind), units, floors, value, prior)
+    except ValueError as error:
+        raise PlanError(str(error)) from None
 
 
 def _infer_granularity(scores) -> str:
