@@ -56,3 +56,27 @@ def test_bad_budgets_fail_clearly():
         tfprune.make_plan(model, scores, {"latency": 3})
     with pytest.raises(tfprune.pruning.PlanError, match="cannot be met"):
         tfprune.make_plan(model, scores, {"flops": 10})
+
+
+def test_a_rounds_schedule_reaches_a_flops_budget_at_its_last_round(image_folder, tmp_path):
+    import json
+
+    from tfprune.config import load_config
+    from tfprune.pruning.runner import prune
+
+    def config(target_override):
+        return load_config(None, [
+            "model.name=vgg11", "model.width_multiplier=0.125", f"data.source={image_folder}",
+            "data.batch_size=9", "train.epochs=3", "train.verbose=0",
+            f"run.dir={tmp_path / 'run'}", "prune.measure=magnitude", "prune.rounds=2",
+            target_override])
+
+    dense = tfprune.models.build("vgg11", width_multiplier=0.125, num_classes=3,
+                                 input_shape=(32, 32, 3))
+    budget = 0.5 * flops(dense)
+    result = prune(config(f"prune.target.flops={budget}"))
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert 0.98 * budget <= summary["flops_after"] <= budget
+    rows = [json.loads(p.read_text()) for p in sorted((result.run_dir / "plans").glob("*.json"))]
+    first_budget = rows[0]["history"][-1]["target"]["flops"]
+    assert len(rows) == 2 and budget < first_budget < flops(dense)  # halfway in round 1

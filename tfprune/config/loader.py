@@ -119,7 +119,13 @@ def apply_overrides(config: dict, overrides: list[str] | None) -> dict:
         section, key, value = parse_override(text)
         if not isinstance(config.get(section, {}), dict):
             raise ConfigError(f"--set {text!r}: section {section!r} is not a mapping.")
-        config.setdefault(section, {})[key] = value
+        node = config.setdefault(section, {})
+        *parents, last = key.split(".")  # prune.target.flops=1e7 sets a nested mapping
+        for name in parents:
+            if not isinstance(node.get(name), dict):
+                node[name] = {}
+            node = node[name]
+        node[last] = value
     return config
 
 

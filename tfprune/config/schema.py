@@ -34,6 +34,17 @@ def _non_negative(value) -> bool:
     return value >= 0
 
 
+def _budget(value: dict) -> bool:
+    """``{flops: F}`` or ``{params: P}`` with a number > 0."""
+    if len(value) != 1:
+        return False
+    (key, number), = value.items()
+    try:  # YAML reads 1.5e7 (no sign in the exponent) as a string
+        return key in ("flops", "params") and float(number) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _choice(default, *choices) -> Field:
     return Field(default, (str,), lambda value: value in choices, "one of " + ", ".join(choices))
 
@@ -84,8 +95,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "prune": {
         "measure": Field("magnitude", (str,), allowed="a registered importance measure"),
         "measure_options": Field({}, (dict,), allowed="a mapping, e.g. {temperature: 200}"),
-        "target": Field(0.75, (float,), lambda v: 0 <= v < 1,
-                        "a number in [0, 1): the fraction of prunable filters removed"),
+        "target": Field(0.75, (float, dict), lambda v: _budget(v) if isinstance(v, dict)
+                        else 0 <= v < 1, "a number in [0, 1) (the fraction of prunable "
+                        "channels removed) or a budget {flops: F} / {params: P}"),
         "schedule": _choice("rounds", "rounds", "early_bird"),
         "rounds": Field(1, (int,), _positive, "an integer > 0 (and <= train.epochs)"),
         "split": _choice("even", "even", "front_loaded"),

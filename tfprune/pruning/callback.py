@@ -123,6 +123,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._writer = None
         self._previous_probe = None
         self._total = 0
+        self._initial_cost = None
 
     def on_train_begin(self, logs=None):
         """Installs the mask constraints (once per model) and retraces the train step.
@@ -147,6 +148,16 @@ class PruningCallback(keras.callbacks.Callback):
         if self.log_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
         self.model.make_train_function(force=True)
+
+    def _round_budget(self, budget: dict, step: int) -> dict:
+        """This round's budget: ``progress`` of the way from the unpruned cost to ``budget``."""
+        from tfprune.pruning.stats import flops, param_count
+
+        (kind, value), = budget.items()
+        if self._initial_cost is None:
+            self._initial_cost = (flops if kind == "flops" else param_count)(self.model)
+        progress = self.schedule.progress(step)
+        return {kind: self._initial_cost - progress * (self._initial_cost - value)}
 
     def _preflight(self) -> None:
         """Scores once on a handful of samples before the first epoch.
@@ -185,7 +196,10 @@ class PruningCallback(keras.callbacks.Callback):
             self._probe_early_bird(step)
         should_prune, target = self.schedule.decide(step)
         current = self.plan.fraction_removed if self.plan is not None else 0.0
-        if should_prune and target > current:
+        budget = getattr(self.schedule, "budget", None)
+        if should_prune and budget is not None:
+            target = self._round_budget(budget, step)
+        if should_prune and (budget is not None or target > current):
             scores, context = self._score(step)
             previous, self.plan = self.plan, self._plan_for(scores, target, self.plan)
             self.enforcer.update(self.plan, self.model.optimizer)

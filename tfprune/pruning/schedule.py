@@ -17,10 +17,24 @@ PruningSchedule = import_tfmot().sparsity.keras.PruningSchedule
 SPLITS = ("even", "front_loaded")
 
 
-def _check_target(target: float) -> float:
+def _check_target(target):
+    """A fraction in [0, 1), or a budget ``{"flops": F}`` / ``{"params": P}`` with F, P > 0."""
+    if isinstance(target, dict):
+        if len(target) != 1 or next(iter(target)) not in ("flops", "params") or not (
+                float(next(iter(target.values()))) > 0):
+            raise ValueError(f"a budget target is {{'flops': F}} or {{'params': P}} with a "
+                             f"value > 0, got {target!r}.")
+        return {key: float(value) for key, value in target.items()}
     if not 0 <= float(target) < 1:
         raise ValueError(f"target must be in [0, 1), got {target}: the fraction removed.")
     return float(target)
+
+
+def _check_fraction(target) -> float:
+    if isinstance(target, dict):
+        raise ValueError(f"EarlyBirdSchedule takes a fraction target, not a budget {target!r}; "
+                         "use RoundsSchedule for budgets.")
+    return _check_target(target)
 
 
 class _EpochSchedule(PruningSchedule):
@@ -48,7 +62,10 @@ class RoundsSchedule(_EpochSchedule):
     """Prune in ``rounds`` rounds, one per epoch from the first, to ``target`` in total.
 
     Args:
-        target: The fraction of prunable filters removed after the last round.
+        target: The fraction of prunable filters removed after the last round,
+            or a budget the model must fit after it: ``{"flops": F}`` or
+            ``{"params": P}``. Round k of N then asks for the budget k / N of
+            the way from the unpruned model's cost (``progress``).
         rounds: N; 1 is one-shot pruning after the first epoch.
         split: ``"even"``: round k brings the total to k * target / N (the
             paper's text). ``"front_loaded"``: round k removes
@@ -69,9 +86,20 @@ class RoundsSchedule(_EpochSchedule):
         """Constructor arguments."""
         return {"target": self.target, "rounds": self.rounds, "split": self.split}
 
+    @property
+    def budget(self) -> dict | None:
+        """The budget target, or None for a fraction."""
+        return self.target if isinstance(self.target, dict) else None
+
+    def progress(self, step: int) -> float:
+        """How far toward the budget the round after epoch ``step`` goes (k / N)."""
+        return min(max(step, 0), self.rounds) / self.rounds
+
     def sparsity_after(self, round_index: int) -> float:
         """The cumulative fraction removed after round ``round_index`` (1-based)."""
         k, n, p = round_index, self.rounds, self.target
+        if self.budget is not None:
+            return self.progress(k)
         if self.split == "even":
             return k * p / n
         return 1 - n * (1 - p) / (k * p + n * (1 - p))
@@ -106,7 +134,7 @@ class EarlyBirdSchedule(_EpochSchedule):
 
     def __init__(self, target: float, threshold: float = 0.1, patience: int = 5,
                  max_epochs: int = 30):
-        self.target = _check_target(target)
+        self.target = _check_fraction(target)
         self.threshold = float(threshold)
         self.patience = int(patience)
         self.max_epochs = int(max_epochs)

@@ -37,6 +37,8 @@ def write_round(writer, plan: PruningPlan, scores: dict, epoch: int,
         order = {name: index for index, name in enumerate(layer_table)}
         kept = dict(sorted(kept.items(), key=lambda item: order.get(item[0], len(order))))
     target = plan.history[-1]["target"] if plan.history else plan.fraction_removed
+    if isinstance(target, dict):  # a budget: draw the fraction it came to
+        target = plan.fraction_removed
     with writer.as_default(step=epoch):
         for name, values in scores.items():
             tf.summary.histogram(f"scores/{name}", np.asarray(values).ravel())
