@@ -49,6 +49,19 @@ def real_images(count: int, size: int):
     return images / 127.5 - 1.0, data.test_split.labels[:count]
 
 
+def dense_litert_error(model, images) -> float:
+    """LiteRT vs Keras on the model as it is (no pruning), relative to the output's scale."""
+    import tempfile
+    from pathlib import Path
+
+    from tfprune.export.tflite import export_tflite, run_tflite
+
+    expected = np.asarray(model(images[:4], training=False))
+    with tempfile.TemporaryDirectory() as folder:
+        actual = run_tflite(export_tflite(model, Path(folder) / "dense.tflite"), images[:4])
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="keras.applications names (default: all)")
@@ -56,6 +69,9 @@ def main() -> int:
     parser.add_argument("--no-tflite", action="store_true")
     parser.add_argument("--float64", action="store_true",
                         help="build the models in float64 and skip the LiteRT export")
+    parser.add_argument("--dense-litert", action="store_true",
+                        help="also export the unpruned model and report its own LiteRT error "
+                             "(how much LiteRT's float kernels differ from Keras on this model)")
     args = parser.parse_args()
     if args.float64:
         keras.config.set_floatx("float64")
@@ -69,6 +85,9 @@ def main() -> int:
             check = check_model(model, images.astype(keras.config.floatx()), labels,
                                 tflite=not (args.no_tflite or args.float64))
             result = "pass" if check.passed else "FAIL"
+            if args.dense_litert:
+                error = dense_litert_error(model, images)
+                result += f" (dense model's own LiteRT error {error:.1e})"
             print(f"| {name} | {check.groups} | {check.params_before:,} | "
                   f"{check.params_after:,} | {check.slim_error:.1e} | {check.tflite_error:.1e} | "
                   f"{check.seconds:.0f} | {result} |", flush=True)
