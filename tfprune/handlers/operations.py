@@ -24,7 +24,7 @@ from keras.src.ops import numpy as numpy_ops
 
 from tfprune.handlers.analysis import GraphError, Layout
 from tfprune.handlers.base import LayerHandler, block, merge, pass_through
-from tfprune.handlers.structure import reshape
+from tfprune.handlers.structure import ReshapeHandler
 
 
 class OperationHandler(LayerHandler):
@@ -77,20 +77,6 @@ class ConcatenateOp(OperationHandler):
         if any(layout.tiles != 1 for layout in layouts):
             raise GraphError(f"{layer.name!r}: concatenating flattened tensors.")
         analysis.set_layout(outputs[0], Layout(sum((lay.spaces for lay in layouts), ())))
-
-
-class ReshapeOp(OperationHandler):
-    """ops.reshape: as the Reshape layer; slim rewrites the new shape's last axis."""
-
-    def analyse(self, analysis, layer, inputs, outputs):
-        reshape(analysis, layer, inputs, outputs)
-
-    def slim(self, layer, context):
-        config = layer.get_config()
-        index = context.output_index(layer)
-        if index is not None and "newshape" in config:
-            config["newshape"] = (*tuple(config["newshape"])[:-1], int(index.size))
-        return config, []
 
 
 class TransposeOp(OperationHandler):
@@ -156,7 +142,7 @@ OPERATION_HANDLERS = {
     _UNARY + _BINARY: ElementwiseOp(),
     _REDUCTIONS: ReductionOp(),
     _classes(numpy_ops, "Concatenate"): ConcatenateOp(),
-    _classes(numpy_ops, "Reshape"): ReshapeOp(),
+    _classes(numpy_ops, "Reshape"): ReshapeHandler("newshape"),
     _classes(numpy_ops, "Transpose"): TransposeOp(),
     _classes(numpy_ops, "ExpandDims Squeeze"): ShapeOp(),
     _MIXING: MixingOp(),

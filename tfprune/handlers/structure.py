@@ -82,7 +82,15 @@ def reshape(analysis, layer, inputs, outputs) -> None:
 
 
 class ReshapeHandler(LayerHandler):
-    """Reshape: the target's last axis shrinks to the kept channels."""
+    """Reshape layer or ``keras.ops.reshape``: the new shape's last axis shrinks with the channels.
+
+    Args:
+        shape_key: The config key holding the new shape (``target_shape`` for the
+            layer, ``newshape`` for the op).
+    """
+
+    def __init__(self, shape_key: str = "target_shape"):
+        self.shape_key = shape_key
 
     def analyse(self, analysis, layer, inputs, outputs):
         reshape(analysis, layer, inputs, outputs)
@@ -91,7 +99,7 @@ class ReshapeHandler(LayerHandler):
         config = layer.get_config()
         index = context.output_index(layer)
         if index is not None:
-            config["target_shape"] = (*tuple(config["target_shape"])[:-1], int(index.size))
+            config[self.shape_key] = (*tuple(config[self.shape_key])[:-1], int(index.size))
         return config, []
 
 
