@@ -10,6 +10,9 @@ model fails. ``--float64`` builds the models in float64 (no LiteRT export): deep
 untrained networks amplify float32 round-off, and float64 separates that from a
 pruning error.
 
+Each model runs in its own process, so memory (tens of GB over the largest
+models in one process) is returned between models.
+
 Usage:
     python scripts/check_models.py [NAME ...] [--images 32] [--no-tflite] [--float64]
 """
@@ -63,22 +66,37 @@ def dense_litert_error(model, images) -> float:
 
 
 def main() -> int:
+    import subprocess
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="keras.applications names (default: all)")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--no-tflite", action="store_true")
     parser.add_argument("--float64", action="store_true",
                         help="build the models in float64 and skip the LiteRT export")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dense-litert", action="store_true",
                         help="also export the unpruned model and report its own LiteRT error "
                              "(how much LiteRT's float kernels differ from Keras on this model)")
     args = parser.parse_args()
     if args.float64:
         keras.config.set_floatx("float64")
-    print("| model | groups | params | slimmed | slim error | LiteRT error | s | result |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    names = args.names or application_names()
+    if not args.one:
+        print("| model | groups | params | slimmed | slim error | LiteRT error | s | result |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+        options = [arg for arg in sys.argv[1:] if arg not in names]
+        failed = 0
+        for name in names:
+            child = subprocess.run([sys.executable, __file__, name, "--one", *options],
+                                   stdout=subprocess.PIPE, text=True)
+            row = child.stdout.strip() or (f"| {name} | | | | | | | FAIL: the process ended "
+                                           f"with code {child.returncode} |")
+            print(row, flush=True)
+            failed += child.returncode != 0
+        return 1 if failed else 0
     failed = 0
-    for name in args.names or application_names():
+    for name in names:
         try:
             model = build(name)
             images, labels = real_images(args.images, int(model.inputs[0].shape[1]))
