@@ -58,6 +58,8 @@ def test_tune_runs_trials_as_run_folders_and_continues(image_folder, tmp_path, c
         assert summary["best_test_accuracy"] == pytest.approx(trial["metrics"]["score"])
         assert summary["fraction_removed"] == pytest.approx(trial["hyperparameters"]["target"],
                                                             abs=0.01)
+    trial_logs = sorted(p.name for p in (run / "hparams").iterdir() if p.is_dir())
+    assert trial_logs == sorted(f"trial_{t['trial']}" for t in result["trials"])  # HParams
     # The same command again: the search is complete, nothing is retrained.
     stamps = {p: p.stat().st_mtime for p in run.glob("trials/*/summary.json")}
     assert main(["tune", str(path), "--set", f"run.dir={run}"]) == 0

@@ -130,6 +130,8 @@ TUNERS = {"random": PruningRandomSearch, "bayesian": PruningBayesianOptimization
 def tune(config: dict) -> dict:
     """Searches the config's ``tune`` space; returns and saves ``RUN_DIR/tuning.json``.
 
+    Every finished trial also becomes a TensorBoard HParams trial in ``RUN_DIR/hparams``.
+
     Returns:
         ``{"best": {hyperparameters, metrics, run_dir}, "trials": [...]}``, the
         trials ordered by score.
@@ -156,6 +158,11 @@ def tune(config: dict) -> dict:
         })
     result = {"best": trials[0] if trials else None, "trials": trials}
     (run_dir / "tuning.json").write_text(json.dumps(result, indent=2) + "\n")
+    if (run_dir / "trials").is_dir():
+        from tfprune.study.hparams import write_hparams
+        from tfprune.study.report import collect_runs
+
+        write_hparams(collect_runs([run_dir / "trials"]), run_dir / "hparams")
     return result
 
 
