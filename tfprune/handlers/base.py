@@ -151,6 +151,14 @@ def follow(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
     analysis.set_layout(outputs[0], layout)
 
 
+def follow_unless(analysis: ChannelAnalysis, layer, inputs, outputs, why: str | None) -> None:
+    """``follow``, or ``block`` for ``why`` when the layer cannot follow as configured."""
+    if why:
+        block(analysis, layer, inputs, outputs, why)
+    else:
+        follow(analysis, layer, inputs, outputs)
+
+
 def source(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
     """Consumes its input channels and creates a new space for its output channels."""
     if inputs:

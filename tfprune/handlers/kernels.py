@@ -10,7 +10,7 @@ from tfprune.handlers.base import (
     axis_mask,
     bias_masks,
     block,
-    follow,
+    follow_unless,
     source,
     take,
 )
@@ -130,11 +130,9 @@ class Depthwise(LayerHandler):
     kernel_attributes = ("kernel",)
 
     def analyse(self, analysis, layer, inputs, outputs):
-        if layer.depth_multiplier != 1:
-            block(analysis, layer, inputs, outputs,
-                  f"depth_multiplier={layer.depth_multiplier} keeps its channels")
-            return
-        follow(analysis, layer, inputs, outputs)
+        multiplier = layer.depth_multiplier
+        follow_unless(analysis, layer, inputs, outputs, None if multiplier == 1 else
+                      f"depth_multiplier={multiplier} keeps its channels")
 
     def variable_masks(self, layer, in_mask, out_mask):
         if in_mask is None:

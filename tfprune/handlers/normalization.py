@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, block, follow, pass_through, take
+from tfprune.handlers.base import LayerHandler, block, follow_unless, pass_through, take
 
 
 def _channel_axes(layer, rank: int) -> set[int]:
@@ -19,11 +19,10 @@ class BatchNorm(LayerHandler):
     """BatchNormalization over the channel axis: gamma, beta and moving statistics per channel."""
 
     def analyse(self, analysis, layer, inputs, outputs):
-        if _channel_axes(layer, len(inputs[0].shape)) != {len(inputs[0].shape) - 1}:
-            block(analysis, layer, inputs, outputs,
-                  f"BatchNormalization over axis {layer.axis}, not the channel axis")
-            return
-        follow(analysis, layer, inputs, outputs)
+        rank = len(inputs[0].shape)
+        follow_unless(analysis, layer, inputs, outputs,
+                      None if _channel_axes(layer, rank) == {rank - 1} else
+                      f"BatchNormalization over axis {layer.axis}, not the channel axis")
 
     def variable_masks(self, layer, in_mask, out_mask):
         if in_mask is None:
