@@ -1,4 +1,4 @@
-"""Every keras.applications model through tfprune end to end (the README's model table).
+"""Every keras.applications model through tfprune end to end (docs/guides/models.md).
 
 For each model of the installed Keras, built with weights=None, classes=10,
 logits out (classifier_activation=None) and its smallest input: BN statistics

@@ -3,7 +3,7 @@
 keras.applications MobileNetV2 (32x32, weights=None, BN momentum 0.99) trained 2 epochs on
 500 CIFAR-10 images per class (../shared); then the logits' spread in inference and in
 training mode, and the fraction of ``proposed`` scores that are exactly 0 with BN in
-inference mode, recalibrated, and as ``batchnorm="auto"`` decides (README figures).
+inference mode, recalibrated, and as ``batchnorm="auto"`` decides (docs/guides/scoring.md).
 
 Usage: python scripts/measure_batchnorm.py
 """

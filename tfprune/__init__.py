@@ -7,7 +7,7 @@ Subpackages (imported on first use, so ``import tfprune`` stays light):
 (groups, plans, masks, schedules, callback), ``tfprune.slimming`` (physically
 smaller models), ``tfprune.export`` (TFLite / LiteRT export, verification,
 latency) and ``tfprune.pipeline`` (prune, slim, export and time, end to end).
-``tfprune.score``, ``tfprune.channel_groups``, ``tfprune.make_plan``,
+``tfprune.score``, ``tfprune.Pruner``, ``tfprune.channel_groups``, ``tfprune.make_plan``,
 ``tfprune.apply_plan``, ``tfprune.PruningPlan``, ``tfprune.slim``,
 ``tfprune.run_pipeline``, ``tfprune.register_layer_handler`` (``tfprune.handlers``:
 what tfprune knows about each layer type) and ``tfprune.check_model``
@@ -25,7 +25,7 @@ _SUBPACKAGES = ("check", "config", "data", "export", "handlers", "importance", "
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
               "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
               "run_pipeline": "pipeline", "register_layer_handler": "handlers",
-              "check_model": "check", "ScoreMonitor": "pruning"}
+              "check_model": "check", "ScoreMonitor": "pruning", "Pruner": "pruning"}
 
 
 def __getattr__(name):

@@ -59,7 +59,7 @@ def test_scoring_probabilities_as_logits_would_have_ranked_differently():
 
     model = build("dense_softmax")
     estimator = GradientEstimator(model)
-    estimator._forward = lambda x, training: model(x, training=training)  # the old behaviour
+    estimator.objective._forward = lambda x, training: model(x, training=training)  # old
     wrong = estimator.mean_gradient([DATA])
     right = GradientEstimator(model).mean_gradient([DATA])
     assert not np.allclose(wrong[0].numpy(), right[0].numpy(), rtol=1e-3)

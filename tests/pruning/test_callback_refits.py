@@ -91,13 +91,14 @@ def test_a_measure_that_cannot_run_fails_before_the_first_epoch():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 2))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
-    model.compile("sgd", "binary_crossentropy")
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.compile("sgd", "sparse_categorical_crossentropy")
     x_data = np.random.default_rng(0).normal(size=(16, 6, 6, 2)).astype("float32")
     y_data = np.arange(16) % 2
+    bad_labels = (x_data[:, 0, 0, :1] * 10).astype("float32")  # not class ids
     epochs = []
     counter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs.append(e))
-    callback = PruningCallback("snip", RoundsSchedule(0.5, rounds=1), (x_data, y_data))
-    with pytest.raises(ScoringError, match="one output unit"):
+    callback = PruningCallback("snip", RoundsSchedule(0.5, rounds=1), (x_data, bad_labels))
+    with pytest.raises(ScoringError, match="not class ids"):
         model.fit(x_data, y_data, epochs=2, verbose=0, callbacks=[counter, callback])
     assert epochs == []

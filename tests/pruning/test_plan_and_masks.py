@@ -91,17 +91,17 @@ def test_all_zero_or_constant_scores_are_refused_naming_the_layer():
             tfprune.make_plan(model, {"a": np.arange(1.0, 5.0), "b": values}, 0.5)
 
 
-def test_a_one_unit_sigmoid_classifier_is_refused_by_gradient_measures():
+def test_an_uncompiled_one_unit_linear_model_is_refused_by_gradient_measures():
     from tfprune.importance import ScoringError
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))  # a regression? a binary logit?
     data = (np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32"),
             np.zeros(8, int))
-    with pytest.raises(ScoringError, match="has one output unit"):
+    with pytest.raises(ScoringError, match="has one output unit and is not compiled"):
         tfprune.score(model, "grasp_abs", data, samples_per_class=8)
     tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)  # data-free still works
 

@@ -98,7 +98,9 @@ def _restore_statistics(layers, saved) -> None:
 
 
 def inference_spread(model: keras.Model, forward, inputs) -> tuple[float, float]:
-    """Mean per-output standard deviation over a batch, in inference and in training mode.
+    """Mean per-unit standard deviation over a batch, in inference and in training mode.
+
+    For several outputs, the mean over them.
 
     The training-mode pass runs with the moving statistics saved and restored,
     so the model is left as it was.
@@ -106,8 +108,13 @@ def inference_spread(model: keras.Model, forward, inputs) -> tuple[float, float]
     layers = batch_norm_layers(model)
     saved = _saved_statistics(layers)
     try:
-        inference = np.asarray(forward(inputs, training=False), np.float64)
-        training = np.asarray(forward(inputs, training=True), np.float64)
+        inference = keras.tree.flatten(forward(inputs, training=False))
+        training = keras.tree.flatten(forward(inputs, training=True))
     finally:
         _restore_statistics(layers, saved)
-    return float(inference.std(axis=0).mean()), float(training.std(axis=0).mean())
+    return _spread(inference), _spread(training)
+
+
+def _spread(outputs: list) -> float:
+    """The mean over outputs and units of the standard deviation over the batch."""
+    return float(np.mean([np.asarray(out, np.float64).std(axis=0).mean() for out in outputs]))

@@ -23,9 +23,15 @@ from tfprune.importance.batchnorm import (
     recalibrated_batchnorm,
 )
 from tfprune.importance.gradients import GradientEstimator
-from tfprune.importance.logits import logits_function
+from tfprune.importance.objective import ScoringObjective
 from tfprune.importance.prunable import PrunableLayer, prunable_layers
-from tfprune.importance.samples import SampleError, class_memory, gradient_batches
+from tfprune.importance.samples import (
+    SampleError,
+    batch_size_of,
+    gradient_batches,
+    memory_batches,
+    scoring_memory,
+)
 from tfprune.importance.scores import ScoringError
 
 #: Largest memory the default ``hessian_batch_size`` takes in one nested pass.
@@ -35,19 +41,24 @@ FUSED_MEMORY_LIMIT = 256
 _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def estimator_for(model: keras.Model, hessian_variables=None) -> GradientEstimator:
+def estimator_for(model: keras.Model, hessian_variables=None,
+                  objective: ScoringObjective | None = None) -> GradientEstimator:
     """Returns the model's ``GradientEstimator``, creating it on first use.
 
     Args:
         model: The Keras model.
         hessian_variables: The variables Hg is taken for (None: all trainable);
             a different list than the cached estimator's makes a new one.
+        objective: The loss (default: the model's own); one with another
+            ``key`` than the cached estimator's makes a new one.
     """
     estimator = _ESTIMATORS.get(model)
     wanted = list(model.trainable_variables if hessian_variables is None else hessian_variables)
+    objective = objective or ScoringObjective(model)
     if (estimator is None or estimator.variables != list(model.trainable_variables)
-            or [id(v) for v in estimator.hessian_variables] != [id(v) for v in wanted]):
-        estimator = GradientEstimator(model, hessian_variables=wanted)
+            or [id(v) for v in estimator.hessian_variables] != [id(v) for v in wanted]
+            or estimator.objective.key != objective.key):
+        estimator = GradientEstimator(model, hessian_variables=wanted, objective=objective)
         _ESTIMATORS[model] = estimator
     return estimator
 
@@ -60,11 +71,15 @@ class ScoringContext:
     """A model, its scoring samples and the cached g / Hg computed from them.
 
     Args:
-        model: A built Keras model mapping images to logits.
-        data: None (data-free measures only), a ``tf.data.Dataset`` of
-            ``(images, labels)``, a tuple of NumPy arrays or a ``DataBundle``.
+        model: A built Keras model.
+        data: None (data-free measures only); ``(x, y)`` or ``(x, y,
+            sample_weight)`` NumPy arrays (``x``, ``y`` may be lists or dicts);
+            a ``tf.data.Dataset`` of such tuples or of dicts (see
+            ``data_keys``); a ``keras.utils.PyDataset``; or a ``DataBundle``.
         num_samples: Training samples averaged into g (the reference: 2560).
         samples_per_class: Size per class of the memory for Hg (GraSP: 10).
+            Without class labels (a regression loss), the memory is
+            ``samples_per_class * 10`` samples drawn at random.
         batch_size: Batch size of the g passes over arrays, unbatched datasets
             and the memory.
         hessian_batch_size: Batch size of the Hg passes (their memory grows
@@ -88,6 +103,14 @@ class ScoringContext:
             ``DEGENERATE_RATIO`` of the spread with batch statistics, as early
             in training with a high BN momentum), then recalibrated. The choice
             is in ``batchnorm_used`` and the scores' metadata.
+        loss: The loss gradients are taken of: None (default) for the loss the
+            model is compiled with, else the paper's cross-entropy; or a Keras
+            loss, or a list / dict with one per output (see
+            ``tfprune.importance.objective``). Recorded in the metadata.
+        loss_weights: With ``loss``: per-output weights.
+        data_keys: For datasets of dicts: ``(input_keys, target_keys)`` or
+            ``(input_keys, target_keys, weight_key)``, each a key or list of
+            keys. Default: tfds' ``("image", "label")``.
 
     Example:
         >>> context = ScoringContext(model, (x_train, y_train), num_samples=512)
@@ -99,7 +122,8 @@ class ScoringContext:
         self, model: keras.Model, data=None, *, num_samples: int = 2560,
         samples_per_class: int = 10, batch_size: int = 128,
         hessian_batch_size: int | None = None, seed: int = 0, initial_weights=None,
-        include_output_layers: bool = False, batchnorm: str = "auto",
+        include_output_layers: bool = False, batchnorm: str = "auto", loss=None,
+        loss_weights=None, data_keys=None,
     ):
         for name, value in (("num_samples", num_samples), ("samples_per_class",
                             samples_per_class), ("batch_size", batch_size)):
@@ -128,14 +152,29 @@ class ScoringContext:
         self._stream = None
         self._memory = None
         self.samples_used: dict[str, int] = {}
+        self._loss, self._loss_weights = loss, loss_weights
+        self.data_keys = data_keys
+        self._objective: ScoringObjective | None = None
 
     # -- samples -----------------------------------------------------------------------
     def _require_data(self, what: str) -> None:
         if self.data is None:
             raise SampleError(
-                f"{what} needs data: pass a tf.data.Dataset of (images, labels) batches, a "
-                "tuple (images, labels) of NumPy arrays or a tfprune.data.DataBundle."
+                f"{what} needs data: pass (x, y) NumPy arrays, a tf.data.Dataset of (x, y) "
+                "batches, a keras.utils.PyDataset or a tfprune.data.DataBundle."
             )
+
+    @property
+    def loss_used(self) -> list[str] | None:
+        """The loss terms gradients were taken of, None if no gradient was taken."""
+        return None if self._objective is None else self._objective.description
+
+    @property
+    def objective(self) -> ScoringObjective:
+        """The loss gradients are taken of (built on first use)."""
+        if self._objective is None:
+            self._objective = ScoringObjective(self.model, self._loss, self._loss_weights)
+        return self._objective
 
     @property
     def _input_rank(self) -> int:
@@ -147,28 +186,29 @@ class ScoringContext:
             self._require_data("a gradient-based measure")
             self._stream = gradient_batches(
                 self.data, self.num_samples, input_rank=self._input_rank,
-                batch_size=self.batch_size, seed=self.seed,
+                batch_size=self.batch_size, seed=self.seed, keys=self.data_keys,
             )
-            self.samples_used["gradient"] = sum(len(labels) for _, labels in self._stream)
+            self.samples_used["gradient"] = sum(map(batch_size_of, self._stream))
             if not self.samples_used["gradient"]:
                 raise SampleError("data: no samples for the gradient.")
         return self._stream
 
-    def memory(self) -> tuple[np.ndarray, np.ndarray]:
-        """The class-balanced memory ``(images, labels)`` Hg is averaged over (drawn once)."""
+    def memory(self) -> tuple:
+        """The memory ``(x, y, sample_weight)`` Hg is averaged over (drawn once).
+
+        Class-balanced for a class loss, else random.
+        """
         if self._memory is None:
             self._require_data("a Hessian-gradient measure")
-            num_classes = int(self.model.outputs[0].shape[-1])
-            self._memory = class_memory(
-                self.data, num_classes, self.samples_per_class,
-                input_rank=self._input_rank, seed=self.seed,
+            self._memory = scoring_memory(
+                self.data, self.objective, self.samples_per_class,
+                input_rank=self._input_rank, seed=self.seed, keys=self.data_keys,
             )
-            self.samples_used["hessian"] = len(self._memory[1])
+            self.samples_used["hessian"] = batch_size_of(self._memory)
         return self._memory
 
     def _memory_batches(self, size: int) -> list:
-        images, labels = self.memory()
-        return [(images[i:i + size], labels[i:i + size]) for i in range(0, len(labels), size)]
+        return memory_batches(self.memory(), size)
 
     # -- cached quantities -------------------------------------------------------------
     def gradients(self, temperature: float) -> list[np.ndarray]:
@@ -193,7 +233,7 @@ class ScoringContext:
             return "inference"
         if self.batchnorm == "recalibrate":
             return "recalibrated"
-        inference, training = inference_spread(self.model, logits_function(self.model), images)
+        inference, training = inference_spread(self.model, self.objective.forward, images)
         if inference < DEGENERATE_RATIO * training:
             return (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
                     f"{training:.3g} with batch statistics)")
@@ -204,7 +244,7 @@ class ScoringContext:
         kernels = [layer.kernel for layer in self.layers]
         for kernel in kernels:
             self.position(kernel)
-        return estimator_for(self.model, kernels)
+        return estimator_for(self.model, kernels, self.objective)
 
     def hessian_gradients(self, temperature: float) -> tuple[list[np.ndarray], list]:
         """``(g, Hg)`` over the class-balanced memory at ``temperature``, as GraSP computes them.
@@ -221,10 +261,11 @@ class ScoringContext:
 
     def _compute_hessian_gradients(self, key: float) -> tuple[list[np.ndarray], list]:
         estimator = self._estimator()
-        images, labels = self.memory()
-        hg_batch = self.hessian_batch_size or min(len(labels), FUSED_MEMORY_LIMIT)
-        if hg_batch >= len(labels):  # the whole memory at once: one fused pass
-            g, hg = estimator.gradient_and_hessian_gradient(images, labels, key)
+        memory = self.memory()
+        size = batch_size_of(memory)
+        hg_batch = self.hessian_batch_size or min(size, FUSED_MEMORY_LIMIT)
+        if hg_batch >= size:  # the whole memory at once: one fused pass
+            g, hg = estimator.gradient_and_hessian_gradient(*memory, temperature=key)
         else:
             # g is a plain mean, so its pass may take larger batches than the Hg passes.
             g = estimator.mean_gradient(self._memory_batches(self.batch_size), key)

@@ -2,10 +2,10 @@
 
 Never builds the Hessian: ``Hg = d/dtheta [ sum_i stop_gradient(g_i) * dL/dtheta_i ]``
 costs about three gradient passes per batch (forward, backward, and the
-backward of the backward). BatchNorm runs in inference mode and
-the cross-entropy is taken on ``logits / temperature``, as the reference code does.
-A model ending in a softmax or sigmoid is scored on the logits before it
-(``tfprune.importance.logits``).
+backward of the backward). BatchNorm runs in inference mode. The loss is the
+model's own (``tfprune.importance.objective``): the compiled or given loss,
+else the paper's cross-entropy; cross-entropies are taken on
+``logits / temperature``, looking through a final softmax or sigmoid.
 """
 
 from __future__ import annotations
@@ -13,26 +13,19 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfprune.importance.logits import logits_function
-from tfprune.importance.scores import ScoringError
-
-
-def _loss(forward, images, labels, temperature: float) -> tf.Tensor:
-    """Mean cross-entropy of ``softmax(forward(images) / temperature)``, BN in inference mode.
-
-    Not ``TemperatureCrossEntropy``: a Keras ``Loss`` object casts to floatx
-    (float32), which would cap the precision of float64 models.
-    """
-    logits = forward(images, training=False)
-    temperature = tf.cast(temperature, logits.dtype)
-    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-        labels, logits / temperature, from_logits=True
-    ))
+from tfprune.importance.objective import ScoringObjective
 
 
 def _dense(gradients) -> list:
     """Gradients as dense tensors: an Embedding's sparse ``IndexedSlices`` are scattered."""
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+
+
+def _batch(batch) -> tuple:
+    """``(inputs, targets)`` or ``(inputs, targets, sample_weight)`` as a triple."""
+    if len(batch) == 2:
+        return batch[0], batch[1], None
+    return tuple(batch)
 
 
 class GradientEstimator:
@@ -48,10 +41,13 @@ class GradientEstimator:
     every trainable variable, since Hg's rows sum over all of them.
 
     Args:
-        model: A built Keras model mapping images to logits.
-        temperature: The default temperature: logits are divided by it in the loss.
+        model: A built Keras model.
+        temperature: The default temperature: logits are divided by it in a
+            cross-entropy loss.
         hessian_variables: The trainable variables Hg is returned for, in this
             order; None (default): all of ``model.trainable_variables``.
+        objective: The ``ScoringObjective`` (default: the model's own loss, see
+            ``tfprune.importance.objective``).
 
     Example:
         >>> estimator = GradientEstimator(model, temperature=1.0)
@@ -59,32 +55,20 @@ class GradientEstimator:
         >>> hg = estimator.hessian_gradient_product(g, batches)
     """
 
-    def __init__(self, model: keras.Model, temperature: float = 1.0, hessian_variables=None):
+    def __init__(self, model: keras.Model, temperature: float = 1.0, hessian_variables=None,
+                 objective: ScoringObjective | None = None):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.model = model
         self.temperature = float(temperature)
         self.variables = list(model.trainable_variables)
         self.hessian_variables = self._check_hessian_variables(hessian_variables)
-        if not getattr(model, "inputs", None) or len(model.inputs) != 1:
-            raise ValueError(f"model {model.name!r} must be built with exactly one input.")
-        if int(model.outputs[0].shape[-1]) < 2:
-            raise ScoringError(
-                f"model {model.name!r} has one output unit (a binary classifier or a "
-                "regression): gradient measures take a cross-entropy over classes, which is "
-                "constant for one unit, so their scores would be meaningless. Use a data-free "
-                "measure (magnitude) or give the model one output per class.")
-        self._forward = logits_function(model)
-        image_spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
-        self._input_dtype = image_spec.dtype
-        batch_specs = [image_spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float64)]
-        g_spec = [tf.TensorSpec(v.shape, v.dtype) for v in self.variables]
-        self._gradient_fn = tf.function(self._batch_gradient, input_signature=batch_specs)
-        self._hvp_fn = tf.function(
-            self._batch_hessian_gradient, input_signature=[*batch_specs, g_spec]
-        )
+        self.objective = objective or ScoringObjective(model)
+        self._input_dtypes = [tensor.dtype for tensor in model.inputs]
+        self._gradient_fn = tf.function(self._batch_gradient, reduce_retracing=True)
+        self._hvp_fn = tf.function(self._batch_hessian_gradient, reduce_retracing=True)
         self._fused_fn = tf.function(self._batch_gradient_and_hessian_gradient,
-                                     input_signature=batch_specs)
+                                     reduce_retracing=True)
 
     def _check_hessian_variables(self, variables) -> list:
         if variables is None:
@@ -99,31 +83,31 @@ class GradientEstimator:
             )
         return variables
 
-    def _batch_gradient(self, images, labels, temperature):
+    def _batch_gradient(self, inputs, targets, weights, temperature):
         with tf.GradientTape() as tape:
-            loss = _loss(self._forward, images, labels, temperature)
+            loss = self.objective(inputs, targets, weights, temperature)
         return _dense(tape.gradient(loss, self.variables))
 
-    def _batch_hessian_gradient(self, images, labels, temperature, g):
+    def _batch_hessian_gradient(self, inputs, targets, weights, temperature, g):
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-                loss = _loss(self._forward, images, labels, temperature)
+                loss = self.objective(inputs, targets, weights, temperature)
             grads = _dense(inner.gradient(loss, self.variables))
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
         return _dense(outer.gradient(z, self.hessian_variables))
 
-    def _batch_gradient_and_hessian_gradient(self, images, labels, temperature):
+    def _batch_gradient_and_hessian_gradient(self, inputs, targets, weights, temperature):
         """One batch's g and Hg in one nested pass: Hg = d/dtheta (||g||^2 / 2)."""
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-                loss = _loss(self._forward, images, labels, temperature)
+                loss = self.objective(inputs, targets, weights, temperature)
             grads = _dense(inner.gradient(loss, self.variables))
             z = 0.5 * tf.add_n([tf.reduce_sum(grad * grad) for grad in grads])
         return grads, _dense(outer.gradient(z, self.hessian_variables))
 
     def gradient_and_hessian_gradient(
-        self, images, labels, temperature: float | None = None
+        self, inputs, targets, sample_weight=None, temperature: float | None = None
     ) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         """``(g, Hg)`` of a single batch in one nested-tape pass.
 
@@ -131,27 +115,44 @@ class GradientEstimator:
 
         Since g is the gradient of this batch's loss, d/dtheta (g^T g / 2) = H g:
         one double-backward pass instead of a gradient pass plus a
-        Hessian-gradient pass. Equals ``hessian_gradient_product(g, [(images, labels)])``.
+        Hessian-gradient pass. Equals
+        ``hessian_gradient_product(g, [(inputs, targets)])``.
         """
-        images = tf.cast(tf.convert_to_tensor(images), self._input_dtype)
-        labels = tf.cast(tf.convert_to_tensor(labels), tf.int64)
-        return self._fused_fn(images, labels, self._temperature(temperature))
+        t = self._temperature(temperature)
+        return self._fused_fn(*self._tensors(inputs, targets, sample_weight), t)
+
+    def _tensors(self, inputs, targets, sample_weight) -> tuple:
+        """A batch as tensors: inputs in the model's input dtypes, targets per loss term."""
+        flat = keras.tree.flatten(inputs)
+        if len(flat) == len(self._input_dtypes):
+            flat = [tf.cast(tf.convert_to_tensor(x), dtype) if tf.as_dtype(
+                        getattr(x, "dtype", tf.float32)).is_floating and dtype.is_floating
+                    else tf.convert_to_tensor(x)
+                    for x, dtype in zip(flat, map(tf.as_dtype, self._input_dtypes), strict=True)]
+        inputs = keras.tree.pack_sequence_as(inputs, flat)
+        targets, weights = self.objective.prepare(targets, sample_weight)
+        targets = [tf.convert_to_tensor(t) for t in targets]
+        weights = [None if w is None else tf.convert_to_tensor(w) for w in weights]
+        return inputs, targets, weights
 
     def _temperature(self, temperature: float | None) -> tf.Tensor:
         value = self.temperature if temperature is None else float(temperature)
         if value <= 0:
             raise ValueError(f"temperature must be > 0, got {value}.")
+        self.objective.check_temperature(value)
+        self.objective.warn_opaque()
         return tf.constant(value, tf.float64)
 
     def mean_gradient(self, batches, temperature: float | None = None) -> list[tf.Tensor]:
-        """Returns g, the example-weighted mean gradient over ``(images, labels)`` batches.
+        """Returns g, the example-weighted mean gradient over the batches.
 
         Args:
-            batches: An iterable of ``(images, labels)`` pairs.
+            batches: An iterable of ``(inputs, targets)`` or
+                ``(inputs, targets, sample_weight)`` batches.
             temperature: Overrides the estimator's temperature for this call.
         """
         t = self._temperature(temperature)
-        return self._weighted_mean(batches, lambda x, y: self._gradient_fn(x, y, t))
+        return self._weighted_mean(batches, lambda *batch: self._gradient_fn(*batch, t))
 
     def hessian_gradient_product(
         self, g, batches, temperature: float | None = None
@@ -162,19 +163,20 @@ class GradientEstimator:
 
         Args:
             g: The vector to multiply, one tensor per trainable variable.
-            batches: An iterable of ``(images, labels)`` pairs.
+            batches: An iterable of ``(inputs, targets)`` or
+                ``(inputs, targets, sample_weight)`` batches.
             temperature: Overrides the estimator's temperature for this call.
         """
         g = [tf.cast(gi, v.dtype) for gi, v in zip(g, self.variables, strict=True)]
         t = self._temperature(temperature)
-        return self._weighted_mean(batches, lambda x, y: self._hvp_fn(x, y, t, g))
+        return self._weighted_mean(batches, lambda *batch: self._hvp_fn(*batch, t, g))
 
     def _weighted_mean(self, batches, fn) -> list[tf.Tensor]:
         total, count = None, 0
-        for images, labels in batches:
-            size = int(images.shape[0])
-            images = tf.cast(tf.convert_to_tensor(images), self._input_dtype)
-            values = fn(images, tf.cast(tf.convert_to_tensor(labels), tf.int64))
+        for batch in batches:
+            inputs, targets, weights = _batch(batch)
+            size = int(keras.tree.flatten(inputs)[0].shape[0])
+            values = fn(*self._tensors(inputs, targets, weights))
             scaled = [v * size for v in values]
             total = scaled if total is None else [t + s for t, s in zip(total, scaled, strict=True)]
             count += size

@@ -29,11 +29,8 @@ def _activation_name(operation) -> str | None:
     return getattr(activation, "__name__", None) if activation is not None else None
 
 
-def final_activation(model: keras.Model) -> tuple[str, str] | None:
-    """``(activation, layer or op name)`` when the model's output is probabilities, else None."""
-    if len(model.outputs) != 1:
-        return None
-    call = producers(model).get(id(model.outputs[0]))
+def _probability_activation(model: keras.Model, output) -> tuple[str, str] | None:
+    call = producers(model).get(id(output))
     if call is None:
         return None
     operation = call.operation
@@ -45,28 +42,76 @@ def final_activation(model: keras.Model) -> tuple[str, str] | None:
     return (name, call.name) if name in PROBABILITY_ACTIVATIONS else None
 
 
-def logits_function(model: keras.Model) -> Callable:
-    """``forward(inputs, training) -> logits``: the model without its final softmax / sigmoid.
+def output_activations(model: keras.Model) -> list[tuple[str, str] | None]:
+    """Per entry of ``model.outputs``: its final softmax / sigmoid, if any.
+
+    Returns:
+        ``(activation, layer or op name)`` for an output that is probabilities, else None.
+    """
+    return [_probability_activation(model, output) for output in model.outputs]
+
+
+def final_activation(model: keras.Model) -> tuple[str, str] | None:
+    """``(activation, layer or op name)`` if the model's one output is probabilities, else None."""
+    if len(model.outputs) != 1:
+        return None
+    return output_activations(model)[0]
+
+
+def logits_function(model: keras.Model, look_through=None) -> Callable:
+    """``forward(inputs, training) -> outputs``: the model with final softmax / sigmoid removed.
 
     A layer with an ``activation`` (Dense, Conv, Activation) runs with a linear
     activation while the forward pass is built (the same variables, so the
     gradients are the model's own); a ``Softmax`` layer or a keras.ops softmax
-    / sigmoid node is cut off by a sub-model ending at its input. A model whose
-    output is not probabilities runs as it is.
+    / sigmoid node is cut off by a sub-model ending at its input. Outputs that
+    are not probabilities are returned as they are.
+
+    Args:
+        model: A built Keras model.
+        look_through: One bool per entry of ``model.outputs``: which outputs to
+            return as logits (default: every output that is probabilities).
+
+    Returns:
+        A function returning what the model returns (one tensor, a list or a
+        dict), with the chosen outputs replaced by their logits.
     """
-    found = final_activation(model)
-    if found is None:
-        return lambda inputs, training: model(inputs, training=training)
-    call = producers(model)[id(model.outputs[0])]
-    operation = call.operation
-    if _activation_name(operation) in PROBABILITY_ACTIVATIONS:
-        def forward(inputs, training):
-            saved = operation.activation
+    activations = output_activations(model)
+    if look_through is None:
+        look_through = [found is not None for found in activations]
+    calls = producers(model)
+    swapped, outputs, cut = [], list(model.outputs), False
+    for index, (found, wanted) in enumerate(zip(activations, look_through, strict=True)):
+        if found is None or not wanted:
+            continue
+        call = calls[id(model.outputs[index])]
+        if _activation_name(call.operation) in PROBABILITY_ACTIVATIONS:
+            swapped.append(call.operation)
+        else:
+            outputs[index], cut = call.inputs[0], True
+    if cut:
+        structure = getattr(model, "_outputs_struct", None)
+        if isinstance(structure, dict):
+            structure = keras.tree.pack_sequence_as(structure, outputs)
+        elif len(outputs) == 1:
+            structure = outputs[0]
+        else:
+            structure = outputs
+        inputs = getattr(model, "_inputs_struct", None)
+        inputs = model.inputs if inputs is None else inputs
+        forward_model = keras.Model(inputs, structure, name=f"{model.name}_logits")
+    else:
+        forward_model = model
+    if not swapped:
+        return lambda inputs, training: forward_model(inputs, training=training)
+
+    def forward(inputs, training):
+        saved = [operation.activation for operation in swapped]
+        for operation in swapped:
             operation.activation = keras.activations.linear
-            try:
-                return model(inputs, training=training)
-            finally:
-                operation.activation = saved
-        return forward
-    before = keras.Model(model.inputs, call.inputs[0], name=f"{model.name}_logits")
-    return lambda inputs, training: before(inputs, training=training)
+        try:
+            return forward_model(inputs, training=training)
+        finally:
+            for operation, activation in zip(swapped, saved, strict=True):
+                operation.activation = activation
+    return forward

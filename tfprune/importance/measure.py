@@ -119,6 +119,8 @@ class ImportanceMeasure:
         metadata = {"seconds": round(time.perf_counter() - started, 3),
                     "samples": dict(context.samples_used), "seed": context.seed,
                     "batchnorm": context.batchnorm_used}
+        if context.loss_used is not None:
+            metadata["loss"] = context.loss_used
         if self.group_reduction is not None:
             metadata["group_reduction"] = self.group_reduction
         return ImportanceScores(scores, serialize_measure(self), granularity, metadata)

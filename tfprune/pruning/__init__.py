@@ -12,10 +12,11 @@ from tfprune.pruning.groups import ChannelGraph, ChannelGroup, GraphError, chann
 from tfprune.pruning.masks import MaskConstraint, MaskEnforcer, apply_plan, variable_masks
 from tfprune.pruning.monitor import ScoreMonitor
 from tfprune.pruning.plan import PlanError, PruningPlan, make_plan
+from tfprune.pruning.pruner import Pruner
 
 __all__ = [
     "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
-    "PlanError", "PruningCallback", "PruningPlan", "ScoreMonitor", "apply_plan",
+    "PlanError", "Pruner", "PruningCallback", "PruningPlan", "ScoreMonitor", "apply_plan",
     "channel_groups", "latest_plan",
     "make_plan", "plan_files", "prunable_units", "variable_masks",
 ]

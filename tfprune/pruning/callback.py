@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune.importance import ScoringContext, get_measure, prunable_layers
+from tfprune.importance import get_measure, prunable_layers
 from tfprune.importance.measure import measure_for_model
 from tfprune.pruning.groups import channel_groups
 from tfprune.pruning.masks import MaskEnforcer
-from tfprune.pruning.plan import PruningPlan, make_plan
+from tfprune.pruning.plan import PruningPlan
+from tfprune.pruning.pruner import Pruner
 from tfprune.pruning.stats import layer_table
 from tfprune.pruning.summaries import write_round
 
@@ -64,10 +65,11 @@ def prunable_units(model: keras.Model, granularity: str, ignored_layers=()) -> i
 
 
 class PruningCallback(keras.callbacks.Callback):
-    """Prunes during ``model.fit``: after each scheduled epoch it scores, plans and masks.
+    """Prunes during ``model.fit``: after each scheduled epoch a ``Pruner`` steps.
 
-    Masks are enforced by constraints inside the compiled train step, so
-    removed channels stay exactly zero under momentum and weight decay. One
+    The callback times, enforces, logs and saves; the ``Pruner`` scores and
+    plans. Masks are enforced by constraints inside the compiled train step,
+    so removed channels stay exactly zero under momentum and weight decay. One
     callback serves several ``fit`` calls on the same model: a later fit goes
     on from the plan in force (``plan``, ``kept_filters``) and reuses the mask
     constraints instead of stacking new ones; ``remove_masks()`` takes them
@@ -75,16 +77,23 @@ class PruningCallback(keras.callbacks.Callback):
     reloaded model keeps its removed channels at zero.
 
     Args:
-        measure: An importance measure (name, config dict or object). Given by
-            name or config, g-based measures score at the temperature the model
-            is compiled with (``TemperatureCrossEntropy``), as configs and the
-            CLI do; an object is used as it is.
+        pruner: A ``tfprune.Pruner`` of the model being fit, or an importance
+            measure (name, config dict or object) for which the callback builds
+            one at the start of training from the options below. Given by name
+            or config, g-based measures score at the temperature the model is
+            compiled with (``TemperatureCrossEntropy``), as configs and the CLI
+            do; an object is used as it is.
         schedule: A ``RoundsSchedule`` or ``EarlyBirdSchedule`` (epochs as steps).
-        data: What ``tfprune.score`` takes: a dataset, a tuple of arrays, a DataBundle.
+        data: What ``tfprune.score`` takes: (x, y) arrays, a dataset, a DataBundle.
+            With a Pruner: None (the Pruner's data).
         granularity: ``"filter"`` (structured) or ``"weight"`` (unstructured).
-        scope, min_keep, reduction, normalization, round_to: Passed to ``make_plan``
-            (``round_to``: every group keeps a multiple of it, or all).
-        score_options: Passed to ``ScoringContext`` (num_samples, samples_per_class, ...).
+        scope: Passed to the Pruner (``make_plan``): global or layer ranking.
+        min_keep: The fraction of each group always kept.
+        reduction: How a group's member scores combine.
+        normalization: Per-group score normalization.
+        round_to: Every group keeps a multiple of it, or all its channels.
+        score_options: Passed to ``ScoringContext`` (num_samples, samples_per_class,
+            batchnorm, loss, data_keys...).
         ignored_layers: Layers the channel analysis leaves alone.
         log_dir: TensorBoard folder for per-round summaries (None: no summaries).
         plan_dir: Folder for ``epoch_<e>.npz/.json`` plans (None: not saved).
@@ -94,60 +103,93 @@ class PruningCallback(keras.callbacks.Callback):
             every round even when the measure needs no gradient (one extra g pass).
             Gradient-based measures log them at no extra cost.
 
+    Raises:
+        TypeError: For a schedule the callback cannot drive (tfmot's own), or
+            pruning options given beside a Pruner (they belong to it).
+
     Example:
         >>> callback = PruningCallback("proposed", RoundsSchedule(0.75, rounds=5), (x, y))
         >>> model.fit(train_ds, epochs=20, callbacks=[callback])
+        >>> pruner = tfprune.Pruner(model, "snip", (x, y), round_to=8)
+        >>> model.fit(train_ds, epochs=20, callbacks=[PruningCallback(pruner, schedule)])
     """
 
-    def __init__(self, measure, schedule, data, *, granularity="filter", scope="global",
+    def __init__(self, pruner, schedule, data=None, *, granularity="filter", scope="global",
                  min_keep=0.05, reduction="sum", normalization="none", score_options=None,
                  ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0,
                  log_gradient_norms=False, round_to=1):
         super().__init__()
-        self.measure = get_measure(measure)
-        self._measure_spec = measure
+        options = {"granularity": granularity, "scope": scope, "min_keep": min_keep,
+                   "reduction": reduction, "normalization": normalization,
+                   "score_options": score_options, "ignored_layers": tuple(ignored_layers),
+                   "round_to": int(round_to), "seed": int(seed)}
+        if isinstance(pruner, Pruner):
+            defaults = {"granularity": "filter", "scope": "global", "min_keep": 0.05,
+                        "reduction": "sum", "normalization": "none", "score_options": None,
+                        "ignored_layers": (), "round_to": 1, "seed": 0}
+            given = sorted(k for k, v in options.items() if v != defaults[k])
+            if given or data is not None:
+                raise TypeError(f"PruningCallback: {given + (['data'] if data is not None else [])}"
+                                " belong to the Pruner; give them to tfprune.Pruner(...).")
+            self.pruner, self._pruner_options = pruner, None
+        else:
+            get_measure(pruner)  # an unknown measure fails here, not at fit
+            self.pruner, self._pruner_options = None, {**options, "importance": pruner,
+                                                        "data": data}
         self.schedule = check_schedule(schedule)
-        self.data = data
-        self.granularity = granularity
-        self.plan_options = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
-                             "normalization": normalization,
-                             "ignored_layers": tuple(ignored_layers), "round_to": int(round_to)}
-        self.score_options = dict(score_options or {})
         self.log_dir = log_dir
         self.plan_dir = Path(plan_dir) if plan_dir else None
         self.initial_plan = initial_plan
-        self.seed = int(seed)
         self.log_gradient_norms = bool(log_gradient_norms)
-        self.plan = None
         self.enforcer = None
         self._writer = None
         self._previous_probe = None
-        self._total = 0
         self._initial_cost = None
+
+    @property
+    def plan(self) -> PruningPlan | None:
+        """The plan in force (None before the first round)."""
+        return self.pruner.plan if self.pruner is not None else self.initial_plan
+
+    @property
+    def measure(self):
+        """The measure the rounds score with."""
+        if self.pruner is not None:
+            return self.pruner.measure
+        return measure_for_model(self._pruner_options["importance"], self.model)
 
     def on_train_begin(self, logs=None):
         """Installs the mask constraints (once per model) and retraces the train step.
 
         The first fit on a model starts from ``initial_plan``; later fits on the
-        same model go on from the plan in force.
+        same model go on from the plan in force. Scores once on a few samples
+        first, so a measure that cannot run fails before any epoch.
         """
         if self.enforcer is None or self.enforcer.model is not self.model:
-            self.plan = self.initial_plan
-            self._previous_probe = None
-            if hasattr(self.schedule, "reset"):
-                self.schedule.reset()
-            self.measure = measure_for_model(self._measure_spec, self.model)
-            self.enforcer = MaskEnforcer(self.model, self.granularity,
-                                         self.plan_options["ignored_layers"])
-            self._total = prunable_units(self.model, self.granularity,
-                                         self.plan_options["ignored_layers"])
-            self._preflight()
+            self._start(self.model)
         self.enforcer.install()
         if self.plan is not None:
             self.enforcer.update(self.plan)
         if self.log_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
         self.model.make_train_function(force=True)
+
+    def _start(self, model) -> None:
+        if self._pruner_options is not None:
+            options = dict(self._pruner_options)
+            self.pruner = Pruner(model, options.pop("importance"), options.pop("data"),
+                                 **options)
+        elif self.pruner.model is not model:
+            raise ValueError(f"PruningCallback: the Pruner prunes model "
+                             f"{self.pruner.model.name!r}, but fit runs on {model.name!r}.")
+        if self.pruner.plan is None:
+            self.pruner.plan = self.initial_plan
+        self._previous_probe = None
+        if hasattr(self.schedule, "reset"):
+            self.schedule.reset()
+        self.enforcer = MaskEnforcer(model, self.pruner.granularity,
+                                     self.pruner.plan_options["ignored_layers"])
+        self.pruner.check()
 
     def _round_budget(self, budget: dict, step: int) -> dict:
         """This round's budget: ``progress`` of the way from the unpruned cost to ``budget``."""
@@ -159,31 +201,10 @@ class PruningCallback(keras.callbacks.Callback):
         progress = self.schedule.progress(step)
         return {kind: self._initial_cost - progress * (self._initial_cost - value)}
 
-    def _preflight(self) -> None:
-        """Scores once on a handful of samples before the first epoch.
-
-        A measure that cannot run on this model and data (a loss that does not
-        fit, data that does not fit the model, a one-unit output) then fails
-        before any epoch is trained rather than at the first round.
-        """
-        if not self.measure.requires:
-            return
-        options = {**self.score_options, "num_samples": 8, "samples_per_class": 1,
-                   "seed": self.seed}
-        self.measure.score(ScoringContext(self.model, self.data, **options), self.granularity)
-
-    def _score(self, step: int):
-        options = {**self.score_options, "seed": self.seed + step}
-        context = ScoringContext(self.model, self.data, **options)
-        return self.measure.score(context, self.granularity), context
-
-    def _plan_for(self, scores, target: float, previous) -> PruningPlan:
-        return make_plan(self.model, scores, target, previous=previous, **self.plan_options)
-
     def _probe_early_bird(self, step: int) -> None:
         """Reports the distance between this epoch's and the last epoch's would-be masks."""
-        scores, _ = self._score(step)
-        probe = self._plan_for(scores, self.schedule.target, None)
+        scores = self.pruner.score(self.pruner.seed + step)
+        probe = self.pruner.plan_for(scores, self.schedule.target, None)
         masks = np.concatenate([m.ravel() for m in probe.keep.values()])
         if self._previous_probe is not None:
             self.schedule.observe(float(np.mean(masks != self._previous_probe)))
@@ -200,14 +221,15 @@ class PruningCallback(keras.callbacks.Callback):
         if should_prune and budget is not None:
             target = self._round_budget(budget, step)
         if should_prune and (budget is not None or target > current):
-            scores, context = self._score(step)
-            previous, self.plan = self.plan, self._plan_for(scores, target, self.plan)
+            previous = self.pruner.plan
+            self.pruner.step(target, seed=self.pruner.seed + step)
+            scores, context = self.pruner.scores, self.pruner.context
             self.enforcer.update(self.plan, self.model.optimizer)
             if self._writer is not None:
                 if self.log_gradient_norms and not context.gradient_norms():
                     context.gradients(self.measure.temperature)
-                table = layer_table(self.model, self.plan) if self.granularity == "filter" \
-                    else None
+                table = layer_table(self.model, self.plan) \
+                    if self.pruner.granularity == "filter" else None
                 write_round(self._writer, self.plan, scores, step, context.gradient_norms(),
                             previous=previous, layer_table=table)
             if self.plan_dir is not None:
@@ -223,7 +245,9 @@ class PruningCallback(keras.callbacks.Callback):
 
     def kept_filters(self) -> int:
         """Channels (or weights) kept so far; all prunable ones before the first round."""
-        return self.plan.total - self.plan.removed if self.plan is not None else self._total
+        if self.plan is not None:
+            return self.plan.total - self.plan.removed
+        return self.pruner.total if self.pruner is not None else 0
 
     def on_train_end(self, logs=None):
         """Flushes the summaries."""

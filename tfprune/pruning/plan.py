@@ -198,6 +198,7 @@ def make_plan(
     model: keras.Model, scores, target: float, *, scope: str = "global",
     min_keep: float = 0.05, reduction: str = "sum", normalization: str = "none",
     previous: PruningPlan | None = None, ignored_layers=(), round_to: int = 1,
+    graph: ChannelGraph | None = None,
 ) -> PruningPlan:
     """Decides which channels to remove so that ``target`` of them are gone.
 
@@ -225,6 +226,8 @@ def make_plan(
             them), the best-scored ones; the total removed is then as close to
             ``target`` as the rounding allows (``tfprune.pruning.rounding``).
             Structured plans only; 1 (default) does not round.
+        graph: The model's ``ChannelGraph`` with these ``ignored_layers``, if
+            already built (a ``Pruner``'s); None builds it.
 
     Returns:
         A ``PruningPlan``.
@@ -250,7 +253,8 @@ def make_plan(
         if isinstance(target, dict):
             raise PlanError("budget targets ({'flops': ...}) need a structured (filter) plan.")
         return _weight_plan(scores, target, scope, min_keep, normalization, previous, settings)
-    graph = ChannelGraph(model, ignored_layers)
+    if graph is None or graph.model is not model or graph.ignored_layers != set(ignored_layers):
+        graph = ChannelGraph(model, ignored_layers)
     groups = graph.groups
     if not groups:
         raise PlanError(f"model {model.name!r} has no prunable channel group.")

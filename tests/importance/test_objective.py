@@ -1,0 +1,217 @@
+"""Gradient measures take the model's own loss: any outputs, losses, weights and data forms.
+
+Each g is checked against an independent ``tf.GradientTape`` over a loss written
+out by hand on the whole batch.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfprune
+from tfprune.importance import ScoringError
+from tfprune.importance.context import ScoringContext
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(24, 6, 6, 3)).astype("float32")
+CLASSES = (np.arange(24) % 3).astype("int64")
+VALUES = RNG.uniform(0, 1, size=(24, 2)).astype("float32")  # regression targets in [0, 1)
+WEIGHTS = RNG.uniform(0.2, 2.0, size=24).astype("float32")
+
+
+def trunk(inputs):
+    x = keras.layers.Conv2D(5, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    return keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+
+
+def two_heads():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = trunk(inputs)
+    x = keras.layers.Dense(6, activation="relu", name="hidden")(x)
+    label = keras.layers.Dense(3, activation="softmax", name="label")(x)
+    box = keras.layers.Dense(2, name="box")(x)
+    return keras.Model(inputs, [label, box])
+
+
+def regressor(activation=None, units=2):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Dense(6, activation="relu", name="hidden")(trunk(inputs))
+    return keras.Model(inputs, keras.layers.Dense(units, activation=activation, name="out")(x))
+
+
+def manual_gradient(model, loss_fn):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(model(X, training=False))
+    return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+
+
+def scored_gradient(model, data, temperature=1.0, **options):
+    context = ScoringContext(model, data, num_samples=24, batch_size=24, **options)
+    return context.gradients(temperature), context
+
+
+def assert_same(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=2e-4, atol=1e-7)
+
+
+def test_two_outputs_with_loss_weights_and_sample_weights_use_the_compiled_loss():
+    model = two_heads()
+    model.compile("sgd", loss={"label": "sparse_categorical_crossentropy", "box": "mse"},
+                  loss_weights={"label": 0.5, "box": 3.0})
+
+    def by_hand(outputs):
+        probabilities, box = outputs
+        logits = tf.math.log(probabilities)  # softmax is shift-invariant: same cross-entropy
+        ce = keras.losses.sparse_categorical_crossentropy(CLASSES, logits, from_logits=True)
+        mse = tf.reduce_mean((box - VALUES) ** 2, axis=-1)
+        return 0.5 * tf.reduce_mean(ce * WEIGHTS) + 3.0 * tf.reduce_mean(mse * WEIGHTS)
+
+    actual, context = scored_gradient(model, (X, {"label": CLASSES, "box": VALUES}, WEIGHTS))
+    assert_same(actual, manual_gradient(model, by_hand))
+    assert context.loss_used == ["label: sparse_categorical_crossentropy on logits / T x 0.5",
+                                 "box: mean_squared_error on the outputs x 3"]
+    # targets as a list in output order give the same
+    listed, _ = scored_gradient(model, (X, [CLASSES, VALUES], WEIGHTS))
+    assert_same(listed, actual)
+
+
+def test_regression_scores_are_the_mse_gradients_not_zero():
+    """Targets in [0, 1) once became class 0 everywhere: all-zero scores and a plan anyway."""
+    model = regressor()
+    model.compile("adam", "mse")
+    actual, _ = scored_gradient(model, (X, VALUES))
+    assert_same(actual, manual_gradient(
+        model, lambda out: tf.reduce_mean(tf.reduce_mean((out - VALUES) ** 2, axis=-1))))
+    scores = tfprune.score(model, "grasp_abs", (X, VALUES), samples_per_class=2)
+    assert scores.metadata["samples"]["hessian"] == 20  # a random memory of 2 x 10
+    assert all(np.any(values != 0) for values in scores.values())
+    tfprune.make_plan(model, scores, 0.4)
+
+
+def test_a_sigmoid_binary_classifier_is_scored_with_binary_cross_entropy_on_its_logits():
+    keras.utils.set_random_seed(0)
+    probabilities = regressor("sigmoid", units=1)
+    probabilities.compile("sgd", "binary_crossentropy")
+    logits = regressor(None, units=1)
+    logits.set_weights(probabilities.get_weights())
+    logits.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True))
+    labels = (np.arange(24) % 2).astype("float32")
+    expected = manual_gradient(logits, lambda z: tf.reduce_mean(
+        keras.losses.binary_crossentropy(labels[:, None], z, from_logits=True)))
+    assert_same(scored_gradient(probabilities, (X, labels))[0], expected)
+    assert_same(scored_gradient(logits, (X, labels))[0], expected)
+    # GraSP at T = 200 divides the logits: the memory is class-balanced over the 2 classes
+    scores = tfprune.score(probabilities, "grasp", (X, labels), samples_per_class=4)
+    assert scores.metadata["samples"]["hessian"] == 8
+    reference = tfprune.score(logits, "grasp", (X, labels), samples_per_class=4)
+    for name in scores:
+        np.testing.assert_allclose(scores[name], reference[name], rtol=1e-4, atol=1e-12)
+
+
+def test_a_compiled_temperature_loss_scores_as_the_uncompiled_paper_path():
+    model = tfprune.models.build("vgg11", width_multiplier=0.125, input_shape=(32, 32, 3),
+                                 num_classes=3)
+    x = RNG.normal(size=(12, 32, 32, 3)).astype("float32")
+    y = np.arange(12) % 3
+    before = tfprune.score(model, "snip", (x, y), num_samples=12, temperature=5.0)
+    model.compile("sgd", tfprune.losses.TemperatureCrossEntropy(5.0))
+    after = tfprune.score(model, "snip", (x, y), num_samples=12, temperature=5.0)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-6)
+
+
+def test_categorical_cross_entropy_with_label_smoothing_keeps_its_options():
+    model = regressor("softmax", units=3)
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(label_smoothing=0.2))
+    one_hot = np.eye(3, dtype="float32")[CLASSES]
+    smoothed = one_hot * 0.8 + 0.2 / 3
+
+    def by_hand(probabilities):
+        return tf.reduce_mean(-tf.reduce_sum(smoothed * tf.math.log(probabilities), axis=-1))
+
+    expected = manual_gradient(model, by_hand)
+    assert_same(scored_gradient(model, (X, one_hot))[0], expected)
+    assert_same(scored_gradient(model, (X, CLASSES))[0], expected)  # ids become one-hot rows
+
+
+def test_data_forms_give_the_same_scores():
+    model = regressor("softmax", units=3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    expected, _ = scored_gradient(model, (X, CLASSES))
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return X[index * 8:(index + 1) * 8], CLASSES[index * 8:(index + 1) * 8]
+
+    tfds_like = tf.data.Dataset.from_tensor_slices({"image": X, "label": CLASSES})
+    named = tf.data.Dataset.from_tensor_slices({"pixels": X, "digit": CLASSES, "w": WEIGHTS})
+    for data, options in (([X, CLASSES], {}), (Batches(), {}), (tfds_like, {}),
+                          (tf.data.Dataset.from_tensor_slices((X, CLASSES)).batch(5), {}),
+                          (named, {"data_keys": ("pixels", "digit")}),
+                          (named.map(lambda e: {**e, "w": tf.ones_like(e["w"])}),
+                           {"data_keys": ("pixels", "digit", "w")})):
+        actual, context = scored_gradient(model, data, **options)
+        assert context.samples_used["gradient"] == 24
+        assert_same(actual, expected)
+    with pytest.raises(tfprune.data.DataError, match="keys.*'digit'.*missing.*data_keys"):
+        scored_gradient(model, named)
+
+
+def test_two_inputs_and_dict_inputs():
+    keras.utils.set_random_seed(0)
+    image = keras.Input((6, 6, 3), name="image")
+    extra = keras.Input((4,), name="extra")
+    x = keras.layers.Concatenate()([trunk(image), keras.layers.Dense(3, name="side")(extra)])
+    model = keras.Model({"image": image, "extra": extra},
+                        keras.layers.Dense(3, name="out")(x))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    side = RNG.normal(size=(24, 4)).astype("float32")
+    inputs = {"image": X, "extra": side}
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            CLASSES, model(inputs, training=False), from_logits=True))
+    expected = [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+    assert_same(scored_gradient(model, (inputs, CLASSES))[0], expected)
+    scores = tfprune.score(model, "grasp", (inputs, CLASSES), samples_per_class=3)
+    assert set(scores) >= {"conv", "side"}
+
+
+def test_an_uncompiled_model_whose_loss_cannot_be_guessed_is_refused():
+    model = two_heads()
+    with pytest.raises(ScoringError, match="2 outputs and is not compiled.*loss="):
+        tfprune.score(model, "snip", (X, [CLASSES, VALUES]))
+    model = regressor()  # two linear units, uncompiled: treated as class logits
+    with pytest.raises(ScoringError, match="not class ids.*compile it with its loss"):
+        tfprune.score(model, "snip", (X, VALUES))
+    scores = tfprune.score(model, "snip", (X, VALUES), loss="mse")  # or say which loss
+    assert scores.metadata["loss"] == ["out: mean_squared_error on the outputs"]
+
+
+def test_a_temperature_that_cannot_apply_is_reported_once():
+    model = regressor()
+    model.compile("sgd", "mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tfprune.score(model, "grasp", (X, VALUES), samples_per_class=2)
+    messages = [str(w.message) for w in caught if "temperature" in str(w.message)]
+    assert len(messages) == 1 and "temperature 200 is not applied" in messages[0]
+
+
+def test_pruning_callback_prunes_a_multi_output_model_inside_fit():
+    model = two_heads()
+    model.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
+    data = (X, (CLASSES, VALUES))
+    callback = tfprune.pruning.PruningCallback(
+        "proposed", tfprune.pruning.RoundsSchedule(0.5, rounds=1), data)
+    model.fit(X, (CLASSES, VALUES), epochs=1, batch_size=8, verbose=0, callbacks=[callback])
+    assert callback.plan is not None and callback.plan.removed > 0

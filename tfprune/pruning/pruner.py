@@ -1,0 +1,154 @@
+"""``Pruner``: one model, one measure, one channel graph; score, plan, apply and slim.
+
+The one object the Python API, ``PruningCallback`` and the CLI prune through:
+it builds the channel graph once (failing early, with every unsupported layer
+listed), resolves the measure by one rule (``measure_for_model``: a measure
+given by name scores at the temperature the model is compiled with), and
+keeps the plan in force, so each ``step`` removes channels on top of the
+previous ones.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune.importance import ScoringContext, get_measure, prunable_layers
+from tfprune.importance.api import split_options
+from tfprune.importance.measure import ImportanceMeasure, measure_for_model
+from tfprune.importance.scores import ImportanceScores
+from tfprune.pruning.groups import ChannelGraph
+from tfprune.pruning.masks import apply_plan
+from tfprune.pruning.plan import PruningPlan, make_plan
+
+
+class Pruner:
+    """Scores a model's channels and removes the least important, round after round.
+
+    Args:
+        model: A built Keras model (functional, Sequential, nested).
+        importance: An importance measure: a registered name (see
+            ``tfprune.importance.available_measures()``), a config dict or an
+            ``ImportanceMeasure``. Given by name or dict, g-based measures
+            without a ``temperature`` take the one the model is compiled with
+            (``tfprune.losses.TemperatureCrossEntropy``; 1 otherwise), decided
+            when scoring, so compiling after building the Pruner counts.
+        data: What ``tfprune.score`` takes (None for data-free measures).
+        granularity: ``"filter"`` (structured, the default) or ``"weight"``.
+        scope: ``"global"`` (one ranking, the paper) or ``"layer"`` (see ``make_plan``).
+        min_keep: The fraction of each group always kept (at least one channel).
+        reduction: How a group's member scores combine (sum, mean, max, first).
+        normalization: Per-group score normalization (none, l2, max, sum).
+        round_to: Every group keeps a multiple of it, or all its channels.
+        ignored_layers: Layers (or keras.ops nodes) the analysis leaves alone.
+        score_options: Sampling options of ``tfprune.score`` (``num_samples``,
+            ``samples_per_class``, ``batchnorm``, ``loss``, ``data_keys``...).
+        seed: Seeds the scoring samples (``step`` k uses ``seed + k`` unless told).
+
+    Attributes:
+        graph: The ``ChannelGraph`` (structured granularity; None for weights).
+        plan: The ``PruningPlan`` in force (None before the first step).
+        scores: The last ``ImportanceScores``.
+
+    Raises:
+        tfprune.pruning.GraphError: Listing every layer the analysis cannot handle.
+        TypeError: For a scoring option nobody takes.
+
+    Example:
+        >>> pruner = tfprune.Pruner(model, "proposed", (x, y), round_to=8)
+        >>> pruner.step(0.3)               # score, then remove 30% of the channels
+        >>> pruner.step({"flops": 2e8})    # go on until the model fits a FLOPs budget
+        >>> small = pruner.slim()          # a new model without the removed channels
+    """
+
+    def __init__(self, model: keras.Model, importance="magnitude", data=None, *,
+                 granularity: str = "filter", scope: str = "global", min_keep: float = 0.05,
+                 reduction: str = "sum", normalization: str = "none", round_to: int = 1,
+                 ignored_layers=(), score_options=None, seed: int = 0):
+        self.model = model
+        self.importance = importance
+        get_measure(importance)  # an unknown name fails here
+        self.data = data
+        self.granularity = granularity
+        self.plan_options = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
+                             "normalization": normalization, "round_to": int(round_to),
+                             "ignored_layers": tuple(ignored_layers)}
+        self.score_options = dict(score_options or {})
+        unknown = set(split_options(importance, self.score_options)[0])
+        if unknown:
+            raise TypeError(f"score_options {sorted(unknown)} configure the measure; give "
+                            "them with it: {'name': ..., " + ", ".join(sorted(unknown)) + "}.")
+        self.seed = int(seed)
+        self.graph = (ChannelGraph(model, ignored_layers) if granularity == "filter" else None)
+        self.plan: PruningPlan | None = None
+        self.scores: ImportanceScores | None = None
+        self.context: ScoringContext | None = None
+
+    @property
+    def measure(self) -> ImportanceMeasure:
+        """The measure as it scores now (a name takes the compiled training temperature)."""
+        return measure_for_model(self.importance, self.model)
+
+    @property
+    def total(self) -> int:
+        """Prunable channels (weights, at weight granularity) of the model."""
+        if self.graph is not None:
+            return sum(group.size for group in self.graph.groups)
+        return int(sum(np.prod(layer.kernel.shape) for layer in prunable_layers(self.model)))
+
+    def score(self, seed: int | None = None, **options) -> ImportanceScores:
+        """Scores the model as it is now.
+
+        Args:
+            seed: Seeds the samples (default: the Pruner's seed).
+            **options: Overrides of ``score_options`` for this scoring.
+        """
+        options = {**self.score_options, **options, "seed": self.seed if seed is None else seed}
+        self.context = ScoringContext(self.model, self.data, **options)
+        self.scores = self.measure.score(self.context, self.granularity)
+        return self.scores
+
+    def check(self) -> None:
+        """Scores once on a handful of samples.
+
+        A loss, data or model that cannot be scored then fails now rather than
+        after an epoch of training.
+        """
+        if self.measure.requires:
+            self.score(num_samples=8, samples_per_class=1)
+
+    def plan_for(self, scores, target, previous: PruningPlan | None = None) -> PruningPlan:
+        """The plan ``make_plan`` makes from ``scores`` (the Pruner's plan is not changed)."""
+        return make_plan(self.model, scores, target, previous=previous, graph=self.graph,
+                         **self.plan_options)
+
+    def step(self, target, *, seed: int | None = None) -> PruningPlan:
+        """Scores, then removes channels until ``target`` is met; returns the new plan.
+
+        Args:
+            target: The fraction of prunable channels removed in all (not just
+                in this step), in [0, 1), or a budget dict ``{"flops": F}`` /
+                ``{"params": P}``. Channels removed by earlier steps stay removed.
+            seed: Seeds this step's samples (default: seed + number of steps done).
+        """
+        done = len(self.plan.history) if self.plan is not None else 0
+        scores = self.score(self.seed + done if seed is None else seed)
+        self.plan = self.plan_for(scores, target, self.plan)
+        return self.plan
+
+    def apply(self) -> keras.Model:
+        """Zeroes the removed channels of the model in place; returns it."""
+        self._require_plan("apply")
+        apply_plan(self.model, self.plan)
+        return self.model
+
+    def slim(self) -> keras.Model:
+        """A new, smaller model with only the kept channels (``tfprune.slim``)."""
+        from tfprune.slimming import slim
+
+        self._require_plan("slim")
+        return slim(self.model, self.plan)
+
+    def _require_plan(self, what: str) -> None:
+        if self.plan is None:
+            raise ValueError(f"Pruner.{what}: no plan yet; call step(target) first.")
