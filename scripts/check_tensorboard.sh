@@ -2,7 +2,7 @@
 # Looks at tfprune's TensorBoard output the way a person does: in a real browser.
 #
 # Runs a short prune grid (two measures of the study's VGG-13 recipe on 100 images per class
-# of the ../shared CIFAR-10 copy, 3 epochs, 5 rounds), starts `tensorboard --logdir` on
+# of the ../shared CIFAR-10 copy, 3 epochs, 2 rounds), starts `tensorboard --logdir` on
 # localhost, opens its Images, Text and HParams dashboards in headless Chromium (Debian's
 # `chromium`, its own --screenshot) and saves the screenshots into docs/images/, which
 # docs/tensorboard.md shows. Not part of the unit tests (those read the tags back with
@@ -25,7 +25,7 @@ fi
 
 study=configs/pruning/study
 .venv/bin/tfprune grid "$study/vgg13_cifar10_proposed_r5.yaml" "$study/vgg13_cifar10_magnitude_r5.yaml" \
-  --runs-dir "$logdir" --set train.epochs=3 --set data.train_per_class=100 \
+  --runs-dir "$logdir" --set train.epochs=3 --set prune.rounds=2 --set data.train_per_class=100 \
   --set data.test_per_class=20 --set prune.num_samples=256 --set train.verbose=2
 
 .venv/bin/tensorboard --logdir "$logdir" --port "$port" --host 127.0.0.1 \
@@ -46,6 +46,23 @@ shoot() {  # shoot NAME URL_FRAGMENT: one screenshot of a dashboard
   echo "wrote $shots/tensorboard_$1.png"
 }
 shoot images "images&tagFilter=pruning%2F(kept_fraction%7Cmasks)"
-shoot scores "images&tagFilter=pruning%2Fscores"
 shoot text "text&tagFilter=pruning%2Fsummary"
 shoot hparams hparams
+
+# The figures at full size, as TensorBoard stores them (read back with its own event reader).
+.venv/bin/python - "$logdir" "$shots" <<'PY'
+import glob
+import sys
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+logdir, shots = sys.argv[1:]
+folder = glob.glob(f"{logdir}/*proposed*/tensorboard/pruning")[0]
+events = EventAccumulator(folder, size_guidance={"tensors": 0})
+events.Reload()
+for tag in ("pruning/kept_fraction", "pruning/masks", "pruning/scores"):
+    image = events.Tensors(tag)[-1].tensor_proto.string_val[2]  # width, height, PNG
+    path = f"{shots}/{tag.replace('/', '_')}.png"
+    open(path, "wb").write(image)
+    print(f"wrote {path}")
+PY

@@ -22,6 +22,7 @@ from tfprune.export.bench import bench_models, format_bench, speedups
 from tfprune.export.deploy import export_all
 from tfprune.export.sources import run_data, slim_run
 from tfprune.pruning.runner import prune
+from tfprune.run_folder import RunFolder
 from tfprune.training import (
     RunFinishedError,
     TrainResult,
@@ -29,6 +30,7 @@ from tfprune.training import (
     read_run_config,
     run_folder,
 )
+from tfprune.training.callbacks import write_atomic
 
 
 def _accuracy(model, dataset) -> float:
@@ -55,7 +57,7 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
     say = progress or (lambda line: None)
     started = time.perf_counter()
     run_dir = run_folder(config)
-    if resume and (run_dir / "pipeline.json").exists():
+    if resume and RunFolder(run_dir).pipeline_summary.exists():
         raise RunFinishedError(f"{run_dir}: this pipeline already finished; nothing to resume, "
                                "and its files are left as they are.")
     try:
@@ -68,7 +70,7 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
     masked, slimmed, slim_path = slim_run(run_dir)
     data = run_data(run_dir)
     slim_accuracy = _accuracy(slimmed, data.test_dataset())
-    reports = export_all(slimmed, run_dir / "export", section["quantize"], data=data,
+    reports = export_all(slimmed, RunFolder(run_dir).export, section["quantize"], data=data,
                          stem="slim", verify_samples=section["verify_samples"],
                          representative_samples=section["representative_samples"],
                          progress=say)
@@ -85,7 +87,8 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
         "bench_table": format_bench(rows),
         "pipeline_seconds_this_session": time.perf_counter() - started,
     }
-    (run_dir / "pipeline.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_atomic(RunFolder(run_dir).pipeline_summary,
+                 json.dumps(summary, indent=2, default=str) + "\n")
     return TrainResult(run_dir=run_dir, model=slimmed, summary=summary)
 
 

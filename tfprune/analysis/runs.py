@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfprune.analysis.figures import plot_layer_ratios, plot_lines
+from tfprune.run_folder import RunFolder
 from tfprune.study.report import read_run
 
 
@@ -40,15 +40,17 @@ def analyze_runs(run_dirs, output: str | os.PathLike) -> dict[str, Path]:
     output.mkdir(parents=True, exist_ok=True)
     ratios, curves = {}, {}
     for run_dir in map(Path, run_dirs):
-        for name in ("summary.json", "metrics.json", "config.yaml"):
-            if not (run_dir / name).is_file():
-                raise FileNotFoundError(f"{run_dir}: no {name}; is it a finished tfprune run?")
+        run = RunFolder(run_dir)
+        for path in (run.summary, run.metrics_json, run.config):
+            if not path.is_file():
+                raise FileNotFoundError(f"{run_dir}: no {path.name}; is it a finished tfprune "
+                                        "run?")
         label = run_label(run_dir)
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = run.read_summary()
         kept = summary.get("filters_kept", {})
         if kept:
             ratios[label] = {layer: 1 - k / n for layer, (k, n) in kept.items()}
-        curves[label] = json.loads((run_dir / "metrics.json").read_text())
+        curves[label] = run.read_metrics()
     files = {}
     if ratios:
         files["layer_ratios.csv"] = output / "layer_ratios.csv"

@@ -11,6 +11,7 @@ import numpy as np
 from tfprune.analysis.dynamics import DynamicsRecorder
 from tfprune.analysis.figures import plot_dynamics, plot_hg_scatter, plot_lines
 from tfprune.config import ConfigError, load_config
+from tfprune.run_folder import RunFolder
 from tfprune.training import TrainingExtension, TrainResult, read_run_config, train
 
 
@@ -42,10 +43,10 @@ class DynamicsExtension(TrainingExtension):
     def callbacks(self, model, data, run_dir: Path, start_epoch: int) -> list:
         """The recorder, resumed at ``start_epoch``."""
         return [DynamicsRecorder(
-            data, run_dir / "analysis", hessian_epochs=self.hessian_epochs,
+            data, RunFolder(run_dir).analysis, hessian_epochs=self.hessian_epochs,
             num_samples=self.num_samples, samples_per_class=self.samples_per_class,
             temperature=self.config["train"]["temperature"],
-            start_epoch=start_epoch, log_dir=run_dir / "tensorboard" / "analysis",
+            start_epoch=start_epoch, log_dir=RunFolder(run_dir).analysis_logs,
             seed=self.config["train"]["seed"],
         )]
 
@@ -85,7 +86,7 @@ def analyze_training(config: dict, *, resume: bool = False, hessian_epochs=None,
     """
     extension = DynamicsExtension(config, hessian_epochs, num_samples, samples_per_class)
     result = train(config, resume=resume, extension=extension)
-    analysis = result.run_dir / "analysis"
+    analysis = RunFolder(result.run_dir).analysis
     draw_dynamics(analysis)
     result.summary["analysis"] = list(csv.DictReader((analysis / "dynamics.csv").open()))
     return result

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tfprune.run_folder import RunFolder
+
 
 def add_parser(subparsers) -> None:
     """Adds the ``grid`` subcommand."""
@@ -41,7 +43,7 @@ def run(args) -> int:
     outcome = run_grid(items, progress=lambda line: print(line, flush=True))
     print(f"grid: {len(outcome['ran'])} ran, {len(outcome['done'])} already finished, "
           f"{len(outcome['failed'])} failed")
-    finished = [d for d in outcome["ran"] + outcome["done"] if (d / "summary.json").is_file()]
+    finished = [d for d in outcome["ran"] + outcome["done"] if RunFolder(d).state == "finished"]
     if finished:
         from tfprune.study.hparams import write_hparams
         from tfprune.study.report import read_run

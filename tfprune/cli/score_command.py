@@ -57,22 +57,24 @@ def _resolve_measure(args, config):
 
 
 def _run_dir_of(checkpoint: Path) -> Path | None:
+    from tfprune.run_folder import RunFolder
+
     for folder in (checkpoint.parent, checkpoint.parent.parent):
-        if (folder / "config.yaml").is_file():
+        if RunFolder(folder).is_run:
             return folder
     return None
 
 
 def _initial_weights(args, checkpoint: Path | None, model):
-    from tfprune.training import initial_weights_path
+    from tfprune.run_folder import RunFolder
 
     if args.initial_weights:
         return args.initial_weights
     if checkpoint is None:
         return model
     run_dir = _run_dir_of(checkpoint)
-    if run_dir is not None and initial_weights_path(run_dir).is_file():
-        return str(initial_weights_path(run_dir))
+    if run_dir is not None and RunFolder(run_dir).initial_weights.is_file():
+        return str(RunFolder(run_dir).initial_weights)
     return None
 
 
@@ -83,6 +85,7 @@ def run(args) -> int:
     from tfprune.config import ConfigError, load_config
     from tfprune.data import load_data
     from tfprune.importance import ScoringContext
+    from tfprune.run_folder import RunFolder
     from tfprune.training import build_model, data_spec, run_folder
 
     config = load_config(args.config, args.overrides)
@@ -99,6 +102,6 @@ def run(args) -> int:
     scores = measure.score(context, args.granularity)
     print(scores.summary())
     run_dir = (_run_dir_of(checkpoint) if checkpoint else None) or run_folder(config)
-    output = args.output or run_dir / "scores" / f"{measure.name}-{args.granularity}"
+    output = args.output or RunFolder(run_dir).scores / f"{measure.name}-{args.granularity}"
     print(f"saved: {scores.save(output)} ({scores.metadata['seconds']} s)")
     return 0

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from tfprune.config import ConfigError
+from tfprune.run_folder import RunFolder
 
 
 @dataclasses.dataclass
@@ -37,9 +38,9 @@ class ModelSource:
 
 
 def _run_model_path(run_dir: Path) -> Path:
-    path = run_dir / "model.keras"
+    path = RunFolder(run_dir).model
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: no model.keras; is it a finished tfprune run?")
+        raise ConfigError(f"{run_dir}: no {path.name}; is it a finished tfprune run?")
     return path
 
 
@@ -60,19 +61,16 @@ def slim_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None
     from tfprune.slimming import slim
 
     run_dir = Path(run_dir)
-    model_path = _run_model_path(run_dir)
-    plan = latest_plan(run_dir / "plans", 10**9)
+    _run_model_path(run_dir)  # a clear error for a folder without a final model
+    run = RunFolder(run_dir)
+    plan = latest_plan(run.plans, 10**9)
     if plan is None:
         raise ConfigError(f"{run_dir}: no plans/epoch_*.npz; nothing was pruned in this run.")
-    model = keras.models.load_model(model_path, compile=False)
+    model = run.load_model(compile=False)
     slimmed = slim(model, plan)
-    output = Path(output) if output else run_dir / "slim.keras"
+    output = Path(output) if output else run.slim_model
     slimmed.save(output)
     return model, slimmed, output
-
-
-def _is_prune_run(run_dir: Path) -> bool:
-    return any((run_dir / "plans").glob("epoch_*.npz"))
 
 
 def deployable_source(path: str | os.PathLike) -> ModelSource:
@@ -83,8 +81,8 @@ def deployable_source(path: str | os.PathLike) -> ModelSource:
     """
     path = Path(path)
     if path.is_dir():
-        if _is_prune_run(path):
-            slim_path = path / "slim.keras"
+        if RunFolder(path).is_prune_run:
+            slim_path = RunFolder(path).slim_model
             if not slim_path.is_file():
                 slim_run(path)
             return ModelSource(f"{path.name} (slim)", slim_path, path)
@@ -98,7 +96,7 @@ def bench_sources(paths) -> list[ModelSource]:
     """Every model to time: a prune run gives its masked and its slimmed model."""
     sources = []
     for path in map(Path, paths):
-        if path.is_dir() and _is_prune_run(path):
+        if path.is_dir() and RunFolder(path).is_prune_run:
             sources.append(ModelSource(f"{path.name} (dense)", _run_model_path(path), path))
         sources.append(deployable_source(path))
     return sources

@@ -17,6 +17,7 @@ from tfprune.pruning.callback import PruningCallback, latest_plan
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.schedule import EarlyBirdSchedule, RoundsSchedule
 from tfprune.pruning.stats import pruning_summary
+from tfprune.run_folder import RunFolder
 from tfprune.training import TrainingExtension, TrainResult, read_run_config, train
 
 
@@ -87,7 +88,7 @@ class PruneExtension(TrainingExtension):
             raise ConfigError(f"prune.ignored_layers / model: {error}") from None
         if "hessian_gradient" in self.measure.requires:
             _check_memory(data, section["samples_per_class"])
-        plan_dir = run_dir / "plans"
+        plan_dir = RunFolder(run_dir).plans
         self.callback = PruningCallback(
             self.measure, self.schedule, data, granularity=section["granularity"],
             scope=section["scope"], min_keep=section["min_keep"],
@@ -95,7 +96,7 @@ class PruneExtension(TrainingExtension):
             score_options={"num_samples": section["num_samples"],
                            "samples_per_class": section["samples_per_class"],
                            "batchnorm": section["batchnorm"]},
-            ignored_layers=section["ignored_layers"], log_dir=run_dir / "tensorboard" / "pruning",
+            ignored_layers=section["ignored_layers"], log_dir=RunFolder(run_dir).pruning_logs,
             plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
             else None, seed=self.config["train"]["seed"],
             log_gradient_norms=section["log_gradient_norms"], round_to=section["round_to"],

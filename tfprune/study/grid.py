@@ -11,7 +11,6 @@ Every config is loaded and checked before the first run starts.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 import traceback
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from tfprune.config import ConfigError, load_config
 from tfprune.config.loader import read_yaml
+from tfprune.run_folder import RunFolder
 
 
 @dataclasses.dataclass
@@ -50,12 +50,7 @@ class GridItem:
 
 def run_state(run_dir: str | os.PathLike) -> str:
     """``done`` (summary.json written), ``resume`` (a checkpoint, no summary) or ``new``."""
-    run_dir = Path(run_dir)
-    if (run_dir / "summary.json").is_file():
-        return "done"
-    if (run_dir / "checkpoints" / "state.json").is_file():
-        return "resume"
-    return "new"
+    return {"finished": "done", "interrupted": "resume", "new": "new"}[RunFolder(run_dir).state]
 
 
 def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
@@ -109,7 +104,7 @@ def run_config(config: dict, prune: bool) -> dict:
     run_dir = run_folder(config)
     state = run_state(run_dir)
     if state == "done":
-        return json.loads((run_dir / "summary.json").read_text())
+        return RunFolder(run_dir).read_summary()
     runner = prune_run if prune else train
     if state == "resume":
         return runner(read_run_config(run_dir), resume=True).summary

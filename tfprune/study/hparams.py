@@ -9,11 +9,12 @@ shows them as a table and in parallel coordinates.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import tensorflow as tf
+
+from tfprune.run_folder import RunFolder
 
 #: Metric tag -> (display name, how to read it from summary.json / pipeline.json).
 METRICS = {
@@ -66,9 +67,10 @@ def write_hparams(records, log_dir: str | os.PathLike) -> Path:
     with tf.summary.create_file_writer(str(log_dir)).as_default():
         hp.hparams_config(hparams=params, metrics=metrics)
     for record, values in rows:
-        summary = json.loads((record.run_dir / "summary.json").read_text())
-        pipeline_path = record.run_dir / "pipeline.json"
-        pipeline = json.loads(pipeline_path.read_text()) if pipeline_path.is_file() else None
+        run = RunFolder(record.run_dir)
+        summary = run.read_summary()
+        pipeline = (run.read_json(run.pipeline_summary, "the pipeline summary")
+                    if run.pipeline_summary.is_file() else None)
         with tf.summary.create_file_writer(str(log_dir / record.run_dir.name)).as_default():
             hp.hparams(values, trial_id=record.run_dir.name)
             for tag, (_, read) in METRICS.items():

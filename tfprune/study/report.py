@@ -21,13 +21,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from tfprune.run_folder import RunFolder, RunFolderError
 
 #: (table, title, measure columns, cells relative to the base model?)
 TABLES = (
@@ -102,8 +103,13 @@ class RunRecord:
 
 def read_run(run_dir: Path) -> RunRecord:
     """The ``RunRecord`` of one finished run folder (config.yaml + summary.json)."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run = RunFolder(run_dir)
+    try:
+        config = yaml.safe_load(run.config.read_text())
+    except yaml.YAMLError as error:
+        raise RunFolderError(f"{run.config}: the config is corrupted ({error}); fix or remove "
+                             "the run.") from None
+    summary = run.read_summary()
     model = config["model"]
     pruned = "measure" in summary
     prune = config.get("prune") or {}
@@ -118,7 +124,7 @@ def read_run(run_dir: Path) -> RunRecord:
         seed=int(config["train"].get("seed", 0)),
         best_accuracy=float(summary["best_test_accuracy"]),
         final_accuracy=float(summary["final_test_accuracy"]),
-        mean_train_accuracy=_mean_train_accuracy(run_dir / "metrics.csv"),
+        mean_train_accuracy=_mean_train_accuracy(run.metrics_csv),
         early_pruned=_early_pruned(summary.get("filters_kept")) if pruned else None,
     )
 
@@ -145,8 +151,8 @@ def collect_runs(paths) -> list[RunRecord]:
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such run folder.")
-        for summary in [path / "summary.json", *path.rglob("summary.json")]:
-            if summary.is_file() and (summary.parent / "config.yaml").is_file():
+        for summary in [path / RunFolder.SUMMARY, *path.rglob(RunFolder.SUMMARY)]:
+            if summary.is_file() and RunFolder(summary.parent).is_run:
                 folders.add(summary.parent)
     return [read_run(folder) for folder in sorted(folders)]
 

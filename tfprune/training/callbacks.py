@@ -10,6 +10,8 @@ from pathlib import Path
 
 import keras
 
+from tfprune.run_folder import RunFolder
+
 #: Keras log key -> metrics-file column.
 METRIC_COLUMNS = {
     "loss": "train_loss",
@@ -24,11 +26,6 @@ def write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """Reads the rows of a metrics JSON file ([] if it does not exist)."""
-    return json.loads(path.read_text()) if path.exists() else []
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -48,14 +45,15 @@ class MetricsLogger(keras.callbacks.Callback):
         super().__init__()
         self.start_epoch = start_epoch
         self.extra_columns = tuple(extra_columns)
-        self.csv_path = Path(run_dir) / "metrics.csv"
-        self.json_path = Path(run_dir) / "metrics.json"
+        self.run = RunFolder(run_dir)
+        self.csv_path = self.run.metrics_csv
+        self.json_path = self.run.metrics_json
         self.rows: list[dict] = []
         self._epoch_start = 0.0
 
     def on_train_begin(self, logs=None):
         """Drops rows past ``start_epoch`` left by an interrupted run."""
-        rows = read_metrics(self.json_path)
+        rows = self.run.read_metrics()
         self.rows = [row for row in rows if row["epoch"] <= self.start_epoch]
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -98,18 +96,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, run_dir: str | os.PathLike):
         super().__init__()
-        self.folder = Path(run_dir) / "checkpoints"
+        self.run = RunFolder(run_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         """Saves the checkpoint, then records the finished epoch."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / "last.tmp.keras"
+        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
+        temporary = self.run.checkpoints / "last.tmp.keras"
         self.model.save(temporary)
-        os.replace(temporary, self.folder / "last.keras")
-        write_atomic(self.folder / "state.json", json.dumps({"epoch": epoch + 1}))
+        os.replace(temporary, self.run.last_checkpoint)
+        write_atomic(self.run.checkpoint_state, json.dumps({"epoch": epoch + 1}))
 
 
 def finished_epochs(run_dir: str | os.PathLike) -> int:
     """Returns how many epochs the run folder's last checkpoint holds (0 if none)."""
-    state = Path(run_dir) / "checkpoints" / "state.json"
-    return int(json.loads(state.read_text())["epoch"]) if state.exists() else 0
+    return RunFolder(run_dir).finished_epochs()

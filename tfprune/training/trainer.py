@@ -14,7 +14,8 @@ import keras
 from tfprune import models
 from tfprune.config import ConfigError, load_config, save_config
 from tfprune.data import DataBundle, DataSpec, load_data
-from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, finished_epochs
+from tfprune.run_folder import RunFolder
+from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, write_atomic
 from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
 
@@ -103,7 +104,7 @@ def lr_schedule(config: dict) -> EpochPhaseSchedule:
 
 def initial_weights_path(run_dir: str | os.PathLike) -> Path:
     """Where a run keeps its weights at initialization (for distance-from-init measures)."""
-    return Path(run_dir) / "checkpoints" / "initial.weights.h5"
+    return RunFolder(run_dir).initial_weights
 
 
 def _verbosity(setting) -> int:
@@ -116,26 +117,19 @@ class RunFinishedError(ConfigError):
     """The run already finished: there is nothing to resume, and nothing in it is changed."""
 
 
-def _require_run_folder(run_dir: Path) -> None:
-    """Raises ConfigError unless ``run_dir`` holds a run's config.yaml."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); cannot resume.")
-
-
-def _check_run_folder(run_dir: Path, resume: bool) -> int:
+def _check_run_folder(run: RunFolder, resume: bool) -> int:
     """Checks the run folder without touching it; returns the epoch to start from."""
-    done = finished_epochs(run_dir)
     if resume:
-        _require_run_folder(run_dir)
-        if (run_dir / "summary.json").exists():
+        run.require_run()
+        if run.state == "finished":
             raise RunFinishedError(
-                f"{run_dir}: this run already finished; there is nothing to resume, and its "
-                "summary.json, model and plans are left as they are. Start a new run with "
+                f"{run.path}: this run already finished; there is nothing to resume, and its "
+                f"{run.SUMMARY}, model and plans are left as they are. Start a new run with "
                 "another run.name / run.dir to train again.")
-        return done
-    if done or (run_dir / "summary.json").exists():
+        return run.finished_epochs()
+    if run.state != "new":
         raise ConfigError(
-            f"{run_dir}: a run already exists there. Resume it with --resume {run_dir}, or "
+            f"{run.path}: a run already exists there. Resume it with --resume {run.path}, or "
             "choose another run.name / run.dir."
         )
     return 0
@@ -165,24 +159,24 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
         tfprune.data.DataError: For bad data, before any training.
     """
     run_dir = run_folder(config)
-    start = _check_run_folder(run_dir, resume)
+    run = RunFolder(run_dir)
+    start = _check_run_folder(run, resume)
+    model = run.load_checkpoint() if start else None  # a corrupted checkpoint fails first
     data = load_data(data_spec(config))
     epochs = config["train"]["epochs"]
-    if start:
-        model = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
-    else:
+    if model is None:
         model = build_model(config, data)
         compile_model(model, config)
     if not resume:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        model.save_weights(initial_weights_path(run_dir))
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        save_config(config, run.config)
+        model.save_weights(run.initial_weights)
     extension = extension or TrainingExtension()
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
         *extension.callbacks(model, data, run_dir, start),
         MetricsLogger(run_dir, start, extension.columns), EpochCheckpoint(run_dir),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")),
+        keras.callbacks.TensorBoard(log_dir=str(run.tensorboard)),
         *extra_callbacks,
     ]
     started = time.perf_counter()
@@ -198,8 +192,9 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
 
 def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> dict:
     """Saves the final model and summary.json."""
-    model.save(run_dir / "model.keras")
-    rows = json.loads((run_dir / "metrics.json").read_text())
+    run = RunFolder(run_dir)
+    model.save(run.model)
+    rows = run.read_metrics()
     summary = {
         "epochs": len(rows),
         "final_test_accuracy": rows[-1]["test_accuracy"],
@@ -210,15 +205,14 @@ def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> 
         "seconds_this_session": round(seconds, 1),
         **extras,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(run.summary, json.dumps(summary, indent=1))
     return summary
 
 
 def finished_run(run_dir: str | os.PathLike) -> TrainResult:
     """The ``TrainResult`` of a finished run folder, read back without changing it."""
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return TrainResult(run_dir, keras.models.load_model(run_dir / "model.keras"), summary)
+    run = RunFolder(run_dir)
+    return TrainResult(run.path, run.load_model(), run.read_summary())
 
 
 def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResult:
@@ -228,16 +222,16 @@ def train_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResu
 
 def read_run_config(run_dir: str | os.PathLike) -> dict:
     """The config of an existing run folder, pointed at that folder (for resuming)."""
-    run_dir = Path(run_dir)
-    _require_run_folder(run_dir)
-    config = load_config(run_dir / "config.yaml")
-    config["run"]["dir"] = str(run_dir)
+    run = RunFolder(run_dir)
+    run.require_run()
+    config = load_config(run.config)
+    config["run"]["dir"] = str(run.path)
     return config
 
 
 def resume_run(run_dir: str | os.PathLike) -> TrainResult:
     """Continues an interrupted run from its folder's config and last checkpoint."""
-    if (Path(run_dir) / "plans").is_dir():
+    if RunFolder(run_dir).plans.is_dir():
         raise ConfigError(f"{run_dir} is a prune run; resume it with tfprune prune --resume "
                           f"{run_dir}, which reinstalls its masks.")
     return train(read_run_config(run_dir), resume=True)
