@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from tfprune.pruning.schedule import EarlyBirdSchedule, RoundsSchedule
@@ -78,3 +79,38 @@ def test_tf_keras_stays_keras_3_after_importing_tfprune():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("keras 3.")
+
+
+def test_a_schedule_of_ones_own_drives_the_callback():
+    import tfprune
+    from tfprune.pruning import PruningCallback, PruningSchedule, RoundsSchedule
+
+    class AtEpochs(PruningSchedule):
+        def __init__(self, targets):
+            self.targets, self.target = dict(targets), max(targets.values())
+
+        def decide(self, step):
+            return step in self.targets, self.targets.get(step, 0.0)
+
+        def get_config(self):
+            return {"targets": self.targets}
+
+    with pytest.raises(TypeError, match="abstract"):
+        PruningSchedule()
+    assert isinstance(RoundsSchedule(0.5), PruningSchedule)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(10, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x_data = np.random.default_rng(0).normal(size=(16, 6, 6, 3)).astype("float32")
+    y_data = np.arange(16) % 2
+    schedule = AtEpochs({2: 0.3, 3: 0.6})
+    kept = []
+    callback = PruningCallback("magnitude", schedule, min_keep=0.0)
+    log = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: kept.append(
+        logs["kept_filters"]))
+    model.fit(x_data, y_data, epochs=4, verbose=0, callbacks=[callback, log])
+    assert kept == [10, 7, 4, 4]
+    assert schedule.from_config(schedule.get_config()).targets == {2: 0.3, 3: 0.6}
+    assert tfprune.pruning.PruningSchedule is PruningSchedule

@@ -13,10 +13,11 @@ from tfprune.pruning.masks import MaskConstraint, MaskEnforcer, apply_plan, vari
 from tfprune.pruning.monitor import ScoreMonitor
 from tfprune.pruning.plan import PlanError, PruningPlan, make_plan
 from tfprune.pruning.pruner import Pruner
+from tfprune.pruning.schedule_base import PruningSchedule
 
 __all__ = [
     "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
-    "PlanError", "Pruner", "PruningCallback", "PruningPlan", "ScoreMonitor", "apply_plan",
+    "PlanError", "Pruner", "PruningCallback", "PruningPlan", "PruningSchedule", "ScoreMonitor", "apply_plan",
     "channel_groups", "latest_plan",
     "make_plan", "plan_files", "prunable_units", "variable_masks",
 ]

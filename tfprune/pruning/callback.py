@@ -42,8 +42,9 @@ def check_schedule(schedule):
     """Returns ``schedule`` if the callback can drive it; else TypeError saying why.
 
     The callback asks a schedule, once per epoch, ``decide(epoch) -> (prune now?,
-    fraction of channels removed)``: tfprune's ``RoundsSchedule`` and
-    ``EarlyBirdSchedule`` do. tfmot's own schedules (``PolynomialDecay``,
+    fraction of channels removed)``: tfprune's ``RoundsSchedule``,
+    ``EarlyBirdSchedule`` and any subclass of ``tfprune.pruning.PruningSchedule``
+    do. tfmot's own schedules (``PolynomialDecay``,
     ``ConstantSparsity``) answer per optimizer step with a weight sparsity, which
     is not the same thing, so they are refused here rather than after an epoch.
     """
@@ -52,7 +53,8 @@ def check_schedule(schedule):
     name = type(schedule).__name__
     hint = (" tfmot's schedules give a weight sparsity per optimizer step; for channels, use "
             "tfprune.pruning.RoundsSchedule(target, rounds=...) (prune after each of the "
-            "first epochs) or EarlyBirdSchedule.") if callable(schedule) else ""
+            "first epochs), EarlyBirdSchedule, or a subclass of "
+            "tfprune.pruning.PruningSchedule.") if callable(schedule) else ""
     raise TypeError(f"schedule {name}: PruningCallback needs a schedule with decide(epoch) -> "
                     f"(prune, target).{hint}")
 
@@ -213,7 +215,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         """Prunes if the schedule says so; adds ``kept_filters`` to the logs."""
         step = epoch + 1
-        if hasattr(self.schedule, "observe") and self.plan is None:
+        if getattr(self.schedule, "observes_masks", False) and self.plan is None:
             self._probe_early_bird(step)
         should_prune, target = self.schedule.decide(step)
         current = self.plan.fraction_removed if self.plan is not None else 0.0

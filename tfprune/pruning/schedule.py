@@ -10,9 +10,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfprune.pruning.schedule_base import PruningSchedule
 from tfprune.pruning.tfmot_import import import_tfmot
 
-PruningSchedule = import_tfmot().sparsity.keras.PruningSchedule
+TfmotPruningSchedule = import_tfmot().sparsity.keras.PruningSchedule
 
 SPLITS = ("even", "front_loaded")
 
@@ -37,7 +38,7 @@ def _check_fraction(target) -> float:
     return _check_target(target)
 
 
-class _EpochSchedule(PruningSchedule):
+class _EpochSchedule(TfmotPruningSchedule, PruningSchedule):
     """Shared plumbing: Keras-style config and Python-or-tensor steps."""
 
     def get_config(self) -> dict:
@@ -131,6 +132,8 @@ class EarlyBirdSchedule(_EpochSchedule):
         patience: Consecutive settled epochs needed.
         max_epochs: Prune at this epoch at the latest.
     """
+
+    observes_masks = True
 
     def __init__(self, target: float, threshold: float = 0.1, patience: int = 5,
                  max_epochs: int = 30):
