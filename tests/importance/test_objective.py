@@ -215,3 +215,22 @@ def test_pruning_callback_prunes_a_multi_output_model_inside_fit():
         "proposed", tfprune.pruning.RoundsSchedule(0.5, rounds=1), data)
     model.fit(X, (CLASSES, VALUES), epochs=1, batch_size=8, verbose=0, callbacks=[callback])
     assert callback.plan is not None and callback.plan.removed > 0
+
+
+def test_a_segmenter_is_scored_per_pixel_with_a_random_memory():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax", name="mask")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    images = RNG.normal(size=(30, 8, 8, 3)).astype("float32")
+    masks = RNG.integers(0, 3, size=(30, 8, 8))
+    with tf.GradientTape() as tape:
+        logits = tf.math.log(model(images, training=False))
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            masks, logits, from_logits=True))
+    expected = [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+    context = ScoringContext(model, (images, masks), num_samples=30, batch_size=30)
+    assert_same(context.gradients(1.0), expected)
+    scores = tfprune.score(model, "grasp_abs", (images, masks), samples_per_class=2)
+    assert scores.metadata["samples"]["hessian"] == 20  # 2 x 10 at random, not per class

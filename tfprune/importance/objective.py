@@ -124,6 +124,8 @@ class OutputLoss:
         cross_entropy: The cross-entropy family, or None for any other loss.
         on_logits: True when the term takes the output's logits / temperature.
         units: The output's last dimension.
+        per_example: True when the output has one prediction per example
+            (rank 2), False for dense predictions (per pixel, per token).
     """
 
     name: str
@@ -132,6 +134,7 @@ class OutputLoss:
     cross_entropy: CrossEntropy | None
     on_logits: bool
     units: int
+    per_example: bool = True
 
     @property
     def description(self) -> str:
@@ -252,7 +255,8 @@ class ScoringObjective:
             kind = _cross_entropy_of(term_loss)
             on_logits = kind is not None and (activation is not None or _from_logits(term_loss))
             self.terms.append(OutputLoss(name, term_loss, float(1.0 if weight is None else weight),
-                                         kind, on_logits, int(output.shape[-1] or 1)))
+                                         kind, on_logits, int(output.shape[-1] or 1),
+                                         len(output.shape) == 2))
         if not self.terms:
             raise ScoringError(f"model {model.name!r}: the loss covers none of its outputs.")
         self._warned: set[str] = set()
@@ -298,12 +302,14 @@ class ScoringObjective:
     def class_term(self) -> OutputLoss | None:
         """The first term with class labels, or None.
 
-        A sparse or dense cross-entropy, or a binary one on one unit: its labels
-        choose GraSP's class-balanced memory.
+        A sparse or dense cross-entropy, or a binary one on one unit, with one
+        prediction per example: its labels choose GraSP's class-balanced memory.
+        Dense predictions (a segmenter's per-pixel classes) have no one class
+        per example: their memory is drawn at random.
         """
         for term in self.terms:
-            if term.cross_entropy is not None and (term.cross_entropy.labels != "binary"
-                                                   or term.units == 1):
+            if term.cross_entropy is not None and term.per_example and (
+                    term.cross_entropy.labels != "binary" or term.units == 1):
                 return term
         return None
 

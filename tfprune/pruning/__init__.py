@@ -17,8 +17,8 @@ from tfprune.pruning.schedule_base import PruningSchedule
 
 __all__ = [
     "ChannelGraph", "ChannelGroup", "GraphError", "MaskConstraint", "MaskEnforcer",
-    "PlanError", "Pruner", "PruningCallback", "PruningPlan", "PruningSchedule", "ScoreMonitor", "apply_plan",
-    "channel_groups", "latest_plan",
+    "PlanError", "Pruner", "PruningCallback", "PruningPlan", "PruningSchedule", "ScoreMonitor",
+    "apply_plan", "channel_groups", "latest_plan",
     "make_plan", "plan_files", "prunable_units", "variable_masks",
 ]
 

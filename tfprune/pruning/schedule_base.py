@@ -43,9 +43,11 @@ class PruningSchedule(abc.ABC):
 
     def observe(self, distance: float) -> None:
         """The fraction of would-be masks that changed since the last epoch (if observed)."""
+        return None  # schedules that do not observe masks ignore it
 
     def reset(self) -> None:
         """Forgets any state: a new training run starts."""
+        return None  # stateless schedules have nothing to forget
 
     @abc.abstractmethod
     def get_config(self) -> dict:
