@@ -80,3 +80,24 @@ def test_a_rounds_schedule_reaches_a_flops_budget_at_its_last_round(image_folder
     rows = [json.loads(p.read_text()) for p in sorted((result.run_dir / "plans").glob("*.json"))]
     first_budget = rows[0]["history"][-1]["target"]["flops"]
     assert len(rows) == 2 and budget < first_budget < flops(dense)  # halfway in round 1
+
+
+@pytest.mark.parametrize("kind, measure", [("flops", flops), ("params", param_count)])
+def test_a_budget_with_rounding_keeps_multiples_and_lands_within_a_block(kind, measure):
+    model = vgg()
+    scores = tfprune.score(model, "magnitude")
+    budget = 0.5 * measure(model)
+    plan = tfprune.make_plan(model, scores, {kind: budget}, round_to=8)
+    after = measure(model, plan)
+    assert after <= budget
+    for group in plan.groups:
+        kept, size = int(plan.keep[str(group["index"])].sum()), len(plan.keep[str(group["index"])])
+        assert kept % 8 == 0 or kept == size, (group["members"], kept)
+    # no block of 8 could have stayed: putting back the cheapest removed block overshoots
+    unrounded = measure(model, tfprune.make_plan(model, scores, {kind: budget}))
+    assert after >= 0.9 * unrounded, (after, unrounded)
+    # and the next round goes on from it, still in multiples of 8
+    tighter = tfprune.make_plan(model, scores, {kind: 0.3 * measure(model)}, round_to=8,
+                                previous=plan)
+    assert all(k.sum() % 8 == 0 or k.all() for k in tighter.keep.values())
+    assert measure(model, tighter) <= 0.3 * measure(model)

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from tfprune.budgets import parse_budget
+
 
 @dataclasses.dataclass(frozen=True)
 class Field:
@@ -35,14 +37,12 @@ def _non_negative(value) -> bool:
 
 
 def _budget(value: dict) -> bool:
-    """``{flops: F}`` or ``{params: P}`` with a number > 0."""
-    if len(value) != 1:
+    """A budget ``tfprune.budgets.parse_budget`` accepts."""
+    try:
+        parse_budget(value)
+    except ValueError:
         return False
-    (key, number), = value.items()
-    try:  # YAML reads 1.5e7 (no sign in the exponent) as a string
-        return key in ("flops", "params") and float(number) > 0
-    except (TypeError, ValueError):
-        return False
+    return True
 
 
 def _choice(default, *choices) -> Field:
@@ -97,7 +97,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "measure_options": Field({}, (dict,), allowed="a mapping, e.g. {temperature: 200}"),
         "target": Field(0.75, (float, dict), lambda v: _budget(v) if isinstance(v, dict)
                         else 0 <= v < 1, "a number in [0, 1) (the fraction of prunable "
-                        "channels removed) or a budget {flops: F} / {params: P}"),
+                        "channels removed) or a budget {flops: F} / {params: P} / {latency_ms: L, "
+                        "threads: n} / {tflite_kb: S}"),
         "schedule": _choice("rounds", "rounds", "early_bird"),
         "rounds": Field(1, (int,), _positive, "an integer > 0 (and <= train.epochs)"),
         "split": _choice("even", "even", "front_loaded"),

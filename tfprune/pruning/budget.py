@@ -24,12 +24,13 @@ import math
 import keras
 import numpy as np
 
+from tfprune.budgets import COUNTED
 from tfprune.handlers import handler_for
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import graph_variable_masks
 
-#: Budget keys ``make_plan`` accepts in a ``target`` dict.
-BUDGETS = ("flops", "params")
+#: Counted budget kinds (the measured ones: ``tfprune.pruning.measured``).
+BUDGETS = COUNTED
 
 
 class CostModel:
@@ -69,9 +70,39 @@ class CostModel:
         return self.total_params - removed
 
 
+def dense_cost(model: keras.Model, budget) -> float:
+    """The unpruned model's cost in a budget's unit (counted, or measured for latency / size).
+
+    Args:
+        model: The model.
+        budget: A ``tfprune.budgets.Budget``.
+    """
+    if budget.measured:
+        from tfprune.pruning.measured import measure
+
+        return measure(model, budget)
+    from tfprune.pruning.stats import flops, param_count
+
+    return float((flops if budget.kind == "flops" else param_count)(model))
+
+
 def budget_keep(cost: CostModel, units: list[np.ndarray], floors: list[int], budget: float,
-                previous: list[np.ndarray] | None = None, progress=None) -> list[np.ndarray]:
+                previous: list[np.ndarray] | None = None, progress=None,
+                round_to: int = 1) -> list[np.ndarray]:
     """Keep-masks under ``budget`` (see the module docstring).
+
+    Args:
+        cost: The ``CostModel`` of the budgeted kind.
+        units: Per group, one score per channel (higher is more important).
+        floors: Per group, the fewest channels it may keep.
+        budget: The cost the model must fit.
+        previous: Per group, the keep-mask in force (its removed channels stay removed).
+        progress: Called with the cost after each step.
+        round_to: Every group keeps a multiple of it (or all its channels):
+            channels then go in blocks, a group's lowest-scored ``round_to`` kept
+            channels at a time, ranked by their mean score per unit of cost
+            saved; the result is under the budget by at most about a block's
+            saving.
 
     Raises:
         ValueError: When even the floors (``min_keep``) leave the cost above the budget.
@@ -82,19 +113,18 @@ def budget_keep(cost: CostModel, units: list[np.ndarray], floors: list[int], bud
     current = cost(keep)
     while current > budget:
         savings = _savings(cost, keep, current)
-        candidates = _candidates(groups, units, floors, keep, savings)
+        candidates = _candidates(groups, units, floors, keep, savings, round_to)
         if not candidates:
-            floor_cost = current
             raise ValueError(f"the budget {cost.kind} <= {budget:,.0f} cannot be met: with "
-                             f"every group at its floor (min_keep) the model has "
-                             f"{floor_cost:,.0f}.")
-        candidates.sort()
-        per_channel = np.mean([saving for _, _, _, saving in candidates[:32]])
-        needed = math.ceil(0.5 * (current - budget) / max(per_channel, 1e-12))
-        left = sum(int(k.sum()) for k in keep.values())
-        step = int(np.clip(needed, 1, max(1, left // 100)))
-        for _, group, channel, _ in candidates[:step]:
-            keep[group][channel] = False
+                             f"every group at its floor (min_keep"
+                             f"{'' if round_to == 1 else f', round_to={round_to}'}) the model "
+                             f"has {current:,.0f}.")
+        candidates.sort(key=lambda candidate: candidate[0])
+        per_block = np.mean([saving for *_, saving in candidates[:32]])
+        needed = math.ceil(0.5 * (current - budget) / max(per_block, 1e-12))
+        step = int(np.clip(needed, 1, max(1, len(candidates) // 100)))
+        for _, group, channels, _ in candidates[:step]:
+            keep[group][channels] = False
         current = cost(keep)
         if progress is not None:
             progress(current)
@@ -114,15 +144,35 @@ def _savings(cost: CostModel, keep: dict, current: int) -> dict[int, float]:
     return savings
 
 
-def _candidates(groups, units, floors, keep, savings) -> list[tuple]:
-    """``(score / saving, group, channel, saving)`` of every removable kept channel."""
+def _candidates(groups, units, floors, keep, savings, round_to: int = 1) -> list[tuple]:
+    """``(score / saving, group, channels, saving)`` of every removable block of channels.
+
+    A block is one channel (``round_to`` 1), or what takes a group from its
+    kept count to the next multiple of ``round_to`` below it: its
+    lowest-scored kept channels, ranked by their mean score per channel saved.
+    """
     found = []
     for group, scores, floor in zip(groups, units, floors, strict=True):
         mask, saving = keep[group.index], savings.get(group.index, 0.0)
-        removable = int(mask.sum()) - floor
-        if removable <= 0 or saving <= 0:
+        if saving <= 0:
             continue
         channels = np.flatnonzero(mask)
-        order = channels[np.argsort(scores[channels], kind="stable")][:removable]
-        found += [(float(scores[c]) / saving, group.index, int(c), saving) for c in order]
+        order = channels[np.argsort(scores[channels], kind="stable")]
+        kept = int(mask.sum())
+        stops = _block_stops(kept, floor, round_to)
+        for high, low in zip([kept, *stops], stops, strict=False):
+            block = order[kept - high:kept - low]
+            found.append((float(np.mean(scores[block])) / saving, group.index, block,
+                          saving * block.size))
     return found
+
+
+def _block_stops(kept: int, floor: int, round_to: int) -> list[int]:
+    """The kept counts a group can step down to, largest first.
+
+    Every count down to ``floor`` for ``round_to`` 1; else the multiples of
+    ``round_to`` below ``kept`` and at or above ``floor``.
+    """
+    if round_to == 1:
+        return list(range(kept - 1, max(floor, 0) - 1, -1))
+    return [k for k in range(kept - 1, floor - 1, -1) if k % round_to == 0 and k > 0]

@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.budgets import parse_budget
 from tfprune.importance import get_measure, prunable_layers
 from tfprune.importance.measure import measure_for_model
+from tfprune.pruning.budget import dense_cost
 from tfprune.pruning.groups import channel_groups
 from tfprune.pruning.masks import MaskEnforcer
 from tfprune.pruning.plan import PruningPlan
@@ -195,13 +197,12 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _round_budget(self, budget: dict, step: int) -> dict:
         """This round's budget: ``progress`` of the way from the unpruned cost to ``budget``."""
-        from tfprune.pruning.stats import flops, param_count
-
-        (kind, value), = budget.items()
+        parsed = parse_budget(budget)
         if self._initial_cost is None:
-            self._initial_cost = (flops if kind == "flops" else param_count)(self.model)
+            self._initial_cost = dense_cost(self.model, parsed)
         progress = self.schedule.progress(step)
-        return {kind: self._initial_cost - progress * (self._initial_cost - value)}
+        return parsed.with_value(self._initial_cost - progress * (self._initial_cost
+                                                                  - parsed.value))
 
     def _probe_early_bird(self, step: int) -> None:
         """Reports the distance between this epoch's and the last epoch's would-be masks."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tfprune.budgets import Budget, parse_budget
 from tfprune.importance.scores import check_finite, check_informative
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup
 from tfprune.pruning.rounding import round_keep
@@ -97,17 +98,12 @@ class PruningPlan:
                                "write it again.") from None
 
 
-def _check_budget(target: dict) -> tuple[str, float]:
-    """``(kind, value)`` of a budget target such as ``{"flops": 1e7}``."""
-    from tfprune.pruning.budget import BUDGETS  # budget reads masks, which reads this module
-
-    if len(target) != 1 or next(iter(target)) not in BUDGETS:
-        raise PlanError(f"a budget target is one of {{'flops': F}} or {{'params': P}}, got "
-                        f"{target!r}.")
-    kind, value = next(iter(target.items()))
-    if not isinstance(value, int | float) or value <= 0:
-        raise PlanError(f"target {kind} must be a number > 0, got {value!r}.")
-    return kind, float(value)
+def _check_budget(target: dict) -> Budget:
+    """The parsed budget target, such as ``{"flops": 1e7}``; PlanError if malformed."""
+    try:
+        return parse_budget(target)
+    except ValueError as error:
+        raise PlanError(str(error)) from None
 
 
 def _check_options(target, scope, min_keep, reduction, normalization):
@@ -210,7 +206,11 @@ def make_plan(
             budget the pruned model must fit, ``{"flops": F}`` (counted as
             ``summary.json`` does: 2 x multiply-accumulates) or ``{"params": P}``:
             channels go in order of score per unit of cost saved
-            (``tfprune.pruning.budget``).
+            (``tfprune.pruning.budget``); or measured on this machine,
+            ``{"latency_ms": L, "threads": 1}`` (the slimmed model's float
+            .tflite at batch 1 in LiteRT) or ``{"tflite_kb": S}`` (its file
+            size), searched through FLOPs / parameter budgets
+            (``tfprune.pruning.measured``).
         scope: ``"global"`` ranks all channels together on raw scores (the
             paper); ``"layer"`` removes the same fraction from every group.
         min_keep: No group keeps fewer than ``max(1, ceil(min_keep * size))``.
@@ -283,13 +283,29 @@ def make_plan(
 def _budget_keep(model, graph, target: dict, units, floors, prior, round_to: int) -> list:
     from tfprune.pruning.budget import CostModel, budget_keep
 
-    kind, value = _check_budget(target)
-    if round_to != 1:
-        raise PlanError("round_to with a budget target is not supported yet; use one of them.")
+    budget = _check_budget(target)
     try:
-        return budget_keep(CostModel(model, graph, kind), units, floors, value, prior)
+        if budget.measured:
+            return _measured_keep(model, graph, budget, units, floors, prior, round_to)
+        return budget_keep(CostModel(model, graph, budget.kind), units, floors, budget.value,
+                           prior, round_to=round_to)
     except ValueError as error:
         raise PlanError(str(error)) from None
+
+
+def _measured_keep(model, graph, budget, units, floors, prior, round_to: int) -> list:
+    """Keep-masks whose slimmed model measures under a latency / file-size budget."""
+    from tfprune.pruning.measured import measured_keep
+    from tfprune.slimming import slim
+
+    def slimmed(keep: list) -> keras.Model:
+        plan = PruningPlan("filter", [g.to_dict() for g in graph.groups],
+                           {str(g.index): k for g, k in zip(graph.groups, keep, strict=True)},
+                           {str(g.index): u for g, u in zip(graph.groups, units, strict=True)},
+                           settings={"ignored_layers": sorted(graph.ignored_layers)})
+        return slim(model, plan)
+
+    return measured_keep(model, graph, budget, units, floors, prior, round_to, slimmed)
 
 
 def _infer_granularity(scores) -> str:

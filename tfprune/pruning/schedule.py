@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfprune.budgets import parse_budget
 from tfprune.pruning.schedule_base import PruningSchedule
 from tfprune.pruning.tfmot_import import import_tfmot
 
@@ -19,13 +20,9 @@ SPLITS = ("even", "front_loaded")
 
 
 def _check_target(target):
-    """A fraction in [0, 1), or a budget ``{"flops": F}`` / ``{"params": P}`` with F, P > 0."""
+    """A fraction in [0, 1), or a budget dict (``tfprune.budgets.parse_budget``)."""
     if isinstance(target, dict):
-        if len(target) != 1 or next(iter(target)) not in ("flops", "params") or not (
-                float(next(iter(target.values()))) > 0):
-            raise ValueError(f"a budget target is {{'flops': F}} or {{'params': P}} with a "
-                             f"value > 0, got {target!r}.")
-        return {key: float(value) for key, value in target.items()}
+        return parse_budget(target).with_value(parse_budget(target).value)
     if not 0 <= float(target) < 1:
         raise ValueError(f"target must be in [0, 1), got {target}: the fraction removed.")
     return float(target)

@@ -1,0 +1,81 @@
+"""Measured budgets: .tflite file size (exact) and LiteRT latency (searched through FLOPs)."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.budgets import parse_budget
+from tfprune.pruning import measured
+from tfprune.pruning.stats import flops
+
+
+def cnn():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(32, 3, activation="relu", name="a")(inputs)
+    x = keras.layers.Conv2D(64, 3, activation="relu", name="b")(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu", name="c")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="head")(x))
+
+
+def test_a_file_size_budget_lands_just_under_it():
+    model = cnn()
+    dense_kb = measured.measure(model, parse_budget({"tflite_kb": 1}))
+    budget = 0.5 * dense_kb
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"tflite_kb": budget})
+    size = measured.measure(tfprune.slim(model, plan), parse_budget({"tflite_kb": 1}))
+    assert 0.98 * budget <= size <= budget, (size, budget)
+
+
+def test_the_latency_search_lands_in_the_window_of_a_known_cost(monkeypatch):
+    """With latency replaced by a known function of the model, the search's landing is exact."""
+    def fake(model, budget, repeats=50):
+        return 0.05 + 1e-7 * flops(model) ** 1.1  # not proportional to FLOPs: needs the secant
+
+    monkeypatch.setattr(measured, "measure", fake)
+    model = cnn()
+    limit = 0.5 * fake(model, None)
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"),
+                             {"latency_ms": limit, "threads": 1}, round_to=4)
+    value = fake(tfprune.slim(model, plan), None)
+    assert 0.9 * limit <= value <= limit, (value, limit)
+    assert all(k.sum() % 4 == 0 or k.all() for k in plan.keep.values())
+
+
+def test_a_real_latency_budget_prunes_and_measures_under_it():
+    model = cnn()
+    budget = parse_budget({"latency_ms": 1, "threads": 1})
+    limit = 0.6 * measured.measure(model, budget, repeats=30)
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"latency_ms": limit})
+    assert flops(model, plan) < flops(model)
+    # re-measured: under the limit up to timing noise (the machine may be busy)
+    assert measured.measure(tfprune.slim(model, plan), budget, repeats=30) <= 1.3 * limit
+
+
+def test_budgets_are_checked_in_one_place():
+    with pytest.raises(tfprune.pruning.PlanError, match="latency_ms.*threads"):
+        tfprune.make_plan(cnn(), {}, {"latency_ms": 1.0, "cores": 2})
+    with pytest.raises(ValueError, match="threads must be an integer"):
+        tfprune.pruning.RoundsSchedule({"latency_ms": 1.0, "threads": 0}, rounds=2)
+    from tfprune.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="tflite_kb"):
+        load_config(None, ["prune.target.tflite_size=3"])
+    assert load_config(None, ["prune.target.tflite_kb=300"])["prune"]["target"] == {
+        "tflite_kb": 300}
+
+
+def test_rounds_reach_a_file_size_budget_at_the_last_round(monkeypatch):
+    model = cnn()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype("float32")
+    y = np.arange(16) % 10
+    budget_kb = 0.5 * measured.measure(model, parse_budget({"tflite_kb": 1}))
+    callback = tfprune.pruning.PruningCallback(
+        "magnitude", tfprune.pruning.RoundsSchedule({"tflite_kb": budget_kb}, rounds=2))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    rounds = callback.plan.history
+    assert len(rounds) == 2 and rounds[0]["removed"] < rounds[1]["removed"]
+    size = measured.measure(tfprune.slim(model, callback.plan), parse_budget({"tflite_kb": 1}))
+    assert 0.98 * budget_kb <= size <= budget_kb

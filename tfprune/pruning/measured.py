@@ -1,0 +1,100 @@
+"""Measured budgets: LiteRT latency and .tflite file size of the slimmed model.
+
+``{"latency_ms": L}`` and ``{"tflite_kb": S}`` cannot be counted from the
+channel analysis; they are measured on this machine. The search: the
+measured cost follows a counted proxy closely (latency: FLOPs; file size:
+parameters), so ``measured_keep`` plans for a proxy budget
+(``tfprune.pruning.budget``: score per unit of proxy cost), slims the
+model, exports it to float .tflite and measures it, then corrects the proxy
+budget by the secant through its last two measurements, aiming a little
+under the limit (95% of it for latency, 99% for file size), for at most
+``MAX_STEPS`` measurements. The plan kept is the largest one measured under
+the limit. Latency is the median of ``repeats`` batch-1 runs in the LiteRT
+interpreter with ``threads`` threads after warm-up, so it lands within about
+10% under the budget when re-measured on a quiet machine; file size is
+exact.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfprune.budgets import Budget
+from tfprune.pruning.budget import CostModel, budget_keep
+
+#: Proxy (counted) cost of each measured budget.
+PROXY = {"latency_ms": "flops", "tflite_kb": "params"}
+#: Where in the window under the limit the search aims.
+AIM = {"latency_ms": 0.95, "tflite_kb": 0.99}
+#: Measurements at most.
+MAX_STEPS = 8
+
+
+def measure(model: keras.Model, budget: Budget, repeats: int = 50) -> float:
+    """The model's cost in the budget's unit: LiteRT ms (median) or .tflite KiB."""
+    from tfprune.export.latency import litert_latency
+    from tfprune.export.tflite import export_tflite
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = export_tflite(model, Path(scratch) / "model.tflite")
+        if budget.kind == "tflite_kb":
+            return path.stat().st_size / 1024
+        return litert_latency(path, budget.threads, repeats).median_ms
+
+
+def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors: list,
+                  previous: list | None, round_to: int, slimmed: Callable[[list], keras.Model],
+                  progress=None) -> list[np.ndarray]:
+    """Keep-masks whose slimmed model measures under ``budget`` (see the module docstring).
+
+    Args:
+        model: The model.
+        graph: Its ``ChannelGraph``.
+        budget: A measured budget.
+        units: Per group, one score per channel.
+        floors: Per group, the fewest channels it may keep.
+        previous: Per group, the keep-mask in force, or None.
+        round_to: Every group keeps a multiple of it, or all.
+        slimmed: Builds the slimmed model of a list of keep-masks.
+        progress: Called with a line of text after each measurement.
+
+    Raises:
+        ValueError: If no plan within the floors measures under the budget.
+    """
+    proxy = CostModel(model, graph, PROXY[budget.kind])
+    say = progress or (lambda line: None)
+    start = previous or [np.ones(g.size, bool) for g in graph.groups]
+    points = [(float(proxy({g.index: k for g, k in zip(graph.groups, start, strict=True)})),
+               measure(slimmed(start), budget))]
+    say(f"{budget.kind}: {points[0][1]:.3f} with the plan in force (limit {budget.value:g})")
+    if points[0][1] <= budget.value:
+        return start
+    aim = AIM[budget.kind] * budget.value
+    best = None
+    proxy_budget = points[0][0] * aim / points[0][1]
+    for _ in range(MAX_STEPS):
+        keep = budget_keep(proxy, units, floors, proxy_budget, previous, round_to=round_to)
+        cost = float(proxy({g.index: k for g, k in zip(graph.groups, keep, strict=True)}))
+        value = measure(slimmed(keep), budget)
+        say(f"{budget.kind}: {value:.3f} at {proxy.kind} {cost:,.0f} (limit {budget.value:g})")
+        if value <= budget.value and (best is None or value > best[0]):
+            best = (value, keep)
+        if value <= budget.value and value >= (2 * AIM[budget.kind] - 1) * budget.value:
+            break
+        points.append((cost, value))
+        (p0, m0), (p1, m1) = points[-2], points[-1]
+        slope = (m1 - m0) / (p1 - p0) if p1 != p0 else m1 / max(p1, 1.0)
+        if slope <= 0:
+            slope = m1 / max(p1, 1.0)
+        proxy_budget = float(np.clip(p1 + (aim - m1) / slope, 1.0, points[0][0]))
+    if best is None:
+        raise ValueError(f"no plan measured under {budget.kind} <= {budget.value:g} in "
+                         f"{MAX_STEPS} tries (last {points[-1][1]:.3f}); the floors "
+                         "(min_keep) may not allow it, or the machine's timing is noisy: "
+                         "raise the budget or lower min_keep.")
+    return best[1]
