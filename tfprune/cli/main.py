@@ -14,6 +14,7 @@ from tfprune.cli import (
     groups_command,
     report_command,
     score_command,
+    sensitivity_command,
     slim_command,
     tune_command,
 )
@@ -23,7 +24,8 @@ from tfprune.cli.run_command import PIPELINE, PRUNE, TRAIN
 COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command,
             "slim": slim_command, "export": export_command, "bench": bench_command,
             "pipeline": PIPELINE, "grid": grid_command, "report": report_command,
-            "analyze": analyze_command, "tune": tune_command}
+            "analyze": analyze_command, "tune": tune_command,
+            "sensitivity": sensitivity_command}
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfprune.budgets import Budget, parse_budget
+from tfprune.budgets import COUNTED, MEASURED, Budget, parse_budget
 from tfprune.importance.scores import check_finite, check_informative
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup
 from tfprune.pruning.rounding import round_keep
@@ -106,10 +106,15 @@ def _check_budget(target: dict) -> Budget:
         raise PlanError(str(error)) from None
 
 
+def _is_budget(target) -> bool:
+    """Whether a dict target is a budget (``{"flops": F}``...) rather than per-layer ratios."""
+    return isinstance(target, dict) and bool(set(target) & set(COUNTED + MEASURED))
+
+
 def _check_options(target, scope, min_keep, reduction, normalization):
-    if isinstance(target, dict):
+    if _is_budget(target):
         _check_budget(target)
-    elif not 0 <= target < 1:
+    elif not isinstance(target, dict) and not 0 <= target < 1:
         raise PlanError(f"target must be in [0, 1), got {target}: it is the fraction removed.")
     if scope not in SCOPES:
         raise PlanError(f"scope must be one of {list(SCOPES)}, got {scope!r}.")
@@ -210,7 +215,9 @@ def make_plan(
             ``{"latency_ms": L, "threads": 1}`` (the slimmed model's float
             .tflite at batch 1 in LiteRT) or ``{"tflite_kb": S}`` (its file
             size), searched through FLOPs / parameter budgets
-            (``tfprune.pruning.measured``).
+            (``tfprune.pruning.measured``). Or per-layer ratios ``{layer name:
+            fraction removed}`` (a group named by any member; by hand or from
+            ``tfprune.pruning.sensitivity``); unnamed groups are left whole.
         scope: ``"global"`` ranks all channels together on raw scores (the
             paper); ``"layer"`` removes the same fraction from every group.
         min_keep: No group keeps fewer than ``max(1, ceil(min_keep * size))``.
@@ -251,7 +258,8 @@ def make_plan(
                 "batchnorm": (getattr(scores, "metadata", None) or {}).get("batchnorm")}
     if granularity == "weight":
         if isinstance(target, dict):
-            raise PlanError("budget targets ({'flops': ...}) need a structured (filter) plan.")
+            raise PlanError("budget and per-layer targets ({'flops': ...}, {layer: ratio}) need "
+                            "a structured (filter) plan.")
         return _weight_plan(scores, target, scope, min_keep, normalization, previous, settings)
     if graph is None or graph.model is not model or graph.ignored_layers != set(ignored_layers):
         graph = ChannelGraph(model, ignored_layers)
@@ -263,8 +271,12 @@ def make_plan(
     prior = None
     if previous is not None:
         prior = [previous.keep[str(g.index)] for g in groups]
-    if isinstance(target, dict):
+    if _is_budget(target):
         keep = _budget_keep(model, graph, target, units, floors, prior, round_to)
+    elif isinstance(target, dict):
+        from tfprune.pruning.sensitivity import ratio_keep
+
+        keep = ratio_keep(graph, units, floors, target, prior, round_to)
     else:
         count = round(target * sum(g.size for g in groups))
         if previous is not None:  # removed channels stay removed, even if rounding overshot

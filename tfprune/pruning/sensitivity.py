@@ -1,0 +1,287 @@
+"""Layer sensitivity: each channel group pruned alone at a range of ratios, evaluated.
+
+``layer_sensitivity`` removes, for one group at a time, its lowest-scored
+``ratio`` of channels (zeroing them, as ``apply_plan`` does), evaluates the
+model on validation data (the compiled loss and accuracy, ``model.evaluate``),
+and restores the weights, so the model is left as it was. The table it
+returns is written as CSV, a figure (accuracy against ratio, one line per
+group) and TensorBoard scalars, and turns into per-layer ratios for
+``make_plan``:
+
+- ``table.ratios(max_drop=0.02)``: per group, the largest ratio whose accuracy
+  stays within ``max_drop`` of the unpruned model;
+- ``table.ratios(budget={"flops": F})``: ratios raised greedily, one table
+  step at a time, where the step loses the least accuracy per FLOP (or
+  parameter) saved, until the budget is met.
+
+``make_plan(model, scores, {"layer_name": ratio, ...})`` prunes each named
+group by its own ratio.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfprune.budgets import parse_budget
+from tfprune.pruning.groups import ChannelGraph
+from tfprune.pruning.plan import PlanError, PruningPlan, group_scores
+
+#: The ratios tried by default.
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclasses.dataclass
+class SensitivityTable:
+    """The validation loss and accuracy of the model with one group pruned at a time.
+
+    Attributes:
+        baseline: ``{"loss": ..., "accuracy": ...}`` of the unpruned model.
+        rows: One dict per (group, ratio): ``layer`` (the group's name: its
+            first source layer), ``ratio``, ``removed``, ``loss``, ``accuracy``,
+            ``flops`` and ``params`` after.
+        flops / params: The unpruned model's.
+    """
+
+    baseline: dict
+    rows: list[dict]
+    flops: int
+    params: int
+
+    @property
+    def layers(self) -> list[str]:
+        """The groups' names in model order."""
+        return list(dict.fromkeys(row["layer"] for row in self.rows))
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Writes the rows (and the baseline as ratio 0) as CSV."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fields = ["layer", "ratio", "removed", "loss", "accuracy", "flops", "params"]
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerow({"layer": "(none)", "ratio": 0, "removed": 0,
+                             "flops": self.flops, "params": self.params, **self.baseline})
+            writer.writerows(self.rows)
+        return path
+
+    def figure(self, path: str | os.PathLike) -> Path:
+        """Accuracy against ratio, one line per group, the baseline dashed; saved as PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        for layer in self.layers:
+            rows = [row for row in self.rows if row["layer"] == layer]
+            ax.plot([0] + [r["ratio"] for r in rows],
+                    [self.baseline["accuracy"]] + [r["accuracy"] for r in rows],
+                    marker="o", markersize=3, label=layer)
+        ax.axhline(self.baseline["accuracy"], color="black", linestyle="--", linewidth=1,
+                   label="unpruned")
+        ax.set_xlabel("fraction of the group's channels removed (this group only)")
+        ax.set_ylabel("validation accuracy")
+        ax.set_title("layer sensitivity")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    def write_tensorboard(self, log_dir: str | os.PathLike) -> Path:
+        """``sensitivity/<layer>/accuracy`` and ``/loss`` scalars, step = ratio in percent."""
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(str(log_dir))
+        with writer.as_default():
+            for row in self.rows:
+                step = int(round(100 * row["ratio"]))
+                tf.summary.scalar(f"sensitivity/{row['layer']}/accuracy", row["accuracy"], step)
+                tf.summary.scalar(f"sensitivity/{row['layer']}/loss", row["loss"], step)
+        writer.flush()
+        return Path(log_dir)
+
+    def ratios(self, *, max_drop: float | None = None, budget: dict | None = None,
+               cost_of=None) -> dict:
+        """Per-layer ratios for ``make_plan``, from the table.
+
+        Args:
+            max_drop: Each group's largest ratio whose accuracy is at least the
+                unpruned accuracy minus ``max_drop`` (0 if none is).
+            budget: ``{"flops": F}`` or ``{"params": P}``: starting from no
+                pruning, repeatedly take the table step (one group to its next
+                ratio) that loses the least accuracy per unit of cost saved,
+                until the budget is met. The table's savings are each group's
+                alone; together they overlap (a layer's FLOPs shrink with its
+                input and its output channels), so the sum overstates them:
+                give ``cost_of`` to check the real cost.
+            cost_of: ``cost_of(ratios) -> cost`` of the model pruned by those
+                ratios (e.g. ``flops(model, make_plan(model, scores, ratios))``);
+                when the table says the budget is met, steps go on until this
+                says so too.
+
+        Raises:
+            ValueError: With neither or both, or a budget the table cannot reach.
+        """
+        if (max_drop is None) == (budget is None):
+            raise ValueError("give one of max_drop or budget.")
+        if max_drop is not None:
+            floor = self.baseline["accuracy"] - max_drop
+            return {layer: max([0.0] + [r["ratio"] for r in self.rows
+                                        if r["layer"] == layer and r["accuracy"] >= floor])
+                    for layer in self.layers}
+        return self._ratios_for_budget(budget, cost_of)
+
+    def _ratios_for_budget(self, budget: dict, cost_of) -> dict:
+        parsed = parse_budget(budget)
+        if parsed.measured:
+            raise ValueError("a sensitivity table derives ratios under a flops or params "
+                             "budget; measured budgets go to make_plan directly.")
+        dense = self.flops if parsed.kind == "flops" else self.params
+        steps = {layer: [r for r in self.rows if r["layer"] == layer] for layer in self.layers}
+        chosen = dict.fromkeys(self.layers, -1)  # index into steps[layer]; -1: unpruned
+
+        def current() -> dict:
+            return {layer: (steps[layer][i]["ratio"] if i >= 0 else 0.0)
+                    for layer, i in chosen.items()}
+
+        estimate = float(dense)
+        while True:
+            if estimate <= parsed.value and (cost_of is None
+                                             or cost_of(current()) <= parsed.value):
+                return current()
+            best = None
+            for layer, options in steps.items():
+                index = chosen[layer] + 1
+                if index >= len(options):
+                    continue
+                before = options[index - 1] if index else {
+                    parsed.kind: dense, "accuracy": self.baseline["accuracy"]}
+                saved = before[parsed.kind] - options[index][parsed.kind]
+                lost = before["accuracy"] - options[index]["accuracy"]
+                if saved > 0 and (best is None or lost / saved < best[0]):
+                    best = (lost / saved, layer, saved)
+            if best is None:
+                raise ValueError(f"the table cannot reach {parsed.kind} <= {parsed.value:,.0f} "
+                                 "with every group at its largest ratio.")
+            chosen[best[1]] += 1
+            estimate -= best[2]
+
+
+def _evaluate(model: keras.Model, data, batch_size: int) -> dict:
+    x, y = data
+    values = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    accuracy = next((v for k, v in values.items() if "acc" in k), None)
+    if accuracy is None:
+        raise ValueError(f"model {model.name!r} is compiled without an accuracy metric; "
+                         "compile it with metrics=['accuracy'] for a sensitivity table.")
+    return {"loss": float(values["loss"]), "accuracy": float(accuracy)}
+
+
+def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS,
+                      min_keep: int = 1, ignored_layers=(), batch_size: int = 256,
+                      progress=None) -> SensitivityTable:
+    """Prunes each channel group alone at each ratio and evaluates the model.
+
+    Args:
+        model: A compiled model with an accuracy metric.
+        scores: Its filter scores (``tfprune.score``); each group loses its
+            lowest-scored channels.
+        data: Validation ``(x, y)`` NumPy arrays.
+        ratios: Fractions of each group's channels to remove, in (0, 1).
+        min_keep: Channels a group always keeps.
+        ignored_layers: Layers the channel analysis leaves alone.
+        batch_size: Evaluation batch size.
+        progress: Called with a line of text per group.
+
+    Returns:
+        A ``SensitivityTable``; the model's weights are restored.
+    """
+    from tfprune.pruning.masks import apply_plan
+    from tfprune.pruning.stats import flops, param_count
+
+    ratios = [float(r) for r in ratios]
+    if not ratios or not all(0 < r < 1 for r in ratios):
+        raise ValueError(f"ratios must be in (0, 1), got {ratios}.")
+    graph = ChannelGraph(model, ignored_layers)
+    saved = model.get_weights()
+    baseline = _evaluate(model, data, batch_size)
+    rows = []
+    groups = [g.to_dict() for g in graph.groups]
+    all_kept = {str(g.index): np.ones(g.size, bool) for g in graph.groups}
+    for number, group in enumerate(graph.groups, 1):
+        name = group.sources[0] if group.sources else group.members[0]
+        if progress:
+            progress(f"[{number}/{len(graph.groups)}] {name} ({group.size} channels)")
+        order = np.argsort(group_scores(group, scores), kind="stable")
+        for ratio in ratios:
+            removed = min(int(round(ratio * group.size)), group.size - min_keep)
+            keep = np.ones(group.size, bool)
+            keep[order[:removed]] = False
+            plan = PruningPlan("filter", groups, {**all_kept, str(group.index): keep}, {},
+                               settings={"ignored_layers": sorted(graph.ignored_layers)})
+            try:
+                apply_plan(model, plan)
+                rows.append({"layer": name, "ratio": ratio, "removed": removed,
+                             **_evaluate(model, data, batch_size),
+                             "flops": flops(model, plan), "params": param_count(model, plan)})
+            finally:
+                model.set_weights(saved)
+    return SensitivityTable(baseline, rows, flops(model), param_count(model))
+
+
+def _rounded(kept: int, floor: int, size: int, round_to: int) -> int:
+    """``kept`` rounded down to a multiple of ``round_to`` at or above ``floor`` (or all)."""
+    if round_to == 1 or kept == size:
+        return kept
+    multiple = round_to * (kept // round_to)
+    if multiple < max(floor, 1):
+        multiple = round_to * -(-max(floor, 1) // round_to)
+    return min(multiple, size)
+
+
+def ratio_keep(graph: ChannelGraph, units: list, floors: list, ratios: dict,
+               previous: list | None, round_to: int) -> list[np.ndarray]:
+    """Keep-masks removing each named group's own ratio of its lowest-scored channels.
+
+    Args:
+        graph: The model's ``ChannelGraph``.
+        units: Per group, one score per channel.
+        floors: Per group, the fewest channels it keeps.
+        ratios: ``{layer name: fraction removed}``; a group is named by any of
+            its members; groups not named keep their channels.
+        previous: Per group, the keep-mask in force (removed channels stay removed).
+        round_to: Kept counts are rounded down to a multiple of it (or all).
+
+    Raises:
+        PlanError: For a name in no group or a ratio outside [0, 1).
+    """
+    by_member = {member: i for i, g in enumerate(graph.groups) for member in g.members}
+    unknown = sorted(set(ratios) - set(by_member))
+    if unknown:
+        raise PlanError(f"per-layer ratios name {unknown}, which are in no prunable channel "
+                        "group; use the names tfprune groups / channel_groups lists.")
+    wanted = [0.0] * len(graph.groups)
+    for name, ratio in ratios.items():
+        if not 0 <= float(ratio) < 1:
+            raise PlanError(f"ratio of {name!r} must be in [0, 1), got {ratio!r}.")
+        wanted[by_member[name]] = max(wanted[by_member[name]], float(ratio))
+    keep = []
+    for i, (group, scores, floor) in enumerate(zip(graph.groups, units, floors, strict=True)):
+        prior = previous[i] if previous is not None else np.ones(group.size, bool)
+        kept = max(floor, group.size - int(round(wanted[i] * group.size)))
+        kept = min(_rounded(kept, floor, group.size, round_to), int(prior.sum()))
+        values = np.where(prior, np.asarray(scores, np.float64), -np.inf)
+        mask = np.zeros(group.size, bool)
+        mask[np.argsort(-values, kind="stable")[:kept]] = True
+        keep.append(mask)
+    return keep
