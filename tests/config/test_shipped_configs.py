@@ -5,7 +5,8 @@ import pytest
 from tfprune import models
 from tfprune.config import load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+ROOT_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted([*ROOT_CONFIGS.glob("*.yaml"), *ROOT_CONFIGS.glob("finetune/*.yaml")])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

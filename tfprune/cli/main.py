@@ -18,14 +18,14 @@ from tfprune.cli import (
     slim_command,
     tune_command,
 )
-from tfprune.cli.run_command import PIPELINE, PRUNE, TRAIN
+from tfprune.cli.run_command import FINETUNE, PIPELINE, PRUNE, TRAIN
 
 #: Subcommands; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {"train": TRAIN, "score": score_command, "prune": PRUNE, "groups": groups_command,
             "slim": slim_command, "export": export_command, "bench": bench_command,
             "pipeline": PIPELINE, "grid": grid_command, "report": report_command,
             "analyze": analyze_command, "tune": tune_command,
-            "sensitivity": sensitivity_command}
+            "sensitivity": sensitivity_command, "finetune": FINETUNE}
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -114,6 +114,15 @@ PRUNE = RunCommand(
     "tfprune.pruning.runner:prune_from_file:resume_prune", pruning_report,
 )
 
+FINETUNE = RunCommand(
+    "finetune", "prune a trained model, then fine-tune it (optionally distilled from it)",
+    "Load the trained model of finetune.source (a .keras file or a run folder), prune it by "
+    "the 'prune' section (round 1 before the first epoch, then one per epoch), fine-tune it "
+    "for train.epochs with masks enforced, and with finetune.distill: true learn from the "
+    "dense model too (keras.distillation.Distiller, LogitsDistillation). An interrupted run "
+    "continues with --resume RUN_DIR.",
+    "tfprune.pruning.finetune:finetune_from_file:resume_finetune", pruning_report,
+)
 PIPELINE = RunCommand(
     "pipeline", "prune, train, slim, export to TFLite, verify in LiteRT and time: end to end",
     "The main job: prune-and-train from a config (sections 'prune' and 'deploy'), rebuild the "

@@ -115,6 +115,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "ignored_layers": Field([], (list,), allowed="a list of layer names"),
         "log_gradient_norms": Field(True, (bool,), allowed="true or false"),
     },
+    "finetune": {
+        "source": Field(None, (str,), allowed="null, or the trained model: a .keras file or a "
+                        "tfprune run folder", nullable=True),
+        "distill": Field(False, (bool,), allowed="true or false (keras.distillation from the "
+                         "dense model)"),
+        "temperature": Field(3.0, (float,), _positive, "a number > 0 (LogitsDistillation)"),
+        "student_loss_weight": Field(0.5, (float,), lambda v: 0 <= v <= 1,
+                                     "a number in [0, 1] (the rest goes to distillation)"),
+    },
     "deploy": {
         "quantize": Field(["none", "int8"], (list,), lambda v: len(v) > 0 and all(
             q in ("none", "dynamic", "float16", "int8") for q in v),

@@ -61,6 +61,11 @@ def check_schedule(schedule):
                     f"(prune, target).{hint}")
 
 
+def pruned_model(model: keras.Model) -> keras.Model:
+    """The model a callback on ``model.fit`` prunes: a Distiller's student, else the model."""
+    return model.student if isinstance(model, keras.distillation.Distiller) else model
+
+
 def prunable_units(model: keras.Model, granularity: str, ignored_layers=()) -> int:
     """Prunable channels (structured) or kernel weights (unstructured) of a model."""
     if granularity == "weight":
@@ -160,22 +165,27 @@ class PruningCallback(keras.callbacks.Callback):
         """The measure the rounds score with."""
         if self.pruner is not None:
             return self.pruner.measure
-        return measure_for_model(self._pruner_options["importance"], self.model)
+        return measure_for_model(self._pruner_options["importance"], pruned_model(self.model))
 
     def on_train_begin(self, logs=None):
         """Installs the mask constraints (once per model) and retraces the train step.
 
         The first fit on a model starts from ``initial_plan``; later fits on the
         same model go on from the plan in force. Scores once on a few samples
-        first, so a measure that cannot run fails before any epoch.
+        first, so a measure that cannot run fails before any epoch. A
+        ``keras.distillation.Distiller`` being fit has its student pruned.
         """
-        if self.enforcer is None or self.enforcer.model is not self.model:
-            self._start(self.model)
+        pruned = pruned_model(self.model)
+        fresh = self.enforcer is None or self.enforcer.model is not pruned
+        if fresh:
+            self._start(pruned)
         self.enforcer.install()
         if self.plan is not None:
             self.enforcer.update(self.plan)
         if self.log_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        if fresh and self.plan is None:
+            self._round(0)  # a schedule that prunes before training (RoundsSchedule(start=0))
         self.model.make_train_function(force=True)
 
     def _start(self, model) -> None:
@@ -199,7 +209,7 @@ class PruningCallback(keras.callbacks.Callback):
         """This round's budget: ``progress`` of the way from the unpruned cost to ``budget``."""
         parsed = parse_budget(budget)
         if self._initial_cost is None:
-            self._initial_cost = dense_cost(self.model, parsed)
+            self._initial_cost = dense_cost(self.pruner.model, parsed)
         progress = self.schedule.progress(step)
         return parsed.with_value(self._initial_cost - progress * (self._initial_cost
                                                                   - parsed.value))
@@ -218,27 +228,32 @@ class PruningCallback(keras.callbacks.Callback):
         step = epoch + 1
         if getattr(self.schedule, "observes_masks", False) and self.plan is None:
             self._probe_early_bird(step)
+        self._round(step)
+        if logs is not None:
+            logs["kept_filters"] = self.kept_filters()
+
+    def _round(self, step: int) -> None:
+        """Scores, plans, masks and logs if the schedule prunes after ``step`` epochs."""
         should_prune, target = self.schedule.decide(step)
         current = self.plan.fraction_removed if self.plan is not None else 0.0
         budget = getattr(self.schedule, "budget", None)
         if should_prune and budget is not None:
             target = self._round_budget(budget, step)
-        if should_prune and (budget is not None or target > current):
-            previous = self.pruner.plan
-            self.pruner.step(target, seed=self.pruner.seed + step)
-            scores, context = self.pruner.scores, self.pruner.context
-            self.enforcer.update(self.plan, self.model.optimizer)
-            if self._writer is not None:
-                if self.log_gradient_norms and not context.gradient_norms():
-                    context.gradients(self.measure.temperature)
-                table = layer_table(self.model, self.plan) \
-                    if self.pruner.granularity == "filter" else None
-                write_round(self._writer, self.plan, scores, step, context.gradient_norms(),
-                            previous=previous, layer_table=table)
-            if self.plan_dir is not None:
-                self.plan.save(self.plan_dir / f"epoch_{step:03d}")
-        if logs is not None:
-            logs["kept_filters"] = self.kept_filters()
+        if not (should_prune and (budget is not None or target > current)):
+            return
+        previous = self.pruner.plan
+        self.pruner.step(target, seed=self.pruner.seed + step)
+        scores, context = self.pruner.scores, self.pruner.context
+        self.enforcer.update(self.plan, self.model.optimizer)
+        if self._writer is not None:
+            if self.log_gradient_norms and not context.gradient_norms():
+                context.gradients(self.measure.temperature)
+            table = layer_table(self.pruner.model, self.plan) \
+                if self.pruner.granularity == "filter" else None
+            write_round(self._writer, self.plan, scores, step, context.gradient_norms(),
+                        previous=previous, layer_table=table)
+        if self.plan_dir is not None:
+            self.plan.save(self.plan_dir / f"epoch_{step:03d}")
 
     def remove_masks(self) -> None:
         """Takes the mask constraints off the model (removed weights stay zero until trained)."""

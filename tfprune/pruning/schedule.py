@@ -57,21 +57,25 @@ class _EpochSchedule(TfmotPruningSchedule, PruningSchedule):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class RoundsSchedule(_EpochSchedule):
-    """Prune in ``rounds`` rounds, one per epoch from the first, to ``target`` in total.
+    """Prune in ``rounds`` rounds, one per epoch, to ``target`` in total.
 
     Args:
         target: The fraction of prunable filters removed after the last round,
             or a budget the model must fit after it: ``{"flops": F}`` or
             ``{"params": P}``. Round k of N then asks for the budget k / N of
             the way from the unpruned model's cost (``progress``).
-        rounds: N; 1 is one-shot pruning after the first epoch.
+        rounds: N; 1 is one-shot pruning.
         split: ``"even"``: round k brings the total to k * target / N (the
             paper's text). ``"front_loaded"``: round k removes
             target / (k * target + N * (1 - target)) of the filters still
             present, as the reference code does; both end at ``target``.
+        start: Finished epochs before round 1: 1 (default) prunes after the
+            first epoch (early in training, the paper); 0 prunes before any
+            training (a trained model, then fine-tuned). Round k follows
+            epoch ``start + k - 1``.
     """
 
-    def __init__(self, target: float, rounds: int = 1, split: str = "even"):
+    def __init__(self, target: float, rounds: int = 1, split: str = "even", start: int = 1):
         self.target = _check_target(target)
         if int(rounds) < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}.")
@@ -79,10 +83,14 @@ class RoundsSchedule(_EpochSchedule):
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}.")
         self.rounds = int(rounds)
         self.split = split
+        if int(start) not in (0, 1):
+            raise ValueError(f"start must be 0 (before training) or 1, got {start}.")
+        self.start = int(start)
 
     def get_config(self) -> dict:
         """Constructor arguments."""
-        return {"target": self.target, "rounds": self.rounds, "split": self.split}
+        return {"target": self.target, "rounds": self.rounds, "split": self.split,
+                "start": self.start}
 
     @property
     def budget(self) -> dict | None:
@@ -91,7 +99,11 @@ class RoundsSchedule(_EpochSchedule):
 
     def progress(self, step: int) -> float:
         """How far toward the budget the round after epoch ``step`` goes (k / N)."""
-        return min(max(step, 0), self.rounds) / self.rounds
+        return min(max(self._round(step), 0), self.rounds) / self.rounds
+
+    def _round(self, step: int) -> int:
+        """The round that follows ``step`` finished epochs (< 1: none yet)."""
+        return step - self.start + 1
 
     def sparsity_after(self, round_index: int) -> float:
         """The cumulative fraction removed after round ``round_index`` (1-based)."""
@@ -104,14 +116,15 @@ class RoundsSchedule(_EpochSchedule):
 
     def decide(self, step: int) -> tuple[bool, float]:
         """``(prune after epoch `step`?, cumulative fraction)`` in Python values."""
-        if step < 1:
+        k = self._round(step)
+        if k < 1:
             return False, 0.0
-        return step <= self.rounds, self.sparsity_after(min(step, self.rounds))
+        return k <= self.rounds, self.sparsity_after(min(k, self.rounds))
 
     @property
     def last_epoch(self) -> int:
         """The epoch after which the last round prunes."""
-        return self.rounds
+        return self.start + self.rounds - 1
 
 
 @keras.saving.register_keras_serializable(package="tfprune")

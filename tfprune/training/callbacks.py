@@ -102,7 +102,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Saves the checkpoint, then records the finished epoch."""
         self.run.checkpoints.mkdir(parents=True, exist_ok=True)
         temporary = self.run.checkpoints / "last.tmp.keras"
-        self.model.save(temporary)
+        # A Distiller is saved as its student, whose compiled optimizer it trains with.
+        model = self.model.student if isinstance(self.model, keras.distillation.Distiller) \
+            else self.model
+        model.save(temporary)
         os.replace(temporary, self.run.last_checkpoint)
         write_atomic(self.run.checkpoint_state, json.dumps({"epoch": epoch + 1}))
 

@@ -37,6 +37,14 @@ class TrainingExtension:
         """Extra entries for summary.json."""
         return {}
 
+    def initial_model(self, config: dict, data: DataBundle) -> keras.Model | None:
+        """The compiled model a new run starts from (None: the config's, built and compiled)."""
+        return None
+
+    def fit_model(self, model: keras.Model, config: dict) -> keras.Model:
+        """The model ``fit`` runs (e.g. a Distiller training ``model``); default ``model``."""
+        return model
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -164,6 +172,9 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
     model = run.load_checkpoint() if start else None  # a corrupted checkpoint fails first
     data = load_data(data_spec(config))
     epochs = config["train"]["epochs"]
+    extension = extension or TrainingExtension()
+    if model is None:
+        model = extension.initial_model(config, data)
     if model is None:
         model = build_model(config, data)
         compile_model(model, config)
@@ -171,7 +182,6 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, run.config)
         model.save_weights(run.initial_weights)
-    extension = extension or TrainingExtension()
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
         *extension.callbacks(model, data, run_dir, start),
@@ -181,7 +191,7 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
     ]
     started = time.perf_counter()
     if start < epochs:
-        model.fit(
+        extension.fit_model(model, config).fit(
             data.train_dataset(start, epochs), epochs=epochs, initial_epoch=start,
             steps_per_epoch=data.steps_per_epoch, validation_data=data.test_dataset(),
             callbacks=callbacks, shuffle=False, verbose=_verbosity(config["train"]["verbose"]),

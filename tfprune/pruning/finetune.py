@@ -1,0 +1,126 @@
+"""Pruning a trained model, then fine-tuning it, optionally distilled from the dense model.
+
+``tfprune finetune CONFIG`` loads the trained model named by
+``finetune.source`` (a .keras file or a tfprune run folder), prunes it by the
+``prune`` section (``prune.rounds`` rounds: round 1 before the first epoch,
+one-shot when ``rounds`` is 1, then one after each of the next epochs; any
+target: a fraction, a FLOPs / parameter / latency / file-size budget), and
+trains it for ``train.epochs`` with the ``train`` and ``optimizer`` sections,
+masks enforced. With ``finetune.distill: true`` the pruned model (the
+student) learns from the labels and from the dense model (the frozen
+teacher) through Keras' own ``keras.distillation.Distiller`` with
+``LogitsDistillation(temperature)``, ``student_loss_weight`` weighing the
+label loss. Both models must output logits (the builders do). The run
+folder is that of ``tfprune prune``; the student is what is checkpointed,
+resumed and saved.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+from tfprune.config import ConfigError, load_config
+from tfprune.pruning.runner import PruneExtension
+from tfprune.pruning.schedule import RoundsSchedule
+from tfprune.run_folder import RunFolder
+from tfprune.training import TrainResult, compile_model, read_run_config, train
+
+
+def source_path(config: dict) -> Path:
+    """The trained model ``finetune.source`` names (a run folder's final model, or a file)."""
+    source = config["finetune"]["source"]
+    if not source:
+        raise ConfigError("finetune.source: name the trained model to prune (a .keras file "
+                          "or a tfprune run folder).")
+    path = Path(source)
+    if path.is_dir():
+        return RunFolder(path).model
+    if path.suffix != ".keras" or not path.is_file():
+        raise ConfigError(f"finetune.source: {path} is not a .keras file or a run folder.")
+    return path
+
+
+def _load(path: Path) -> keras.Model:
+    try:
+        return keras.models.load_model(path, compile=False)
+    except FileNotFoundError:
+        raise ConfigError(f"finetune.source: {path} does not exist.") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(f"finetune.source: {path} cannot be loaded ({error}).") from None
+
+
+class FinetuneExtension(PruneExtension):
+    """Starts from a trained model, prunes before training, optionally distils.
+
+    Args:
+        config: A validated config with ``finetune`` and ``prune`` sections.
+
+    Raises:
+        ConfigError: For a missing source, an early-bird schedule, or rounds
+            beyond ``train.epochs``.
+    """
+
+    def __init__(self, config: dict):
+        if config["prune"]["schedule"] != "rounds":
+            raise ConfigError("prune.schedule: fine-tuning prunes in rounds from the first "
+                              "epoch; early_bird is for training from scratch.")
+        super().__init__(config)
+        section = config["prune"]
+        self.schedule = RoundsSchedule(section["target"], section["rounds"], section["split"],
+                                       start=0)
+        if self.schedule.last_epoch >= config["train"]["epochs"]:
+            raise ConfigError(f"prune.rounds: {section['rounds']} rounds need "
+                              f"train.epochs > {self.schedule.last_epoch}.")
+        self.source = source_path(config)
+
+    def initial_model(self, config: dict, data) -> keras.Model:
+        """The trained model, compiled with the config's optimizer and loss."""
+        model = _load(self.source)
+        shape = tuple(model.inputs[0].shape[1:])
+        if shape != tuple(data.input_shape) or int(model.outputs[0].shape[-1]) != \
+                data.num_classes:
+            raise ConfigError(f"finetune.source: {self.source} takes {shape} and outputs "
+                              f"{model.outputs[0].shape[-1]} classes; the data has "
+                              f"{tuple(data.input_shape)} images of {data.num_classes} "
+                              "classes.")
+        compile_model(model, config)
+        return model
+
+    def fit_model(self, model: keras.Model, config: dict) -> keras.Model:
+        """A Distiller around ``model`` (sharing its optimizer) when distilling, else it."""
+        section = config["finetune"]
+        if not section["distill"]:
+            return model
+        teacher = _load(self.source)
+        teacher.trainable = False
+        distiller = keras.distillation.Distiller(
+            teacher=teacher, student=model,
+            distillation_losses=keras.distillation.LogitsDistillation(
+                temperature=section["temperature"]),
+            student_loss_weight=section["student_loss_weight"])
+        distiller.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+        return distiller
+
+    def summary(self, model) -> dict:
+        """The pruning summary plus where the model came from and whether it was distilled."""
+        section = self.config["finetune"]
+        return {**super().summary(model), "finetune_source": str(self.source),
+                "distilled": bool(section["distill"])}
+
+
+def finetune(config: dict, *, resume: bool = False) -> TrainResult:
+    """Prunes ``finetune.source`` and fine-tunes it (see the module docstring)."""
+    return train(config, resume=resume, extension=FinetuneExtension(config))
+
+
+def finetune_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResult:
+    """Loads a YAML config with ``section.key=value`` overrides and runs ``finetune``."""
+    return finetune(load_config(path, overrides))
+
+
+def resume_finetune(run_dir: str | os.PathLike) -> TrainResult:
+    """Continues an interrupted fine-tuning run (masks, optimizer state and all)."""
+    return finetune(read_run_config(run_dir), resume=True)
