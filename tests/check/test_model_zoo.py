@@ -61,6 +61,22 @@ def transformer():
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 
 
+def einsum_mlp():
+    """A transformer block whose MLP is written with EinsumDense, beside an attention-style
+    EinsumDense with a head axis (kept whole)."""
+    inputs = keras.Input((12,), dtype="int32")
+    x = keras.layers.Embedding(50, 16, name="embed")(inputs)
+    heads = keras.layers.EinsumDense("abc,cde->abde", output_shape=(12, 2, 8), bias_axes="de",
+                                     name="heads")(x)
+    x = x + keras.layers.Reshape((12, 16))(heads)
+    hidden = keras.layers.EinsumDense("abc,cd->abd", output_shape=(12, 32), bias_axes="d",
+                                      activation="gelu", name="mlp_in")(x)
+    x = x + keras.layers.EinsumDense("abc,cd->abd", output_shape=(12, 16), name="mlp_out")(
+        hidden)
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization(name="ln")(x))
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
 def group_norm_cnn():
     inputs = keras.Input((12, 12, 3))
     x = keras.layers.Conv2D(8, 3, name="c1")(inputs)
@@ -107,6 +123,7 @@ def nested_backbone():
 #: fit the model's output, e.g. per-pixel logits).
 MODELS = {"unet": (unet, None), "keyword_spotter": (keyword_spotter, "snip"),
           "transformer": (transformer, "snip"), "group_norm_cnn": (group_norm_cnn, "snip"),
+          "einsum_mlp": (einsum_mlp, "snip"),
           "grouped_conv_cnn": (grouped_conv_cnn, "snip"), "ops_model": (ops_model, "snip"),
           "sequential_cnn": (sequential_cnn, "snip"), "nested_backbone": (nested_backbone, "snip")}
 
@@ -132,6 +149,7 @@ def test_what_each_hand_written_model_prunes():
 
     assert sources(unet()) == {"down1", "down2", "bottom", "up2", "dec2", "dec1"}
     assert sources(transformer()) == {"mlp_in"}  # the residual stream meets LayerNorm
+    assert sources(einsum_mlp()) == {"mlp_in"}  # "heads" (abc,cde->abde) is kept whole
     assert sources(group_norm_cnn()) == {"c2", "c3"}  # c1 is normalized by groups
     assert sources(grouped_conv_cnn()) == {"c3"}  # the grouped conv keeps its channels
     nested = sources(nested_backbone())

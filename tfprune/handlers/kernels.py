@@ -67,6 +67,49 @@ class DenseHandler(Source):
     size_key = "units"
 
 
+class EinsumDenseHandler(Source):
+    """EinsumDense whose equation is a Dense on the last axis (``...c,cd->...d``).
+
+    Its ``d`` outputs are channels like Dense's units (a transformer MLP written
+    with EinsumDense). Other equations (attention projections with a head axis,
+    contractions over several axes) keep their channels, with the reason.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if not dense_like(layer.equation, layer.bias_axes):
+            block(analysis, layer, inputs, outputs,
+                  f"EinsumDense equation {layer.equation!r} is not a Dense on the last axis "
+                  "(...c,cd->...d), so its channels are kept")
+            return
+        source(analysis, layer, inputs, outputs)
+
+    def slim(self, layer, context):
+        config, weights = super().slim(layer, context)
+        out_index = context.output_index(layer)
+        if out_index is not None:
+            shape = config["output_shape"]
+            config["output_shape"] = ((*shape[:-1], int(out_index.size))
+                                      if isinstance(shape, list | tuple) else int(out_index.size))
+        config.pop(self.size_key, None)
+        return config, weights
+
+
+def dense_like(equation: str, bias_axes: str | None) -> bool:
+    """Whether an einsum equation is a Dense on the last axis.
+
+    That is: the last input axis times a 2-D kernel gives the last output axis,
+    the other axes are left as they are, and the bias (if any) is on that axis.
+    """
+    try:
+        inputs, rest = equation.replace(" ", "").split(",")
+        kernel, output = rest.split("->")
+    except ValueError:
+        return False
+    return (len(kernel) == 2 and inputs[-1:] == kernel[0] and output[-1:] == kernel[1]
+            and output[:-1] == inputs[:-1] and kernel[1] not in inputs
+            and bias_axes in (None, "", kernel[1]))
+
+
 class ConvTranspose(Source):
     """Conv1D/2D/3DTranspose: the kernel is ``(..., out, in)``; FLOPs per input position."""
 
@@ -178,6 +221,7 @@ def _available(*names: str) -> tuple:
 KERNEL_HANDLERS = {
     _available("Conv1D", "Conv2D", "Conv3D"): Source(),
     _available("Dense"): DenseHandler(),
+    _available("EinsumDense"): EinsumDenseHandler(),
     _available("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"): ConvTranspose(),
     _available("SeparableConv1D", "SeparableConv2D"): Separable(),
     _available("DepthwiseConv1D", "DepthwiseConv2D"): Depthwise(),

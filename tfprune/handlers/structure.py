@@ -170,5 +170,4 @@ STRUCTURE_HANDLERS = {
     _available("Lambda"): KeepWhole("a Lambda layer, whose function tfprune cannot see"),
     _available("MultiHeadAttention", "GroupedQueryAttention"): KeepWhole(
         "attention heads are kept whole (head pruning is not supported yet)"),
-    _available("EinsumDense"): KeepWhole("EinsumDense is not pruned yet"),
 }
