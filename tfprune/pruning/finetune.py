@@ -10,7 +10,13 @@ masks enforced. With ``finetune.distill: true`` the pruned model (the
 student) learns from the labels and from the dense model (the frozen
 teacher) through Keras' own ``keras.distillation.Distiller`` with
 ``LogitsDistillation(temperature)``, ``student_loss_weight`` weighing the
-label loss. Both models must output logits (the builders do). The run
+label loss. Both models must output logits (the builders do). With the
+paper's training loss, ``TemperatureCrossEntropy(T)``, the logits are T times
+the usual scale, so the distillation temperature is ``T x
+finetune.temperature`` and the distillation loss is weighed by ``1 / T^2``
+(Hinton's ``temperature^2`` factor in the logits' own units); without it, a
+teacher trained at T = 5 distilled at 3 gives near one-hot soft targets whose
+clipped KL divergence even goes negative. The run
 folder is that of ``tfprune prune``; the student is what is checkpointed,
 resumed and saved.
 """
@@ -23,6 +29,7 @@ from pathlib import Path
 import keras
 
 from tfprune.config import ConfigError, load_config
+from tfprune.losses import training_temperature
 from tfprune.pruning.runner import PruneExtension
 from tfprune.pruning.schedule import RoundsSchedule
 from tfprune.run_folder import RunFolder
@@ -96,10 +103,14 @@ class FinetuneExtension(PruneExtension):
             return model
         teacher = _load(self.source)
         teacher.trainable = False
+        # Logits trained with TemperatureCrossEntropy(T) are T times the usual scale: the
+        # distillation temperature counts from there, and its T^2 factor is scaled back.
+        scale = training_temperature(model)
         distiller = keras.distillation.Distiller(
             teacher=teacher, student=model,
             distillation_losses=keras.distillation.LogitsDistillation(
-                temperature=section["temperature"]),
+                temperature=scale * section["temperature"]),
+            distillation_loss_weights=[1.0 / scale ** 2],
             student_loss_weight=section["student_loss_weight"])
         distiller.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
         return distiller

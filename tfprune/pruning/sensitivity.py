@@ -269,7 +269,9 @@ def ratio_keep(graph: ChannelGraph, units: list, floors: list, ratios: dict,
     unknown = sorted(set(ratios) - set(by_member))
     if unknown:
         raise PlanError(f"per-layer ratios name {unknown}, which are in no prunable channel "
-                        "group; use the names tfprune groups / channel_groups lists.")
+                        "group; use the names tfprune groups / channel_groups lists. (A budget "
+                        "target is one of {'flops': F}, {'params': P}, {'latency_ms': L} or "
+                        "{'tflite_kb': S}.)")
     wanted = [0.0] * len(graph.groups)
     for name, ratio in ratios.items():
         if not 0 <= float(ratio) < 1:
