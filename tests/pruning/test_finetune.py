@@ -88,3 +88,30 @@ def test_bad_sources_are_refused_before_training(image_folder, tmp_path):
     config["prune"]["schedule"] = "early_bird"
     with pytest.raises(ConfigError, match="early_bird"):
         finetune(config)
+
+
+def test_the_distillation_loss_is_the_kl_divergence_of_the_softened_outputs(image_folder,
+                                                                          tmp_path):
+    """Checked by hand: T^2 KL(softmax(t / T) || softmax(s / T)) / scale^2, T = scale x 3."""
+    import tensorflow as tf
+
+    from tfprune.pruning.finetune import FinetuneExtension
+    from tfprune.training import compile_model
+
+    base, config = base_and_config(image_folder, tmp_path, distill="true")
+    extension = FinetuneExtension(config)
+    student = keras.models.load_model(base / "model.keras", compile=False)
+    rng = np.random.default_rng(0)
+    student.set_weights([w + 0.05 * rng.normal(size=w.shape) for w in student.get_weights()])
+    compile_model(student, config)
+    distiller = extension.fit_model(student, config)
+    x = rng.normal(size=(6, *student.inputs[0].shape[1:])).astype("float32")
+    t = distiller.teacher(x, training=False).numpy() / 15.0  # scale 5 x temperature 3
+    s = student(x, training=False).numpy() / 15.0
+    p, q = tf.nn.softmax(t).numpy(), tf.nn.softmax(s).numpy()
+    expected = np.mean(np.sum(p * np.log(p / q), axis=-1)) * 15.0 ** 2 / 5.0 ** 2
+    (loss,) = distiller.distillation_losses
+    value = float(loss.compute_loss(distiller.teacher(x, training=False),
+                                    student(x, training=False))) / 5.0 ** 2
+    assert expected > 0 and value == pytest.approx(expected, rel=1e-4)
+    assert distiller.distillation_loss_weights == [1 / 25]

@@ -108,8 +108,12 @@ class FinetuneExtension(PruneExtension):
         scale = training_temperature(model)
         distiller = keras.distillation.Distiller(
             teacher=teacher, student=model,
-            distillation_losses=keras.distillation.LogitsDistillation(
-                temperature=scale * section["temperature"]),
+            # A KLDivergence object, not the default string: Keras 3.15 resolves
+            # "kl_divergence" to the function, which LogitsDistillation then applies to the
+            # scaled logits instead of their softmax (a negative "divergence").
+            # In a list: a single loss gets weight 1 whatever distillation_loss_weights says.
+            distillation_losses=[keras.distillation.LogitsDistillation(
+                temperature=scale * section["temperature"], loss=keras.losses.KLDivergence())],
             distillation_loss_weights=[1.0 / scale ** 2],
             student_loss_weight=section["student_loss_weight"])
         distiller.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
