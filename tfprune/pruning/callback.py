@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from pathlib import Path
@@ -133,9 +134,8 @@ class PruningCallback(keras.callbacks.Callback):
                    "score_options": score_options, "ignored_layers": tuple(ignored_layers),
                    "round_to": int(round_to), "seed": int(seed)}
         if isinstance(pruner, Pruner):
-            defaults = {"granularity": "filter", "scope": "global", "min_keep": 0.05,
-                        "reduction": "sum", "normalization": "none", "score_options": None,
-                        "ignored_layers": (), "round_to": 1, "seed": 0}
+            defaults = {name: parameter.default for name, parameter in
+                        inspect.signature(PruningCallback.__init__).parameters.items()}
             given = sorted(k for k, v in options.items() if v != defaults[k])
             if given or data is not None:
                 raise TypeError(f"PruningCallback: {given + (['data'] if data is not None else [])}"
