@@ -55,20 +55,25 @@ def score(
     """Scores every prunable filter (or weight) of a model with an importance measure.
 
     Args:
-        model: A built Keras model mapping images to class scores; a final softmax
-            or sigmoid is looked through (gradients are taken on the logits).
+        model: A built Keras model. Gradient measures take its compiled loss
+            (or ``loss=``; uncompiled: the paper's cross-entropy), on the logits
+            under a final softmax or sigmoid.
         measure: A registered name (see ``available_measures()``), a config
             dict ``{"name": ..., ...}`` or an ``ImportanceMeasure``.
-        data: ``None`` for data-free measures (magnitude, random, ...), or a
-            ``tf.data.Dataset`` of ``(images, labels)`` batches, a tuple
-            ``(images, labels)`` of NumPy arrays, or a ``tfprune.data.DataBundle``.
+        data: ``None`` for data-free measures (magnitude, random, ...), or
+            ``(x, y)`` / ``(x, y, sample_weight)`` NumPy arrays (lists or dicts
+            for several inputs or outputs), a ``tf.data.Dataset`` of such tuples
+            or of dicts (``data_keys``), a ``keras.utils.PyDataset``, or a
+            ``tfprune.data.DataBundle``.
         granularity: ``"filter"``: a 1-D array per layer with one score per
             output filter; ``"weight"``: an array of the kernel's shape.
         **options: Measure options (``temperature``; ``seed`` of random and
             uniform; ``use_distance_from_init`` of proposed) and sampling
             options: ``num_samples`` (g, default 2560), ``samples_per_class``
             (Hg memory, default 10), ``batch_size``, ``hessian_batch_size``,
-            ``seed``, ``initial_weights``, ``include_output_layers``.
+            ``seed``, ``initial_weights``, ``include_output_layers``,
+            ``batchnorm``, ``loss`` / ``loss_weights`` (instead of the compiled
+            loss), ``data_keys`` (dict datasets).
 
     Returns:
         ``ImportanceScores``, a dict ``{layer_name: numpy array}`` of the
