@@ -24,8 +24,18 @@ def test_every_page_with_python_is_listed():
     assert with_python == set(PAGES)
 
 
-@pytest.mark.parametrize("page", PAGES)
+#: Pages whose examples train for a minute or more: each runs from its own test module
+#: (tests/test_docs_readme.py, tests/test_docs_tour.py), so the two xdist workers share them.
+LONG_PAGES = ("README.md", "docs/guides/tour.md")
+
+
+@pytest.mark.parametrize("page", [page for page in PAGES if page not in LONG_PAGES])
 def test_examples_run(page, tmp_path, monkeypatch):
+    run_page(page, tmp_path, monkeypatch)
+
+
+def run_page(page: str, tmp_path, monkeypatch) -> None:
+    """Runs a page's Python blocks in order, in one namespace, from a scratch folder."""
     blocks = python_blocks(ROOT / page)
     assert blocks, f"{page} has no Python example"
     if any("../shared/" in block for block in blocks) and not SHARED.is_dir():
