@@ -123,11 +123,9 @@ class GradientEstimator:
 
     def _tensors(self, inputs, targets, sample_weight) -> tuple:
         """A batch as tensors: inputs in the model's input dtypes, targets per loss term."""
-        flat = keras.tree.flatten(inputs)
-        if len(flat) == len(self._input_dtypes):
-            flat = [tf.cast(tf.convert_to_tensor(x), dtype) if tf.as_dtype(
-                        getattr(x, "dtype", tf.float32)).is_floating and dtype.is_floating
-                    else tf.convert_to_tensor(x)
+        flat = [tf.convert_to_tensor(x) for x in keras.tree.flatten(inputs)]
+        if len(flat) == len(self._input_dtypes):  # floats in the model's float precision
+            flat = [tf.cast(x, dtype) if x.dtype.is_floating and dtype.is_floating else x
                     for x, dtype in zip(flat, map(tf.as_dtype, self._input_dtypes), strict=True)]
         inputs = keras.tree.pack_sequence_as(inputs, flat)
         targets, weights = self.objective.prepare(targets, sample_weight)

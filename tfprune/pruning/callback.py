@@ -21,6 +21,7 @@ from tfprune.pruning.plan import PruningPlan
 from tfprune.pruning.pruner import Pruner
 from tfprune.pruning.stats import layer_table
 from tfprune.pruning.summaries import write_round
+from tfprune.training.callbacks import trained_model
 
 _PLAN_FILE = re.compile(r"epoch_(\d+)\.json$")
 
@@ -60,11 +61,6 @@ def check_schedule(schedule):
             "tfprune.pruning.PruningSchedule.") if callable(schedule) else ""
     raise TypeError(f"schedule {name}: PruningCallback needs a schedule with decide(epoch) -> "
                     f"(prune, target).{hint}")
-
-
-def pruned_model(model: keras.Model) -> keras.Model:
-    """The model a callback on ``model.fit`` prunes: a Distiller's student, else the model."""
-    return model.student if isinstance(model, keras.distillation.Distiller) else model
 
 
 def prunable_units(model: keras.Model, granularity: str, ignored_layers=()) -> int:
@@ -165,7 +161,7 @@ class PruningCallback(keras.callbacks.Callback):
         """The measure the rounds score with."""
         if self.pruner is not None:
             return self.pruner.measure
-        return measure_for_model(self._pruner_options["importance"], pruned_model(self.model))
+        return measure_for_model(self._pruner_options["importance"], trained_model(self.model))
 
     def on_train_begin(self, logs=None):
         """Installs the mask constraints (once per model) and retraces the train step.
@@ -175,7 +171,7 @@ class PruningCallback(keras.callbacks.Callback):
         first, so a measure that cannot run fails before any epoch. A
         ``keras.distillation.Distiller`` being fit has its student pruned.
         """
-        pruned = pruned_model(self.model)
+        pruned = trained_model(self.model)
         fresh = self.enforcer is None or self.enforcer.model is not pruned
         if fresh:
             self._start(pruned)

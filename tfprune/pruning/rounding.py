@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _allowed(size: int, floor: int, ceiling: int, round_to: int) -> list[int]:
+def allowed_counts(size: int, floor: int, ceiling: int, round_to: int) -> list[int]:
     """Kept counts a group may take: multiples of ``round_to`` in [floor, ceiling], or all."""
     counts = [k for k in range(round_to, ceiling + 1, round_to) if k >= floor]
     if ceiling == size and size not in counts:
@@ -59,7 +59,7 @@ def round_keep(units: list[np.ndarray], keep: list[np.ndarray], floors: list[int
         return keep
     ceilings = [int(p.sum()) if p is not None else s.size
                 for s, p in zip(units, previous or [None] * len(units), strict=True)]
-    allowed = [_allowed(s.size, f, c, round_to)
+    allowed = [allowed_counts(s.size, f, c, round_to)
                for s, f, c in zip(units, floors, ceilings, strict=True)]
     kept = [_nearest(int(k.sum()), a) for k, a in zip(keep, allowed, strict=True)]
     orders = [_ranking(s, p) for s, p in zip(units, previous or [None] * len(units),

@@ -31,6 +31,7 @@ import numpy as np
 from tfprune.budgets import parse_budget
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.plan import PlanError, PruningPlan, group_scores
+from tfprune.pruning.rounding import allowed_counts
 
 #: The ratios tried by default.
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -240,13 +241,15 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
 
 
 def _rounded(kept: int, floor: int, size: int, round_to: int) -> int:
-    """``kept`` rounded down to a multiple of ``round_to`` at or above ``floor`` (or all)."""
+    """``kept`` rounded down to a count ``round_keep`` allows.
+
+    That is a multiple of ``round_to`` at or above ``floor``, or all; the
+    smallest allowed count if none is below ``kept``.
+    """
     if round_to == 1 or kept == size:
         return kept
-    multiple = round_to * (kept // round_to)
-    if multiple < max(floor, 1):
-        multiple = round_to * -(-max(floor, 1) // round_to)
-    return min(multiple, size)
+    allowed = allowed_counts(size, floor, size, round_to)
+    return max([count for count in allowed if count <= kept] or [min(allowed)])
 
 
 def ratio_keep(graph: ChannelGraph, units: list, floors: list, ratios: dict,

@@ -102,12 +102,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Saves the checkpoint, then records the finished epoch."""
         self.run.checkpoints.mkdir(parents=True, exist_ok=True)
         temporary = self.run.checkpoints / "last.tmp.keras"
-        # A Distiller is saved as its student, whose compiled optimizer it trains with.
-        model = self.model.student if isinstance(self.model, keras.distillation.Distiller) \
-            else self.model
-        model.save(temporary)
+        trained_model(self.model).save(temporary)
         os.replace(temporary, self.run.last_checkpoint)
         write_atomic(self.run.checkpoint_state, json.dumps({"epoch": epoch + 1}))
+
+
+def trained_model(model: keras.Model) -> keras.Model:
+    """The model ``fit`` trains: a ``keras.distillation.Distiller``'s student, else the model.
+
+    A Distiller is checkpointed, saved and pruned as its student, whose compiled
+    optimizer it trains with.
+    """
+    return model.student if isinstance(model, keras.distillation.Distiller) else model
 
 
 def finished_epochs(run_dir: str | os.PathLike) -> int:
