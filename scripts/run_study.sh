@@ -5,8 +5,9 @@
 # Order: seed 0's base run with the training-dynamics analyses recorded (Section 4.1, Fig. 3;
 # it doubles as seed 0's base model), then every config for seed 0, then seed 1, then seed 2,
 # so paired comparisons become possible as early as possible. After each seed the tables and
-# claims are rewritten into docs/study/. Niced; resumable: run it again after an interruption,
-# finished runs are skipped and the interrupted one resumes from its last finished epoch.
+# claims are rewritten into docs/study/ from the archive of finished runs (below). Niced;
+# resumable: run it again after an interruption, finished runs are skipped and the interrupted
+# one resumes from its last finished epoch.
 #
 # The study runs a fixed version of the code, not the working tree (which may be mid-edit while
 # the study runs for hours): the commit in runs/study/code_commit (default: the one below, which
@@ -29,19 +30,40 @@ study=configs/pruning/study
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
 
-analysis=runs/study/study_vgg13_cifar10_base-s0
-if [ ! -f "$analysis/summary.json" ]; then
-  if [ -d "$analysis" ]; then args=(--resume "$analysis"); else
-    args=("$study/vgg13_cifar10_base.yaml" --set "run.dir=$analysis" --set train.seed=0); fi
-  "${tfprune[@]}" analyze training "${args[@]}" --num-samples 2560 --hessian-epochs 0 1 5 10 20
-fi
-mkdir -p docs/study/analysis
-cp "$analysis"/analysis/{dynamics.csv,*.png} docs/study/analysis/
+# A finished run's small result files (config, summary, per-epoch metrics) are archived into
+# docs/study/runs/<run>/, which is committed: the tables are written from that archive, so they
+# survive the loss of runs/ (a new machine). Checkpoints and TensorBoard logs stay in runs/.
+archive=docs/study/runs
+archive_run() {
+  local run=$1 name
+  name=$(basename "$run")
+  [ -f "$run/summary.json" ] && [ ! -f "$archive/$name/summary.json" ] || return 0
+  mkdir -p "$archive/$name"
+  cp "$run"/{config.yaml,metrics.csv,metrics.json} "$archive/$name/"
+  cp "$run/summary.json" "$archive/$name/"   # last: its presence marks a complete copy
+}
 
 configs=("$study/vgg13_cifar10_base.yaml" "$study"/vgg13_cifar10_*_r5.yaml)
 for seed in "${seeds[@]}"; do
-  "${tfprune[@]}" grid "${configs[@]}" --first-seed "$seed" --seeds 1 --runs-dir runs/study \
-    --set train.verbose=2 || true
-  "${tfprune[@]}" report runs/study --output docs/study > /dev/null
+  if [ "$seed" = 0 ]; then
+    # Seed 0's base run records the training-dynamics analyses (Section 4.1, Fig. 3).
+    analysis=runs/study/study_vgg13_cifar10_base-s0
+    if [ ! -f "$analysis/summary.json" ]; then
+      if [ -d "$analysis" ]; then args=(--resume "$analysis"); else
+        args=("$study/vgg13_cifar10_base.yaml" --set "run.dir=$analysis" --set train.seed=0); fi
+      "${tfprune[@]}" analyze training "${args[@]}" --num-samples 2560 \
+        --hessian-epochs 0 1 5 10 20
+    fi
+    mkdir -p docs/study/analysis
+    cp "$analysis"/analysis/{dynamics.csv,*.png} docs/study/analysis/
+  fi
+  for config in "${configs[@]}"; do
+    "${tfprune[@]}" grid "$config" --first-seed "$seed" --seeds 1 --runs-dir runs/study \
+      --set train.verbose=2 || true
+    archive_run "runs/study/$(basename "$config" .yaml)-s$seed"
+  done
+  "${tfprune[@]}" report "$archive" --output docs/study > /dev/null
+  if [ "$seed" = 0 ]; then
+    "${tfprune[@]}" analyze runs runs/study/study_vgg13_cifar10_*_r5-s0 --output docs/study/r5_s0
+  fi
 done
-"${tfprune[@]}" analyze runs runs/study/study_vgg13_cifar10_*_r5-s0 --output docs/study/r5_s0

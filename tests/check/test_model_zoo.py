@@ -150,8 +150,8 @@ def test_what_each_hand_written_model_prunes():
     assert sources(unet()) == {"down1", "down2", "bottom", "up2", "dec2", "dec1"}
     assert sources(transformer()) == {"mlp_in"}  # the residual stream meets LayerNorm
     assert sources(einsum_mlp()) == {"mlp_in"}  # "heads" (abc,cde->abde) is kept whole
-    assert sources(group_norm_cnn()) == {"c2", "c3"}  # c1 is normalized by groups
-    assert sources(grouped_conv_cnn()) == {"c3"}  # the grouped conv keeps its channels
+    assert sources(group_norm_cnn()) == {"c1", "c2", "c3"}  # c1 in whole GroupNorm groups
+    assert sources(grouped_conv_cnn()) == {"c1", "grouped", "c3"}  # evenly per conv group
     nested = sources(nested_backbone())
     assert "head" in nested and "Conv1" in nested
 

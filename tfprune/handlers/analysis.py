@@ -10,6 +10,7 @@ reproduce). ``ChannelAnalysis`` is the union-find that records all of this;
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 class GraphError(ValueError):
@@ -47,6 +48,11 @@ class ChannelAnalysis:
         sizes: Channel count of each space.
         roles: Per space, ``{"sources", "followers", "consumers"}`` layer names.
         blocked: Per space, why it may not be pruned (None: prunable).
+        splits: Per space, ``(parts, atom)``: its channels fall into ``parts``
+            equal contiguous parts that must each keep the same number of
+            channels (a grouped convolution's groups), and into atoms of
+            ``atom`` contiguous channels kept or removed whole
+            (GroupNormalization's groups); ``(1, 1)`` when unconstrained.
         tensors: ``id(tensor) -> Layout``.
     """
 
@@ -55,6 +61,7 @@ class ChannelAnalysis:
         self.sizes: list[int] = []
         self.roles: list[dict] = []
         self.blocked: list[str | None] = []
+        self.splits: list[tuple[int, int]] = []
         self.tensors: dict[int, Layout] = {}
 
     def new_space(self, size: int, blocked: str | None = None) -> int:
@@ -63,6 +70,7 @@ class ChannelAnalysis:
         self.sizes.append(int(size))
         self.roles.append({"sources": [], "followers": [], "consumers": []})
         self.blocked.append(blocked)
+        self.splits.append((1, 1))
         return len(self.parent) - 1
 
     def find(self, space: int) -> int:
@@ -84,6 +92,36 @@ class ChannelAnalysis:
         for role, names in self.roles[b].items():
             self.roles[a][role] += names
         self.blocked[a] = self.blocked[a] or self.blocked[b]
+        self._split(a, *self.splits[b], where)
+
+    def constrain(self, layout: Layout, where: str, parts: int = 1, atom: int = 1) -> None:
+        """Requires ``layout``'s channels to be removed in equal parts and whole atoms.
+
+        Args:
+            layout: A plain layout (one space, not tiled).
+            where: The layer imposing it (named when the split is impossible).
+            parts: Equal contiguous parts that must keep the same channel count.
+            atom: Contiguous channels kept or removed together.
+
+        Raises:
+            GraphError: If the layout is a concatenation or flattening.
+        """
+        if not layout.plain:
+            raise GraphError(f"{where!r} splits its channels into groups but its input is a "
+                             "concatenation or flattening.")
+        self._split(self.find(layout.spaces[0][0]), parts, atom, where)
+
+    def _split(self, root: int, parts: int, atom: int, where: str) -> None:
+        """Combines a split into a root's; blocks the root when none can hold both."""
+        old_parts, old_atom = self.splits[root]
+        parts, atom = math.lcm(parts, old_parts), math.lcm(atom, old_atom)
+        size = self.sizes[root]
+        if size % parts or (size // parts) % atom:
+            self.blocked[root] = self.blocked[root] or (
+                f"{where!r}: {size} channels cannot be split into {parts} equal parts of whole "
+                f"groups of {atom}")
+            return
+        self.splits[root] = (parts, atom)
 
     def layout(self, tensor) -> Layout:
         """The layout of a tensor already analysed."""

@@ -17,12 +17,7 @@ from tfprune.handlers.base import (
 
 
 class Source(LayerHandler):
-    """Conv1D/2D/3D, Dense (any input rank): a kernel ``(..., in, out)``, new output channels.
-
-    A grouped convolution (``groups > 1``) is analysed but its input and output
-    channels are kept whole: removing channels from it would have to keep every
-    group the same size.
-    """
+    """A kernel ``(..., in, out)`` making new output channels (Dense, ungrouped convs)."""
 
     scored_kernel = "kernel"
     kernel_attributes = ("kernel",)
@@ -32,10 +27,6 @@ class Source(LayerHandler):
     size_key = "filters"
 
     def analyse(self, analysis, layer, inputs, outputs):
-        if getattr(layer, "groups", 1) != 1:
-            block(analysis, layer, inputs, outputs,
-                  f"grouped convolution (groups={layer.groups}) keeps its channels")
-            return
         source(analysis, layer, inputs, outputs)
 
     def variable_masks(self, layer, in_mask, out_mask):
@@ -59,6 +50,85 @@ class Source(LayerHandler):
         if len(weights) > 1:
             weights[1] = take(weights[1], out_index, 0)
         return config, weights
+
+
+class Conv(Source):
+    """Conv1D/2D/3D, grouped ones (``groups > 1``) too.
+
+    A grouped convolution's ``groups`` split its input and its output channels
+    into equal contiguous parts; part ``p`` of the outputs reads only part
+    ``p`` of the inputs through the kernel rows ``0 .. in / groups``. Channels
+    are then removed so that every part keeps the same count, on both sides
+    (the plan rounds to that, ``tfprune.pruning.rounding.even_parts``). A
+    convolution with one input and one output channel per group is a
+    depthwise convolution: it follows its input's channels.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        groups = layer.groups
+        if groups == 1:
+            source(analysis, layer, inputs, outputs)
+        elif groups == inputs[0].shape[-1] == layer.filters:
+            follow_unless(analysis, layer, inputs, outputs, None)
+        else:
+            layout = analysis.layout(inputs[0])
+            analysis.add_role(layout, "consumers", layer.name)
+            analysis.constrain(layout, layer.name, parts=groups)
+            space = analysis.new_tensor_space(outputs[0])
+            analysis.roles[space]["sources"].append(layer.name)
+            analysis.constrain(analysis.layout(outputs[0]), layer.name, parts=groups)
+
+    @staticmethod
+    def _depthwise(layer) -> bool:
+        return layer.groups > 1 and layer.kernel.shape[-2] == 1 and layer.groups == layer.filters
+
+    @staticmethod
+    def _input_rows(layer, in_mask) -> np.ndarray:
+        """``(in / groups, filters)``: whether filter ``f`` keeps its kernel row ``r``."""
+        rows, filters = layer.kernel.shape[-2], layer.filters
+        part = np.arange(filters) // (filters // layer.groups)
+        return np.asarray(in_mask, bool)[part[None, :] * rows + np.arange(rows)[:, None]]
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if layer.groups == 1:
+            return super().variable_masks(layer, in_mask, out_mask)
+        if self._depthwise(layer):  # follows: in_mask is the channels' mask
+            return [] if in_mask is None else [
+                (layer.kernel, axis_mask(layer.kernel.shape, in_mask, -1)),
+                *bias_masks(layer, in_mask)]
+        mask = np.ones(layer.kernel.shape, np.float32)
+        if out_mask is not None:
+            mask *= axis_mask(mask.shape, out_mask, -1)
+        if in_mask is not None:
+            mask *= np.broadcast_to(self._input_rows(layer, in_mask), mask.shape)
+        if out_mask is None and in_mask is None:
+            return []
+        return [(layer.kernel, mask), *bias_masks(layer, out_mask)]
+
+    def slim(self, layer, context):
+        if layer.groups == 1:
+            return super().slim(layer, context)
+        config, weights = layer.get_config(), layer.get_weights()
+        if self._depthwise(layer):
+            index = context.input_index(layer)
+            if index is not None:
+                config["filters"] = config["groups"] = int(index.size)
+            return config, [take(w, index, -1) for w in weights]
+        out_index, in_index = context.output_index(layer), context.input_index(layer)
+        kernel = weights[0]
+        if in_index is not None:  # each part's filters keep the rows of its kept inputs
+            kept_inputs = np.zeros(kernel.shape[-2] * layer.groups, bool)
+            kept_inputs[in_index] = True
+            rows = self._input_rows(layer, kept_inputs)
+            per_part = layer.filters // layer.groups
+            kernel = np.concatenate([
+                take(kernel[..., p * per_part:(p + 1) * per_part],
+                     np.flatnonzero(rows[:, p * per_part]), -2)
+                for p in range(layer.groups)], axis=-1)
+        if out_index is not None:
+            config["filters"] = int(out_index.size)
+            kernel = take(kernel, out_index, -1)
+        return config, [kernel, *(take(b, out_index, 0) for b in weights[1:])]
 
 
 class DenseHandler(Source):
@@ -219,7 +289,7 @@ def _available(*names: str) -> tuple:
 
 #: Built-in kernel handlers: layer classes -> handler.
 KERNEL_HANDLERS = {
-    _available("Conv1D", "Conv2D", "Conv3D"): Source(),
+    _available("Conv1D", "Conv2D", "Conv3D"): Conv(),
     _available("Dense"): DenseHandler(),
     _available("EinsumDense"): EinsumDenseHandler(),
     _available("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"): ConvTranspose(),

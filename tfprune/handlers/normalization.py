@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, block, follow_unless, pass_through, take
+from tfprune.handlers.base import LayerHandler, block, follow, follow_unless, pass_through, take
 
 
 def _channel_axes(layer, rank: int) -> set[int]:
@@ -36,8 +36,39 @@ class BatchNorm(LayerHandler):
         return layer.get_config(), [take(w, index, -1) for w in layer.get_weights()]
 
 
+class GroupNorm(BatchNorm):
+    """GroupNormalization: channels go in whole groups of ``channels / groups``.
+
+    A group whose channels are all zero normalizes to zero (its mean and
+    variance are 0) and its gamma and beta are masked, so removing whole
+    groups leaves the others exactly as they were; the slimmed layer has
+    fewer groups. With one group it normalizes across all the channels, which
+    are then kept whole.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank, groups = len(inputs[0].shape), layer.groups
+        if _channel_axes(layer, rank) != {rank - 1}:
+            pass_through(analysis, layer, inputs, outputs)
+        elif groups == 1:
+            block(analysis, layer, inputs, outputs,
+                  "GroupNormalization with one group normalizes across the channels")
+        else:
+            follow(analysis, layer, inputs, outputs)
+            analysis.constrain(analysis.layout(inputs[0]), layer.name,
+                               atom=inputs[0].shape[-1] // groups)
+
+    def slim(self, layer, context):
+        config, weights = super().slim(layer, context)
+        index = context.input_index(layer)
+        if index is not None:
+            channels = (layer.gamma if layer.scale else layer.beta).shape[0]
+            config["groups"] = int(index.size) // (channels // layer.groups)
+        return config, weights
+
+
 class AcrossChannels(LayerHandler):
-    """Normalizes across the channels (LayerNormalization, GroupNormalization, Softmax).
+    """Normalizes across the channels (LayerNormalization, RMSNormalization, Softmax).
 
     A removed channel is zero in the masked model but absent from the slimmed
     one, and either way it would change the mean, variance or sum the other
@@ -67,7 +98,7 @@ def _available(*names: str) -> tuple:
 #: Built-in normalization handlers: layer classes -> handler.
 NORMALIZATION_HANDLERS = {
     _available("BatchNormalization"): BatchNorm(),
-    _available("LayerNormalization", "GroupNormalization", "Softmax",
-               "RMSNormalization"): AcrossChannels(),
+    _available("GroupNormalization"): GroupNorm(),
+    _available("LayerNormalization", "Softmax", "RMSNormalization"): AcrossChannels(),
     _available("UnitNormalization"): UnitNorm(),
 }

@@ -39,6 +39,10 @@ class ChannelGroup:
             importance scores are reduced into the group's score.
         followers: Layers with per-channel weights that follow the group.
         consumers: Layers whose kernel's input channels (or inputs) are the group.
+        parts: The channels fall into this many equal contiguous parts, each of
+            which keeps the same count (a grouped convolution's groups).
+        atom: Channels go in contiguous atoms of this many, kept or removed
+            whole (GroupNormalization's groups).
     """
 
     index: int
@@ -46,6 +50,8 @@ class ChannelGroup:
     sources: list[str] = dataclasses.field(default_factory=list)
     followers: list[str] = dataclasses.field(default_factory=list)
     consumers: list[str] = dataclasses.field(default_factory=list)
+    parts: int = 1
+    atom: int = 1
 
     @property
     def members(self) -> list[str]:
@@ -55,8 +61,10 @@ class ChannelGroup:
 
     def to_dict(self) -> dict:
         """JSON form."""
+        split = {} if (self.parts, self.atom) == (1, 1) else {"parts": self.parts,
+                                                               "atom": self.atom}
         return {"index": self.index, "size": self.size, "sources": self.sources,
-                "followers": self.followers, "consumers": self.consumers}
+                "followers": self.followers, "consumers": self.consumers, **split}
 
 
 _IGNORED, _UNANALYSED = Ignored(), KeepWhole()
@@ -162,7 +170,7 @@ class ChannelGraph:
             roles = {role: sorted(names, key=order.__getitem__)
                      for role, names in analysis.roles[root].items()}
             group = ChannelGroup(len(groups), analysis.sizes[root], roles["sources"],
-                                 roles["followers"], roles["consumers"])
+                                 roles["followers"], roles["consumers"], *analysis.splits[root])
             groups.append(group)
             self._roots[root] = group
         return groups

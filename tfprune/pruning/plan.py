@@ -20,7 +20,7 @@ import numpy as np
 from tfprune.budgets import COUNTED, MEASURED, Budget, parse_budget
 from tfprune.importance.scores import check_finite, check_informative
 from tfprune.pruning.groups import ChannelGraph, ChannelGroup
-from tfprune.pruning.rounding import round_keep
+from tfprune.pruning.rounding import even_parts, round_keep
 from tfprune.storage import StorageError, read_pair, stem, write_pair
 
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max,
@@ -232,7 +232,10 @@ def make_plan(
         round_to: Every group keeps a multiple of this many channels (or all of
             them), the best-scored ones; the total removed is then as close to
             ``target`` as the rounding allows (``tfprune.pruning.rounding``).
-            Structured plans only; 1 (default) does not round.
+            Structured plans only; 1 (default) does not round. Whatever the
+            target, a grouped convolution's channels go evenly from each of its
+            groups and GroupNormalization's in whole groups (rounded to the
+            nearest such count; for a budget, down, so it still holds).
         graph: The model's ``ChannelGraph`` with these ``ignored_layers``, if
             already built (a ``Pruner``'s); None builds it.
 
@@ -281,8 +284,11 @@ def make_plan(
         count = round(target * sum(g.size for g in groups))
         if previous is not None:  # removed channels stay removed, even if rounding overshot
             count = max(count, previous.removed)
+        steps = [math.lcm(round_to, g.parts * g.atom) for g in groups]
         keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
-                          round_to, prior)
+                          steps, prior)
+    keep = even_parts(units, keep, floors, [(g.parts, g.atom) for g in groups], round_to, prior,
+                      down=_is_budget(target))
     history = (previous.history if previous else []) + [
         {"round": len(previous.history) + 1 if previous else 1, "target": target,
          "removed": int(sum((~k).sum() for k in keep)), "total": sum(g.size for g in groups)}]
@@ -311,6 +317,8 @@ def _measured_keep(model, graph, budget, units, floors, prior, round_to: int) ->
     from tfprune.slimming import slim
 
     def slimmed(keep: list) -> keras.Model:
+        keep = even_parts(units, keep, floors, [(g.parts, g.atom) for g in graph.groups],
+                          round_to, prior, down=True)
         plan = PruningPlan("filter", [g.to_dict() for g in graph.groups],
                            {str(g.index): k for g, k in zip(graph.groups, keep, strict=True)},
                            {str(g.index): u for g, u in zip(graph.groups, units, strict=True)},
