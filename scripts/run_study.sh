@@ -34,13 +34,16 @@ seeds=("$@")
 # docs/study/runs/<run>/, which is committed: the tables are written from that archive, so they
 # survive the loss of runs/ (a new machine). Checkpoints and TensorBoard logs stay in runs/.
 archive=docs/study/runs
-archive_run() {
-  local run=$1 name
-  name=$(basename "$run")
-  [ -f "$run/summary.json" ] && [ ! -f "$archive/$name/summary.json" ] || return 0
-  mkdir -p "$archive/$name"
-  cp "$run"/{config.yaml,metrics.csv,metrics.json} "$archive/$name/"
-  cp "$run/summary.json" "$archive/$name/"   # last: its presence marks a complete copy
+archive_runs() {
+  local run name
+  for run in runs/study/*-s[0-9]*/; do
+    run=${run%/}
+    name=$(basename "$run")
+    [ -f "$run/summary.json" ] && [ ! -f "$archive/$name/summary.json" ] || continue
+    mkdir -p "$archive/$name"
+    cp "$run"/{config.yaml,metrics.csv,metrics.json} "$archive/$name/"
+    cp "$run/summary.json" "$archive/$name/"   # last: its presence marks a complete copy
+  done
 }
 
 configs=("$study/vgg13_cifar10_base.yaml" "$study"/vgg13_cifar10_*_r5.yaml)
@@ -60,7 +63,7 @@ for seed in "${seeds[@]}"; do
   for config in "${configs[@]}"; do
     "${tfprune[@]}" grid "$config" --first-seed "$seed" --seeds 1 --runs-dir runs/study \
       --set train.verbose=2 || true
-    archive_run "runs/study/$(basename "$config" .yaml)-s$seed"
+    archive_runs
   done
   "${tfprune[@]}" report "$archive" --output docs/study > /dev/null
   if [ "$seed" = 0 ]; then

@@ -148,12 +148,22 @@ def test_what_each_hand_written_model_prunes():
         return {name for g in tfprune.channel_groups(model) for name in g.sources}
 
     assert sources(unet()) == {"down1", "down2", "bottom", "up2", "dec2", "dec1"}
-    assert sources(transformer()) == {"mlp_in"}  # the residual stream meets LayerNorm
+    # whole heads and MLP units; the residual stream meets LayerNorm
+    assert sources(transformer()) == {"attention/heads", "mlp_in"}
     assert sources(einsum_mlp()) == {"mlp_in"}  # "heads" (abc,cde->abde) is kept whole
     assert sources(group_norm_cnn()) == {"c1", "c2", "c3"}  # c1 in whole GroupNorm groups
     assert sources(grouped_conv_cnn()) == {"c1", "grouped", "c3"}  # evenly per conv group
     nested = sources(nested_backbone())
     assert "head" in nested and "Conv1" in nested
+
+
+def test_transformer_loses_whole_heads_and_mlp_units():
+    model = transformer()
+    x = np.random.default_rng(0).integers(0, 50, size=(16, 12)).astype("int32")
+    scores = tfprune.score(model, "snip", (x, labels()), samples_per_class=4)
+    slimmed = tfprune.slim(model, tfprune.make_plan(model, scores, 0.4, scope="layer"))
+    assert slimmed.get_layer("attention").num_heads < 4
+    assert slimmed.get_layer("mlp_in").units < 32
 
 
 def test_nested_backbone_slims_into_one_flat_model():

@@ -154,7 +154,7 @@ class DynamicsRecorder(keras.callbacks.Callback):
             self._measure(epoch, context)
 
     def _measure(self, epoch: int, context: ScoringContext) -> None:
-        layers = context.layers
+        layers = [layer for layer in context.layers if not layer.parts]  # plain kernels
         state = self._snapshot(layers)
         if self._initial is None:
             self._initial = state

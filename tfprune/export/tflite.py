@@ -70,7 +70,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
 
 
 def run_tflite(path: str | os.PathLike, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Runs a .tflite file in the LiteRT interpreter, one image at a time."""
+    """Runs a .tflite file in the LiteRT interpreter, one input (image, token ids) at a time."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
@@ -78,7 +78,7 @@ def run_tflite(path: str | os.PathLike, images: np.ndarray, threads: int = 1) ->
     source = interpreter.get_input_details()[0]
     target = interpreter.get_output_details()[0]
     outputs = []
-    for image in np.asarray(images, np.float32):
+    for image in np.asarray(images).astype(source["dtype"]):
         interpreter.set_tensor(source["index"], image[None])
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(target["index"])[0].copy())

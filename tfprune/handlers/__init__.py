@@ -5,15 +5,17 @@
 built-in handlers live in one module each: ``kernels`` (Conv, Dense,
 transposed, separable and depthwise convs, Embedding), ``normalization``,
 ``structure`` (pass-through, merges, concatenation, reshapes),
-``operations`` (keras.ops nodes) and ``applications`` (keras.applications'
-own layers).
+``attention`` (MultiHeadAttention's heads), ``operations`` (keras.ops nodes)
+and ``applications`` (keras.applications' own layers).
 """
 
 from tfprune.handlers.analysis import ChannelAnalysis, GraphError, Layout
 from tfprune.handlers.applications import APPLICATION_HANDLERS
+from tfprune.handlers.attention import ATTENTION_HANDLERS
 from tfprune.handlers.base import (
     HANDLERS,
     LayerHandler,
+    attribute,
     axis_mask,
     bias_masks,
     block,
@@ -30,14 +32,14 @@ from tfprune.handlers.normalization import NORMALIZATION_HANDLERS, AcrossChannel
 from tfprune.handlers.operations import OPERATION_HANDLERS
 from tfprune.handlers.structure import STRUCTURE_HANDLERS, Ignored, KeepWhole, Merge, PassThrough
 
-for _table in (STRUCTURE_HANDLERS, NORMALIZATION_HANDLERS, KERNEL_HANDLERS, OPERATION_HANDLERS,
-               APPLICATION_HANDLERS):
+for _table in (STRUCTURE_HANDLERS, NORMALIZATION_HANDLERS, KERNEL_HANDLERS, ATTENTION_HANDLERS,
+               OPERATION_HANDLERS, APPLICATION_HANDLERS):
     for _types, _handler in _table.items():
         HANDLERS.update(dict.fromkeys(_types, _handler))
 
 __all__ = [
     "HANDLERS", "AcrossChannels", "BatchNorm", "ChannelAnalysis", "ConvTranspose", "Depthwise",
     "GraphError", "Ignored", "LayerHandler", "Layout", "Merge", "KeepWhole", "PassThrough",
-    "Separable", "Source", "axis_mask", "bias_masks", "block", "follow", "handler_for", "merge",
-    "pass_through", "register_layer_handler", "source", "take",
+    "Separable", "Source", "attribute", "axis_mask", "bias_masks", "block", "follow",
+    "handler_for", "merge", "pass_through", "register_layer_handler", "source", "take",
 ]

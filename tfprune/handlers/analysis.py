@@ -54,6 +54,8 @@ class ChannelAnalysis:
             ``atom`` contiguous channels kept or removed whole
             (GroupNormalization's groups); ``(1, 1)`` when unconstrained.
         tensors: ``id(tensor) -> Layout``.
+        inner: ``{layer name: {unit: space}}``: channel spaces inside layers
+            that no tensor shows (attention heads).
     """
 
     def __init__(self):
@@ -63,6 +65,7 @@ class ChannelAnalysis:
         self.blocked: list[str | None] = []
         self.splits: list[tuple[int, int]] = []
         self.tensors: dict[int, Layout] = {}
+        self.inner: dict[str, dict[str, int]] = {}
 
     def new_space(self, size: int, blocked: str | None = None) -> int:
         """A fresh space of ``size`` channels; ``blocked`` says why it is not prunable."""
@@ -135,6 +138,13 @@ class ChannelAnalysis:
         """A fresh space for a tensor's channels, recorded as its layout."""
         space = self.new_space(tensor.shape[-1], blocked)
         self.set_layout(tensor, Layout.single(space, tensor.shape[-1]))
+        return space
+
+    def new_inner_space(self, layer, unit: str, size: int, blocked: str | None = None) -> int:
+        """A space of ``size`` channels inside ``layer`` (its heads), scored as ``layer/unit``."""
+        space = self.new_space(size, blocked)
+        self.roles[space]["sources"].append(f"{layer.name}/{unit}")
+        self.inner.setdefault(layer.name, {})[unit] = space
         return space
 
     def single_space(self, tensor, layer) -> int:

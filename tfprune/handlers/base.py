@@ -12,6 +12,8 @@ A handler answers, for its type:
 - ``slim``: the config and weights of its rebuilt, smaller self.
 - ``flops``: its forward-pass FLOPs (2 per multiply-accumulate) with some
   kernel entries removed.
+- ``inner_units`` / ``inner_masks``: channel spaces inside the layer that no
+  tensor shows (MultiHeadAttention's heads), scored over several kernels.
 
 Channel groups, masks, scoring's list of prunable layers, slim and the
 statistics all read handlers, never class names. ``register_layer_handler``
@@ -24,6 +26,14 @@ from __future__ import annotations
 import numpy as np
 
 from tfprune.handlers.analysis import ChannelAnalysis, GraphError
+
+
+def attribute(layer, path: str):
+    """``layer``'s attribute at a dotted ``path`` (``"query_dense.kernel"``)."""
+    value = layer
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
 
 
 def take(array: np.ndarray, index, axis: int) -> np.ndarray:
@@ -54,10 +64,11 @@ class LayerHandler:
     without weights that passes its input's channels through unchanged.
 
     Attributes:
-        scored_kernel: Attribute of the kernel importance measures score (None:
-            the layer is not scored).
+        scored_kernel: Attribute (dotted path) of the kernel importance measures
+            score (None: the layer's outputs are not scored).
         filter_axis: Axis of that kernel indexing the layer's output channels.
-        kernel_attributes: The kernels whose multiply-accumulates count as FLOPs.
+        kernel_attributes: The kernels (dotted paths) whose multiply-accumulates
+            count as FLOPs.
 
     Example:
         A custom layer scaling each channel by a trainable vector:
@@ -110,9 +121,23 @@ class LayerHandler:
                              "with a slim method for it.")
         return layer.get_config(), layer.get_weights()
 
+    def inner_units(self, layer) -> dict:
+        """``{unit: (size, ((kernel path, axis), ...))}``: channel spaces inside the layer.
+
+        A unit (MultiHeadAttention's ``"heads"``) is a channel space no tensor
+        shows; ``analyse`` creates it with ``analysis.new_inner_space``, and it
+        is scored as ``layer/unit`` over the slices of the kernels listed (the
+        axis of each indexing the unit's channels).
+        """
+        return {}
+
+    def inner_masks(self, layer, masks: dict) -> list:
+        """``[(variable, float mask)]`` for ``{unit: boolean keep-mask}`` of its inner units."""
+        return []
+
     def kernels(self, layer) -> list:
         """The layer's kernel variables counted for FLOPs."""
-        return [getattr(layer, name) for name in self.kernel_attributes]
+        return [attribute(layer, name) for name in self.kernel_attributes]
 
     def flops(self, call, kept) -> int:
         """Forward FLOPs of one example: 2 x output positions x kept kernel entries.

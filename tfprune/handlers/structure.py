@@ -168,6 +168,7 @@ STRUCTURE_HANDLERS = {
     _available("Reshape"): ReshapeHandler(),
     _available("Permute"): PermuteHandler(),
     _available("Lambda"): KeepWhole("a Lambda layer, whose function tfprune cannot see"),
-    _available("MultiHeadAttention", "GroupedQueryAttention"): KeepWhole(
-        "attention heads are kept whole (head pruning is not supported yet)"),
+    _available("GroupQueryAttention"): KeepWhole(
+        "grouped-query attention shares key / value heads between query heads; its "
+        "channels are kept whole"),
 }

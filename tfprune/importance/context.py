@@ -241,10 +241,14 @@ class ScoringContext:
 
     def _estimator(self) -> GradientEstimator:
         """The model's estimator, Hg taken for the prunable kernels; fails on a frozen one."""
-        kernels = [layer.kernel for layer in self.layers]
+        kernels = self._kernels()
         for kernel in kernels:
             self.position(kernel)
         return estimator_for(self.model, kernels, self.objective)
+
+    def _kernels(self) -> list:
+        """Every kernel the prunable layers and units read, each once, in order."""
+        return list({id(v): v for layer in self.layers for v in layer.variables}.values())
 
     def hessian_gradients(self, temperature: float) -> tuple[list[np.ndarray], list]:
         """``(g, Hg)`` over the class-balanced memory at ``temperature``, as GraSP computes them.
@@ -271,8 +275,8 @@ class ScoringContext:
             g = estimator.mean_gradient(self._memory_batches(self.batch_size), key)
             hg = estimator.hessian_gradient_product(g, self._memory_batches(hg_batch), key)
         full_hg = [None] * len(g)
-        for layer, value in zip(self.layers, hg, strict=True):
-            full_hg[self.position(layer.kernel)] = value.numpy()
+        for kernel, value in zip(self._kernels(), hg, strict=True):
+            full_hg[self.position(kernel)] = value.numpy()
         return [v.numpy() for v in g], full_hg
 
     def gradient_norms(self) -> dict[str, float]:
@@ -286,7 +290,8 @@ class ScoringContext:
         if not computed:
             return {}
         values = computed[0]
-        return {layer.name: float(np.linalg.norm(values[self.position(layer.kernel)]))
+        return {layer.name: float(np.linalg.norm(layer.gather(
+                    [values[self.position(v)] for v in layer.variables])))
                 for layer in self.layers}
 
     def position(self, variable) -> int:
@@ -325,17 +330,17 @@ def initial_kernels(model: keras.Model, source, layers: list[PrunableLayer]) -> 
         kernels = {}
         for layer in layers:
             try:
-                other = source.get_layer(layer.name)
+                other = source.get_layer(layer.layer.name)
             except ValueError:
                 continue
-            kernels[layer.name] = np.asarray(getattr(other, layer.kernel_attribute))
+            kernels[layer.name] = layer.read(other)
     for layer in layers:
         if layer.name not in kernels:
             raise ScoringError(f"initial_weights: no kernel for layer {layer.name!r}.")
-        if kernels[layer.name].shape != tuple(layer.kernel.shape):
+        if kernels[layer.name].shape != layer.shape:
             raise ScoringError(
                 f"initial_weights: layer {layer.name!r} has shape {kernels[layer.name].shape}, "
-                f"the model's kernel is {tuple(layer.kernel.shape)}."
+                f"the model's kernel is {layer.shape}."
             )
     return kernels
 
@@ -374,21 +379,24 @@ class LayerView:
 
     @property
     def kernel(self) -> np.ndarray:
-        """The current kernel, float64."""
-        return np.asarray(self.layer.kernel, dtype=np.float64)
+        """The current kernel (a unit's gathered kernels: ``PrunableLayer.gather``), float64."""
+        return self.layer.gather([np.asarray(v, np.float64) for v in self.layer.variables])
 
     def _of(self, values: list[np.ndarray], variable) -> np.ndarray:
         return values[self.context.position(variable)].astype(np.float64)
 
+    def _gathered(self, values: list[np.ndarray]) -> np.ndarray:
+        return self.layer.gather([self._of(values, v) for v in self.layer.variables])
+
     @property
     def gradient(self) -> np.ndarray:
         """The mean gradient g of the loss over the gradient stream."""
-        return self._of(self.context.gradients(self.temperature), self.layer.kernel)
+        return self._gathered(self.context.gradients(self.temperature))
 
     @property
     def hessian_gradient(self) -> np.ndarray:
         """Hg over the class-balanced memory (g taken over the memory too, as GraSP)."""
-        return self._of(self.context.hessian_gradients(self.temperature)[1], self.layer.kernel)
+        return self._gathered(self.context.hessian_gradients(self.temperature)[1])
 
     @property
     def initial_kernel(self) -> np.ndarray:

@@ -113,6 +113,8 @@ class ImportanceMeasure:
         started = time.perf_counter()
         scores = {}
         for layer in context.layers:
+            if layer.parts and granularity == "weight":
+                continue  # a unit over several kernels (heads) has no kernel to mask
             values = self.layer_scores(context.view(layer, self.temperature), granularity)
             check_finite(self.name, layer.name, values)
             scores[layer.name] = values
@@ -153,10 +155,10 @@ class FunctionMeasure(ImportanceMeasure):
     def weight_scores(self, view) -> np.ndarray:
         """The function's per-weight scores; their shape must be the kernel's."""
         values = np.asarray(type(self).function(view))
-        if values.shape != tuple(view.layer.kernel.shape):
+        if values.shape != view.layer.shape:
             raise ScoringError(
                 f"measure {self.name!r} returned shape {values.shape} for layer {view.name!r}; "
-                f"per-weight scores need the kernel's shape {tuple(view.layer.kernel.shape)}."
+                f"per-weight scores need the kernel's shape {view.layer.shape}."
             )
         return values
 

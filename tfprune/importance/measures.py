@@ -160,7 +160,7 @@ class _SeededMeasure(ImportanceMeasure):
         return np.random.default_rng([self.seed, zlib.crc32(view.name.encode())])
 
     def _shape(self, view, per_filter: bool) -> tuple:
-        return (view.layer.filters,) if per_filter else tuple(view.layer.kernel.shape)
+        return (view.layer.filters,) if per_filter else view.layer.shape
 
 
 @register_measure("random")

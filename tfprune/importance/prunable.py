@@ -16,37 +16,85 @@ import keras
 import numpy as np
 
 from tfprune.handlers import GraphError, handler_for
+from tfprune.handlers.base import attribute
 from tfprune.importance.scores import ScoringError
 from tfprune.model_graph import Call, operation_order, producers, walk
 
 
 @dataclasses.dataclass(frozen=True)
 class PrunableLayer:
-    """A scored layer: its kernel and how the kernel splits into filters.
+    """A scored layer (or unit of one): its kernel and how the kernel splits into filters.
+
+    Most scored layers have one kernel with an axis indexing their output
+    channels. A unit spread over several kernels (MultiHeadAttention's heads:
+    slices of the query, key, value and output projections) lists them in
+    ``parts``; its "kernel" is then their slices gathered into one
+    ``(elements, filters)`` array (``gather``), which every measure scores
+    like a kernel, so a head's score reduces over all its slices.
 
     Attributes:
         layer: The Keras layer.
-        kernel_attribute: The attribute holding its kernel variable.
-        filters: The number of output channels (filters) of the layer.
-        batch_norm: The BatchNormalization layer fed directly by this layer, or None.
+        kernel_attribute: The attribute (dotted path) holding its kernel variable.
+        filters: The number of output channels (filters, heads) of the unit.
+        batch_norm: The BatchNormalization fed directly by this layer, or None.
         filter_axis: The kernel axis indexing the filters.
+        parts: For a unit over several kernels: ``((attribute path, filter
+            axis), ...)``; empty for a plain layer.
+        unit: The unit's name inside the layer (``"heads"``), or None.
     """
 
     layer: keras.layers.Layer
-    kernel_attribute: str
+    kernel_attribute: str | None
     filters: int
     batch_norm: keras.layers.BatchNormalization | None
     filter_axis: int = -1
+    parts: tuple = ()
+    unit: str | None = None
 
     @property
     def kernel(self) -> keras.Variable:
-        """The kernel variable."""
-        return getattr(self.layer, self.kernel_attribute)
+        """The kernel variable (a plain layer's; see ``variables`` for a unit's)."""
+        if self.parts:
+            raise ScoringError(f"{self.name!r} spans several kernels ({self.paths}); read "
+                               "its variables or gather them.")
+        return attribute(self.layer, self.kernel_attribute)
+
+    @property
+    def paths(self) -> list[str]:
+        """The attribute paths of its kernels."""
+        return [path for path, _ in self.parts] if self.parts else [self.kernel_attribute]
+
+    @property
+    def variables(self) -> list:
+        """Its kernel variables: the kernel, or every kernel a unit spans."""
+        return [attribute(self.layer, path) for path in self.paths]
+
+    @property
+    def shape(self) -> tuple:
+        """The shape of what measures score: the kernel's, or ``(elements, filters)``."""
+        if not self.parts:
+            return tuple(self.kernel.shape)
+        return (sum(int(np.prod(v.shape)) for v in self.variables) // self.filters, self.filters)
 
     @property
     def name(self) -> str:
-        """The layer's name: the key of its scores."""
-        return self.layer.name
+        """The key of its scores: the layer's name, or ``layer/unit`` (``attention/heads``)."""
+        return self.layer.name if self.unit is None else f"{self.layer.name}/{self.unit}"
+
+    def gather(self, arrays) -> np.ndarray:
+        """One array from per-kernel arrays (values, g, Hg of ``variables``, in order).
+
+        A plain layer's is its kernel's; a unit's is every kernel's slices with
+        the filter axis moved last, stacked into ``(elements, filters)``.
+        """
+        if not self.parts:
+            return np.asarray(arrays[0])
+        return np.concatenate([np.moveaxis(np.asarray(array), axis, -1).reshape(-1, self.filters)
+                               for array, (_, axis) in zip(arrays, self.parts, strict=True)])
+
+    def read(self, layer) -> np.ndarray:
+        """``gather`` of the same kernels of another layer (an initial model's)."""
+        return self.gather([np.asarray(attribute(layer, path)) for path in self.paths])
 
     def by_filter(self, array: np.ndarray) -> np.ndarray:
         """Reshapes a kernel-shaped array to ``(elements_per_filter, filters)``."""
@@ -82,7 +130,8 @@ def _batch_norms_by_input(calls: list, made_by: dict) -> dict[int, keras.layers.
     return follows
 
 
-def prunable_layers(model: keras.Model, include_output_layers: bool = False) -> list[PrunableLayer]:
+def prunable_layers(model: keras.Model, include_output_layers: bool = False,
+                    units: bool = True) -> list[PrunableLayer]:
     """Lists the layers of a model that get importance scores, in graph order.
 
     Args:
@@ -90,9 +139,11 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False) -> 
         include_output_layers: Also score layers producing a model output (the
             classifier). Structured pruning never removes classifier outputs,
             so they are left out by default.
+        units: Also list the units spread over several kernels (attention
+            heads: ``handler.inner_units``), which only structured plans use.
 
     Returns:
-        One ``PrunableLayer`` per prunable layer with a kernel.
+        One ``PrunableLayer`` per prunable layer with a kernel, then its units.
 
     Raises:
         ScoringError: If the model is not built, has no graph, or has no prunable layer.
@@ -112,13 +163,18 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False) -> 
     found = []
     for call in calls:
         handler = handler_for(call.operation)
-        if handler is None or handler.scored_kernel is None or id(call.operation) in outputs:
+        if handler is None or id(call.operation) in outputs:
             continue
-        found.append(PrunableLayer(call.operation, handler.scored_kernel,
-                                   int(call.outputs[0].shape[-1]),
-                                   batch_norms.get(id(call.operation)), handler.filter_axis))
+        if handler.scored_kernel is not None:
+            found.append(PrunableLayer(call.operation, handler.scored_kernel,
+                                       int(call.outputs[0].shape[-1]),
+                                       batch_norms.get(id(call.operation)), handler.filter_axis))
+        if units:
+            found += [PrunableLayer(call.operation, None, size, None, parts=tuple(parts),
+                                    unit=unit)
+                      for unit, (size, parts) in handler.inner_units(call.operation).items()]
     order = {name: index for index, name in enumerate(operation_order(model))}
-    found.sort(key=lambda prunable: order.get(prunable.name, len(order)))
+    found.sort(key=lambda prunable: order.get(prunable.layer.name, len(order)))
     if not found:
         raise ScoringError(
             f"model {model.name!r} has no prunable layer besides its outputs (no layer whose "
@@ -126,3 +182,8 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False) -> 
             "Conv*Transpose, Embedding, or a type given register_layer_handler)."
         )
     return found
+
+
+def prunable_weight_count(model: keras.Model) -> int:
+    """The kernel entries an unstructured (weight) plan ranks: every prunable kernel's."""
+    return int(sum(np.prod(layer.kernel.shape) for layer in prunable_layers(model, units=False)))

@@ -12,8 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.budgets import parse_budget
-from tfprune.importance import get_measure, prunable_layers
+from tfprune.importance import get_measure
 from tfprune.importance.measure import measure_for_model
+from tfprune.importance.prunable import prunable_weight_count
 from tfprune.pruning.budget import dense_cost
 from tfprune.pruning.groups import channel_groups
 from tfprune.pruning.masks import MaskEnforcer
@@ -66,7 +67,7 @@ def check_schedule(schedule):
 def prunable_units(model: keras.Model, granularity: str, ignored_layers=()) -> int:
     """Prunable channels (structured) or kernel weights (unstructured) of a model."""
     if granularity == "weight":
-        return int(sum(np.prod(layer.kernel.shape) for layer in prunable_layers(model)))
+        return prunable_weight_count(model)
     return sum(group.size for group in channel_groups(model, ignored_layers))
 
 

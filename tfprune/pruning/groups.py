@@ -85,6 +85,8 @@ class ChannelGraph:
         operations: ``{name: layer or op}`` of every call.
         layer_inputs / layer_outputs: ``{name: Layout}`` of each call's first
             input / output tensor.
+        layer_inner: ``{name: {unit: Layout}}`` of the channel spaces inside a
+            layer (MultiHeadAttention's heads).
 
     Raises:
         GraphError: Listing every layer or op it cannot analyse (name, type,
@@ -128,6 +130,9 @@ class ChannelGraph:
             self.layer_outputs[step.name] = analysis.layout(step.outputs[0])
         for tensor in graph.outputs:
             analysis.block(analysis.layout(tensor), "a model output")
+        self.layer_inner = {name: {unit: Layout.single(space, analysis.sizes[space])
+                                   for unit, space in units.items()}
+                            for name, units in analysis.inner.items()}
         if problems:
             raise GraphError(_problems_message(self.model, problems))
         return analysis
@@ -167,7 +172,7 @@ class ChannelGraph:
             root = analysis.find(space)
             if root != space or analysis.blocked[root] or not analysis.roles[root]["sources"]:
                 continue
-            roles = {role: sorted(names, key=order.__getitem__)
+            roles = {role: sorted(names, key=lambda name: order[name.split("/")[0]])
                      for role, names in analysis.roles[root].items()}
             group = ChannelGroup(len(groups), analysis.sizes[root], roles["sources"],
                                  roles["followers"], roles["consumers"], *analysis.splits[root])
@@ -185,6 +190,12 @@ class ChannelGraph:
         if not layout.plain:
             return None
         return self.group_of_space(layout.spaces[0][0])
+
+    def inner_masks(self, name: str, keep: dict[int, np.ndarray]) -> dict:
+        """``{unit: keep-mask}`` of the inner units of call ``name`` that lose channels."""
+        masks = {unit: self.channel_mask(layout, keep)
+                 for unit, layout in self.layer_inner.get(name, {}).items()}
+        return {unit: mask for unit, mask in masks.items() if mask is not None}
 
     def channel_mask(self, layout: Layout | None, keep: dict[int, np.ndarray]):
         """The keep-mask of a tensor's last axis from group masks; None if nothing is removed.

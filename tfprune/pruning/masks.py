@@ -41,7 +41,7 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
     gets the product of both masks.
     """
     if plan.granularity == "weight":
-        layers = {layer.name: layer for layer in prunable_layers(model)}
+        layers = {layer.name: layer for layer in prunable_layers(model, units=False)}
         missing = sorted(set(plan.keep) - set(layers))
         if missing:
             raise PlanError(f"the plan masks layers {missing}, which have no prunable kernel "
@@ -58,9 +58,12 @@ def graph_variable_masks(graph: ChannelGraph, keep: dict) -> list:
     for call in graph.calls:
         in_mask = graph.channel_mask(graph.layer_inputs.get(call.name), keep)
         out_mask = graph.channel_mask(graph.layer_outputs[call.name], keep)
-        if in_mask is None and out_mask is None:
-            continue
-        pairs = graph.handler(call.name).variable_masks(call.operation, in_mask, out_mask)
+        inner = graph.inner_masks(call.name, keep)
+        handler = graph.handler(call.name)
+        pairs = [] if in_mask is None and out_mask is None else handler.variable_masks(
+            call.operation, in_mask, out_mask)
+        if inner:
+            pairs = [*pairs, *handler.inner_masks(call.operation, inner)]
         for variable, mask in pairs:
             entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape,
                                                                           np.float32)])
@@ -129,7 +132,7 @@ class MaskConstraint(keras.constraints.Constraint):
 def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=()) -> list:
     """Every variable a plan of this granularity could mask."""
     if granularity == "weight":
-        return [layer.kernel for layer in prunable_layers(model)]
+        return [layer.kernel for layer in prunable_layers(model, units=False)]
     graph = ChannelGraph(model, ignored_layers)
     full = PruningPlan("filter", [g.to_dict() for g in graph.groups],
                        {str(g.index): np.ones(g.size, bool) for g in graph.groups}, {})

@@ -11,11 +11,11 @@ previous ones.
 from __future__ import annotations
 
 import keras
-import numpy as np
 
-from tfprune.importance import ScoringContext, get_measure, prunable_layers
+from tfprune.importance import ScoringContext, get_measure
 from tfprune.importance.api import split_options
 from tfprune.importance.measure import ImportanceMeasure, measure_for_model
+from tfprune.importance.prunable import prunable_weight_count
 from tfprune.importance.scores import ImportanceScores
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import apply_plan
@@ -94,7 +94,7 @@ class Pruner:
         """Prunable channels (weights, at weight granularity) of the model."""
         if self.graph is not None:
             return sum(group.size for group in self.graph.groups)
-        return int(sum(np.prod(layer.kernel.shape) for layer in prunable_layers(self.model)))
+        return prunable_weight_count(self.model)
 
     def score(self, seed: int | None = None, **options) -> ImportanceScores:
         """Scores the model as it is now.

@@ -36,6 +36,11 @@ class SlimContext:
         mask = self.graph.channel_mask(self.graph.layer_inputs.get(layer.name), self.keep)
         return None if mask is None else np.flatnonzero(mask)
 
+    def inner_index(self, layer, unit: str) -> np.ndarray | None:
+        """Indices of the kept channels of ``layer``'s inner ``unit`` (None: all kept)."""
+        mask = self.graph.inner_masks(layer.name, self.keep).get(unit)
+        return None if mask is None else np.flatnonzero(mask)
+
     def output_index(self, layer) -> np.ndarray | None:
         """Indices of the kept output channels of ``layer`` (None: all kept)."""
         mask = self.graph.channel_mask(self.graph.layer_outputs[layer.name], self.keep)
