@@ -1,20 +1,24 @@
 """A model's call graph in topological order, with nested models inlined.
 
-Functional models, Sequential models (built on an ``Input`` or by ``build``)
-and models used as layers inside another model (a keras.applications backbone
-under a classifier head) all become one flat sequence of operation calls:
-layers and keras.ops operation nodes. Where a nested model is entered or
-left, an ``Alias`` says which outer tensors its inner inputs (outputs) stand
-for, so whoever walks the graph can map tensors across the boundary.
+Functional models, Sequential models (built on an ``Input`` or by ``build``),
+models used as layers inside another model (a keras.applications backbone
+under a classifier head) and custom composite layers (a layer whose ``call``
+uses only its sublayers and keras.ops: ``composite_graph``) all become one
+flat sequence of operation calls: layers and keras.ops operation nodes. Where
+a nested model or composite layer is entered or left, an ``Alias`` says which
+outer tensors its inner inputs (outputs) stand for, so whoever walks the
+graph can map tensors across the boundary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Iterator
 
 import keras
 
+from tfprune.handlers import handler_for
 from tfprune.handlers.analysis import GraphError
 
 
@@ -77,6 +81,72 @@ def is_nested_model(operation) -> bool:
         is not None)
 
 
+#: Custom layer -> the functional model of its call, traced once (None: not traceable).
+_COMPOSITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def composite_graph(operation, node=None) -> keras.Model | None:
+    """The functional model of a custom composite layer's ``call``, or None.
+
+    A custom layer without a handler and without weights of its own (all its
+    weights, if any, are its sublayers'), is traced once: its ``call``
+    runs on symbolic inputs shaped like the node's, so its sublayers and
+    keras.ops calls become a graph tfprune analyses, masks and slims as part
+    of the model (``slim`` returns them inlined). Anything else, or a call
+    that cannot be traced symbolically, gives None: the layer then needs a
+    handler or ``ignored_layers``.
+
+    Args:
+        operation: A graph node's operation.
+        node: The node (its tensors shape the symbolic inputs); the first
+            inbound node when None.
+    """
+    if not _composite_candidate(operation):
+        return None
+    try:
+        return _COMPOSITES[operation]
+    except KeyError:
+        pass
+    node = node or operation._inbound_nodes[0]
+    inputs = {}
+    for tensor in node.input_tensors:
+        inputs.setdefault(id(tensor), keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype))
+    try:
+        args, kwargs = node.arguments.fill_in(inputs)
+        outputs = operation.call(*args, **kwargs)
+        traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
+    except Exception:  # noqa: BLE001 - any failure means "not traceable": the caller reports it
+        traced = None
+    _COMPOSITES[operation] = traced
+    return traced
+
+
+def _composite_candidate(operation) -> bool:
+    """A custom layer (not Keras's own) with no weights of its own and no handler."""
+    return _custom_layer(operation) and not _own_weights(operation)
+
+
+def _custom_layer(operation) -> bool:
+    return (isinstance(operation, keras.layers.Layer) and not isinstance(operation, keras.Model)
+            and not type(operation).__module__.startswith("keras.")
+            and handler_for(operation) is None)
+
+
+def _own_weights(operation) -> list:
+    return operation._trainable_variables + operation._non_trainable_variables
+
+
+def opaque_reason(operation) -> str:
+    """Why tfprune cannot analyse a layer without a handler (for the error message)."""
+    if not _custom_layer(operation):
+        return "tfprune has no handler for this type"
+    if _own_weights(operation):
+        return ("a custom layer with weights of its own, whose channels tfprune cannot "
+                "infer; register a handler for it")
+    return ("a custom layer whose call could not be traced as sublayers and keras.ops "
+            "(it uses other functions); register a handler for it")
+
+
 def _nodes(graph: keras.Model):
     by_depth = graph._nodes_by_depth
     for depth in sorted(by_depth, reverse=True):
@@ -95,9 +165,12 @@ def walk(model) -> Iterator[Call | Alias]:
         if node.is_input or isinstance(operation, keras.layers.InputLayer):
             continue
         inputs, outputs = list(node.input_tensors), list(node.output_tensors)
-        if is_nested_model(operation):
-            inner = functional_graph(operation)
-            yield Alias(inputs, list(inner.inputs))
+        inner = functional_graph(operation) if is_nested_model(operation) else (
+            composite_graph(operation, node))
+        if inner is not None:
+            unique = list({id(tensor): tensor for tensor in inputs}.values())
+            yield Alias(unique if len(unique) == len(inner.inputs) else inputs,
+                        list(inner.inputs))
             yield from walk(inner)
             yield Alias(list(inner.outputs), outputs)
         else:
@@ -133,8 +206,10 @@ def operation_order(model) -> list[str]:
     for operation in functional_graph(model).operations:
         if isinstance(operation, keras.layers.InputLayer):
             continue
-        if is_nested_model(operation):
-            names += operation_order(operation)
+        inner = functional_graph(operation) if is_nested_model(operation) else (
+            composite_graph(operation))
+        if inner is not None:
+            names += operation_order(inner)
         else:
             names.append(operation.name)
     return names

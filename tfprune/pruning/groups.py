@@ -21,7 +21,14 @@ import numpy as np
 from tfprune.handlers import GraphError, Layout, handler_for
 from tfprune.handlers.analysis import ChannelAnalysis
 from tfprune.handlers.structure import Ignored, KeepWhole
-from tfprune.model_graph import Alias, Call, functional_graph, operation_order, walk
+from tfprune.model_graph import (
+    Alias,
+    Call,
+    functional_graph,
+    opaque_reason,
+    operation_order,
+    walk,
+)
 
 
 @dataclasses.dataclass
@@ -143,7 +150,7 @@ class ChannelGraph:
         kind = type(operation).__name__
         if handler is _UNANALYSED:
             _UNANALYSED.analyse(analysis, operation, call.inputs, call.outputs)
-            return [(call.name, kind, "tfprune has no handler for this type")]
+            return [(call.name, kind, opaque_reason(operation))]
         try:
             handler.analyse(analysis, operation, call.inputs, call.outputs)
         except GraphError as error:
