@@ -157,3 +157,17 @@ def test_removed_heads_stay_zero_while_training():
         assert not dense.kernel.numpy()[:, 2:].any() and not dense.bias.numpy()[2:].any()
     assert not layer.output_dense.kernel.numpy()[2:].any()
     assert layer.query_dense.kernel.numpy()[:, :2].any()
+
+
+def test_every_measure_scores_heads_embeddings_and_mlp_units():
+    model = transformer()
+    initial = keras.models.clone_model(model)
+    initial.set_weights(model.get_weights())
+    x, y = _data()
+    # bn_scale and taylor_fo score filters by the BatchNorm after them: there is none here
+    names = sorted(set(tfprune.importance.available_measures()) - {"bn_scale", "taylor_fo"})
+    assert len(names) >= 10
+    for name in names:
+        scores = tfprune.score(model, name, (x, y), samples_per_class=4, initial_weights=initial)
+        for layer, size in (("attention/heads", HEADS), ("embed", WIDTH), ("mlp_in", 12)):
+            assert scores[layer].shape == (size,) and np.isfinite(scores[layer]).all(), name

@@ -121,3 +121,16 @@ def test_group_norm_with_one_group_keeps_its_channels():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
         keras.layers.Conv2D(4, 1, name="c2")(x))))
     assert [g.sources for g in tfprune.channel_groups(model)] == [["c2"]]
+
+
+def test_grouped_conv_of_a_concatenation_keeps_its_inputs_and_prunes_its_outputs():
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    x = keras.layers.Concatenate()([a, b])
+    x = keras.layers.Conv2D(8, 3, groups=2, name="grouped")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
+        keras.layers.Conv2D(4, 1, name="after")(x))))
+    groups = {tuple(g.sources): g for g in tfprune.channel_groups(model)}
+    assert ("a",) not in groups and ("b",) not in groups
+    assert groups[("grouped",)].parts == 2

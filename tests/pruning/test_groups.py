@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -155,6 +156,28 @@ def test_keras_ops_nodes_are_analysed_and_can_be_ignored():
     add = [op.name for op in model.operations if type(op).__name__ == "Add"]
     # Ignoring the hard sigmoid's op keeps conv's channels whole, and conv2's joined with them.
     assert channel_groups(model, ignored_layers=add[:1]) == []
+
+
+def test_split_maps_index_ranges_and_slims_at_the_new_boundaries():
+    from tfprune.check import check_model
+
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(6, 1, name="b")(inputs)
+    first, second = keras.ops.split(keras.ops.concatenate([a, b], axis=-1), [4], axis=-1)
+    top, bottom = keras.ops.split(keras.layers.Conv2D(5, 1, name="c")(first), 2, axis=1)
+    pool = keras.layers.GlobalAveragePooling2D
+    fused = keras.layers.Dense(12, name="qkv")(pool()(inputs))
+    q, k, v = keras.ops.split(fused, 3, axis=-1)  # splits through one space: kept whole
+    x = keras.layers.Concatenate()([pool()(top + bottom), pool()(
+        keras.layers.Conv2D(3, 1, name="d")(second)), q * k + v])
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    groups = by_source(channel_groups(model))
+    assert groups["a"].consumers == ["c"] and groups["b"].consumers == ["d"]
+    assert "qkv" not in groups
+    images = np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32")
+    check = check_model(model, images, np.arange(8) % 2, target=0.5, tflite=False)
+    assert check.params_after < check.params_before and check.slim_error < 1e-5, check
 
 
 def test_a_softmax_over_the_channels_blocks_them():

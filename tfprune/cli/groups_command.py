@@ -31,8 +31,10 @@ def run(args) -> int:
     model = builder(width_multiplier=section["width_multiplier"], **section["options"])
     groups = channel_groups(model, config["prune"]["ignored_layers"])
     for group in groups:
+        split = "" if group.parts * group.atom == 1 else (
+            f"  (removed evenly from {group.parts} parts, {group.atom} at a time)")
         print(f"group {group.index:3d}  {group.size:5d} channels  ranked by "
-              f"{', '.join(group.sources)}")
+              f"{', '.join(group.sources)}{split}")
         print(f"{'':11}members: {', '.join(group.members)}")
     print(f"{len(groups)} groups, {sum(g.size for g in groups):,} prunable channels "
           f"in model {section['name']!r}")

@@ -10,6 +10,7 @@ from tfprune.handlers.base import (
     axis_mask,
     bias_masks,
     block,
+    follow,
     follow_unless,
     source,
     take,
@@ -65,18 +66,19 @@ class Conv(Source):
     """
 
     def analyse(self, analysis, layer, inputs, outputs):
-        groups = layer.groups
-        if groups == 1:
+        layout = analysis.layout(inputs[0])
+        if layer.groups == 1:
             source(analysis, layer, inputs, outputs)
-        elif groups == inputs[0].shape[-1] == layer.filters:
-            follow_unless(analysis, layer, inputs, outputs, None)
+        elif self._depthwise(layer):
+            follow(analysis, layer, inputs, outputs)
         else:
-            layout = analysis.layout(inputs[0])
-            analysis.add_role(layout, "consumers", layer.name)
-            analysis.constrain(layout, layer.name, parts=groups)
-            space = analysis.new_tensor_space(outputs[0])
-            analysis.roles[space]["sources"].append(layer.name)
-            analysis.constrain(analysis.layout(outputs[0]), layer.name, parts=groups)
+            source(analysis, layer, inputs, outputs)
+            analysis.constrain(analysis.layout(outputs[0]), layer.name, parts=layer.groups)
+            if layout.plain:
+                analysis.constrain(layout, layer.name, parts=layer.groups)
+            else:
+                analysis.block(layout, f"{layer.name!r}: a grouped convolution keeps the "
+                               "channels of a concatenated input")
 
     @staticmethod
     def _depthwise(layer) -> bool:

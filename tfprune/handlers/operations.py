@@ -17,6 +17,7 @@ These nodes are not layers: they have no weights, and their names (``add``,
 
 from __future__ import annotations
 
+import numpy as np
 from keras.src.ops import core as core_ops
 from keras.src.ops import math as math_ops
 from keras.src.ops import nn as nn_ops
@@ -79,6 +80,58 @@ class ConcatenateOp(OperationHandler):
         analysis.set_layout(outputs[0], Layout(sum((lay.spaces for lay in layouts), ())))
 
 
+class SplitOp(OperationHandler):
+    """ops.split: every part keeps the channels, or on the channel axis the parts it covers.
+
+    A split of the channel axis maps index ranges like Concatenate backwards:
+    it is followed where its split points fall between the input's channel
+    parts (a concatenation split again); a split through one part (a fused
+    query / key / value projection split in three) keeps the channels whole.
+    The slimmed op splits at the kept channels' new boundaries.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        layout = analysis.layout(inputs[0])
+        if layer.axis % rank != rank - 1:
+            for tensor in outputs:
+                analysis.set_layout(tensor, layout)
+            return
+        parts = self._parts(layout, [tensor.shape[-1] for tensor in outputs])
+        if parts is None:
+            block(analysis, layer, inputs, outputs, "splits through a channel space")
+            return
+        for tensor, spaces in zip(outputs, parts, strict=True):
+            analysis.set_layout(tensor, Layout(spaces))
+
+    @staticmethod
+    def _parts(layout: Layout, sizes: list[int]) -> list[tuple] | None:
+        """The input's spaces that make up each output, or None if a split cuts a space."""
+        if layout.tiles != 1:
+            return None
+        parts, spaces = [], list(layout.spaces)
+        for size in sizes:
+            taken = []
+            while size > 0 and spaces and spaces[0][1] <= size:
+                taken.append(spaces.pop(0))
+                size -= taken[-1][1]
+            if size:
+                return None
+            parts.append(tuple(taken))
+        return parts
+
+    def slim(self, layer, context):
+        config = layer.get_config()
+        kept = context.input_index(layer)
+        rank = len(layer._inbound_nodes[0].input_tensors[0].shape)
+        if kept is None or layer.axis % rank != rank - 1:
+            return config, []
+        sizes = [tensor.shape[-1] for tensor in layer._inbound_nodes[0].output_tensors]
+        ends = np.cumsum(sizes)[:-1]
+        config["indices_or_sections"] = [int(np.sum(kept < end)) for end in ends]
+        return config, []
+
+
 class TransposeOp(OperationHandler):
     """ops.transpose: channels pass when the last axis stays last."""
 
@@ -131,7 +184,7 @@ _REDUCTIONS = _classes(numpy_ops, "Mean Sum Max Min Amax Amin Prod Std Var Media
                                   "Nansum Nanmax Nanmin")
 _MIXING = (
     _classes(numpy_ops, "Matmul Einsum Dot Tensordot GetItem Take TakeAlongAxis Sort Argsort "
-                        "Cumsum Cumprod Flip Roll Split ArraySplit Tile Repeat Stack Pad")
+                        "Cumsum Cumprod Flip Roll ArraySplit Tile Repeat Stack Pad")
     + _classes(nn_ops, "Softmax LogSoftmax Normalize LayerNorm RMSNorm Glu Sparsemax "
                        "DotProductAttention")
     + _classes(math_ops, "Logsumexp TopK")
@@ -142,6 +195,7 @@ OPERATION_HANDLERS = {
     _UNARY + _BINARY: ElementwiseOp(),
     _REDUCTIONS: ReductionOp(),
     _classes(numpy_ops, "Concatenate"): ConcatenateOp(),
+    _classes(numpy_ops, "Split"): SplitOp(),
     _classes(numpy_ops, "Reshape"): ReshapeHandler("newshape"),
     _classes(numpy_ops, "Transpose"): TransposeOp(),
     _classes(numpy_ops, "ExpandDims Squeeze"): ShapeOp(),
