@@ -157,13 +157,17 @@ def test_what_each_hand_written_model_prunes():
     assert "head" in nested and "Conv1" in nested
 
 
-def test_transformer_loses_whole_heads_and_mlp_units():
+def test_transformer_loses_whole_heads_and_mlp_units(tmp_path):
     model = transformer()
     x = np.random.default_rng(0).integers(0, 50, size=(16, 12)).astype("int32")
     scores = tfprune.score(model, "snip", (x, labels()), samples_per_class=4)
     slimmed = tfprune.slim(model, tfprune.make_plan(model, scores, 0.4, scope="layer"))
     assert slimmed.get_layer("attention").num_heads < 4
     assert slimmed.get_layer("mlp_in").units < 32
+    from tfprune.export.tflite import export_tflite, run_tflite
+
+    path = export_tflite(slimmed, tmp_path / "transformer.tflite")
+    np.testing.assert_allclose(run_tflite(path, x[:4]), slimmed(x[:4]), atol=1e-4)
 
 
 def test_nested_backbone_slims_into_one_flat_model():

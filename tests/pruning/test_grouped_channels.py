@@ -134,3 +134,13 @@ def test_grouped_conv_of_a_concatenation_keeps_its_inputs_and_prunes_its_outputs
     groups = {tuple(g.sources): g for g in tfprune.channel_groups(model)}
     assert ("a",) not in groups and ("b",) not in groups
     assert groups[("grouped",)].parts == 2
+
+
+def test_group_norm_of_a_concatenation_keeps_its_channels():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Concatenate()([keras.layers.Conv2D(4, 1, name="a")(inputs),
+                                    keras.layers.Conv2D(4, 1, name="b")(inputs)])
+    x = keras.layers.GroupNormalization(groups=2, name="gn")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
+        keras.layers.Conv2D(4, 1, name="after")(x))))
+    assert [g.sources for g in tfprune.channel_groups(model)] == [["after"]]

@@ -53,6 +53,9 @@ class GroupNorm(BatchNorm):
         elif groups == 1:
             block(analysis, layer, inputs, outputs,
                   "GroupNormalization with one group normalizes across the channels")
+        elif not analysis.layout(inputs[0]).plain:
+            block(analysis, layer, inputs, outputs,
+                  "GroupNormalization of a concatenation keeps its channels")
         else:
             follow(analysis, layer, inputs, outputs)
             analysis.constrain(analysis.layout(inputs[0]), layer.name,
