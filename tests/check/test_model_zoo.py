@@ -94,6 +94,20 @@ def grouped_conv_cnn():
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalMaxPooling2D()(x)))
 
 
+def resnext_gn():
+    """ResNeXt-style residual blocks: GroupNorm on the stream, grouped 3x3 convs."""
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.GroupNormalization(8, name="stem_gn")(x)
+    for b in range(2):
+        y = keras.layers.Conv2D(16, 1, name=f"b{b}_reduce")(x)
+        y = keras.layers.ReLU()(keras.layers.GroupNormalization(4, name=f"b{b}_gn")(y))
+        y = keras.layers.Conv2D(16, 3, padding="same", groups=4, name=f"b{b}_grouped")(y)
+        y = keras.layers.ReLU()(keras.layers.BatchNormalization(name=f"b{b}_bn")(y))
+        x = keras.layers.ReLU()(x + keras.layers.Conv2D(32, 1, name=f"b{b}_expand")(y))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
 def ops_model():
     inputs = keras.Input((10, 10, 3))
     x = keras.layers.Conv2D(8, 3, name="c1")(inputs)
@@ -125,6 +139,7 @@ MODELS = {"unet": (unet, None), "keyword_spotter": (keyword_spotter, "snip"),
           "transformer": (transformer, "snip"), "group_norm_cnn": (group_norm_cnn, "snip"),
           "einsum_mlp": (einsum_mlp, "snip"),
           "grouped_conv_cnn": (grouped_conv_cnn, "snip"), "ops_model": (ops_model, "snip"),
+          "resnext_gn": (resnext_gn, "proposed"),
           "sequential_cnn": (sequential_cnn, "snip"), "nested_backbone": (nested_backbone, "snip")}
 
 

@@ -171,3 +171,21 @@ def test_every_measure_scores_heads_embeddings_and_mlp_units():
         scores = tfprune.score(model, name, (x, y), samples_per_class=4, initial_weights=initial)
         for layer, size in (("attention/heads", HEADS), ("embed", WIDTH), ("mlp_in", 12)):
             assert scores[layer].shape == (size,) and np.isfinite(scores[layer]).all(), name
+
+
+def test_without_layer_norm_the_input_rows_and_output_columns_prune_too():
+    from tfprune.check import check_model
+
+    keras.utils.set_random_seed(4)
+    tokens = keras.Input((TOKENS,), dtype="int32")
+    x = keras.layers.Embedding(30, 16, name="embed")(tokens)
+    a = keras.layers.MultiHeadAttention(4, 4, output_shape=12, name="first")(x, x)
+    b = keras.layers.MultiHeadAttention(2, 3, name="second")(a, a)  # its output joins a's
+    model = keras.Model(tokens, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(
+        a + b)))
+    groups = {tuple(g.sources): g for g in tfprune.channel_groups(model)}
+    assert groups[("embed",)].consumers == ["first"]
+    assert groups[("first", "second")].consumers[0] == "second"
+    x, y = _data(12)
+    check = check_model(model, x, y, measure="snip", target=0.5, tflite=False)
+    assert check.params_after < check.params_before and check.slim_error <= 1e-5, check
