@@ -94,6 +94,22 @@ def grouped_conv_cnn():
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalMaxPooling2D()(x)))
 
 
+def vit():
+    """A pre-LayerNorm vision transformer: patches, positions, attention and MLP blocks."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Reshape((16, 16))(keras.layers.Conv2D(16, 4, strides=4, name="patchify")(
+        inputs))
+    x = x + keras.layers.Embedding(16, 16, name="positions")(keras.ops.arange(16)[None])
+    for b in range(2):
+        y = keras.layers.LayerNormalization(name=f"ln{b}a")(x)
+        x = x + keras.layers.MultiHeadAttention(4, 4, name=f"attention{b}")(y, y)
+        y = keras.layers.Dense(32, activation="gelu", name=f"mlp{b}")(
+            keras.layers.LayerNormalization(name=f"ln{b}b")(x))
+        x = x + keras.layers.Dense(16, name=f"mlp{b}_out")(y)
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization(name="ln")(x))
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
 def resnext_gn():
     """ResNeXt-style residual blocks: GroupNorm on the stream, grouped 3x3 convs."""
     inputs = keras.Input((12, 12, 3))
@@ -139,7 +155,7 @@ MODELS = {"unet": (unet, None), "keyword_spotter": (keyword_spotter, "snip"),
           "transformer": (transformer, "snip"), "group_norm_cnn": (group_norm_cnn, "snip"),
           "einsum_mlp": (einsum_mlp, "snip"),
           "grouped_conv_cnn": (grouped_conv_cnn, "snip"), "ops_model": (ops_model, "snip"),
-          "resnext_gn": (resnext_gn, "proposed"),
+          "resnext_gn": (resnext_gn, "proposed"), "vit": (vit, "snip"),
           "sequential_cnn": (sequential_cnn, "snip"), "nested_backbone": (nested_backbone, "snip")}
 
 
@@ -168,6 +184,7 @@ def test_what_each_hand_written_model_prunes():
     assert sources(einsum_mlp()) == {"mlp_in"}  # "heads" (abc,cde->abde) is kept whole
     assert sources(group_norm_cnn()) == {"c1", "c2", "c3"}  # c1 in whole GroupNorm groups
     assert sources(grouped_conv_cnn()) == {"c1", "grouped", "c3"}  # evenly per conv group
+    assert sources(vit()) == {"attention0/heads", "mlp0", "attention1/heads", "mlp1"}
     nested = sources(nested_backbone())
     assert "head" in nested and "Conv1" in nested
 
