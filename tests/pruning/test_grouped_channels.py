@@ -144,3 +144,16 @@ def test_group_norm_of_a_concatenation_keeps_its_channels():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
         keras.layers.Conv2D(4, 1, name="after")(x))))
     assert [g.sources for g in tfprune.channel_groups(model)] == [["after"]]
+
+
+def test_sensitivity_removes_as_a_plan_would():
+    from tfprune.pruning.sensitivity import layer_sensitivity
+
+    model = resnext_block()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    table = layer_sensitivity(model, tfprune.score(model, "magnitude"),
+                              (_images(), np.arange(8) % 3), ratios=(0.3, 0.6))
+    removed = {(row["layer"], row["ratio"]): row["removed"] for row in table.rows}
+    assert removed[("grouped", 0.3)] in (0, 8) and removed[("grouped", 0.6)] == 8
+    assert removed[("reduce", 0.3)] % 2 == 0 and removed[("expand", 0.3)] == 3

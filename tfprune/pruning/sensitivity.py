@@ -31,7 +31,7 @@ import numpy as np
 from tfprune.budgets import parse_budget
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.plan import PlanError, PruningPlan, group_scores
-from tfprune.pruning.rounding import allowed_counts
+from tfprune.pruning.rounding import allowed_counts, even_parts
 
 #: The ratios tried by default.
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -196,7 +196,8 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
     Args:
         model: A compiled model with an accuracy metric.
         scores: Its filter scores (``tfprune.score``); each group loses its
-            lowest-scored channels.
+            lowest-scored channels (a grouped convolution's evenly from its
+            parts, GroupNormalization's in whole groups, as a plan would).
         data: Validation ``(x, y)`` NumPy arrays.
         ratios: Fractions of each group's channels to remove, in (0, 1).
         min_keep: Channels a group always keeps.
@@ -223,11 +224,15 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
         name = group.sources[0] if group.sources else group.members[0]
         if progress:
             progress(f"[{number}/{len(graph.groups)}] {name} ({group.size} channels)")
-        order = np.argsort(group_scores(group, scores), kind="stable")
+        values = group_scores(group, scores)
+        order = np.argsort(values, kind="stable")
         for ratio in ratios:
             removed = min(int(round(ratio * group.size)), group.size - min_keep)
             keep = np.ones(group.size, bool)
             keep[order[:removed]] = False
+            # as a plan would: evenly from a grouped conv's parts, GroupNorm's groups whole
+            (keep,) = even_parts([values], [keep], [min_keep], [(group.parts, group.atom)])
+            removed = int((~keep).sum())
             plan = PruningPlan("filter", groups, {**all_kept, str(group.index): keep}, {},
                                settings={"ignored_layers": sorted(graph.ignored_layers)})
             try:
