@@ -81,7 +81,8 @@ def is_nested_model(operation) -> bool:
         is not None)
 
 
-#: Custom layer -> the functional model of its call, traced once (None: not traceable).
+#: Custom layer -> {input shapes and dtypes: the functional model of its call, or None when
+#: it cannot be traced}: each layer is traced once per input signature.
 _COMPOSITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -89,7 +90,7 @@ def composite_graph(operation, node=None) -> keras.Model | None:
     """The functional model of a custom composite layer's ``call``, or None.
 
     A custom layer without a handler and without weights of its own (all its
-    weights, if any, are its sublayers'), is traced once: its ``call``
+    weights, if any, are its sublayers'), is traced (once per input shape): its ``call``
     runs on symbolic inputs shaped like the node's, so its sublayers and
     keras.ops calls become a graph tfprune analyses, masks and slims as part
     of the model (``slim`` returns them inlined). Anything else, or a call
@@ -103,11 +104,11 @@ def composite_graph(operation, node=None) -> keras.Model | None:
     """
     if not _composite_candidate(operation):
         return None
-    try:
-        return _COMPOSITES[operation]
-    except KeyError:
-        pass
     node = node or operation._inbound_nodes[0]
+    signature = tuple((tuple(t.shape), str(t.dtype)) for t in node.input_tensors)
+    traces = _COMPOSITES.setdefault(operation, {})
+    if signature in traces:
+        return traces[signature]
     inputs = {}
     for tensor in node.input_tensors:
         inputs.setdefault(id(tensor), keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype))
@@ -117,7 +118,7 @@ def composite_graph(operation, node=None) -> keras.Model | None:
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
     except Exception:  # noqa: BLE001 - any failure means "not traceable": the caller reports it
         traced = None
-    _COMPOSITES[operation] = traced
+    traces[signature] = traced
     return traced
 
 
