@@ -20,7 +20,7 @@ import numpy as np
 
 from tfprune.handlers.base import LayerHandler, axis_mask, take
 
-#: Per projection: (attribute, axis of the kernel indexing heads, axis of the bias, input axis).
+#: Per projection: (attribute, kernel axis indexing the heads, bias axis indexing them or None).
 _PROJECTIONS = (("query_dense", 1, 0), ("key_dense", 1, 0), ("value_dense", 1, 0),
                 ("output_dense", 0, None))
 
