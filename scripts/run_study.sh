@@ -2,18 +2,19 @@
 # The study of docs/study.md: VGG-13 x0.25 on all of CIFAR-10 (the copy in ../shared), 20 epochs,
 # 75% of filters in 5 rounds, 8 measures and the base model, seeds 0, 1, 2, into runs/study.
 #
-# Order: seed 0's base run with the training-dynamics analyses recorded (Section 4.1, Fig. 3;
-# it doubles as seed 0's base model), then every config for seed 0, then seed 1, then seed 2,
-# so paired comparisons become possible as early as possible. After each seed the tables and
-# claims are rewritten into docs/study/ from the archive of finished runs (below). Niced;
-# resumable: run it again after an interruption, finished runs are skipped and the interrupted
-# one resumes from its last finished epoch.
+# Order: seed by seed (default 2, 0, 1: seed 2 was under way when the first machine's run
+# folders of seeds 0 and 1 were lost), every config of a seed before the next, so paired
+# comparisons become possible as early as possible. Seed 0's base run records the
+# training-dynamics analyses (Section 4.1, Fig. 3) and doubles as seed 0's base model. After
+# each seed the tables and claims are rewritten into docs/study/ from the archive of finished
+# runs (below). Niced; resumable: run it again after an interruption, finished runs are
+# skipped and the interrupted one resumes from its last finished epoch.
 #
 # The study runs a fixed version of the code, not the working tree (which may be mid-edit while
 # the study runs for hours): the commit in runs/study/code_commit (default: the one below, which
 # ran the first runs), extracted into runs/study/code and put first on PYTHONPATH.
 #
-# Usage: bash scripts/run_study.sh [SEED...]   (default: 0 1 2)
+# Usage: bash scripts/run_study.sh [SEED...]   (default: 2 0 1)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh
@@ -28,7 +29,7 @@ export PYTHONPATH="$PWD/runs/study/code${PYTHONPATH:+:$PYTHONPATH}"
 tfprune=(nice -n 19 .venv/bin/tfprune)
 study=configs/pruning/study
 seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
+[ ${#seeds[@]} -gt 0 ] || seeds=(2 0 1)  # seed 2 first: it was under way when seeds 0, 1 were lost
 
 # A finished run's small result files (config, summary, per-epoch metrics) are archived into
 # docs/study/runs/<run>/, which is committed: the tables are written from that archive, so they
@@ -45,6 +46,18 @@ archive_runs() {
     cp "$run/summary.json" "$archive/$name/"   # last: its presence marks a complete copy
   done
 }
+# On a machine without them (a new one), archived runs come back as finished run folders
+# (config and summary), so the grid skips them instead of training them again.
+restore_archived() {
+  local run
+  for run in "$archive"/*/; do
+    run=${run%/}
+    [ -f "$run/summary.json" ] && [ ! -e "runs/study/$(basename "$run")" ] || continue
+    mkdir -p "runs/study/$(basename "$run")"
+    cp "$run"/* "runs/study/$(basename "$run")/"
+  done
+}
+restore_archived
 
 configs=("$study/vgg13_cifar10_base.yaml" "$study"/vgg13_cifar10_*_r5.yaml)
 for seed in "${seeds[@]}"; do
@@ -57,8 +70,10 @@ for seed in "${seeds[@]}"; do
       "${tfprune[@]}" analyze training "${args[@]}" --num-samples 2560 \
         --hessian-epochs 0 1 5 10 20
     fi
-    mkdir -p docs/study/analysis
-    cp "$analysis"/analysis/{dynamics.csv,*.png} docs/study/analysis/
+    if [ -d "$analysis/analysis" ]; then  # not when the run came back from the archive
+      mkdir -p docs/study/analysis
+      cp "$analysis"/analysis/{dynamics.csv,*.png} docs/study/analysis/
+    fi
   fi
   for config in "${configs[@]}"; do
     "${tfprune[@]}" grid "$config" --first-seed "$seed" --seeds 1 --runs-dir runs/study \
