@@ -287,7 +287,7 @@ def make_plan(
         steps = [math.lcm(round_to, g.parts * g.atom) for g in groups]
         keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
                           steps, prior)
-    keep = even_parts(units, keep, floors, [(g.parts, g.atom) for g in groups], round_to, prior,
+    keep = even_parts(units, keep, floors, _splits(groups), round_to, prior,
                       down=_is_budget(target))
     history = (previous.history if previous else []) + [
         {"round": len(previous.history) + 1 if previous else 1, "target": target,
@@ -317,8 +317,7 @@ def _measured_keep(model, graph, budget, units, floors, prior, round_to: int) ->
     from tfprune.slimming import slim
 
     def slimmed(keep: list) -> keras.Model:
-        keep = even_parts(units, keep, floors, [(g.parts, g.atom) for g in graph.groups],
-                          round_to, prior, down=True)
+        keep = even_parts(units, keep, floors, _splits(graph.groups), round_to, prior, down=True)
         plan = PruningPlan("filter", [g.to_dict() for g in graph.groups],
                            {str(g.index): k for g, k in zip(graph.groups, keep, strict=True)},
                            {str(g.index): u for g, u in zip(graph.groups, units, strict=True)},
@@ -326,6 +325,11 @@ def _measured_keep(model, graph, budget, units, floors, prior, round_to: int) ->
         return slim(model, plan)
 
     return measured_keep(model, graph, budget, units, floors, prior, round_to, slimmed)
+
+
+def _splits(groups) -> list[tuple[int, int]]:
+    """Each group's ``(parts, atom)`` for ``even_parts``."""
+    return [(g.parts, g.atom) for g in groups]
 
 
 def _infer_granularity(scores) -> str:
