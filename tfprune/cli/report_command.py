@@ -13,8 +13,9 @@ def add_parser(subparsers) -> None:
                     "layout of the paper's Tables 1, 2 and 3 (best and final test accuracy): "
                     "mean and std over seeds, best in bold, base (unpruned) accuracy in "
                     "parentheses; report.csv with every cell and its paired difference (by "
-                    "seed, 95%% interval) from the base and every other measure; and "
-                    "claims.md: each of the paper's Table 1-3, Fig. 1 and G.2 claims as holds, "
+                    "seed, 95%% interval) from the base and every other measure; every run "
+                    "on its own row (runs.csv and report.md's Runs section); and claims.md: "
+                    "each of the paper's Table 1-3, Fig. 1 and G.2 claims as holds, "
                     "contradicted or not resolved, from paired differences.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -39,5 +40,5 @@ def run(args) -> int:
     print(markdown.read_text())
     print("Which of the paper's claims hold in these runs:\n")
     print(claims.read_text())
-    print(f"written: {markdown}, {csv_path}, {claims}")
+    print(f"written: {markdown}, {csv_path}, {csv_path.with_name('runs.csv')}, {claims}")
     return 0

@@ -86,6 +86,11 @@ class RunRecord:
             model converges, Fig. 1), or None without ``metrics.csv``.
         early_pruned: The fraction of filters removed from the first half of the
             prunable layers in graph order (Section G.2), or None for a base run.
+        best_epoch: The epoch of ``best_accuracy`` (1-based), or None if not recorded.
+        params: Parameters of the trained model (after pruning), or None.
+        flops: FLOPs of the trained model after pruning, or None (base runs).
+        train_seconds: Training time summed over the epochs of ``metrics.csv``, over
+            every session of a resumed run, or None without it.
     """
 
     run_dir: Path
@@ -99,6 +104,10 @@ class RunRecord:
     final_accuracy: float
     mean_train_accuracy: float | None = None
     early_pruned: float | None = None
+    best_epoch: int | None = None
+    params: int | None = None
+    flops: int | None = None
+    train_seconds: float | None = None
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -126,6 +135,10 @@ def read_run(run_dir: Path) -> RunRecord:
         final_accuracy=float(summary["final_test_accuracy"]),
         mean_train_accuracy=_mean_train_accuracy(run.metrics_csv),
         early_pruned=_early_pruned(summary.get("filters_kept")) if pruned else None,
+        best_epoch=summary.get("best_epoch"),
+        params=summary.get("params_after", summary.get("params")),
+        flops=summary.get("flops_after"),
+        train_seconds=_metrics_sum(run.metrics_csv, "seconds"),
     )
 
 
@@ -137,12 +150,22 @@ def _early_pruned(filters_kept: dict | None) -> float | None:
     return 1.0 - sum(kept for kept, _ in early) / sum(total for _, total in early)
 
 
-def _mean_train_accuracy(path: Path) -> float | None:
+def _metrics_column(path: Path, column: str) -> list[float]:
+    """One column of a run's ``metrics.csv`` (empty without the file or the column)."""
     if not path.is_file():
-        return None
+        return []
     with path.open() as handle:
-        values = [float(row["train_accuracy"]) for row in csv.DictReader(handle)]
+        return [float(row[column]) for row in csv.DictReader(handle) if row.get(column)]
+
+
+def _mean_train_accuracy(path: Path) -> float | None:
+    values = _metrics_column(path, "train_accuracy")
     return float(np.mean(values)) if values else None
+
+
+def _metrics_sum(path: Path, column: str) -> float | None:
+    values = _metrics_column(path, column)
+    return float(sum(values)) if values else None
 
 
 def collect_runs(paths) -> list[RunRecord]:
@@ -245,7 +268,7 @@ def _format_cell(stat, base, relative: bool, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def _escape(text: str) -> str:
+def escape_markdown(text: str) -> str:
     """Escapes Markdown table separators (``|GraSP|``)."""
     return text.replace("|", "\\|")
 
@@ -253,7 +276,7 @@ def _escape(text: str) -> str:
 def _markdown_table(rows, rounds, measures, relative: bool) -> str:
     lines = []
     head = ["dataset", "network", "pruned"] + (["base"] if relative else [])
-    head += [f"{r} round{'s' if r != 1 else ''}: {_escape(m)}" for r in rounds
+    head += [f"{r} round{'s' if r != 1 else ''}: {escape_markdown(m)}" for r in rounds
              for m in measures]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + " --- |" * len(head))
@@ -342,8 +365,9 @@ def write_report(paths, output: str | os.PathLike,
     """Collects the runs under ``paths`` and writes the tables and the claim checks.
 
     Writes ``report.md`` (Tables 1-3 for ``metric``, then for the other
-    accuracy metric), ``report.csv`` (both metrics, with paired differences)
-    and ``claims.md`` (which of the paper's claims hold at ``metric``,
+    accuracy metric, then every run on its own row), ``report.csv`` (both
+    metrics, with paired differences), ``runs.csv`` (every run,
+    ``tfprune.study.run_list``) and ``claims.md`` (which of the paper's claims hold at ``metric``,
     ``tfprune.study.claims``) into ``output``, and every run as a TensorBoard
     HParams trial into ``output/hparams`` (``tfprune.study.hparams``).
 
@@ -360,10 +384,14 @@ def write_report(paths, output: str | os.PathLike,
         markdown, text = build_report(records, which)
         markdowns.append(f"## {which.capitalize()} test accuracy\n\n{markdown}")
         texts.append(text if not texts else text.split("\n", 1)[1])
+    from tfprune.study.run_list import runs_csv, runs_markdown  # run_list reads this module
+
+    markdowns.append(f"## Runs\n\n{runs_markdown(records)}\n")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text("\n".join(markdowns))
     (output / "report.csv").write_text("".join(texts))
+    (output / "runs.csv").write_text(runs_csv(records))
     (output / "claims.md").write_text(claims_markdown(check_claims(records,
                                                                    accuracy_metric=metric)))
     from tfprune.study.hparams import write_hparams
