@@ -77,6 +77,7 @@ def check_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
         A ``ModelCheck``; ``passed`` says whether everything agreed.
     """
     import tfprune
+    from tfprune.export.model_io import litert_feed, named_outputs
     from tfprune.export.tflite import export_tflite, run_tflite
     from tfprune.importance.batchnorm import recalibrate_batchnorm
 
@@ -88,17 +89,21 @@ def check_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
                            batch_size=len(images))
     plan = tfprune.make_plan(model, scores, target)
     slimmed = tfprune.slim(model, plan)
-    actual = np.asarray(slimmed(images, training=False))
+    actual = named_outputs(slimmed, slimmed(images, training=False))
     weights = model.get_weights()  # masked in place, not on a clone: a clone of custom
     tfprune.apply_plan(model, plan)  # layers names their sublayers anew
-    expected = np.asarray(model(images, training=False))
+    expected = named_outputs(model, model(images, training=False))
     model.set_weights(weights)
-    scale = float(np.max(np.abs(expected)))
+    scale = max(float(np.max(np.abs(value))) for value in expected.values())
     tflite_error = float("nan")
     if tflite:
+        first = keras.tree.map_structure(lambda array: array[:4], images)
         with tempfile.TemporaryDirectory() as folder:
             path = export_tflite(slimmed, Path(folder) / "slim.tflite")
-            tflite_error = _relative(actual[:4], run_tflite(path, images[:4]), scale)
+            lite = run_tflite(path, litert_feed(slimmed, first))
+        lite = lite if isinstance(lite, dict) else {next(iter(actual)): lite}
+        tflite_error = max(_relative(actual[name][:4], lite[name], scale) for name in actual)
+    slim_error = max(_relative(expected[name], actual[name], scale) for name in expected)
     return ModelCheck(model.name, len(groups), int(model.count_params()),
-                      int(slimmed.count_params()), scale, _relative(expected, actual, scale),
+                      int(slimmed.count_params()), scale, slim_error,
                       tflite_error, round(time.perf_counter() - started, 1))

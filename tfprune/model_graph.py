@@ -74,6 +74,23 @@ def functional_graph(model) -> keras.Model:
     return model
 
 
+def pack_like(model, which: str, tensors: list):
+    """Flat ``tensors`` arranged the way ``model``'s inputs or outputs were given.
+
+    A dict keeps its keys, a list stays a list, a single tensor stays single;
+    ``tensors`` are in the order of ``model.inputs`` / ``model.outputs``.
+
+    Args:
+        model: A functional model.
+        which: ``"inputs"`` or ``"outputs"``.
+        tensors: One tensor per flat input or output of ``model``.
+    """
+    structure = getattr(model, f"_{which}_struct", None)
+    if structure is None:
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+    return keras.tree.pack_sequence_as(structure, list(tensors))
+
+
 def is_nested_model(operation) -> bool:
     """Whether a graph node's operation is a model tfprune can look into."""
     return isinstance(operation, keras.Sequential) or (

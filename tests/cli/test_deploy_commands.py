@@ -56,7 +56,7 @@ def test_export_a_run_folder(pipeline_run, tmp_path, capsys):
     assert main(["export", str(run), "--quantize", "none", "--output-dir",
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "slim_none.tflite (none)" in out and "check (max abs diff of logits <= 0.001): passed" \
+    assert "slim_none.tflite (none)" in out and "check (max abs diff of outputs <= 0.001): passed" \
         in out
     (report,) = json.loads((tmp_path / "export.json").read_text())
     assert report["params"] == keras.models.load_model(run / "slim.keras").count_params()
@@ -67,7 +67,7 @@ def test_export_a_bare_model_verifies_on_random_inputs(pipeline_run, tmp_path, c
     model_path = tmp_path / "dense.keras"
     model_path.write_bytes((run / "model.keras").read_bytes())
     assert main(["export", str(model_path)]) == 0
-    assert "on 200 random images" in capsys.readouterr().out
+    assert "on 200 random inputs" in capsys.readouterr().out
     assert (tmp_path / "dense_none.tflite").is_file()
     assert main(["export", str(model_path), "--quantize", "int8"]) == 2
     assert "int8 calibrates on training data; pass --data SOURCE" in capsys.readouterr().err

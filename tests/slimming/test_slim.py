@@ -149,3 +149,30 @@ def test_unstructured_plans_and_other_architectures_are_refused():
     with pytest.raises(PlanError, match="another architecture"):
         tfprune.slim(other, PruningPlan.load(plan.save("/tmp/tfprune-slim-plan")))
     assert channel_groups(model)
+
+
+def test_named_inputs_and_outputs_keep_their_structure():
+    # A dict of inputs and a dict of outputs (a classifier head and a regression head):
+    # the slimmed model takes and returns the same dicts, so the user's compile(loss={...})
+    # and code reading outputs by name keep working.
+    image = keras.Input((8, 8, 3), name="image")
+    extra = keras.Input((4,), name="extra")
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv")(image)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Concatenate()([x, extra])
+    x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
+    outputs = {"cls": keras.layers.Dense(3, activation="softmax", name="cls")(x),
+               "reg": keras.layers.Dense(1, name="reg")(x)}
+    model = keras.Model({"image": image, "extra": extra}, outputs)
+    plan = random_plan(model, 0.5)
+    slimmed = tfprune.slim(model, plan)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(4, 8, 8, 3)).astype("float32"),
+             "extra": rng.normal(size=(4, 4)).astype("float32")}
+    got, expected = slimmed(batch), masked_copy(model, plan)(batch)
+    assert isinstance(got, dict) and sorted(got) == ["cls", "reg"]
+    for name in ("cls", "reg"):
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
+    assert slimmed.get_layer("hidden").units < 32
+    slimmed.compile("adam", {"cls": "sparse_categorical_crossentropy", "reg": "mse"})
+    slimmed.fit(batch, {"cls": np.arange(4) % 3, "reg": np.zeros((4, 1))}, verbose=0)

@@ -9,13 +9,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tfprune.export.model_io import litert_feed, named_outputs, random_inputs
 from tfprune.export.tflite import Verification, compare_outputs, export_tflite, run_tflite
 from tfprune.pruning.stats import flops
 
-#: Float exports must match Keras logits to this (max abs diff).
+#: Float exports must match Keras outputs (logits) to this (max abs diff).
 FLOAT_TOLERANCE = 1e-3
 #: Quantized exports must agree with Keras on the top-1 class this often.
 QUANTIZED_AGREEMENT = 0.97
+#: Quantized exports of models without class scores (regression only) must match
+#: Keras to this fraction of the largest output (max abs diff).
+QUANTIZED_RELATIVE_ERROR = 0.05
 
 
 @dataclasses.dataclass
@@ -45,18 +49,27 @@ class ExportReport:
     tflite_accuracy: float | None = None
 
     @property
+    def _classifies(self) -> bool:
+        return not np.isnan(self.verification.top1_agreement)
+
+    @property
     def criterion(self) -> str:
         """The check this export must pass."""
         if self.quantize == "none":
-            return f"max abs diff of logits <= {FLOAT_TOLERANCE:g}"
-        return f"top-1 agreement >= {QUANTIZED_AGREEMENT:.0%}"
+            return f"max abs diff of outputs <= {FLOAT_TOLERANCE:g}"
+        if self._classifies:
+            return f"top-1 agreement >= {QUANTIZED_AGREEMENT:.0%}"
+        return f"max abs diff <= {QUANTIZED_RELATIVE_ERROR:.0%} of the largest output"
 
     @property
     def passed(self) -> bool:
         """Whether the verification meets ``criterion``."""
+        check = self.verification
         if self.quantize == "none":
-            return self.verification.max_abs_diff <= FLOAT_TOLERANCE
-        return self.verification.top1_agreement >= QUANTIZED_AGREEMENT
+            return check.max_abs_diff <= FLOAT_TOLERANCE
+        if self._classifies:
+            return check.top1_agreement >= QUANTIZED_AGREEMENT
+        return check.max_abs_diff <= QUANTIZED_RELATIVE_ERROR * check.scale
 
     def as_dict(self) -> dict:
         """JSON-ready fields, with the verification flattened in."""
@@ -67,12 +80,16 @@ class ExportReport:
     def format(self) -> str:
         """A few lines for the terminal."""
         check = self.verification
+        agreement = (f", top-1 agreement {check.top1_agreement:.1%}" if self._classifies
+                     else f" (largest output {check.scale:.3g})")
         lines = [
             f"{self.path} ({self.quantize}): {self.size_bytes / 1024:,.0f} KB; "
             f"params {self.params:,}; FLOPs {self.flops:,}",
-            f"  LiteRT vs Keras on {check.examples} {self.inputs} images: max abs diff "
-            f"{check.max_abs_diff:.2e}, top-1 agreement {check.top1_agreement:.1%}",
+            f"  LiteRT vs Keras on {check.examples} {self.inputs} inputs: max abs diff "
+            f"{check.max_abs_diff:.2e}{agreement}",
         ]
+        lines += [f"    {name}: max abs diff {diff:.2e}" for name, diff in
+                  check.per_output.items()]
         if self.tflite_accuracy is not None:
             lines.append(f"  accuracy: Keras {self.keras_accuracy:.4f}, "
                          f"LiteRT {self.tflite_accuracy:.4f}")
@@ -99,19 +116,20 @@ def export_and_verify(model: keras.Model, path: str | os.PathLike, quantize: str
     path = export_tflite(model, path, quantize, representative_images)
     inputs = "test split"
     if images is None:
-        shape = [examples, *model.inputs[0].shape[1:]]
-        images = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        images = random_inputs(model, examples)
         inputs, labels = "random", None
-    expected = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
-    actual = run_tflite(path, images)
+    expected = named_outputs(model, model.predict(images, verbose=0))
+    actual = run_tflite(path, litert_feed(model, images))
+    actual = actual if isinstance(actual, dict) else {next(iter(expected)): actual}
     verification = compare_outputs(expected, actual)
     report = ExportReport(path=path, quantize=quantize, size_bytes=path.stat().st_size,
                           params=int(model.count_params()), flops=flops(model),
                           verification=verification, inputs=inputs)
-    if labels is not None:
+    if labels is not None and len(expected) == 1:  # accuracy of a one-output classifier
         labels = np.asarray(labels)
-        report.keras_accuracy = float(np.mean(expected.argmax(-1) == labels))
-        report.tflite_accuracy = float(np.mean(actual.argmax(-1) == labels))
+        (keras_scores,), (litert_scores,) = expected.values(), actual.values()
+        report.keras_accuracy = float(np.mean(keras_scores.argmax(-1) == labels))
+        report.tflite_accuracy = float(np.mean(litert_scores.argmax(-1) == labels))
     return report
 
 

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.export.model_io import random_array, random_inputs
+
 
 @dataclasses.dataclass
 class Latency:
@@ -39,34 +41,34 @@ def _median_ms(call: Callable[[], object], repeats: int, warmup: int) -> Latency
     return Latency(median_ms=1000 * statistics.median(times), runs=repeats)
 
 
-def sample_input(model: keras.Model, seed: int = 0) -> np.ndarray:
-    """One random-normal float32 input of the model's shape, batch 1."""
-    shape = [1, *model.inputs[0].shape[1:]]
-    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
 def keras_latency(model: keras.Model, repeats: int = 50, warmup: int = 5) -> Latency:
     """Latency of ``model`` on one image, inference mode, in a traced ``tf.function``.
 
     Uses TensorFlow's own thread pools (their size is fixed per process).
     """
-    forward = tf.function(lambda images: model(images, training=False))
-    image = tf.constant(sample_input(model))
-    return _median_ms(lambda: forward(image).numpy(), repeats, warmup)
+    forward = tf.function(lambda inputs: model(inputs, training=False))
+    inputs = keras.tree.map_structure(tf.constant, random_inputs(model, 1))
+    return _median_ms(lambda: keras.tree.map_structure(np.asarray, forward(inputs)), repeats,
+                      warmup)
 
 
 def litert_latency(path: str | os.PathLike, threads: int = 1, repeats: int = 50,
                    warmup: int = 5) -> Latency:
-    """Latency of a .tflite file on one image in the LiteRT interpreter with ``threads``."""
+    """Latency of a .tflite file on one example in the LiteRT interpreter with ``threads``.
+
+    Every input gets random values of its shape and dtype (``model_io.random_array``).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
-    source = interpreter.get_input_details()[0]
-    image = np.random.default_rng(0).normal(size=source["shape"]).astype(source["dtype"])
+    rng = np.random.default_rng(0)
+    feeds = [(source["index"], random_array(source["shape"], source["dtype"], rng))
+             for source in interpreter.get_input_details()]
 
     def invoke():
-        interpreter.set_tensor(source["index"], image)
+        for index, array in feeds:
+            interpreter.set_tensor(index, array)
         interpreter.invoke()
 
     return _median_ms(invoke, repeats, warmup)

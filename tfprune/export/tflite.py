@@ -19,14 +19,22 @@ class Verification:
     """How a .tflite file's outputs compare with the Keras model's on the same inputs.
 
     Attributes:
-        max_abs_diff: Largest absolute difference of the logits.
-        top1_agreement: Fraction of inputs with the same arg-max class.
+        max_abs_diff: Largest absolute difference of the outputs (logits), over
+            every output.
+        top1_agreement: Fraction of inputs with the same arg-max class (the lowest
+            over the class-score outputs); NaN for a model without any.
         examples: How many inputs were compared.
+        per_output: ``{output name: max abs diff}`` for a model with several
+            outputs (empty for one).
+        scale: The largest absolute Keras output (what ``max_abs_diff`` is
+            relative to).
     """
 
     max_abs_diff: float
     top1_agreement: float
     examples: int
+    per_output: dict = dataclasses.field(default_factory=dict)
+    scale: float = float("nan")
 
 
 def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "none",
@@ -39,7 +47,8 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
         quantize: ``"none"`` (``model.export(format="litert")``), ``"dynamic"``
             (int8 weights), ``"float16"`` (float16 weights) or ``"int8"`` (int8
             weights and activations, calibrated on ``representative_images``).
-        representative_images: Training images for int8 calibration (about 100).
+        representative_images: Training inputs for int8 calibration (about 100), as
+            ``model.predict`` takes them (an array, or a list / dict for several inputs).
 
     Returns:
         The written path.
@@ -63,38 +72,108 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantize == "int8":
-            images = np.asarray(representative_images, np.float32)
-            converter.representative_dataset = lambda: ([image[None]] for image in images)
+            converter.representative_dataset = _calibration(model, representative_images)
         path.write_bytes(converter.convert())
     return path
 
 
-def run_tflite(path: str | os.PathLike, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Runs a .tflite file in the LiteRT interpreter, one input (image, token ids) at a time."""
+def _calibration(model: keras.Model, inputs):
+    """int8 calibration examples, one at a time, keyed by the signature's input names."""
+    from tfprune.export.model_io import litert_feed
+
+    feed = {name: np.asarray(array, dtype=tensor.dtype) for (name, array), tensor in
+            zip(litert_feed(model, inputs).items(), model.inputs, strict=True)}
+    count = len(next(iter(feed.values())))
+    return lambda: ({name: array[index:index + 1] for name, array in feed.items()}
+                    for index in range(count))
+
+
+def run_tflite(path: str | os.PathLike, inputs, threads: int = 1):
+    """Runs a .tflite file in the LiteRT interpreter, one example at a time.
+
+    Args:
+        path: The .tflite file.
+        inputs: An array for a one-input model (images, token ids), else a dict
+            keyed by the signature's input names (``model_io.litert_feed`` maps a
+            Keras model's inputs); each is cast to the input's dtype.
+        threads: Interpreter threads.
+
+    Returns:
+        The output array for a one-output model, else a dict keyed by the
+        signature's output names (``model_io.output_names``).
+
+    Raises:
+        ValueError: When ``inputs`` does not match the signature's inputs.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
-    source = interpreter.get_input_details()[0]
-    target = interpreter.get_output_details()[0]
-    outputs = []
-    for image in np.asarray(images).astype(source["dtype"]):
-        interpreter.set_tensor(source["index"], image[None])
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(target["index"])[0].copy())
-    return np.stack(outputs)
+    runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+    details = runner.get_input_details()
+    if not isinstance(inputs, dict):
+        if len(details) != 1:
+            raise ValueError(f"{path} has {len(details)} inputs ({sorted(details)}): pass a "
+                             "dict keyed by these names (tfprune.export.model_io.litert_feed).")
+        inputs = {next(iter(details)): inputs}
+    if set(inputs) != set(details):
+        raise ValueError(f"{path}: the inputs are named {sorted(details)}, got {sorted(inputs)}.")
+    arrays = {name: np.asarray(value).astype(details[name]["dtype"])
+              for name, value in inputs.items()}
+    if len({len(array) for array in arrays.values()}) != 1:
+        raise ValueError(f"{path}: the inputs hold different numbers of examples.")
+    outputs: dict[str, list] = {}
+    for index in range(len(next(iter(arrays.values())))):
+        result = runner(**{name: array[index:index + 1] for name, array in arrays.items()})
+        for name, value in result.items():
+            outputs.setdefault(name, []).append(value[0].copy())
+    stacked = {name: np.stack(values) for name, values in sorted(outputs.items())}
+    return next(iter(stacked.values())) if len(stacked) == 1 else stacked
 
 
-def compare_outputs(expected: np.ndarray, actual: np.ndarray) -> Verification:
-    """Compares Keras logits (``expected``) with LiteRT's (``actual``) for the same inputs."""
+def _by_name(outputs) -> dict[str, np.ndarray]:
+    if isinstance(outputs, dict):
+        return {name: np.asarray(value) for name, value in outputs.items()}
+    return {"output_0": np.asarray(outputs)}
+
+
+def compare_outputs(expected, actual) -> Verification:
+    """Compares Keras outputs (``expected``) with LiteRT's (``actual``) for the same inputs.
+
+    Both are an array (one output) or dicts with the same keys (one entry per
+    output). ``max_abs_diff`` is the largest over every output; top-1
+    agreement reads the outputs with more than one value per example (class
+    scores), the lowest of them; NaN when there are none (regression only).
+
+    Raises:
+        ValueError: When the two hold different outputs.
+    """
+    expected, actual = _by_name(expected), _by_name(actual)
+    if set(expected) != set(actual):
+        raise ValueError(f"the Keras outputs are {sorted(expected)}, the LiteRT outputs "
+                         f"{sorted(actual)}.")
+    differences = {name: float(np.max(np.abs(actual[name] - value)))
+                   for name, value in expected.items()}
+    agreements = [float(np.mean(actual[name].argmax(-1) == value.argmax(-1)))
+                  for name, value in expected.items() if value.ndim >= 2 and value.shape[-1] > 1]
     return Verification(
-        max_abs_diff=float(np.max(np.abs(actual - expected))),
-        top1_agreement=float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
-        examples=len(expected),
+        max_abs_diff=max(differences.values()),
+        top1_agreement=min(agreements, default=float("nan")),
+        examples=len(next(iter(expected.values()))),
+        per_output=differences if len(differences) > 1 else {},
+        scale=max(float(np.max(np.abs(value))) for value in expected.values()),
     )
 
 
-def verify_tflite(path: str | os.PathLike, model: keras.Model, images: np.ndarray) -> Verification:
-    """Compares the .tflite file's logits with the Keras model's (inference mode)."""
-    expected = np.asarray(model.predict(np.asarray(images, np.float32), verbose=0))
-    return compare_outputs(expected, run_tflite(path, images))
+def verify_tflite(path: str | os.PathLike, model: keras.Model, inputs) -> Verification:
+    """Compares the .tflite file's outputs with the Keras model's (inference mode).
+
+    Args:
+        path: The model's .tflite file.
+        model: The Keras model.
+        inputs: As ``model.predict`` takes them: an array, a list or a dict.
+    """
+    from tfprune.export.model_io import litert_feed, named_outputs
+
+    expected = named_outputs(model, model.predict(inputs, verbose=0))
+    actual = run_tflite(path, litert_feed(model, inputs))
+    return compare_outputs(expected, actual if isinstance(actual, dict)
+                           else {next(iter(expected)): actual})

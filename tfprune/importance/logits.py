@@ -16,7 +16,7 @@ from collections.abc import Callable
 import keras
 from keras.src.ops import nn as nn_ops
 
-from tfprune.model_graph import producers
+from tfprune.model_graph import pack_like, producers
 
 #: Final activations whose input is the logits.
 PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
@@ -90,16 +90,9 @@ def logits_function(model: keras.Model, look_through=None) -> Callable:
         else:
             outputs[index], cut = call.inputs[0], True
     if cut:
-        structure = getattr(model, "_outputs_struct", None)
-        if isinstance(structure, dict):
-            structure = keras.tree.pack_sequence_as(structure, outputs)
-        elif len(outputs) == 1:
-            structure = outputs[0]
-        else:
-            structure = outputs
-        inputs = getattr(model, "_inputs_struct", None)
-        inputs = model.inputs if inputs is None else inputs
-        forward_model = keras.Model(inputs, structure, name=f"{model.name}_logits")
+        forward_model = keras.Model(pack_like(model, "inputs", model.inputs),
+                                    pack_like(model, "outputs", outputs),
+                                    name=f"{model.name}_logits")
     else:
         forward_model = model
     if not swapped:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.model_graph import Alias, functional_graph
+from tfprune.model_graph import Alias, functional_graph, pack_like
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import check_plan_fits
 from tfprune.pruning.plan import PlanError, PruningPlan
@@ -85,10 +85,10 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
             tensors[id(old)] = new
         if weights:
             pending.append((rebuilt, weights))
-    inputs = [tensors[id(t)] for t in original.inputs]
-    outputs = [tensors[id(t)] for t in original.outputs]
-    slimmed = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
-                          outputs[0] if len(outputs) == 1 else outputs, name=f"{model.name}_slim")
+    # The model's own input and output structure (a dict of named outputs stays a dict).
+    inputs = pack_like(original, "inputs", [tensors[id(t)] for t in original.inputs])
+    outputs = pack_like(original, "outputs", [tensors[id(t)] for t in original.outputs])
+    slimmed = keras.Model(inputs, outputs, name=f"{model.name}_slim")
     for rebuilt, weights in pending:
         rebuilt.set_weights(weights)
     return slimmed
