@@ -93,7 +93,7 @@ class ChannelAnalysis:
                              "joined tensors need equal channel counts.")
         self.parent[b] = a
         for role, names in self.roles[b].items():
-            self.roles[a][role] += names
+            self.roles[a][role] += [name for name in names if name not in self.roles[a][role]]
         self.blocked[a] = self.blocked[a] or self.blocked[b]
         self._split(a, *self.splits[b], where)
 

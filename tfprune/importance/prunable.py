@@ -160,11 +160,12 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False,
     made_by = producers(model)
     outputs = set() if include_output_layers else _output_layers(model, made_by)
     batch_norms = _batch_norms_by_input(calls, made_by)
-    found = []
+    found, seen = [], set()
     for call in calls:
         handler = handler_for(call.operation)
-        if handler is None or id(call.operation) in outputs:
+        if handler is None or id(call.operation) in outputs | seen:
             continue
+        seen.add(id(call.operation))  # a shared layer is one set of weights
         if handler.scored_kernel is not None:
             found.append(PrunableLayer(call.operation, handler.scored_kernel,
                                        int(call.outputs[0].shape[-1]),

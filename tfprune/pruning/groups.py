@@ -97,7 +97,7 @@ class ChannelGraph:
 
     Raises:
         GraphError: Listing every layer or op it cannot analyse (name, type,
-            why) with the fix, a shared layer, or a subclassed model.
+            why) with the fix, two layers with one name, or a subclassed model.
     """
 
     def __init__(self, model, ignored_layers=()):
@@ -125,13 +125,15 @@ class ChannelGraph:
         for tensor in graph.inputs:
             analysis.new_tensor_space(tensor, blocked="the model input")
         self.layer_inputs, self.layer_outputs = {}, {}
-        problems = self._shared_problems()
+        problems = self._name_problems()
+        first_calls: dict[str, list[Layout]] = {}
         for step in self.steps:
             if isinstance(step, Alias):
                 for source, target in zip(step.sources, step.targets, strict=True):
                     analysis.set_layout(target, analysis.layout(source))
                 continue
             problems += self._analyse_call(analysis, step)
+            _join_shared_calls(analysis, step, first_calls)
             if step.inputs:
                 self.layer_inputs[step.name] = analysis.layout(step.inputs[0])
             self.layer_outputs[step.name] = analysis.layout(step.outputs[0])
@@ -158,17 +160,13 @@ class ChannelGraph:
             return [(call.name, kind, str(error))]
         return []
 
-    def _shared_problems(self) -> list:
-        counts, kinds = {}, {}
+    def _name_problems(self) -> list:
+        """Two different layers under one name (a layer called twice is fine: shared)."""
+        kinds = {}
         for call in self.calls:
-            counts[call.name] = counts.get(call.name, 0) + 1
             kinds.setdefault(call.name, set()).add(id(call.operation))
-        problems = [(name, type(self.operations[name]).__name__,
-                     f"called {count} times; shared layers are not supported")
-                    for name, count in counts.items() if count > 1 and len(kinds[name]) == 1]
-        problems += [(name, "several", "two different layers share this name (rename one)")
-                     for name, ids in kinds.items() if len(ids) > 1]
-        return problems
+        return [(name, "several", "two different layers share this name (rename one)")
+                for name, ids in kinds.items() if len(ids) > 1]
 
     def _collect_groups(self) -> list[ChannelGroup]:
         analysis = self._analysis
@@ -220,6 +218,39 @@ class ChannelGraph:
             touched = touched or mask is not None
             pieces.append(np.ones(size, bool) if mask is None else np.asarray(mask, bool))
         return np.tile(np.concatenate(pieces), layout.tiles) if touched else None
+
+
+def _join_shared_calls(analysis: ChannelAnalysis, call: Call,
+                       first_calls: dict[str, list[Layout]]) -> None:
+    """Makes every call of a shared layer use the channel spaces of its first call.
+
+    A layer called more than once (a siamese tower, an encoder applied to two
+    inputs, a nested model called twice) has one set of weights and one
+    configuration for all its calls, so each call's input and output channels
+    must be removed alike: their spaces are joined, tensor by tensor. Where two
+    calls' tensors are laid out differently (a concatenation in one, a plain
+    tensor in the other) those channels are kept whole.
+    """
+    layouts = [analysis.tensors[id(tensor)] for tensor in [*call.inputs, *call.outputs]
+               if id(tensor) in analysis.tensors]
+    first = first_calls.setdefault(call.name, layouts)
+    if first is layouts:
+        return
+    def shape(layout: Layout) -> tuple:
+        return tuple(size for _, size in layout.spaces), layout.tiles
+
+    reason = f"{call.name!r} is shared by calls whose channels are laid out differently"
+    if len(first) != len(layouts):  # called on a different number of tensors
+        for layout in [*first, *layouts]:
+            analysis.block(layout, reason)
+        return
+    for old, new in zip(first, layouts, strict=True):
+        if shape(old) != shape(new):
+            analysis.block(old, reason)
+            analysis.block(new, reason)
+            continue
+        for (a, _), (b, _) in zip(old.spaces, new.spaces, strict=True):
+            analysis.union(a, b, call.name)
 
 
 def _problems_message(model, problems: list) -> str:

@@ -46,8 +46,12 @@ def _kept(variable, masks) -> int:
 
 
 def _layer_flops(model: keras.Model, masks: dict) -> dict[str, int]:
-    return {call.name: _handler(call).flops(call, lambda v: _kept(v, masks))
-            for call in kernel_calls(model)}
+    """Per layer, summed over its calls (a shared layer computes once per call)."""
+    total: dict[str, int] = {}
+    for call in kernel_calls(model):
+        total[call.name] = total.get(call.name, 0) + _handler(call).flops(
+            call, lambda v: _kept(v, masks))
+    return total
 
 
 def layer_flops(model: keras.Model, plan: PruningPlan | None = None) -> dict[str, int]:

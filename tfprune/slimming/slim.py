@@ -71,20 +71,22 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     for tensor in original.inputs:
         tensors[id(tensor)] = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
                                           name=tensor._keras_history.operation.name)
-    pending = []
+    pending, rebuilt_layers = [], {}
     for step in graph.steps:
         if isinstance(step, Alias):
             for source, target in zip(step.sources, step.targets, strict=True):
                 tensors[id(target)] = tensors[id(source)]
             continue
-        config, weights = graph.handler(step.name).slim(step.operation, context)
-        rebuilt = type(step.operation).from_config(config)
+        rebuilt = rebuilt_layers.get(step.name)  # a shared layer stays shared
+        if rebuilt is None:
+            config, weights = graph.handler(step.name).slim(step.operation, context)
+            rebuilt = rebuilt_layers[step.name] = type(step.operation).from_config(config)
+            if weights:
+                pending.append((rebuilt, weights))
         args, kwargs = step.node.arguments.fill_in(tensors)
         outputs = rebuilt(*args, **kwargs)
         for old, new in zip(step.outputs, keras.tree.flatten(outputs), strict=True):
             tensors[id(old)] = new
-        if weights:
-            pending.append((rebuilt, weights))
     # The model's own input and output structure (a dict of named outputs stays a dict).
     inputs = pack_like(original, "inputs", [tensors[id(t)] for t in original.inputs])
     outputs = pack_like(original, "outputs", [tensors[id(t)] for t in original.outputs])
