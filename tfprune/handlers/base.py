@@ -149,8 +149,52 @@ class LayerHandler:
         kernels = self.kernels(call.operation)
         if not kernels:
             return 0
-        positions = int(np.prod(call.outputs[0].shape[1:-1]))
+        positions = spatial_positions(call.outputs[0], call.operation)
         return 2 * positions * sum(kept(kernel) for kernel in kernels)
+
+
+def channels_first(layer) -> bool:
+    """Whether a layer reads its channels from axis 1 (``data_format="channels_first"``)."""
+    return getattr(layer, "data_format", None) == "channels_first"
+
+
+def spatial_positions(tensor, layer) -> int:
+    """Positions of a tensor's spatial axes: all but the batch and ``layer``'s channel axis."""
+    shape = tensor.shape
+    return int(np.prod(shape[2:] if channels_first(layer) else shape[1:-1]))
+
+
+class ChannelsFirst(LayerHandler):
+    """A ``channels_first`` layer: its channels are kept whole, its FLOPs still counted.
+
+    The channel analysis reads every tensor's channels from its last axis, as
+    Keras' default ``channels_last`` lays them out; a layer with its channels on
+    axis 1 is left unpruned (with its neighbours' channels it touches), copied
+    as is by slim, and not scored.
+
+    Args:
+        handler: The layer type's own handler (for its kernels and FLOPs).
+    """
+
+    def __init__(self, handler: LayerHandler):
+        self.handler = handler
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """Blocks the layer's input and output channels."""
+        block(analysis, layer, inputs, outputs, "data_format='channels_first' (tfprune prunes "
+              "channels_last layers, Keras' default)")
+
+    def slim(self, layer, context):
+        """The layer as it is."""
+        return layer.get_config(), layer.get_weights()
+
+    def kernels(self, layer) -> list:
+        """The type's own handler's kernels."""
+        return self.handler.kernels(layer)
+
+    def flops(self, call, kept) -> int:
+        """The type's own handler's FLOPs (spatial positions read on axes 2 and up)."""
+        return self.handler.flops(call, kept)
 
 
 # -- channel rules shared by the built-in handlers ------------------------------------------
@@ -256,5 +300,5 @@ def handler_for(layer) -> LayerHandler | None:
     """The handler of ``type(layer)`` or its nearest registered base class, else None."""
     for cls in type(layer).__mro__:
         if cls in HANDLERS:
-            return HANDLERS[cls]
+            return ChannelsFirst(HANDLERS[cls]) if channels_first(layer) else HANDLERS[cls]
     return None

@@ -13,6 +13,7 @@ from tfprune.handlers.base import (
     follow,
     follow_unless,
     source,
+    spatial_positions,
     take,
 )
 
@@ -189,7 +190,7 @@ class ConvTranspose(Source):
     in_axis, out_axis = -1, -2
 
     def flops(self, call, kept):
-        positions = int(np.prod(call.inputs[0].shape[1:-1]))
+        positions = spatial_positions(call.inputs[0], call.operation)
         return 2 * positions * kept(call.operation.kernel)
 
 

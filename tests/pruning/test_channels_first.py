@@ -1,0 +1,60 @@
+"""``data_format="channels_first"`` layers: kept whole (never read the wrong axis as channels),
+their FLOPs counted on the right spatial axes, the rest of the model still pruned."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.importance import ScoringError
+from tfprune.pruning.stats import layer_flops
+
+
+def mixed_model():
+    """Two channels_last convs, a Permute to channels_first, a channels_first conv.
+
+    The channels_first conv's output is (8, 8, 10): its last axis (10 positions)
+    is not its channel axis (8 filters).
+    """
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 14, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="last_a")(inputs)
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="last_b")(x)  # (8, 10, 3)
+    x = keras.layers.Permute((3, 1, 2))(x)  # (3, 8, 10)
+    x = keras.layers.Conv2D(8, 3, padding="same", data_format="channels_first",
+                            name="first_c")(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_first")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+def test_channels_first_layers_are_kept_whole_and_the_others_pruned():
+    model = mixed_model()
+    groups = tfprune.channel_groups(model)
+    assert [g.sources for g in groups] == [["last_a"]]  # last_b feeds the Permute
+    scores = tfprune.score(model, "magnitude")
+    assert "first_c" not in scores  # never scored with the wrong axis as its filters
+    plan = tfprune.make_plan(model, scores, 0.5)
+    slimmed = tfprune.slim(model, plan)
+    assert slimmed.get_layer("last_a").filters == 3
+    assert slimmed.get_layer("first_c").get_config() == model.get_layer("first_c").get_config()
+    x = np.random.default_rng(0).normal(size=(2, 12, 14, 3)).astype("float32")
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    np.testing.assert_allclose(slimmed(x), masked(x), atol=1e-5)
+
+
+def test_channels_first_flops_count_the_spatial_axes():
+    model = mixed_model()
+    # 8 x 10 output positions (axes 2 and 3), 8 filters of 3 x 3 x 3.
+    assert layer_flops(model)["first_c"] == 2 * (8 * 10) * (3 * 3 * 3 * 8)
+    assert layer_flops(model)["last_a"] == 2 * (10 * 12) * (3 * 3 * 3 * 6)
+
+
+def test_an_all_channels_first_model_is_refused_naming_the_layers():
+    inputs = keras.Input((3, 10, 10))
+    x = keras.layers.Conv2D(8, 3, data_format="channels_first", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_first", name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ScoringError, match=r"channels_first' are kept whole \(\['conv', 'pool'\]"):
+        tfprune.score(model, "magnitude")
