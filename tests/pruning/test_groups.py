@@ -225,3 +225,26 @@ def test_keras_applications_analyse(application):
         weights=None, input_shape=(32, 32, 3), classes=10)
     groups = channel_groups(model)
     assert groups and all(g.size > 0 and g.sources for g in groups)
+
+
+def test_per_channel_preprocessing_layers_keep_their_channels():
+    # Mid-network, a Normalization (a mean and variance per channel) and a per-channel
+    # Rescaling would need their statistics sliced: their channels are kept whole, while a
+    # scalar Rescaling passes channels through. slim then matches the masked model.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 3, name="a")(inputs)
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(0).normal(size=(16, 6, 6, 4)).astype("float32") + 2)
+    b = keras.layers.Conv2D(4, 3, name="b")(norm(a))
+    c = keras.layers.Conv2D(3, 1, name="c")(keras.layers.Rescaling([1.0, 2.0, 3.0, 4.0])(b))
+    d = keras.layers.Conv2D(5, 1, name="d")(keras.layers.Rescaling(0.5, offset=1.0)(c))
+    x = keras.layers.GlobalAveragePooling2D()(d)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    assert sorted(g.sources[0] for g in channel_groups(model)) == ["c", "d"]
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.4)
+    images = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype("float32")
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    np.testing.assert_allclose(tfprune.slim(model, plan)(images), masked(images), atol=1e-4)

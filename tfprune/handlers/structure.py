@@ -34,6 +34,20 @@ class ActivationHandler(LayerHandler):
         pass_through(analysis, layer, inputs, outputs)
 
 
+class RescalingHandler(LayerHandler):
+    """``Rescaling``: elementwise with a scalar scale and offset.
+
+    A per-channel scale or offset keeps the channels whole (slim would have to
+    slice the lists in the layer's config).
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if np.ndim(layer.scale) or np.ndim(layer.offset):
+            block(analysis, layer, inputs, outputs, "a per-channel scale or offset")
+            return
+        pass_through(analysis, layer, inputs, outputs)
+
+
 class Merge(LayerHandler):
     """Add, Subtract, Multiply, Average, Maximum, Minimum: the inputs share one channel space."""
 
@@ -152,7 +166,7 @@ _PASS_THROUGH = _available(
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Rescaling", "Normalization",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "Resizing", "CenterCrop", "RandomFlip", "RandomCrop", "RandomRotation", "RandomZoom",
     "RandomTranslation", "RandomContrast", "RandomBrightness",
 )
@@ -162,6 +176,9 @@ STRUCTURE_HANDLERS = {
     _PASS_THROUGH: PassThrough(),
     _available("Activation"): ActivationHandler(),
     _available("PReLU"): PReLUHandler(),
+    _available("Rescaling"): RescalingHandler(),
+    _available("Normalization"): KeepWhole(
+        "Normalization holds a mean and variance per channel (adapted, not trainable)"),
     _available("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"): Merge(),
     _available("Concatenate"): ConcatenateHandler(),
     _available("Flatten"): FlattenHandler(),
