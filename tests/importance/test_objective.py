@@ -234,3 +234,52 @@ def test_a_segmenter_is_scored_per_pixel_with_a_random_memory():
     assert_same(context.gradients(1.0), expected)
     scores = tfprune.score(model, "grasp_abs", (images, masks), samples_per_class=2)
     assert scores.metadata["samples"]["hessian"] == 20  # 2 x 10 at random, not per class
+
+
+class _ReconstructionLoss(keras.layers.Layer):
+    """An autoencoder's loss, added inside the model (add_loss), not compiled."""
+
+    def call(self, inputs, reconstruction):
+        self.add_loss(keras.ops.mean((inputs - reconstruction) ** 2))
+        return reconstruction
+
+
+def test_a_model_compiled_without_a_loss_is_refused_before_any_epoch():
+    # Guessing a cross-entropy here would rank channels by a loss the model never trains on.
+    from tfprune.pruning import PruningCallback, RoundsSchedule
+
+    inputs = keras.Input((6,))
+    code = keras.layers.Dense(8, activation="relu", name="encoder")(inputs)
+    outputs = _ReconstructionLoss(name="reconstruction")(inputs, keras.layers.Dense(6)(code))
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd")
+    x = RNG.normal(size=(24, 6)).astype("float32")
+    classes = np.arange(24) % 6  # class ids a guessed cross-entropy would have accepted
+    with pytest.raises(ScoringError, match="compiled without a loss.*add_loss"):
+        tfprune.score(model, "snip", (x, classes), num_samples=24)
+    pruner = tfprune.Pruner(model, "proposed", (x, classes), ignored_layers=["reconstruction"])
+    weights = model.get_weights()
+    with pytest.raises(ScoringError, match="compiled without a loss"):
+        model.fit(x, epochs=1, verbose=0,
+                  callbacks=[PruningCallback(pruner, RoundsSchedule(0.5, rounds=1))])
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True))
+    # With the loss given, it is scored.
+    scores = tfprune.score(model, "snip", (x, x), loss="mse", num_samples=24)
+    assert np.all(np.isfinite(scores["encoder"])) and scores["encoder"].sum() > 0
+
+
+def test_missing_targets_and_custom_train_steps_are_reported():
+    model = regressor()
+    model.compile("sgd", "mse")
+    with pytest.raises(ScoringError, match=r"no targets for the outputs \['out'\] \(y is None\)"):
+        tfprune.score(model, "snip", (X, None), num_samples=24)
+
+    class CustomStep(keras.Model):
+        def train_step(self, data):  # trains on something the compiled loss may not be
+            return super().train_step(data)
+
+    inputs = keras.Input((6, 6, 3))
+    custom = CustomStep(inputs, keras.layers.Dense(2, name="out")(trunk(inputs)))
+    custom.compile("sgd", "mse")
+    with pytest.warns(UserWarning, match="overrides train_step or compute_loss"):
+        tfprune.score(custom, "snip", (X, VALUES), num_samples=24)

@@ -204,6 +204,12 @@ def _per_output(structure, names: list[str], what: str, default) -> list:
     return [structure] * len(names)
 
 
+def _overrides_training(model: keras.Model) -> bool:
+    """Whether the model's class replaces Keras' ``train_step`` or ``compute_loss``."""
+    return any(getattr(type(model), method) is not getattr(keras.Model, method)
+               for method in ("train_step", "compute_loss"))
+
+
 def _resolve(identifier, name: str):
     if identifier is None or isinstance(identifier, keras.losses.Loss) or (
             callable(identifier) and not isinstance(identifier, str)):
@@ -238,9 +244,21 @@ class ScoringObjective:
     def __init__(self, model: keras.Model, loss=None, loss_weights=None):
         self.model = model
         self.names = output_names(model)
+        compiled = getattr(model, "compiled", False)
         self.source = "given" if loss is not None else (
-            "compiled" if getattr(model, "compiled", False) and model.loss is not None
-            else "default")
+            "compiled" if compiled and model.loss is not None else "default")
+        if self.source == "default" and compiled:
+            raise ScoringError(
+                f"model {model.name!r} is compiled without a loss: it trains on losses it "
+                "adds itself (add_loss) or on its own train_step, which gradient measures "
+                "cannot take, and a guessed cross-entropy would rank channels by a loss the "
+                "model never trains on. Pass loss= (the loss to score with), or use a "
+                "data-free measure (magnitude).")
+        if compiled and _overrides_training(model):
+            warnings.warn(
+                f"model {model.name!r} overrides train_step or compute_loss: the scores take "
+                f"the {'given' if loss is not None else 'compiled'} loss; pass loss= if it "
+                "trains on another.", stacklevel=2)
         if self.source == "compiled":
             loss = model.loss
             loss_weights = model.get_compile_config().get("loss_weights")
@@ -359,6 +377,11 @@ class ScoringObjective:
             ScoringError: For targets a loss cannot take, naming the output.
         """
         values = self._target_list(targets)
+        missing = [term.name for term in self.terms
+                   if values[self.names.index(term.name)] is None]
+        if missing:
+            raise ScoringError(f"data: no targets for the outputs {missing} (y is None); "
+                               "gradient measures need the targets of the model's loss.")
         weights = (self._target_list(sample_weight) if isinstance(sample_weight, dict | list)
                    else [sample_weight] * len(self.names))
         prepared, prepared_weights = [], []
