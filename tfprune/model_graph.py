@@ -101,6 +101,8 @@ def is_nested_model(operation) -> bool:
 #: Custom layer -> {input shapes and dtypes: the functional model of its call, or None when
 #: it cannot be traced}: each layer is traced once per input signature.
 _COMPOSITES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Custom layer -> why tracing its call failed (the error, for the message).
+_TRACE_ERRORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def composite_graph(operation, node=None) -> keras.Model | None:
@@ -133,8 +135,9 @@ def composite_graph(operation, node=None) -> keras.Model | None:
         args, kwargs = node.arguments.fill_in(inputs)
         outputs = operation.call(*args, **kwargs)
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
-    except Exception:  # noqa: BLE001 - any failure means "not traceable": the caller reports it
+    except Exception as error:  # noqa: BLE001 - any failure means "not traceable": reported
         traced = None
+        _TRACE_ERRORS[operation] = f"{type(error).__name__}: {error}"
     traces[signature] = traced
     return traced
 
@@ -161,8 +164,9 @@ def opaque_reason(operation) -> str:
     if _own_weights(operation):
         return ("a custom layer with weights of its own, whose channels tfprune cannot "
                 "infer; register a handler for it")
+    error = _TRACE_ERRORS.get(operation, "it uses other functions")
     return ("a custom layer whose call could not be traced as sublayers and keras.ops "
-            "(it uses other functions); register a handler for it")
+            f"({error[:300]}); register a handler for it")
 
 
 def _nodes(graph: keras.Model):
