@@ -101,6 +101,7 @@ def test_a_regression_only_model_is_judged_by_relative_error(tmp_path):
     assert check.scale == pytest.approx(float(np.abs(model.predict(x, verbose=0)).max()))
     assert report.passed == (check.max_abs_diff <= 0.05 * check.scale)
     assert "top-1" not in report.format()
+    assert report.as_dict()["verification"]["top1_agreement"] is None  # strict JSON: null
 
 
 def test_latency_feeds_every_input(tmp_path):

@@ -88,11 +88,13 @@ def pipeline_report(summary: dict) -> str:
              f"{summary['final_test_accuracy']:.4f})"]
     for export in summary["exports"]:
         check = export["verification"]
+        agreement = ("" if check["top1_agreement"] is None
+                     else f"; top-1 agreement {check['top1_agreement']:.1%}")
         lines.append(
             f"{export['path']} ({export['quantize']}): {export['size_bytes'] / 1024:,.0f} KB; "
             f"LiteRT accuracy {export['tflite_accuracy']:.4f} on {check['examples']} test "
-            f"images; max abs diff {check['max_abs_diff']:.1e}; top-1 agreement "
-            f"{check['top1_agreement']:.1%}: {'passed' if export['passed'] else 'FAILED'}")
+            f"images; max abs diff {check['max_abs_diff']:.1e}{agreement}: "
+            f"{'passed' if export['passed'] else 'FAILED'}")
     lines.append(summary["bench_table"])
     lines.append(f"pipeline time (this session): {summary['pipeline_seconds_this_session']:.0f} s")
     return "\n".join(lines)

@@ -72,8 +72,10 @@ class ExportReport:
         return check.max_abs_diff <= QUANTIZED_RELATIVE_ERROR * check.scale
 
     def as_dict(self) -> dict:
-        """JSON-ready fields, with the verification flattened in."""
+        """JSON-ready fields, with the verification flattened in (NaN written as null)."""
         fields = dataclasses.asdict(self)
+        fields["verification"] = {key: None if isinstance(value, float) and np.isnan(value)
+                                  else value for key, value in fields["verification"].items()}
         fields.update(path=str(self.path), criterion=self.criterion, passed=self.passed)
         return fields
 
