@@ -70,6 +70,32 @@ def test_ratios_from_the_table():
         table.ratios(budget={"flops": 1}, cost_of=cost_of)
 
 
+def test_a_regressor_without_an_accuracy_metric_is_ranked_by_its_loss(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="a")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="value")(x))
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    targets = X[:, :4, :4, 0].mean(axis=(1, 2), keepdims=True)
+    model.fit(X, targets, epochs=10, batch_size=32, verbose=0)
+    table = layer_sensitivity(model, tfprune.score(model, "magnitude"), (X, targets),
+                              ratios=[0.25, 0.5, 0.75])
+    assert table.metric == "loss" and table.baseline["accuracy"] is None
+    losses = {row["ratio"]: row["loss"] for row in table.rows}
+    base = table.baseline["loss"]
+    # The largest ratio whose loss is within 10% of the unpruned loss, read off the rows.
+    expected = max([0.0] + [ratio for ratio, loss in losses.items() if loss <= 1.1 * base])
+    assert table.ratios(max_loss_increase=0.1) == {"a": expected}
+    assert table.ratios(max_loss_increase=1e9) == {"a": 0.75}
+    with pytest.raises(ValueError, match="no accuracy metric: give max_loss_increase"):
+        table.ratios(max_drop=0.01)
+    budget = table.ratios(budget={"flops": 0.6 * table.flops})  # steps ranked by added loss
+    assert budget["a"] >= 0.25
+    assert table.figure(tmp_path / "s.png").stat().st_size > 0
+    assert ",," in table.to_csv(tmp_path / "s.csv").read_text()  # accuracy left blank
+
+
 def test_the_command_writes_the_table_figure_tensorboard_and_ratios(tmp_path, capsys):
     from tfprune.cli.main import main
 
@@ -95,3 +121,12 @@ def test_the_command_writes_the_table_figure_tensorboard_and_ratios(tmp_path, ca
         assert (tmp_path / "out" / name).is_file()
     assert list((tmp_path / "out" / "tensorboard").glob("events.*"))
     assert main(["sensitivity", str(path)]) == 2  # a bare model needs --data
+    # The loss criterion works from the command line too; --max-drop needs an accuracy metric.
+    code = main(["sensitivity", str(path), "--data", str(folder), "--ratios", "0.5",
+                 "--samples", "30", "--max-loss-increase", "10", "--output", str(tmp_path / "l")])
+    assert code == 0 and (tmp_path / "l" / "ratios.json").is_file()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "no_accuracy.keras")
+    assert main(["sensitivity", str(tmp_path / "no_accuracy.keras"), "--data", str(folder),
+                 "--max-drop", "0.1"]) == 2
+    assert "compiled without an accuracy metric" in capsys.readouterr().err

@@ -15,8 +15,9 @@ def add_parser(subparsers) -> None:
                     "channels (each of --ratios), evaluate the validation loss and accuracy, "
                     "and restore it. Writes sensitivity.csv, sensitivity.png and TensorBoard "
                     "scalars (sensitivity/<layer>/accuracy), prints the table, and with "
-                    "--max-drop or --flops / --params writes ratios.json: per-layer ratios "
-                    "for make_plan.",
+                    "--max-drop, --max-loss-increase or --flops / --params writes "
+                    "ratios.json: per-layer ratios for make_plan. A model compiled without "
+                    "an accuracy metric is ranked by its loss.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("source", metavar="CONFIG|RUN_DIR|MODEL",
@@ -36,6 +37,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-drop", type=float, metavar="D",
                         help="derive per-layer ratios: the largest whose accuracy stays within "
                              "D of the unpruned model's")
+    parser.add_argument("--max-loss-increase", type=float, metavar="L",
+                        help="derive per-layer ratios: the largest whose validation loss stays "
+                             "within a fraction L above the unpruned model's (e.g. 0.05)")
     parser.add_argument("--flops", type=float, metavar="F",
                         help="derive per-layer ratios meeting this FLOPs budget")
     parser.add_argument("--params", type=float, metavar="P",
@@ -99,11 +103,18 @@ def run(args) -> int:
         raise ConfigError("--samples must be >= 1.")
     budgets = [b for b in ({"flops": args.flops} if args.flops else None,
                            {"params": args.params} if args.params else None) if b]
-    if len(budgets) + (args.max_drop is not None) > 1:
-        raise ConfigError("give at most one of --max-drop, --flops and --params.")
+    limits = (args.max_drop is not None) + (args.max_loss_increase is not None)
+    if len(budgets) + limits > 1:
+        raise ConfigError("give at most one of --max-drop, --max-loss-increase, --flops and "
+                          "--params.")
     if not all(0 < r < 1 for r in args.ratios):
         raise ConfigError(f"--ratios must be in (0, 1), got {args.ratios}.")
     model, bundle, default_output = _model_and_data(args)
+    metrics = str((model.get_compile_config() or {}).get("metrics"))
+    if args.max_drop is not None and "acc" not in metrics:
+        raise ConfigError(f"--max-drop reads the accuracy, and {args.source} is compiled "
+                          f"without an accuracy metric (metrics: {metrics}); give "
+                          "--max-loss-increase.")
     output = Path(args.output or default_output)
     needs_data = tfprune.importance.get_measure(args.measure).requires
     scores = tfprune.score(model, args.measure, bundle if needs_data else None,
@@ -111,21 +122,25 @@ def run(args) -> int:
     validation = sample_images(bundle, "test", args.samples)
     table = layer_sensitivity(model, scores, validation, ratios=args.ratios,
                               progress=lambda line: print(line, flush=True))
-    print(f"unpruned: loss {table.baseline['loss']:.4f}, accuracy "
-          f"{table.baseline['accuracy']:.4f} on {len(validation[1])} test images")
+    metric = table.metric
+    accuracy = ("" if metric == "loss"
+                else f", accuracy {table.baseline['accuracy']:.4f}")
+    print(f"unpruned: loss {table.baseline['loss']:.4f}{accuracy} on {len(validation[1])} "
+          f"test images; validation {metric} per ratio:")
     print(f"{'layer':<28} " + " ".join(f"{r:>6.2f}" for r in args.ratios))
     for layer in table.layers:
-        accuracies = [row["accuracy"] for row in table.rows if row["layer"] == layer]
-        print(f"{layer:<28} " + " ".join(f"{a:>6.3f}" for a in accuracies))
+        values = [row[metric] for row in table.rows if row["layer"] == layer]
+        print(f"{layer:<28} " + " ".join(f"{value:>6.3f}" for value in values))
     files = [table.to_csv(output / "sensitivity.csv"), table.figure(output / "sensitivity.png"),
              table.write_tensorboard(output / "tensorboard")]
-    if args.max_drop is not None or budgets:
+    if limits or budgets:
         try:
             ratios = table.ratios(max_drop=args.max_drop,
+                                  max_loss_increase=args.max_loss_increase,
                                   budget=budgets[0] if budgets else None,
                                   cost_of=lambda r: _cost(model, scores, r, budgets))
         except ValueError as error:
-            raise ConfigError(f"--flops / --params: {error}") from None
+            raise ConfigError(f"tfprune sensitivity: {error}") from None
         path = output / "ratios.json"
         path.write_text(json.dumps(ratios, indent=1) + "\n")
         files.append(path)

@@ -10,9 +10,13 @@ group) and TensorBoard scalars, and turns into per-layer ratios for
 
 - ``table.ratios(max_drop=0.02)``: per group, the largest ratio whose accuracy
   stays within ``max_drop`` of the unpruned model;
+- ``table.ratios(max_loss_increase=0.05)``: the same on the validation loss
+  (at most 5% above the unpruned model's), for models without an accuracy
+  metric (regression) or any other;
 - ``table.ratios(budget={"flops": F})``: ratios raised greedily, one table
-  step at a time, where the step loses the least accuracy per FLOP (or
-  parameter) saved, until the budget is met.
+  step at a time, where the step loses the least accuracy (for a model without
+  an accuracy metric: adds the least loss) per FLOP (or parameter) saved,
+  until the budget is met.
 
 ``make_plan(model, scores, {"layer_name": ratio, ...})`` prunes each named
 group by its own ratio.
@@ -42,7 +46,8 @@ class SensitivityTable:
     """The validation loss and accuracy of the model with one group pruned at a time.
 
     Attributes:
-        baseline: ``{"loss": ..., "accuracy": ...}`` of the unpruned model.
+        baseline: ``{"loss": ..., "accuracy": ...}`` of the unpruned model
+            (``accuracy`` is None for a model compiled without an accuracy metric).
         rows: One dict per (group, ratio): ``layer`` (the group's name: its
             first source layer), ``ratio``, ``removed``, ``loss``, ``accuracy``,
             ``flops`` and ``params`` after.
@@ -59,6 +64,15 @@ class SensitivityTable:
         """The groups' names in model order."""
         return list(dict.fromkeys(row["layer"] for row in self.rows))
 
+    @property
+    def metric(self) -> str:
+        """What the table ranks steps by: ``accuracy``, or ``loss`` without an accuracy metric."""
+        return "loss" if self.baseline.get("accuracy") is None else "accuracy"
+
+    def _quality(self, row: dict) -> float:
+        """Higher is better: the accuracy, else minus the loss."""
+        return row["accuracy"] if self.metric == "accuracy" else -row["loss"]
+
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Writes the rows (and the baseline as ratio 0) as CSV."""
         path = Path(path)
@@ -73,22 +87,23 @@ class SensitivityTable:
         return path
 
     def figure(self, path: str | os.PathLike) -> Path:
-        """Accuracy against ratio, one line per group, the baseline dashed; saved as PNG."""
+        """The table's metric against ratio, one line per group, the baseline dashed (PNG)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        metric = self.metric
         fig, ax = plt.subplots(figsize=(9, 5.5))
         for layer in self.layers:
             rows = [row for row in self.rows if row["layer"] == layer]
             ax.plot([0] + [r["ratio"] for r in rows],
-                    [self.baseline["accuracy"]] + [r["accuracy"] for r in rows],
+                    [self.baseline[metric]] + [r[metric] for r in rows],
                     marker="o", markersize=3, label=layer)
-        ax.axhline(self.baseline["accuracy"], color="black", linestyle="--", linewidth=1,
+        ax.axhline(self.baseline[metric], color="black", linestyle="--", linewidth=1,
                    label="unpruned")
         ax.set_xlabel("fraction of the group's channels removed (this group only)")
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel(f"validation {metric}")
         ax.set_title("layer sensitivity")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
@@ -106,21 +121,26 @@ class SensitivityTable:
         with writer.as_default():
             for row in self.rows:
                 step = int(round(100 * row["ratio"]))
-                tf.summary.scalar(f"sensitivity/{row['layer']}/accuracy", row["accuracy"], step)
+                if row["accuracy"] is not None:
+                    tf.summary.scalar(f"sensitivity/{row['layer']}/accuracy", row["accuracy"],
+                                      step)
                 tf.summary.scalar(f"sensitivity/{row['layer']}/loss", row["loss"], step)
         writer.flush()
         return Path(log_dir)
 
-    def ratios(self, *, max_drop: float | None = None, budget: dict | None = None,
-               cost_of=None) -> dict:
+    def ratios(self, *, max_drop: float | None = None, max_loss_increase: float | None = None,
+               budget: dict | None = None, cost_of=None) -> dict:
         """Per-layer ratios for ``make_plan``, from the table.
 
         Args:
             max_drop: Each group's largest ratio whose accuracy is at least the
                 unpruned accuracy minus ``max_drop`` (0 if none is).
+            max_loss_increase: Each group's largest ratio whose loss is at most
+                the unpruned loss times ``1 + max_loss_increase`` (0 if none is).
             budget: ``{"flops": F}`` or ``{"params": P}``: starting from no
                 pruning, repeatedly take the table step (one group to its next
-                ratio) that loses the least accuracy per unit of cost saved,
+                ratio) that loses the least accuracy (``metric``: without an
+                accuracy metric, adds the least loss) per unit of cost saved,
                 until the budget is met. The table's savings are each group's
                 alone; together they overlap (a layer's FLOPs shrink with its
                 input and its output channels), so the sum overstates them:
@@ -131,16 +151,27 @@ class SensitivityTable:
                 says so too.
 
         Raises:
-            ValueError: With neither or both, or a budget the table cannot reach.
+            ValueError: Without exactly one of them, ``max_drop`` for a model
+                without an accuracy metric, or a budget the table cannot reach.
         """
-        if (max_drop is None) == (budget is None):
-            raise ValueError("give one of max_drop or budget.")
+        if sum(option is not None for option in (max_drop, max_loss_increase, budget)) != 1:
+            raise ValueError("give one of max_drop, max_loss_increase or budget.")
         if max_drop is not None:
+            if self.metric != "accuracy":
+                raise ValueError("max_drop reads the accuracy, and the model has no accuracy "
+                                 "metric: give max_loss_increase (a fraction of the loss).")
             floor = self.baseline["accuracy"] - max_drop
-            return {layer: max([0.0] + [r["ratio"] for r in self.rows
-                                        if r["layer"] == layer and r["accuracy"] >= floor])
-                    for layer in self.layers}
+            return self._largest(lambda row: row["accuracy"] >= floor)
+        if max_loss_increase is not None:
+            ceiling = self.baseline["loss"] * (1 + max_loss_increase)
+            return self._largest(lambda row: row["loss"] <= ceiling)
         return self._ratios_for_budget(budget, cost_of)
+
+    def _largest(self, acceptable) -> dict:
+        """Per group, the largest ratio of an ``acceptable`` row (0 if none is)."""
+        return {layer: max([0.0] + [r["ratio"] for r in self.rows
+                                    if r["layer"] == layer and acceptable(r)])
+                for layer in self.layers}
 
     def _ratios_for_budget(self, budget: dict, cost_of) -> dict:
         parsed = parse_budget(budget)
@@ -165,10 +196,10 @@ class SensitivityTable:
                 index = chosen[layer] + 1
                 if index >= len(options):
                     continue
-                before = options[index - 1] if index else {
-                    parsed.kind: dense, "accuracy": self.baseline["accuracy"]}
+                before = options[index - 1] if index else {parsed.kind: dense,
+                                                           **self.baseline}
                 saved = before[parsed.kind] - options[index][parsed.kind]
-                lost = before["accuracy"] - options[index]["accuracy"]
+                lost = self._quality(before) - self._quality(options[index])
                 if saved > 0 and (best is None or lost / saved < best[0]):
                     best = (lost / saved, layer, saved)
             if best is None:
@@ -179,13 +210,12 @@ class SensitivityTable:
 
 
 def _evaluate(model: keras.Model, data, batch_size: int) -> dict:
+    """The compiled loss and the first accuracy metric (None without one)."""
     x, y = data
     values = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
     accuracy = next((v for k, v in values.items() if "acc" in k), None)
-    if accuracy is None:
-        raise ValueError(f"model {model.name!r} is compiled without an accuracy metric; "
-                         "compile it with metrics=['accuracy'] for a sensitivity table.")
-    return {"loss": float(values["loss"]), "accuracy": float(accuracy)}
+    return {"loss": float(values["loss"]),
+            "accuracy": None if accuracy is None else float(accuracy)}
 
 
 def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS,
@@ -194,11 +224,12 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
     """Prunes each channel group alone at each ratio and evaluates the model.
 
     Args:
-        model: A compiled model with an accuracy metric.
+        model: A compiled model (with an accuracy metric, the table also reads it).
         scores: Its filter scores (``tfprune.score``); each group loses its
             lowest-scored channels (a grouped convolution's evenly from its
             parts, GroupNormalization's in whole groups, as a plan would).
-        data: Validation ``(x, y)`` NumPy arrays.
+        data: Validation ``(x, y)``: NumPy arrays, or a list / dict of them for a
+            model with several inputs or outputs.
         ratios: Fractions of each group's channels to remove, in (0, 1).
         min_keep: Channels a group always keeps.
         ignored_layers: Layers the channel analysis leaves alone.
