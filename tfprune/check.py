@@ -77,8 +77,8 @@ def check_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
         A ``ModelCheck``; ``passed`` says whether everything agreed.
     """
     import tfprune
-    from tfprune.export.model_io import litert_feed, named_outputs
-    from tfprune.export.tflite import export_tflite, run_tflite
+    from tfprune.export.model_io import named_outputs
+    from tfprune.export.tflite import export_tflite, run_tflite_for
     from tfprune.importance.batchnorm import recalibrate_batchnorm
 
     started = time.perf_counter()
@@ -100,8 +100,7 @@ def check_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,
         first = keras.tree.map_structure(lambda array: array[:4], images)
         with tempfile.TemporaryDirectory() as folder:
             path = export_tflite(slimmed, Path(folder) / "slim.tflite")
-            lite = run_tflite(path, litert_feed(slimmed, first))
-        lite = lite if isinstance(lite, dict) else {next(iter(actual)): lite}
+            lite = run_tflite_for(path, slimmed, first)
         tflite_error = max(_relative(actual[name][:4], lite[name], scale) for name in actual)
     slim_error = max(_relative(expected[name], actual[name], scale) for name in expected)
     return ModelCheck(model.name, len(groups), int(model.count_params()),

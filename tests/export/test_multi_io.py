@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.export import export_tflite, litert_latency, run_tflite, verify_tflite
+from tfprune.export import (
+    export_tflite,
+    litert_latency,
+    run_tflite,
+    run_tflite_for,
+    verify_tflite,
+)
 from tfprune.export.deploy import export_and_verify
 from tfprune.export.latency import keras_latency
 from tfprune.export.model_io import litert_feed, named_outputs, output_names, random_inputs
@@ -49,6 +55,7 @@ def test_litert_outputs_are_matched_to_the_keras_heads_by_name(output_kind, tmp_
     path = export_tflite(small, tmp_path / "small.tflite")
     x = inputs_for(small, 6)
     litert = run_tflite(path, litert_feed(small, x))
+    assert sorted(run_tflite_for(path, small, x)) == sorted(litert)
     keras_outputs = named_outputs(small, small.predict(x, verbose=0))
     expected_names = ["aa_value", "zz_class"] if output_kind == "dict" else ["output_0",
                                                                              "output_1"]

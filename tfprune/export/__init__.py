@@ -14,6 +14,7 @@ from tfprune.export.tflite import (
     compare_outputs,
     export_tflite,
     run_tflite,
+    run_tflite_for,
     verify_tflite,
 )
 
@@ -21,5 +22,5 @@ __all__ = [
     "QUANTIZATIONS", "BenchRow", "ExportReport", "Latency", "ModelSource", "Verification",
     "bench_models", "compare_outputs", "deployable_source", "export_all", "export_and_verify",
     "export_tflite", "format_bench", "keras_latency", "litert_latency", "run_tflite",
-    "slim_run", "speedups", "verify_tflite",
+    "run_tflite_for", "slim_run", "speedups", "verify_tflite",
 ]

@@ -9,8 +9,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfprune.export.model_io import litert_feed, named_outputs, random_inputs
-from tfprune.export.tflite import Verification, compare_outputs, export_tflite, run_tflite
+from tfprune.export.model_io import named_outputs, random_inputs
+from tfprune.export.tflite import Verification, compare_outputs, export_tflite, run_tflite_for
 from tfprune.pruning.stats import flops
 
 #: Float exports must match Keras outputs (logits) to this (max abs diff).
@@ -121,8 +121,7 @@ def export_and_verify(model: keras.Model, path: str | os.PathLike, quantize: str
         images = random_inputs(model, examples)
         inputs, labels = "random", None
     expected = named_outputs(model, model.predict(images, verbose=0))
-    actual = run_tflite(path, litert_feed(model, images))
-    actual = actual if isinstance(actual, dict) else {next(iter(expected)): actual}
+    actual = run_tflite_for(path, model, images)
     verification = compare_outputs(expected, actual)
     report = ExportReport(path=path, quantize=quantize, size_bytes=path.stat().st_size,
                           params=int(model.count_params()), flops=flops(model),

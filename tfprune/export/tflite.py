@@ -129,6 +129,22 @@ def run_tflite(path: str | os.PathLike, inputs, threads: int = 1):
     return next(iter(stacked.values())) if len(stacked) == 1 else stacked
 
 
+def run_tflite_for(path: str | os.PathLike, model: keras.Model, inputs,
+                   threads: int = 1) -> dict[str, np.ndarray]:
+    """``run_tflite`` on a Keras model's inputs: ``{output name: array}``.
+
+    Args:
+        path: The model's .tflite file.
+        model: The Keras model it was exported from.
+        inputs: As ``model.predict`` takes them: an array, a list or a dict.
+        threads: Interpreter threads.
+    """
+    from tfprune.export.model_io import litert_feed, output_names
+
+    result = run_tflite(path, litert_feed(model, inputs), threads)
+    return result if isinstance(result, dict) else {output_names(model)[0]: result}
+
+
 def _by_name(outputs) -> dict[str, np.ndarray]:
     if isinstance(outputs, dict):
         return {name: np.asarray(value) for name, value in outputs.items()}
@@ -171,9 +187,7 @@ def verify_tflite(path: str | os.PathLike, model: keras.Model, inputs) -> Verifi
         model: The Keras model.
         inputs: As ``model.predict`` takes them: an array, a list or a dict.
     """
-    from tfprune.export.model_io import litert_feed, named_outputs
+    from tfprune.export.model_io import named_outputs
 
     expected = named_outputs(model, model.predict(inputs, verbose=0))
-    actual = run_tflite(path, litert_feed(model, inputs))
-    return compare_outputs(expected, actual if isinstance(actual, dict)
-                           else {next(iter(expected)): actual})
+    return compare_outputs(expected, run_tflite_for(path, model, inputs))
