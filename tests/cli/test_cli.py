@@ -68,6 +68,29 @@ def test_groups_prints_the_channel_groups(tmp_path, capsys):
     assert "stage2_block1_shortcut_conv" in out
 
 
+def test_groups_of_a_users_keras_file_say_what_is_kept_whole_and_why(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="mixer")(x)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 1, name="proj")(x))
+    path = tmp_path / "mine.keras"
+    keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)).save(path)
+    assert main(["groups", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ranked by stem" in out and "ranked by proj" in out
+    assert "kept whole:\n  mixer (8 channels): 'norm': LayerNormalization" in out
+    assert "logits (3 channels): a model output" in out
+    assert "2 groups, 14 prunable channels in model mine.keras" in out
+    assert main(["groups", str(path), "--ignore", "proj"]) == 0
+    out = capsys.readouterr().out
+    assert "1 groups, 8 prunable channels" in out and "  proj: ignored" in out
+    assert main(["groups", str(tmp_path / "missing.keras")]) == 2
+    assert "no such .keras file" in capsys.readouterr().err
+
+
 def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(tiny_config(

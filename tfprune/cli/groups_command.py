@@ -1,41 +1,75 @@
-"""``tfprune groups CONFIG``: print the channel groups of a config's model."""
+"""``tfprune groups CONFIG|MODEL``: print the channel groups of a model, and what is kept whole."""
 
 from __future__ import annotations
 
 import argparse
-
-from tfprune.cli.run_command import add_config_arguments
+from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
     """Adds the ``groups`` subcommand."""
     parser = subparsers.add_parser(
-        "groups", help="print which channels of a config's model are pruned together",
-        description="Build the config's model (CIFAR shapes: 32x32x3, 10 classes; the groups "
-                    "do not depend on them) and print its channel groups: size, the layers "
-                    "whose scores rank the group, and every member.",
+        "groups", help="print which channels of a model are pruned together",
+        description="Print a model's channel groups (size, the layers whose scores rank the "
+                    "group, every member), then the channels that are kept whole and why. "
+                    "CONFIG builds the config's model (CIFAR shapes: 32x32x3, 10 classes; the "
+                    "groups do not depend on them); MODEL is a .keras file (loaded in Keras' "
+                    "safe mode, without its optimizer), the first thing to run on your own "
+                    "model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_config_arguments(parser)
+    parser.add_argument("source", metavar="CONFIG|MODEL",
+                        help="a YAML config (see configs/) or a .keras model file")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="with a CONFIG: override a config value (repeatable)")
+    parser.add_argument("--ignore", nargs="+", default=[], metavar="LAYER",
+                        help="layers to leave alone (their channels are kept whole), added to "
+                             "a config's prune.ignored_layers")
+
+
+def _model(args):
+    """``(model, ignored layers, label)`` for a config or a .keras file."""
+    import keras
+
+    from tfprune.config import ConfigError, load_config
+    from tfprune.training import model_builder
+
+    source = Path(args.source)
+    if source.suffix == ".keras":
+        if not source.is_file():
+            raise ConfigError(f"{source}: no such .keras file.")
+        if args.overrides:
+            raise ConfigError("--set applies to a CONFIG, not to a .keras model.")
+        return keras.models.load_model(source, compile=False), list(args.ignore), source.name
+    config = load_config(source, args.overrides)
+    section = config["model"]
+    model = model_builder(config)(width_multiplier=section["width_multiplier"],
+                                  **section["options"])
+    ignored = [*config["prune"]["ignored_layers"], *args.ignore]
+    return model, ignored, repr(section["name"])
 
 
 def run(args) -> int:
-    """Prints one line per group and a total; returns 0."""
-    from tfprune.config import load_config
-    from tfprune.pruning import channel_groups
-    from tfprune.training import model_builder
+    """Prints one line per group, the channels kept whole, and a total; returns 0."""
+    from tfprune.pruning.groups import ChannelGraph
 
-    config = load_config(args.config, args.overrides)
-    section = config["model"]
-    builder = model_builder(config)
-    model = builder(width_multiplier=section["width_multiplier"], **section["options"])
-    groups = channel_groups(model, config["prune"]["ignored_layers"])
-    for group in groups:
+    model, ignored, label = _model(args)
+    graph = ChannelGraph(model, ignored)
+    for group in graph.groups:
         split = "" if group.parts * group.atom == 1 else (
             f"  (removed evenly from {group.parts} parts, {group.atom} at a time)")
         print(f"group {group.index:3d}  {group.size:5d} channels  ranked by "
               f"{', '.join(group.sources)}{split}")
         print(f"{'':11}members: {', '.join(group.members)}")
+    kept = graph.kept_whole()
+    if kept or ignored:
+        print("kept whole:")
+        for sources, size, reason in kept:
+            print(f"  {', '.join(sources)} ({size} channels): {reason}")
+        if ignored:
+            print(f"  {', '.join(ignored)}: ignored (their channels and those they touch)")
+    groups = graph.groups
     print(f"{len(groups)} groups, {sum(g.size for g in groups):,} prunable channels "
-          f"in model {section['name']!r}")
+          f"in model {label}")
     return 0

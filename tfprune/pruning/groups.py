@@ -185,6 +185,25 @@ class ChannelGraph:
             self._roots[root] = group
         return groups
 
+    def kept_whole(self) -> list[tuple[list[str], int, str]]:
+        """The channels layers produce that may not be pruned, and why.
+
+        Returns:
+            ``(sources, channels, reason)`` per unprunable channel space that
+            some layer's kernel produces (a conv feeding a LayerNormalization,
+            a model output, a layer in ``ignored_layers``), in graph order.
+        """
+        analysis = self._analysis
+        order = {name: i for i, name in enumerate(operation_order(self.model))}
+        found = []
+        for space in range(len(analysis.parent)):
+            sources = analysis.roles[space]["sources"]
+            if analysis.find(space) != space or not analysis.blocked[space] or not sources:
+                continue
+            names = sorted(sources, key=lambda name: order.get(name.split("/")[0], len(order)))
+            found.append((names, analysis.sizes[space], analysis.blocked[space]))
+        return sorted(found, key=lambda item: order.get(item[0][0].split("/")[0], len(order)))
+
     def group_of_space(self, space: int) -> ChannelGroup | None:
         """The prunable group a channel space belongs to, or None if it is not prunable."""
         return self._roots.get(self._analysis.find(space))
