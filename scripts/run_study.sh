@@ -7,7 +7,7 @@
 # comparisons become possible as early as possible. Seed 0's base run records the
 # training-dynamics analyses (Section 4.1, Fig. 3) and doubles as seed 0's base model. After
 # each seed the tables and claims are rewritten into docs/study/ from the archive of finished
-# runs (below). Niced; resumable: run it again after an interruption, finished runs are
+# runs (below), by the working tree's `tfprune report`. Niced; resumable: run it again after an interruption, finished runs are
 # skipped and the interrupted one resumes from its last finished epoch.
 #
 # The study runs a fixed version of the code, not the working tree (which may be mid-edit while
@@ -80,7 +80,9 @@ for seed in "${seeds[@]}"; do
       --set train.verbose=2 || true
     archive_runs
   done
-  "${tfprune[@]}" report "$archive" --output docs/study > /dev/null
+  # The tables come from the working tree's report code (it reads the archive, it trains
+  # nothing), so they have the report's current layout (runs.csv, the Runs section).
+  env -u PYTHONPATH "${tfprune[@]}" report "$archive" --output docs/study > /dev/null
   if [ "$seed" = 0 ]; then
     "${tfprune[@]}" analyze runs runs/study/study_vgg13_cifar10_*_r5-s0 --output docs/study/r5_s0
   fi
