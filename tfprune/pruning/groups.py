@@ -255,21 +255,23 @@ def _join_shared_calls(analysis: ChannelAnalysis, call: Call,
     first = first_calls.setdefault(call.name, layouts)
     if first is layouts:
         return
-    def shape(layout: Layout) -> tuple:
-        return tuple(size for _, size in layout.spaces), layout.tiles
-
     reason = f"{call.name!r} is shared by calls whose channels are laid out differently"
     if len(first) != len(layouts):  # called on a different number of tensors
         for layout in [*first, *layouts]:
             analysis.block(layout, reason)
         return
     for old, new in zip(first, layouts, strict=True):
-        if shape(old) != shape(new):
+        if _layout_shape(old) != _layout_shape(new):
             analysis.block(old, reason)
             analysis.block(new, reason)
             continue
         for (a, _), (b, _) in zip(old.spaces, new.spaces, strict=True):
             analysis.union(a, b, call.name)
+
+
+def _layout_shape(layout: Layout) -> tuple:
+    """A layout's part sizes and tiling, without its space ids."""
+    return tuple(size for _, size in layout.spaces), layout.tiles
 
 
 def _problems_message(model, problems: list) -> str:
