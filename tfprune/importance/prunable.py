@@ -163,7 +163,7 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False,
     found, seen = [], set()
     for call in calls:
         handler = handler_for(call.operation)
-        if handler is None or id(call.operation) in outputs | seen:
+        if handler is None or id(call.operation) in outputs or id(call.operation) in seen:
             continue
         seen.add(id(call.operation))  # a shared layer is one set of weights
         if handler.scored_kernel is not None:
