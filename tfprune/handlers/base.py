@@ -164,25 +164,43 @@ def spatial_positions(tensor, layer) -> int:
     return int(np.prod(shape[2:] if channels_first(layer) else shape[1:-1]))
 
 
-class ChannelsFirst(LayerHandler):
-    """A ``channels_first`` layer: its channels are kept whole, its FLOPs still counted.
+def unprunable_reason(layer) -> str | None:
+    """Why a layer of a handled type must still be kept whole, or None.
 
-    The channel analysis reads every tensor's channels from its last axis, as
-    Keras' default ``channels_last`` lays them out; a layer with its channels on
-    axis 1 is left unpruned (with its neighbours' channels it touches), copied
-    as is by slim, and not scored.
+    A ``channels_first`` layer has its channels on axis 1, where the analysis
+    (reading every tensor's last axis, Keras' default ``channels_last``) does
+    not look; a layer with LoRA enabled computes its kernel as the frozen
+    kernel plus a low-rank product, which masks on the kernel cannot reach.
+    """
+    if channels_first(layer):
+        return "data_format='channels_first' (tfprune prunes channels_last layers, Keras' default)"
+    if getattr(layer, "lora_enabled", False):
+        return ("LoRA is enabled (its kernel is the frozen kernel plus a low-rank product): "
+                "prune before enable_lora(), or merge the LoRA weights into the kernel first")
+    return None
+
+
+class Unprunable(LayerHandler):
+    """A layer of a handled type kept whole (``unprunable_reason``), its FLOPs still counted.
+
+    Its input and output channels are blocked, its output named as produced by
+    it (so ``ChannelGraph.kept_whole`` lists it with the reason); slim copies it
+    as is; it is not scored.
 
     Args:
         handler: The layer type's own handler (for its kernels and FLOPs).
+        reason: Why it is kept whole.
     """
 
-    def __init__(self, handler: LayerHandler):
+    def __init__(self, handler: LayerHandler, reason: str):
         self.handler = handler
+        self.reason = reason
 
     def analyse(self, analysis, layer, inputs, outputs):
         """Blocks the layer's input and output channels."""
-        block(analysis, layer, inputs, outputs, "data_format='channels_first' (tfprune prunes "
-              "channels_last layers, Keras' default)")
+        block(analysis, layer, inputs, outputs, self.reason)
+        for tensor in outputs:
+            analysis.add_role(analysis.layout(tensor), "sources", layer.name)
 
     def slim(self, layer, context):
         """The layer as it is."""
@@ -193,7 +211,7 @@ class ChannelsFirst(LayerHandler):
         return self.handler.kernels(layer)
 
     def flops(self, call, kept) -> int:
-        """The type's own handler's FLOPs (spatial positions read on axes 2 and up)."""
+        """The type's own handler's FLOPs (spatial positions of channels_first on axes 2+)."""
         return self.handler.flops(call, kept)
 
 
@@ -300,5 +318,6 @@ def handler_for(layer) -> LayerHandler | None:
     """The handler of ``type(layer)`` or its nearest registered base class, else None."""
     for cls in type(layer).__mro__:
         if cls in HANDLERS:
-            return ChannelsFirst(HANDLERS[cls]) if channels_first(layer) else HANDLERS[cls]
+            reason = unprunable_reason(layer)
+            return Unprunable(HANDLERS[cls], reason) if reason else HANDLERS[cls]
     return None

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from tfprune.handlers import GraphError, handler_for
-from tfprune.handlers.base import attribute, channels_first
+from tfprune.handlers.base import attribute, unprunable_reason
 from tfprune.importance.scores import ScoringError
 from tfprune.model_graph import Call, operation_order, producers, walk
 
@@ -177,13 +177,13 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False,
     order = {name: index for index, name in enumerate(operation_order(model))}
     found.sort(key=lambda prunable: order.get(prunable.layer.name, len(order)))
     if not found:
-        first = sorted({call.name for call in calls if channels_first(call.operation)})
+        kept = {call.name: unprunable_reason(call.operation) for call in calls
+                if unprunable_reason(call.operation)}
         raise ScoringError(
             f"model {model.name!r} has no prunable layer besides its outputs (no layer whose "
             "handler scores a kernel: Conv, Dense, SeparableConv, DepthwiseConv, "
             "Conv*Transpose, Embedding, or a type given register_layer_handler)."
-            + (f" Layers with data_format='channels_first' are kept whole ({first}): build "
-               "the model channels_last, Keras' default." if first else "")
+            + "".join(f" {name!r} is kept whole: {why}." for name, why in kept.items())
         )
     return found
 

@@ -1,5 +1,6 @@
-"""``data_format="channels_first"`` layers: kept whole (never read the wrong axis as channels),
-their FLOPs counted on the right spatial axes, the rest of the model still pruned."""
+"""Layers of handled types that must be kept whole: ``data_format="channels_first"`` (never
+read the wrong axis as channels) and LoRA-enabled layers (their kernel is computed). Their
+FLOPs are still counted, the rest of the model is still pruned, and the reason is given."""
 
 import keras
 import numpy as np
@@ -56,5 +57,33 @@ def test_an_all_channels_first_model_is_refused_naming_the_layers():
     x = keras.layers.Conv2D(8, 3, data_format="channels_first", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D(data_format="channels_first", name="pool")(x)
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
-    with pytest.raises(ScoringError, match=r"channels_first' are kept whole \(\['conv', 'pool'\]"):
+    with pytest.raises(ScoringError, match=r"'conv' is kept whole: data_format='channels_first'"):
         tfprune.score(model, "magnitude")
+    graph = tfprune.pruning.ChannelGraph(model)
+    assert graph.kept_whole()[0][0] == ["conv"] and "channels_first" in graph.kept_whole()[0][2]
+
+
+def test_a_lora_enabled_layer_is_kept_whole_with_the_reason():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(16, activation="relu", name="plain")(inputs)
+    x = keras.layers.Dense(10, activation="relu", name="feeds_lora")(x)
+    x = keras.layers.Dense(12, activation="relu", name="adapted")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    model.get_layer("adapted").enable_lora(2)
+    graph = tfprune.pruning.ChannelGraph(model)
+    assert [g.sources for g in graph.groups] == [["plain"]]
+    # Its input channels (feeds_lora's) and its own are kept whole; then the head's output.
+    kept = {tuple(sources): (size, reason) for sources, size, reason in graph.kept_whole()}
+    assert "LoRA is enabled" in kept[("adapted",)][1] and kept[("adapted",)][0] == 12
+    assert "LoRA is enabled" in kept[("feeds_lora",)][1]
+    scores = tfprune.score(model, "magnitude")
+    assert "adapted" not in scores
+    plan = tfprune.make_plan(model, scores, 0.5)
+    assert layer_flops(model, plan)["adapted"] == layer_flops(model)["adapted"] == 2 * 10 * 12
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    slimmed = tfprune.slim(model, plan)
+    np.testing.assert_allclose(slimmed(x), masked(x), atol=1e-5)
