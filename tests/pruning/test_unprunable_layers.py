@@ -87,3 +87,18 @@ def test_a_lora_enabled_layer_is_kept_whole_with_the_reason():
     tfprune.apply_plan(masked, plan)
     slimmed = tfprune.slim(model, plan)
     np.testing.assert_allclose(slimmed(x), masked(x), atol=1e-5)
+
+
+def test_lora_inside_an_attention_layer_keeps_it_whole_and_slim_says_why():
+    inputs = keras.Input((6, 16))
+    attended = keras.layers.MultiHeadAttention(4, 4, name="mha")(inputs, inputs)
+    x = keras.layers.Dense(32, activation="relu", name="mlp")(attended + inputs)
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(16, name="mlp_out")(x))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    model.get_layer("mha")._query_dense.enable_lora(2)
+    graph = tfprune.pruning.ChannelGraph(model)
+    assert [g.sources for g in graph.groups] == [["mlp"], ["mlp_out"]]  # no mha/heads group
+    assert any(sources == ["mha"] and "LoRA" in why for sources, _, why in graph.kept_whole())
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.3)
+    with pytest.raises(tfprune.handlers.GraphError, match="'mha': LoRA is enabled on its sub"):
+        tfprune.slim(model, plan)

@@ -174,10 +174,17 @@ def unprunable_reason(layer) -> str | None:
     """
     if channels_first(layer):
         return "data_format='channels_first' (tfprune prunes channels_last layers, Keras' default)"
-    if getattr(layer, "lora_enabled", False):
+    if getattr(layer, "lora_enabled", False) or _lora_sublayers(layer):
         return ("LoRA is enabled (its kernel is the frozen kernel plus a low-rank product): "
                 "prune before enable_lora(), or merge the LoRA weights into the kernel first")
     return None
+
+
+def _lora_sublayers(layer) -> list:
+    """The layer's sublayers (attention projections) with LoRA enabled."""
+    flattened = getattr(layer, "_flatten_layers", None)
+    parts = flattened(include_self=False) if flattened else []
+    return [part for part in parts if getattr(part, "lora_enabled", False)]
 
 
 class Unprunable(LayerHandler):
@@ -203,7 +210,17 @@ class Unprunable(LayerHandler):
             analysis.add_role(analysis.layout(tensor), "sources", layer.name)
 
     def slim(self, layer, context):
-        """The layer as it is."""
+        """The layer as it is.
+
+        Raises:
+            GraphError: When LoRA was enabled on its sublayers (attention
+                projections), which its config does not record, so a copy
+                cannot be rebuilt.
+        """
+        if _lora_sublayers(layer):
+            raise GraphError(f"{layer.name!r}: LoRA is enabled on its sublayers, which its "
+                             "config does not record, so slim cannot rebuild it; merge the "
+                             "LoRA weights into the kernels first.")
         return layer.get_config(), layer.get_weights()
 
     def kernels(self, layer) -> list:
