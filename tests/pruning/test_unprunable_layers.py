@@ -1,6 +1,7 @@
 """Layers of handled types that must be kept whole: ``data_format="channels_first"`` (never
-read the wrong axis as channels) and LoRA-enabled layers (their kernel is computed). Their
-FLOPs are still counted, the rest of the model is still pruned, and the reason is given."""
+read the wrong axis as channels), LoRA-enabled layers (their kernel is computed) and layers
+quantized by Keras (integer kernels). Their FLOPs are still counted, the rest of the model
+is still pruned, and the reason is given."""
 
 import keras
 import numpy as np
@@ -102,3 +103,13 @@ def test_lora_inside_an_attention_layer_keeps_it_whole_and_slim_says_why():
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.3)
     with pytest.raises(tfprune.handlers.GraphError, match="'mha': LoRA is enabled on its sub"):
         tfprune.slim(model, plan)
+
+
+def test_a_keras_quantized_model_is_refused_naming_its_layers():
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(16, activation="relu", name="a")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    model.quantize("int8")  # integer kernels: prune the float model, then quantize
+    assert tfprune.channel_groups(model) == []
+    with pytest.raises(ScoringError, match=r"'a' is kept whole: quantized by Keras \(int8"):
+        tfprune.score(model, "magnitude")

@@ -170,13 +170,18 @@ def unprunable_reason(layer) -> str | None:
     A ``channels_first`` layer has its channels on axis 1, where the analysis
     (reading every tensor's last axis, Keras' default ``channels_last``) does
     not look; a layer with LoRA enabled computes its kernel as the frozen
-    kernel plus a low-rank product, which masks on the kernel cannot reach.
+    kernel plus a low-rank product, which masks on the kernel cannot reach; a
+    layer quantized by Keras (``model.quantize``) holds integer kernels.
     """
     if channels_first(layer):
         return "data_format='channels_first' (tfprune prunes channels_last layers, Keras' default)"
     if getattr(layer, "lora_enabled", False) or _lora_sublayers(layer):
         return ("LoRA is enabled (its kernel is the frozen kernel plus a low-rank product): "
                 "prune before enable_lora(), or merge the LoRA weights into the kernel first")
+    mode = getattr(layer, "quantization_mode", None)
+    if mode:
+        return (f"quantized by Keras ({mode}: integer kernels and scales): prune the float "
+                "model, then quantize it")
     return None
 
 
