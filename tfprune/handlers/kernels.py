@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune.handlers.analysis import GraphError
 from tfprune.handlers.base import (
     LayerHandler,
     axis_mask,
@@ -291,6 +292,64 @@ def _available(*names: str) -> tuple:
 
 
 #: Built-in kernel handlers: layer classes -> handler.
+class Recurrent(LayerHandler):
+    """LSTM, GRU, SimpleRNN (and Bidirectional around one): input channels prunable.
+
+    The recurrent units are kept whole (each feeds every gate of the next
+    timestep); the input channels are the rows of the cell's input kernel
+    (``cell.kernel``: ``(input channels, gates x units)``), so a conv or dense
+    layer feeding the RNN (a CNN-LSTM) loses filters, and the RNN the rows they
+    fed. A ``Bidirectional`` wrapper has two such kernels, one per direction.
+    """
+
+    def _cells(self, layer) -> list:
+        if isinstance(layer, keras.layers.Bidirectional):
+            return [layer.forward_layer.cell, layer.backward_layer.cell]
+        return [layer.cell]
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if isinstance(layer, keras.layers.Bidirectional) and not isinstance(
+                layer.forward_layer, RECURRENT):
+            raise GraphError(f"{layer.name!r} wraps a {type(layer.forward_layer).__name__}, "
+                             "not an LSTM, GRU or SimpleRNN.")
+        analysis.add_role(analysis.layout(inputs[0]), "consumers", layer.name)
+        for extra in inputs[1:]:  # initial states: units, kept whole
+            analysis.block(analysis.layout(extra), f"{layer.name!r}: a recurrent state")
+        for tensor in outputs:
+            analysis.new_tensor_space(tensor, blocked=f"{layer.name!r}: recurrent units are "
+                                      "kept whole (each feeds every gate of the next step)")
+            analysis.add_role(analysis.layout(tensor), "sources", layer.name)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if in_mask is None:
+            return []
+        return [(cell.kernel, axis_mask(cell.kernel.shape, in_mask, 0))
+                for cell in self._cells(layer)]
+
+    def slim(self, layer, context):
+        index = context.input_index(layer)
+        weights = layer.get_weights()
+        per_cell = len(weights) // len(self._cells(layer))  # kernel first in each direction
+        for first in range(0, len(weights), per_cell):
+            weights[first] = take(weights[first], index, 0)
+        config = layer.get_config()
+        for key in ("layer", "backward_layer"):  # Bidirectional: rebuild for the new inputs
+            if isinstance(config.get(key), dict):
+                config[key] = {k: v for k, v in config[key].items() if k != "build_config"}
+        return config, weights
+
+    def kernels(self, layer) -> list:
+        return [kernel for cell in self._cells(layer)
+                for kernel in (cell.kernel, cell.recurrent_kernel)]
+
+    def flops(self, call, kept):
+        steps = call.inputs[0].shape[1] or 1  # per timestep: the input and recurrent kernels
+        return 2 * int(steps) * sum(kept(kernel) for kernel in self.kernels(call.operation))
+
+
+#: The recurrent layers ``Recurrent`` handles (alone or inside ``Bidirectional``).
+RECURRENT = _available("LSTM", "GRU", "SimpleRNN")
+
 KERNEL_HANDLERS = {
     _available("Conv1D", "Conv2D", "Conv3D"): Conv(),
     _available("Dense"): DenseHandler(),
@@ -299,4 +358,5 @@ KERNEL_HANDLERS = {
     _available("SeparableConv1D", "SeparableConv2D"): Separable(),
     _available("DepthwiseConv1D", "DepthwiseConv2D"): Depthwise(),
     _available("Embedding"): EmbeddingHandler(),
+    (*RECURRENT, *_available("Bidirectional")): Recurrent(),
 }
