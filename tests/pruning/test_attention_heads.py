@@ -189,3 +189,32 @@ def test_without_layer_norm_the_input_rows_and_output_columns_prune_too():
     x, y = _data(12)
     check = check_model(model, x, y, measure="snip", target=0.5, tflite=False)
     assert check.params_after < check.params_before and check.slim_error <= 1e-5, check
+
+
+def test_dot_product_attention_joins_query_and_key_and_passes_the_value():
+    # keras.layers.Attention scores q . k over the channels: q's and k's channels are one
+    # group (removed from both, every score stays as it was); the output has v's channels.
+    keras.utils.set_random_seed(0)
+    queries, memory = keras.Input((5, 6)), keras.Input((7, 6))
+    q = keras.layers.Dense(8, name="q")(queries)
+    k = keras.layers.Dense(8, name="k")(memory)
+    v = keras.layers.Dense(4, name="v")(memory)
+    attended = keras.layers.Attention(use_scale=True, name="attention")([q, v, k])
+    x = keras.layers.GlobalAveragePooling1D()(attended)
+    model = keras.Model([queries, memory], keras.layers.Dense(2, name="head")(x))
+    groups = tfprune.channel_groups(model)
+    assert sorted(g.sources for g in groups) == [["q", "k"], ["v"]]
+    plan = tfprune.make_plan(model, tfprune.score(model, "random", seed=2), 0.5)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(3, 5, 6)).astype("float32"),
+              rng.normal(size=(3, 7, 6)).astype("float32")]
+    weights = model.get_weights()
+    expected = tfprune.apply_plan(model, plan)(inputs)
+    model.set_weights(weights)
+    slimmed = tfprune.slim(model, plan)
+    assert slimmed.get_layer("q").units == slimmed.get_layer("k").units < 8
+    np.testing.assert_allclose(slimmed(inputs), expected, atol=1e-5)
+    # Returning the scores keeps the channels whole.
+    scores_out = keras.layers.Attention(name="attention")([q, v, k], return_attention_scores=True)
+    with_scores = keras.Model([queries, memory], [scores_out[0], scores_out[1]])
+    assert tfprune.channel_groups(with_scores) == []

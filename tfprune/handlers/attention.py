@@ -1,4 +1,4 @@
-"""Handlers of attention layers: MultiHeadAttention loses whole heads.
+"""Handlers of attention layers: MultiHeadAttention loses whole heads; Attention joins spaces.
 
 A head of ``MultiHeadAttention`` is its slices of the query, key and value
 projections (kernels ``(dim, heads, key_dim)``, biases ``(heads, key_dim)``)
@@ -11,6 +11,11 @@ scored as ``<layer>/heads`` over all four projections' slices. The output
 projection's columns are a channel space like a Dense layer's units, which
 joins the residual stream it is added to. Query (and, in self-attention, key
 and value) input channels are the projections' rows.
+
+``keras.layers.Attention`` (dot-product or concat scores, no kernels) scores
+a query against a key over their channels, so the query's and the key's
+channels are one space (a channel removed from both leaves every score as it
+was); its output is a weighted sum of the values, with the value's channels.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, axis_mask, take
+from tfprune.handlers.base import LayerHandler, axis_mask, block, take
 
 #: Per projection: (attribute, kernel axis indexing the heads, bias axis indexing them or None).
 _PROJECTIONS = (("query_dense", 1, 0), ("key_dense", 1, 0), ("value_dense", 1, 0),
@@ -146,4 +151,31 @@ class MultiHeadAttentionHandler(LayerHandler):
 
 
 #: Built-in attention handlers: layer classes -> handler.
-ATTENTION_HANDLERS = {(keras.layers.MultiHeadAttention,): MultiHeadAttentionHandler()}
+class DotAttention(LayerHandler):
+    """``keras.layers.Attention``: query and key channels joined, the output the value's."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """Joins the query's and the key's spaces; the output takes the value's layout."""
+        tensors = [tensor for tensor in inputs if tensor.dtype != "bool"]  # not the masks
+        if len(outputs) > 1 or len(tensors) not in (2, 3):
+            block(analysis, layer, inputs, outputs,
+                  "returns its attention scores" if len(outputs) > 1 else
+                  "called with inputs other than [query, value(, key)]")
+            return
+        query, value = tensors[0], tensors[1]
+        key = tensors[2] if len(tensors) == 3 else value
+        query_layout, key_layout = analysis.layout(query), analysis.layout(key)
+        if not (query_layout.plain and key_layout.plain):
+            block(analysis, layer, inputs, outputs, "its query or key is a concatenation or "
+                  "flattening")
+            return
+        analysis.union(query_layout.spaces[0][0], key_layout.spaces[0][0], layer.name)
+        analysis.set_layout(outputs[0], analysis.layout(value))
+
+    def slim(self, layer, context):
+        """The layer as it is: its only weights are scalars (``use_scale``, concat scores)."""
+        return layer.get_config(), layer.get_weights()
+
+
+ATTENTION_HANDLERS = {(keras.layers.MultiHeadAttention,): MultiHeadAttentionHandler(),
+                      (keras.layers.Attention,): DotAttention()}
