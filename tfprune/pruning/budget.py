@@ -46,8 +46,10 @@ class CostModel:
         if kind not in BUDGETS:
             raise ValueError(f"budget must be one of {list(BUDGETS)}, got {kind!r}.")
         self.model, self.graph, self.kind = model, graph, kind
-        self.kernel_calls = [call for call in graph.calls if handler_for(call.operation)
-                             and handler_for(call.operation).kernels(call.operation)]
+        # Each call's handler, looked up once: __call__ runs at every step of a budget search.
+        handlers = [(call, handler_for(call.operation)) for call in graph.calls]
+        self.kernel_calls = [(call, handler) for call, handler in handlers
+                             if handler and handler.kernels(call.operation)]
         self.total_params = int(model.count_params())
         self.batch_norms = {group.index: sum(
             isinstance(graph.operations[name], keras.layers.BatchNormalization)
@@ -62,8 +64,7 @@ class CostModel:
             return int(np.prod(variable.shape)) if mask is None else int(np.count_nonzero(mask))
 
         if self.kind == "flops":
-            return sum(handler_for(call.operation).flops(call, kept)
-                       for call in self.kernel_calls)
+            return sum(handler.flops(call, kept) for call, handler in self.kernel_calls)
         removed = sum(int(m.size - np.count_nonzero(m)) for m in masks.values())
         removed += sum(2 * int((~keep[g]).sum()) * count for g, count in
                        self.batch_norms.items())

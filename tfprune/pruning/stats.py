@@ -48,9 +48,12 @@ def _kept(variable, masks) -> int:
 def _layer_flops(model: keras.Model, masks: dict) -> dict[str, int]:
     """Per layer, summed over its calls (a shared layer computes once per call)."""
     total: dict[str, int] = {}
+
+    def kept(variable) -> int:
+        return _kept(variable, masks)
+
     for call in kernel_calls(model):
-        total[call.name] = total.get(call.name, 0) + _handler(call).flops(
-            call, lambda v: _kept(v, masks))
+        total[call.name] = total.get(call.name, 0) + _handler(call).flops(call, kept)
     return total
 
 
