@@ -25,6 +25,17 @@ def write_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(6,
     return root
 
 
+def masked_copy(model, plan):
+    """A copy of ``model`` with ``plan``'s removed channels zeroed: what ``slim`` must equal."""
+    import keras
+
+    import tfprune
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return tfprune.apply_plan(copy, plan)
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images")

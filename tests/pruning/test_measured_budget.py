@@ -47,7 +47,9 @@ def test_the_latency_search_lands_in_the_window_of_a_known_cost(monkeypatch):
 def test_a_real_latency_budget_prunes_and_measures_under_it():
     model = cnn()
     budget = parse_budget({"latency_ms": 1, "threads": 1})
-    limit = 0.6 * measured.measure(model, budget, repeats=30)
+    # The quickest of three medians: a reference inflated by a busy moment would put the limit
+    # above the unpruned model's next measurement, and nothing would be pruned.
+    limit = 0.6 * min(measured.measure(model, budget, repeats=30) for _ in range(3))
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"latency_ms": limit})
     assert flops(model, plan) < flops(model)
     assert 0 < measured.measure(tfprune.slim(model, plan), budget, repeats=5) < float("inf")

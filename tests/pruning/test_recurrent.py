@@ -4,6 +4,7 @@ with the layer feeding them (a CNN-LSTM), their units kept whole."""
 import keras
 import numpy as np
 import pytest
+from conftest import masked_copy
 
 import tfprune
 from tfprune.pruning import MaskEnforcer
@@ -40,9 +41,7 @@ def test_the_layers_feeding_recurrent_layers_are_pruned_and_the_units_kept_whole
     kept = {tuple(sources): reason for sources, _, reason in graph.kept_whole()}
     assert "recurrent units are kept whole" in kept[("lstm",)]
     plan = tfprune.make_plan(model, tfprune.score(model, "random", seed=1), 0.5)
-    masked = keras.models.clone_model(model)
-    masked.set_weights(model.get_weights())
-    tfprune.apply_plan(masked, plan)
+    masked = masked_copy(model, plan)
     slimmed = tfprune.slim(model, plan)
     np.testing.assert_allclose(slimmed(X), masked(X), atol=1e-5)
     kept_conv = int(plan.keep["0"].sum())

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import masked_copy
 
 import tfprune
 from tfprune.pruning import MaskEnforcer
@@ -38,12 +39,6 @@ def encoder_twice():
     left, right = keras.Input((10, 10, 3)), keras.Input((10, 10, 3))
     difference = keras.layers.Subtract()([encoder(left), encoder(right)])
     return keras.Model([left, right], keras.layers.Dense(2, name="head")(difference))
-
-
-def masked_copy(model, plan):
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return tfprune.apply_plan(copy, plan)
 
 
 def test_a_shared_layers_calls_form_one_group_and_slim_keeps_the_layer_shared():

@@ -1,15 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from conftest import masked_copy
 
 import tfprune
 from tfprune.pruning import PlanError, PruningPlan, channel_groups
-
-
-def masked_copy(model, plan):
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return tfprune.apply_plan(copy, plan)
 
 
 def random_plan(model, target, seed=0, min_keep=0.05):

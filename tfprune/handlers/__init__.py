@@ -5,8 +5,9 @@
 built-in handlers live in one module each: ``kernels`` (Conv, Dense,
 transposed, separable and depthwise convs, Embedding), ``normalization``,
 ``structure`` (pass-through, merges, concatenation, reshapes),
-``attention`` (MultiHeadAttention's heads), ``operations`` (keras.ops nodes)
-and ``applications`` (keras.applications' own layers).
+``attention`` (MultiHeadAttention's heads), ``operations`` (keras.ops nodes),
+``wrappers`` (``TimeDistributed``, handled as the layer it wraps) and
+``applications`` (keras.applications' own layers).
 """
 
 from tfprune.handlers.analysis import ChannelAnalysis, GraphError, Layout
@@ -31,14 +32,16 @@ from tfprune.handlers.kernels import KERNEL_HANDLERS, ConvTranspose, Depthwise, 
 from tfprune.handlers.normalization import NORMALIZATION_HANDLERS, AcrossChannels, BatchNorm
 from tfprune.handlers.operations import OPERATION_HANDLERS
 from tfprune.handlers.structure import STRUCTURE_HANDLERS, Ignored, KeepWhole, Merge, PassThrough
+from tfprune.handlers.wrappers import WRAPPER_HANDLERS, Distributed
 
 for _table in (STRUCTURE_HANDLERS, NORMALIZATION_HANDLERS, KERNEL_HANDLERS, ATTENTION_HANDLERS,
-               OPERATION_HANDLERS, APPLICATION_HANDLERS):
+               OPERATION_HANDLERS, WRAPPER_HANDLERS, APPLICATION_HANDLERS):
     for _types, _handler in _table.items():
         HANDLERS.update(dict.fromkeys(_types, _handler))
 
 __all__ = [
     "HANDLERS", "AcrossChannels", "BatchNorm", "ChannelAnalysis", "ConvTranspose", "Depthwise",
+    "Distributed",
     "GraphError", "Ignored", "LayerHandler", "Layout", "Merge", "KeepWhole", "PassThrough",
     "Separable", "Source", "attribute", "axis_mask", "bias_masks", "block", "follow",
     "handler_for", "merge", "pass_through", "register_layer_handler", "source", "take",

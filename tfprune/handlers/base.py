@@ -121,6 +121,15 @@ class LayerHandler:
                              "with a slim method for it.")
         return layer.get_config(), layer.get_weights()
 
+    def bind(self, layer) -> LayerHandler:
+        """The handler of this one layer: ``self``, unless the type delegates.
+
+        A wrapper (``TimeDistributed``) is handled as the layer it wraps, so
+        its handler depends on the instance; ``handler_for`` calls this on the
+        handler registered for the type.
+        """
+        return self
+
     def inner_units(self, layer) -> dict:
         """``{unit: (size, ((kernel path, axis), ...))}``: channel spaces inside the layer.
 
@@ -340,6 +349,7 @@ def handler_for(layer) -> LayerHandler | None:
     """The handler of ``type(layer)`` or its nearest registered base class, else None."""
     for cls in type(layer).__mro__:
         if cls in HANDLERS:
+            handler = HANDLERS[cls].bind(layer)
             reason = unprunable_reason(layer)
-            return Unprunable(HANDLERS[cls], reason) if reason else HANDLERS[cls]
+            return Unprunable(handler, reason) if reason else handler
     return None

@@ -120,13 +120,19 @@ def _output_layers(model: keras.Model, made_by: dict) -> set[int]:
 
 
 def _batch_norms_by_input(calls: list, made_by: dict) -> dict[int, keras.layers.Layer]:
-    """Maps id(layer) -> the BatchNormalization that directly follows it."""
+    """Maps id(layer) -> the BatchNormalization that directly follows it.
+
+    ``TimeDistributed(BatchNormalization)`` counts as the one it wraps.
+    """
     follows = {}
     for call in calls:
-        if isinstance(call.operation, keras.layers.BatchNormalization) and call.inputs:
+        norm = call.operation
+        if isinstance(norm, keras.layers.TimeDistributed):
+            norm = norm.layer
+        if isinstance(norm, keras.layers.BatchNormalization) and call.inputs:
             producer = made_by.get(id(call.inputs[0]))
             if producer is not None:
-                follows[id(producer.operation)] = call.operation
+                follows[id(producer.operation)] = norm
     return follows
 
 
