@@ -96,3 +96,28 @@ def test_the_slimmed_crnn_runs_in_litert_when_unrolled(tmp_path):
                                                     0.4))
     check = verify_tflite(export_tflite(slimmed, tmp_path / "crnn.tflite"), slimmed, X[:4])
     assert check.max_abs_diff <= 1e-4
+
+
+@pytest.mark.parametrize("masking", ["embedding", "layer"])
+def test_masked_sequences_prune_and_slim_with_their_masks(masking):
+    # Embedding(mask_zero=True) and Masking put their masks into the graph as keras.ops
+    # comparisons (not_equal, any): the padded steps must stay masked in the slimmed model,
+    # which then gives a padded sequence the output of the same sequence unpadded.
+    keras.utils.set_random_seed(0)
+    if masking == "embedding":
+        inputs = keras.Input((None,), dtype="int32")
+        x = keras.layers.Embedding(30, 12, mask_zero=True, name="embed")(inputs)
+        sequences = RNG.integers(1, 30, size=(8, 9))
+    else:
+        inputs = keras.Input((None, 4))
+        x = keras.layers.Masking(name="masking")(inputs)
+        sequences = RNG.normal(size=(8, 9, 4)).astype("float32")
+    x = keras.layers.Dense(10, activation="relu", name="project")(x)
+    x = keras.layers.LSTM(6, name="lstm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    plan = tfprune.make_plan(model, tfprune.score(model, "random", seed=2), 0.5)
+    slimmed = tfprune.slim(model, plan)
+    padded = np.concatenate([sequences, np.zeros_like(sequences[:, :3])], axis=1)
+    np.testing.assert_allclose(slimmed(padded), masked_copy(model, plan)(padded), atol=1e-5)
+    np.testing.assert_allclose(slimmed(padded), slimmed(sequences), atol=1e-5)
+    assert slimmed.get_layer("project").units == int(plan.keep[str(len(plan.keep) - 1)].sum())

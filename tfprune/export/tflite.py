@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.precision import float32_model
+
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
@@ -42,7 +44,10 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
     """Writes ``model`` as a .tflite file.
 
     Args:
-        model: A Keras model (inputs and outputs stay float32).
+        model: A Keras model (inputs and outputs stay float32). One computing in
+            half precision (mixed precision) is written as its float32 copy
+            (``tfprune.precision.float32_model``): LiteRT's builtin kernels
+            lack bfloat16 convolutions; ``quantize="float16"`` halves the weights.
         path: The .tflite file to write.
         quantize: ``"none"`` (``model.export(format="litert")``), ``"dynamic"``
             (int8 weights), ``"float16"`` (float16 weights) or ``"int8"`` (int8
@@ -62,6 +67,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
         raise ValueError("int8 quantization needs representative_images (training data).")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    model = float32_model(model)
     if quantize == "none":
         model.export(str(path), format="litert", verbose=False)
         return path
@@ -184,10 +190,11 @@ def verify_tflite(path: str | os.PathLike, model: keras.Model, inputs) -> Verifi
 
     Args:
         path: The model's .tflite file.
-        model: The Keras model.
+        model: The Keras model (in float32, as ``export_tflite`` wrote it).
         inputs: As ``model.predict`` takes them: an array, a list or a dict.
     """
     from tfprune.export.model_io import named_outputs
 
+    model = float32_model(model)
     expected = named_outputs(model, model.predict(inputs, verbose=0))
     return compare_outputs(expected, run_tflite_for(path, model, inputs))

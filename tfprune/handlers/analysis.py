@@ -135,9 +135,16 @@ class ChannelAnalysis:
         self.tensors[id(tensor)] = layout
 
     def new_tensor_space(self, tensor, blocked: str | None = None) -> int:
-        """A fresh space for a tensor's channels, recorded as its layout."""
-        space = self.new_space(tensor.shape[-1], blocked)
-        self.set_layout(tensor, Layout.single(space, tensor.shape[-1]))
+        """A fresh space for a tensor's channels, recorded as its layout.
+
+        A last axis of unknown size (the timesteps of a variable-length mask)
+        holds no channels: its space is empty and blocked.
+        """
+        size = tensor.shape[-1]
+        if size is None:
+            size, blocked = 0, blocked or "its last axis has no fixed size"
+        space = self.new_space(size, blocked)
+        self.set_layout(tensor, Layout.single(space, size))
         return space
 
     def new_inner_space(self, layer, unit: str, size: int, blocked: str | None = None) -> int:

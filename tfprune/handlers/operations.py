@@ -5,7 +5,9 @@ into the functional graph (MobileNetV3's hard-sigmoid is ``relu6(x + 3) / 6``).
 These nodes are not layers: they have no weights, and their names (``add``,
 ``add_1``, ...) are what ``ignored_layers`` takes.
 
-- Elementwise ops of one tensor (with scalars): channels pass through.
+- Elementwise ops of one tensor (with scalars): channels pass through. So do
+  comparisons (``not_equal(x, 0)``: the masks Embedding(mask_zero=True) and
+  Masking compute are such nodes).
 - Elementwise ops of several tensors: the tensors with the output's channel
   count share one channel space (like an ``Add`` layer).
 - Concatenation on the channel axis maps index ranges.
@@ -170,7 +172,7 @@ _UNARY = (
     _classes(numpy_ops, "Abs Absolute Negative Exp Exp2 Expm1 Log Log1p Log2 Log10 Sqrt Square "
                         "Sign Sin Cos Tan Tanh Sinh Cosh Arcsin Arccos Arctan Arcsinh Arccosh "
                         "Arctanh Ceil Floor Round Trunc Clip Reciprocal Cbrt NanToNum Copy Real "
-                        "Fabs Sinc Deg2rad Rad2deg")
+                        "Fabs Sinc Deg2rad Rad2deg LogicalNot Isnan Isinf Isfinite")
     + _classes(nn_ops, "Relu Relu6 Sigmoid HardSigmoid Silu HardSilu Gelu Elu Selu Celu "
                        "LeakyRelu Softplus Softsign LogSigmoid HardTanh HardShrink SoftShrink "
                        "TanhShrink Squareplus SparsePlus SparseSigmoid Threshold")
@@ -179,9 +181,10 @@ _UNARY = (
 )
 _BINARY = _classes(numpy_ops, "Add Subtract Multiply Divide TrueDivide DivideNoNan Maximum "
                               "Minimum Power FloorDivide Mod Fmod Fmax Fmin Hypot Arctan2 "
-                              "Logaddexp Logaddexp2 Heaviside Where")
+                              "Logaddexp Logaddexp2 Heaviside Where Equal NotEqual Greater "
+                              "GreaterEqual Less LessEqual LogicalAnd LogicalOr LogicalXor")
 _REDUCTIONS = _classes(numpy_ops, "Mean Sum Max Min Amax Amin Prod Std Var Median Nanmean "
-                                  "Nansum Nanmax Nanmin")
+                                  "Nansum Nanmax Nanmin Any All Argmax Argmin")
 _MIXING = (
     _classes(numpy_ops, "Matmul Einsum Dot Tensordot GetItem Take TakeAlongAxis Sort Argsort "
                         "Cumsum Cumprod Flip Roll ArraySplit Tile Repeat Stack Pad")

@@ -33,6 +33,7 @@ from tfprune.importance.samples import (
     scoring_memory,
 )
 from tfprune.importance.scores import ScoringError
+from tfprune.precision import float32_model
 
 #: Largest memory the default ``hessian_batch_size`` takes in one nested pass.
 FUSED_MEMORY_LIMIT = 256
@@ -71,7 +72,9 @@ class ScoringContext:
     """A model, its scoring samples and the cached g / Hg computed from them.
 
     Args:
-        model: A built Keras model.
+        model: A built Keras model. One computing in half precision (a
+            ``mixed_float16`` / ``mixed_bfloat16`` policy) is scored through
+            its float32 copy (``tfprune.precision.float32_model``), taken now.
         data: None (data-free measures only); ``(x, y)`` or ``(x, y,
             sample_weight)`` NumPy arrays (``x``, ``y`` may be lists or dicts);
             a ``tf.data.Dataset`` of such tuples or of dicts (see
@@ -136,8 +139,12 @@ class ScoringContext:
                                f"{batchnorm!r}.")
         self.batchnorm = batchnorm
         self.batchnorm_used: str | None = None
-        self.model = model
-        self.layers: list[PrunableLayer] = prunable_layers(model, include_output_layers)
+        #: The model as given (its compiled loss is the objective's).
+        self.source_model = model
+        #: The model g and Hg are computed with: ``model``, or its float32 copy when it
+        #: computes in half precision (mixed precision), whose scores would lose their digits.
+        self.model = float32_model(model)
+        self.layers: list[PrunableLayer] = prunable_layers(self.model, include_output_layers)
         self.data = data
         self.num_samples = int(num_samples)
         self.samples_per_class = int(samples_per_class)
@@ -146,7 +153,7 @@ class ScoringContext:
         self.seed = int(seed)
         self._initial_source = initial_weights
         self._initial: dict[str, np.ndarray] | None = None
-        self._positions = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        self._positions = {id(v): i for i, v in enumerate(self.model.trainable_variables)}
         self._gradients: dict[float, list[np.ndarray]] = {}
         self._hessian_gradients: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._stream = None
@@ -173,7 +180,8 @@ class ScoringContext:
     def objective(self) -> ScoringObjective:
         """The loss gradients are taken of (built on first use)."""
         if self._objective is None:
-            self._objective = ScoringObjective(self.model, self._loss, self._loss_weights)
+            self._objective = ScoringObjective(self.source_model, self._loss, self._loss_weights,
+                                               forward_model=self.model)
         return self._objective
 
     @property

@@ -229,6 +229,9 @@ class ScoringObjective:
             Keras loss (name, object, function), or a list / dict of them keyed
             like the model's outputs.
         loss_weights: With ``loss``: a float, list or dict of per-output weights.
+        forward_model: The model the outputs are computed with, if not ``model``
+            (its float32 copy, ``tfprune.precision.float32_model``): same
+            architecture and names, ``model``'s compiled loss.
 
     Raises:
         ScoringError: If the loss cannot be determined, does not match the
@@ -241,7 +244,8 @@ class ScoringObjective:
         ['value: mean_squared_error on the outputs']
     """
 
-    def __init__(self, model: keras.Model, loss=None, loss_weights=None):
+    def __init__(self, model: keras.Model, loss=None, loss_weights=None,
+                 forward_model: keras.Model | None = None):
         self.model = model
         self.names = output_names(model)
         compiled = getattr(model, "compiled", False)
@@ -281,7 +285,7 @@ class ScoringObjective:
         look_through = [any(t.name == name and t.on_logits and activation is not None
                             for t in self.terms)
                         for name, activation in zip(self.names, activations, strict=True)]
-        self._forward = logits_function(model, look_through)
+        self._forward = logits_function(forward_model or model, look_through)
         self._opaque = [t.name for t in self.terms if t.cross_entropy and not t.on_logits]
         #: Two objectives with the same key compute the same loss (estimators are reused).
         self.key = tuple((term.description, id(term.loss)) for term in self.terms)
