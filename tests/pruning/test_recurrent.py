@@ -121,3 +121,22 @@ def test_masked_sequences_prune_and_slim_with_their_masks(masking):
     np.testing.assert_allclose(slimmed(padded), masked_copy(model, plan)(padded), atol=1e-5)
     np.testing.assert_allclose(slimmed(padded), slimmed(sequences), atol=1e-5)
     assert slimmed.get_layer("project").units == int(plan.keep[str(len(plan.keep) - 1)].sum())
+
+
+def test_a_conv_lstm_takes_its_input_channels_from_the_frame_conv_feeding_it():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 10, 10, 3))
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(8, 3), name="frame_conv")(inputs)
+    x = keras.layers.ConvLSTM2D(6, 3, padding="same", name="convlstm")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    graph = tfprune.pruning.ChannelGraph(model)
+    assert [(g.sources, g.consumers) for g in graph.groups] == [(["frame_conv"], ["convlstm"])]
+    frames = RNG.normal(size=(4, 4, 10, 10, 3)).astype("float32")
+    plan = tfprune.make_plan(model, tfprune.score(model, "random", seed=1), 0.5)
+    slimmed = tfprune.slim(model, plan)
+    np.testing.assert_allclose(slimmed(frames), masked_copy(model, plan)(frames), atol=1e-5)
+    kept = int(plan.keep["0"].sum())
+    assert slimmed.get_layer("convlstm").cell.kernel.shape == (3, 3, kept, 4 * 6)
+    # every frame: the input kernel and the recurrent kernel at each of the 8 x 8 positions
+    assert layer_flops(model)["convlstm"] == 2 * 4 * 8 * 8 * (3 * 3 * 8 * 24 + 3 * 3 * 6 * 24)

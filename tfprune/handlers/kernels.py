@@ -293,11 +293,12 @@ def _available(*names: str) -> tuple:
 
 #: Built-in kernel handlers: layer classes -> handler.
 class Recurrent(LayerHandler):
-    """LSTM, GRU, SimpleRNN (and Bidirectional around one): input channels prunable.
+    """LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D (and Bidirectional around one): input channels.
 
     The recurrent units are kept whole (each feeds every gate of the next
     timestep); the input channels are the rows of the cell's input kernel
-    (``cell.kernel``: ``(input channels, gates x units)``), so a conv or dense
+    (``cell.kernel``: ``(input channels, gates x units)``; a ConvLSTM's is a
+    conv kernel ``(..., input channels, gates x filters)``), so a conv or dense
     layer feeding the RNN (a CNN-LSTM) loses filters, and the RNN the rows they
     fed. A ``Bidirectional`` wrapper has two such kernels, one per direction.
     """
@@ -323,7 +324,7 @@ class Recurrent(LayerHandler):
     def variable_masks(self, layer, in_mask, out_mask):
         if in_mask is None:
             return []
-        return [(cell.kernel, axis_mask(cell.kernel.shape, in_mask, 0))
+        return [(cell.kernel, axis_mask(cell.kernel.shape, in_mask, -2))
                 for cell in self._cells(layer)]
 
     def slim(self, layer, context):
@@ -331,7 +332,7 @@ class Recurrent(LayerHandler):
         weights = layer.get_weights()
         per_cell = len(weights) // len(self._cells(layer))  # kernel first in each direction
         for first in range(0, len(weights), per_cell):
-            weights[first] = take(weights[first], index, 0)
+            weights[first] = take(weights[first], index, -2)
         config = layer.get_config()
         for key in ("layer", "backward_layer"):  # Bidirectional: rebuild for the new inputs
             if isinstance(config.get(key), dict):
@@ -343,12 +344,17 @@ class Recurrent(LayerHandler):
                 for kernel in (cell.kernel, cell.recurrent_kernel)]
 
     def flops(self, call, kept):
-        steps = call.inputs[0].shape[1] or 1  # per timestep: the input and recurrent kernels
-        return 2 * int(steps) * sum(kept(kernel) for kernel in self.kernels(call.operation))
+        """Both kernels at every timestep (a ConvLSTM's at each of its state's positions)."""
+        inputs = call.inputs[0].shape
+        steps = inputs[1] or 1
+        state = inputs[2:-1]  # a ConvLSTM's spatial input axes; none for LSTM / GRU / RNN
+        positions = int(np.prod(call.outputs[0].shape[-1 - len(state):-1])) if state else 1
+        return 2 * int(steps) * positions * sum(
+            kept(kernel) for kernel in self.kernels(call.operation))
 
 
 #: The recurrent layers ``Recurrent`` handles (alone or inside ``Bidirectional``).
-RECURRENT = _available("LSTM", "GRU", "SimpleRNN")
+RECURRENT = _available("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 KERNEL_HANDLERS = {
     _available("Conv1D", "Conv2D", "Conv3D"): Conv(),
