@@ -70,3 +70,19 @@ def test_a_mixed_bfloat16_model_prunes_slims_and_runs_in_litert(tmp_path):
     assert slimmed.get_layer("conv1").compute_dtype == "bfloat16"  # slim keeps the policy
     check = verify_tflite(export_tflite(slimmed, tmp_path / "mixed.tflite"), slimmed, X[:4])
     assert check.max_abs_diff <= 1e-4 and check.top1_agreement == 1.0
+
+
+def test_the_float32_copy_keeps_an_adapted_vocabulary():
+    words = np.array([["a", "b", "c"], ["d", "a", "zz"]] * 3)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        lookup = keras.layers.StringLookup()
+        lookup.adapt(words)
+        inputs = keras.Input((3,), dtype="string")
+        x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(8, 4)(lookup(inputs)))
+        model = keras.Model(inputs, keras.layers.Dense(2, dtype="float32")(x))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    np.testing.assert_allclose(float32_model(model)(words), model(words), atol=5e-3)
+    assert float32_model(model).layers[1].get_vocabulary() == lookup.get_vocabulary()

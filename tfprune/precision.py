@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import keras
 
+from tfprune.layer_state import copy_layer_state
+
 #: Compute dtypes scoring and export replace by float32.
 LOW_PRECISION = ("float16", "bfloat16")
 
@@ -42,6 +44,10 @@ def float32_model(model: keras.Model) -> keras.Model:
     try:
         copy = type(model).from_config(_float32_config(model.get_config()))
         copy.set_weights(model.get_weights())
+        layers = model._flatten_layers(include_self=False, recursive=True)
+        copies = copy._flatten_layers(include_self=False, recursive=True)
+        for original, rebuilt in zip(layers, copies, strict=True):
+            copy_layer_state(original, rebuilt)
     except Exception as error:  # any rebuilding failure: say what and how to avoid it
         raise ValueError(
             f"model {model.name!r} computes in half precision ({', '.join(low[:5])}"

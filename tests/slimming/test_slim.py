@@ -171,3 +171,49 @@ def test_named_inputs_and_outputs_keep_their_structure():
     assert slimmed.get_layer("hidden").units < 32
     slimmed.compile("adam", {"cls": "sparse_categorical_crossentropy", "reg": "mse"})
     slimmed.fit(batch, {"cls": np.arange(4) % 3, "reg": np.zeros((4, 1))}, verbose=0)
+
+
+def _adapted_preprocessing_model(kind):
+    """A model with an adapted preprocessing layer at its input, and inputs for it."""
+    rng = np.random.default_rng(0)
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    if kind == "string_lookup":
+        data = np.array([["a", "b", "c"], ["d", "a", "zz"], ["c", "c", "b"]] * 4)
+        lookup = layers.StringLookup()
+        lookup.adapt(data)
+        inputs = keras.Input((3,), dtype="string")
+        x = layers.GlobalAveragePooling1D()(layers.Embedding(8, 8)(lookup(inputs)))
+    elif kind == "integer_lookup":
+        data = rng.choice([3, 17, 40, 99], size=(12, 3)).astype("int64")
+        lookup = layers.IntegerLookup()
+        lookup.adapt(data)
+        inputs = keras.Input((3,), dtype="int64")
+        x = layers.GlobalAveragePooling1D()(layers.Embedding(8, 8)(lookup(inputs)))
+    elif kind == "text_tf_idf":
+        data = np.array(["the cat sat", "the dog ran far", "a cat ran"] * 4)
+        vectorize = layers.TextVectorization(max_tokens=20, output_mode="tf_idf")
+        vectorize.adapt(data)
+        inputs = keras.Input((), dtype="string")
+        x = vectorize(inputs)
+    else:  # discretized and counted
+        data = rng.normal(size=(12, 3)).astype("float32")
+        bins = layers.Discretization(num_bins=4)
+        bins.adapt(data)
+        inputs = keras.Input((3,))
+        x = layers.CategoryEncoding(num_tokens=4, output_mode="count")(bins(inputs))
+    x = layers.Dense(12, activation="relu", name="hidden")(x)
+    return keras.Model(inputs, layers.Dense(2, name="head")(x)), data
+
+
+@pytest.mark.parametrize("kind", ["string_lookup", "integer_lookup", "text_tf_idf",
+                                  "discretization"])
+def test_adapted_preprocessing_layers_keep_their_vocabulary_in_the_slimmed_model(kind):
+    # An adapted vocabulary lives in the layer's assets, not its config or weights: rebuilt
+    # from its config alone, a lookup maps every token to out-of-vocabulary.
+    model, data = _adapted_preprocessing_model(kind)
+    plan = tfprune.make_plan(model, tfprune.score(model, "random", seed=1), 0.5)
+    slimmed = tfprune.slim(model, plan)
+    assert slimmed.get_layer("hidden").units < 12
+    # masked in place: keras.models.clone_model (masked_copy) loses the vocabulary too
+    np.testing.assert_allclose(slimmed(data), tfprune.apply_plan(model, plan)(data), atol=1e-5)

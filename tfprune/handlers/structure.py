@@ -185,6 +185,9 @@ STRUCTURE_HANDLERS = {
     _available("Reshape"): ReshapeHandler(),
     _available("Permute"): PermuteHandler(),
     _available("Lambda"): KeepWhole("a Lambda layer, whose function tfprune cannot see"),
+    _available("StringLookup", "IntegerLookup", "TextVectorization", "Hashing",
+               "HashedCrossing", "CategoryEncoding", "Discretization"): KeepWhole(
+        "a preprocessing layer: its outputs are token ids, bins or encodings, not channels"),
     _available("GroupQueryAttention"): KeepWhole(
         "grouped-query attention shares key / value heads between query heads; its "
         "channels are kept whole"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune.layer_state import copy_layer_state
 from tfprune.model_graph import Alias, functional_graph, pack_like
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import check_plan_fits
@@ -93,4 +94,8 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     slimmed = keras.Model(inputs, outputs, name=f"{model.name}_slim")
     for rebuilt, weights in pending:
         rebuilt.set_weights(weights)
+    for step in graph.steps:  # an adapted vocabulary is in neither config nor weights
+        if not isinstance(step, Alias) and step.name in rebuilt_layers:
+            copy_layer_state(step.operation, rebuilt_layers.pop(step.name))
     return slimmed
+
