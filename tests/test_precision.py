@@ -86,3 +86,11 @@ def test_the_float32_copy_keeps_an_adapted_vocabulary():
         keras.config.set_dtype_policy(previous)
     np.testing.assert_allclose(float32_model(model)(words), model(words), atol=5e-3)
     assert float32_model(model).layers[1].get_vocabulary() == lookup.get_vocabulary()
+
+
+def test_export_and_verify_checks_a_mixed_model_against_its_float32_computation(tmp_path):
+    from tfprune.export.deploy import export_and_verify
+
+    report = export_and_verify(cnn("mixed_bfloat16"), tmp_path / "mixed.tflite", images=X[:8],
+                               labels=Y[:8])
+    assert report.passed and report.verification.max_abs_diff <= 1e-5

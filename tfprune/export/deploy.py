@@ -11,6 +11,7 @@ import numpy as np
 
 from tfprune.export.model_io import named_outputs, random_inputs
 from tfprune.export.tflite import Verification, compare_outputs, export_tflite, run_tflite_for
+from tfprune.precision import float32_model
 from tfprune.pruning.stats import flops
 
 #: Float exports must match Keras outputs (logits) to this (max abs diff).
@@ -106,7 +107,7 @@ def export_and_verify(model: keras.Model, path: str | os.PathLike, quantize: str
     """Exports ``model`` to ``path`` and checks the file in the LiteRT interpreter.
 
     Args:
-        model: The Keras model.
+        model: The Keras model (compared in float32, as ``export_tflite`` writes it).
         path: The .tflite file to write.
         quantize: ``none``, ``dynamic``, ``float16`` or ``int8``.
         representative_images: Training images calibrating int8.
@@ -120,7 +121,8 @@ def export_and_verify(model: keras.Model, path: str | os.PathLike, quantize: str
     if images is None:
         images = random_inputs(model, examples)
         inputs, labels = "random", None
-    expected = named_outputs(model, model.predict(images, verbose=0))
+    computed = float32_model(model)  # what the file computes (mixed precision: in float32)
+    expected = named_outputs(computed, computed.predict(images, verbose=0))
     actual = run_tflite_for(path, model, images)
     verification = compare_outputs(expected, actual)
     report = ExportReport(path=path, quantize=quantize, size_bytes=path.stat().st_size,
