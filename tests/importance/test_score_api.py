@@ -188,10 +188,17 @@ def test_scores_save_and_load(tmp_path):
     assert "block1_unit1_conv" in loaded.summary()
 
 
-def test_gradient_measures_on_a_frozen_prunable_layer_fail_naming_it():
-    model = tiny_model()
+def test_frozen_layers_score_as_if_they_were_trained():
+    # A pretrained backbone frozen under a new head (trainable = False) still has a gradient:
+    # its weights join g and H, so the scores equal those of the same model unfrozen.
+    model, unfrozen = tiny_model(), tiny_model()
+    unfrozen.set_weights(model.get_weights())
     model.get_layer("conv").trainable = False
-    assert set(tfprune.score(model, "magnitude")) == {"conv"}
-    for name in ("snip", "grasp"):
-        with pytest.raises(ScoringError, match="'conv/kernel' is not trainable"):
-            tfprune.score(model, name, tiny_data(), num_samples=6, samples_per_class=2)
+    model.get_layer("bn").trainable = False
+    assert len(model.trainable_variables) < len(unfrozen.trainable_variables)
+    for name in ("snip", "grasp", "proposed", "taylor_fo"):
+        scores = tfprune.score(model, name, tiny_data(), num_samples=6, samples_per_class=2)
+        expected = tfprune.score(unfrozen, name, tiny_data(), num_samples=6, samples_per_class=2)
+        assert set(scores) == set(expected) == {"conv"}
+        np.testing.assert_allclose(scores["conv"], expected["conv"], rtol=1e-6, atol=1e-15)
+        assert np.ptp(expected["conv"]) > 0

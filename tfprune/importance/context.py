@@ -43,25 +43,45 @@ _ESTIMATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def estimator_for(model: keras.Model, hessian_variables=None,
-                  objective: ScoringObjective | None = None) -> GradientEstimator:
+                  objective: ScoringObjective | None = None,
+                  variables=None) -> GradientEstimator:
     """Returns the model's ``GradientEstimator``, creating it on first use.
 
     Args:
         model: The Keras model.
-        hessian_variables: The variables Hg is taken for (None: all trainable);
-            a different list than the cached estimator's makes a new one.
+        hessian_variables: The variables Hg is taken for (None: all of
+            ``variables``); a different list than the cached estimator's makes
+            a new one.
         objective: The loss (default: the model's own); one with another
             ``key`` than the cached estimator's makes a new one.
+        variables: The variables g is taken for (None: the trainable ones).
     """
     estimator = _ESTIMATORS.get(model)
-    wanted = list(model.trainable_variables if hessian_variables is None else hessian_variables)
+    variables = list(model.trainable_variables if variables is None else variables)
+    wanted = list(variables if hessian_variables is None else hessian_variables)
     objective = objective or ScoringObjective(model)
-    if (estimator is None or estimator.variables != list(model.trainable_variables)
+    if (estimator is None or [id(v) for v in estimator.variables] != [id(v) for v in variables]
             or [id(v) for v in estimator.hessian_variables] != [id(v) for v in wanted]
             or estimator.objective.key != objective.key):
-        estimator = GradientEstimator(model, hessian_variables=wanted, objective=objective)
+        estimator = GradientEstimator(model, hessian_variables=wanted, objective=objective,
+                                      variables=variables)
         _ESTIMATORS[model] = estimator
     return estimator
+
+
+def scored_variables(model: keras.Model) -> list:
+    """The variables g is taken for and H spans: those the model would train if all unfrozen.
+
+    A layer frozen with ``trainable = False`` (a pretrained backbone under a new
+    head) still has a gradient: its weights join g and H as if they were
+    trained, so the scores do not depend on which layers are frozen (a
+    BatchNorm's moving statistics stay out, as they do when it trains).
+    """
+    variables = {id(v): v for v in model.trainable_variables}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for variable in layer._trainable_variables:  # created trainable, frozen or not
+            variables.setdefault(id(variable), variable)
+    return list(variables.values())
 
 
 #: ``ScoringContext(batchnorm=...)`` choices.
@@ -153,7 +173,8 @@ class ScoringContext:
         self.seed = int(seed)
         self._initial_source = initial_weights
         self._initial: dict[str, np.ndarray] | None = None
-        self._positions = {id(v): i for i, v in enumerate(self.model.trainable_variables)}
+        self._variables = scored_variables(self.model)
+        self._positions = {id(v): i for i, v in enumerate(self._variables)}
         self._gradients: dict[float, list[np.ndarray]] = {}
         self._hessian_gradients: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._stream = None
@@ -220,7 +241,7 @@ class ScoringContext:
 
     # -- cached quantities -------------------------------------------------------------
     def gradients(self, temperature: float) -> list[np.ndarray]:
-        """Mean gradient g over the stream at ``temperature``, one array per trainable variable."""
+        """Mean gradient g over the stream at ``temperature``, one array per scored variable."""
         key = float(temperature)
         if key not in self._gradients:
             with self._batchnorm_scope(self.stream()):
@@ -252,7 +273,7 @@ class ScoringContext:
         kernels = self._kernels()
         for kernel in kernels:
             self.position(kernel)
-        return estimator_for(self.model, kernels, self.objective)
+        return estimator_for(self.model, kernels, self.objective, self._variables)
 
     def _kernels(self) -> list:
         """Every kernel the prunable layers and units read, each once, in order."""
@@ -261,7 +282,7 @@ class ScoringContext:
     def hessian_gradients(self, temperature: float) -> tuple[list[np.ndarray], list]:
         """``(g, Hg)`` over the class-balanced memory at ``temperature``, as GraSP computes them.
 
-        Both are lists indexed like ``model.trainable_variables`` (see
+        Both are lists indexed like ``scored_variables`` (see
         ``position``). Hg holds arrays at the prunable kernels' positions and
         None elsewhere: its other rows are not computed.
         """
@@ -303,13 +324,13 @@ class ScoringContext:
                 for layer in self.layers}
 
     def position(self, variable) -> int:
-        """The index of a trainable variable in the cached gradient lists."""
+        """The index of a variable in the cached gradient lists (``scored_variables``)."""
         try:
             return self._positions[id(variable)]
         except KeyError:
             raise ScoringError(
-                f"variable {variable.path!r} is not trainable in model {self.model.name!r}; "
-                "frozen layers have no gradient to score with."
+                f"variable {variable.path!r} is neither trainable in model "
+                f"{self.model.name!r} nor read by the scores, so no gradient was taken for it."
             ) from None
 
     def initial_kernel(self, layer: PrunableLayer) -> np.ndarray:

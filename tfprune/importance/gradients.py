@@ -29,7 +29,7 @@ def _batch(batch) -> tuple:
 
 
 class GradientEstimator:
-    """Computes g and Hg for a model's trainable variables with functions traced once.
+    """Computes g and Hg for a model's variables with functions traced once.
 
     The batch dimension is left open in the traced signatures and the
     temperature is a tensor argument, so every batch size and temperature
@@ -44,10 +44,13 @@ class GradientEstimator:
         model: A built Keras model.
         temperature: The default temperature: logits are divided by it in a
             cross-entropy loss.
-        hessian_variables: The trainable variables Hg is returned for, in this
-            order; None (default): all of ``model.trainable_variables``.
+        hessian_variables: The variables (among ``variables``) Hg is returned
+            for, in this order; None (default): all of ``variables``.
         objective: The ``ScoringObjective`` (default: the model's own loss, see
             ``tfprune.importance.objective``).
+        variables: The variables g is taken for and H spans; None (default):
+            ``model.trainable_variables``. A frozen layer's kernels may be among
+            them (TensorFlow differentiates them all the same).
 
     Example:
         >>> estimator = GradientEstimator(model, temperature=1.0)
@@ -56,12 +59,12 @@ class GradientEstimator:
     """
 
     def __init__(self, model: keras.Model, temperature: float = 1.0, hessian_variables=None,
-                 objective: ScoringObjective | None = None):
+                 objective: ScoringObjective | None = None, variables=None):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.model = model
         self.temperature = float(temperature)
-        self.variables = list(model.trainable_variables)
+        self.variables = list(model.trainable_variables if variables is None else variables)
         self.hessian_variables = self._check_hessian_variables(hessian_variables)
         self.objective = objective or ScoringObjective(model)
         self._input_dtypes = [tensor.dtype for tensor in model.inputs]
@@ -74,12 +77,13 @@ class GradientEstimator:
         if variables is None:
             return self.variables
         variables = list(variables)
-        trainable = {id(v) for v in self.variables}
-        strangers = [v.path for v in variables if id(v) not in trainable]
+        known = {id(v) for v in self.variables}
+        strangers = [v.path for v in variables if id(v) not in known]
         if strangers or not variables:
             raise ValueError(
-                f"hessian_variables must be a non-empty list of model {self.model.name!r}'s "
-                f"trainable variables; not trainable in it: {strangers}."
+                f"hessian_variables must be a non-empty list of the variables g is taken "
+                f"for (model {self.model.name!r}'s trainable ones by default); not among "
+                f"them: {strangers}."
             )
         return variables
 
