@@ -167,6 +167,28 @@ def test_data_forms_give_the_same_scores():
         scored_gradient(model, named)
 
 
+def test_class_ids_shaped_n_by_1_score_as_flat_ones_in_any_order():
+    # keras.datasets give labels of shape (N, 1). Scoring once with (N,) labels and then with
+    # (N, 1) ones used to retrace the cached gradient function for targets of unknown rank,
+    # which Keras' sparse cross-entropy cannot take.
+    model = regressor("softmax", units=3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    flat, _ = scored_gradient(model, (X, CLASSES))
+    column, _ = scored_gradient(model, (X, CLASSES[:, None]))
+    assert_same(column, flat)
+    grasp = tfprune.score(model, "grasp", (X, CLASSES[:, None]), samples_per_class=2)
+    assert_same(grasp.values(), tfprune.score(model, "grasp", (X, CLASSES),
+                                              samples_per_class=2).values())
+
+
+def test_targets_that_are_no_class_ids_are_named_before_the_memory_is_drawn():
+    model = regressor("softmax", units=3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    for measure in ("snip", "grasp"):  # grasp used to say "class 0 has 0 examples"
+        with pytest.raises(ScoringError, match=r"not class ids in \[0, 3\).*\[1, 2, 3\]"):
+            tfprune.score(model, measure, (X, CLASSES + 1), samples_per_class=2)
+
+
 def test_two_inputs_and_dict_inputs():
     keras.utils.set_random_seed(0)
     image = keras.Input((6, 6, 3), name="image")

@@ -347,6 +347,7 @@ class ScoringObjective:
         """The class id of each example from its (raw) targets, for the memory."""
         term = self.class_term
         values = np.asarray(self._target_list(targets)[self.names.index(term.name)])
+        self._converted(term, values)  # targets that are no class ids fail here, named
         if term.cross_entropy.labels == "binary":
             return (values.reshape(len(values), -1)[:, 0] > 0.5).astype(np.int64)
         if values.ndim >= 2 and values.shape[-1] > 1:
@@ -401,6 +402,8 @@ class ScoringObjective:
         if labels == "sparse":
             if target.ndim >= 2 and target.shape[-1] == term.units > 1 and _one_hot(target):
                 target = target.argmax(axis=-1)
+            if term.per_example and target.ndim == 2 and target.shape[-1] == 1:
+                target = target[:, 0]  # (N, 1) ids, as keras.datasets give them: always (N,)
             return self._class_ids(term, target)
         if labels == "dense" and (target.ndim == 1 or target.shape[-1] == 1):
             ids = self._class_ids(term, target.reshape(len(target)))
