@@ -181,6 +181,16 @@ def test_class_ids_shaped_n_by_1_score_as_flat_ones_in_any_order():
                                               samples_per_class=2).values())
 
 
+def test_regression_targets_of_either_rank_score_alike_in_any_order():
+    model = regressor(units=1)
+    model.compile("sgd", "mse")
+    flat, _ = scored_gradient(model, (X, VALUES[:, 0]))
+    column, _ = scored_gradient(model, (X, VALUES[:, :1]))  # a new trace for rank 2
+    assert_same(column, flat)
+    expected = manual_gradient(model, lambda out: tf.reduce_mean((out - VALUES[:, :1]) ** 2))
+    assert_same(flat, expected)
+
+
 def test_targets_that_are_no_class_ids_are_named_before_the_memory_is_drawn():
     model = regressor("softmax", units=3)
     model.compile("sgd", "sparse_categorical_crossentropy")

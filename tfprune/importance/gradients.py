@@ -21,6 +21,29 @@ def _dense(gradients) -> list:
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
+class _TracedByRank:
+    """``tf.function(fn, reduce_retracing=True)``, one per ranks of the tensor arguments.
+
+    Batches of other sizes share a trace; arguments of another rank get their
+    own. One trace for all would relax a target seen as ``(N,)`` and then as
+    ``(N, 1)`` to a tensor of unknown rank, which Keras' losses cannot take.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.traced: dict[tuple, object] = {}
+
+    def __call__(self, *args):
+        key = tuple(None if x is None else len(x.shape) for x in keras.tree.flatten(args))
+        if key not in self.traced:
+            self.traced[key] = tf.function(self.fn, reduce_retracing=True)
+        return self.traced[key](*args)
+
+    def experimental_get_tracing_count(self) -> int:
+        """Traces made so far, over every rank signature (as ``tf.function`` counts them)."""
+        return sum(fn.experimental_get_tracing_count() for fn in self.traced.values())
+
+
 def _batch(batch) -> tuple:
     """``(inputs, targets)`` or ``(inputs, targets, sample_weight)`` as a triple."""
     if len(batch) == 2:
@@ -68,10 +91,9 @@ class GradientEstimator:
         self.hessian_variables = self._check_hessian_variables(hessian_variables)
         self.objective = objective or ScoringObjective(model)
         self._input_dtypes = [tensor.dtype for tensor in model.inputs]
-        self._gradient_fn = tf.function(self._batch_gradient, reduce_retracing=True)
-        self._hvp_fn = tf.function(self._batch_hessian_gradient, reduce_retracing=True)
-        self._fused_fn = tf.function(self._batch_gradient_and_hessian_gradient,
-                                     reduce_retracing=True)
+        self._gradient_fn = _TracedByRank(self._batch_gradient)
+        self._hvp_fn = _TracedByRank(self._batch_hessian_gradient)
+        self._fused_fn = _TracedByRank(self._batch_gradient_and_hessian_gradient)
 
     def _check_hessian_variables(self, variables) -> list:
         if variables is None:
