@@ -291,7 +291,6 @@ def _available(*names: str) -> tuple:
     return tuple(getattr(keras.layers, name) for name in names if hasattr(keras.layers, name))
 
 
-#: Built-in kernel handlers: layer classes -> handler.
 class Recurrent(LayerHandler):
     """LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D (and Bidirectional around one): input channels.
 
@@ -356,6 +355,7 @@ class Recurrent(LayerHandler):
 #: The recurrent layers ``Recurrent`` handles (alone or inside ``Bidirectional``).
 RECURRENT = _available("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
+#: Built-in kernel handlers: layer classes -> handler.
 KERNEL_HANDLERS = {
     _available("Conv1D", "Conv2D", "Conv3D"): Conv(),
     _available("Dense"): DenseHandler(),
