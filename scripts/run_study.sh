@@ -6,7 +6,7 @@
 # folders of seeds 0 and 1 were lost), every config of a seed before the next, so paired
 # comparisons become possible as early as possible. Seed 0's base run records the
 # training-dynamics analyses (Section 4.1, Fig. 3) and doubles as seed 0's base model. After
-# each seed the tables and claims are rewritten into docs/study/ from the archive of finished
+# each run the tables and claims are rewritten into docs/study/ from the records of finished
 # runs (below), by the working tree's `tfprune report`. Niced; resumable: run it again after an interruption, finished runs are
 # skipped and the interrupted one resumes from its last finished epoch.
 #
@@ -31,40 +31,26 @@ study=configs/pruning/study
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(2 0 1)  # seed 2 first: it was under way when seeds 0, 1 were lost
 
-# A finished run's small result files (config, summary, per-epoch metrics) are archived into
-# docs/study/runs/<run>/, which is committed: the tables are written from that archive, so they
-# survive the loss of runs/ (a new machine). Checkpoints and TensorBoard logs stay in runs/.
-archive=docs/study/runs
-archive_runs() {
-  local run name
-  for run in runs/study/*-s[0-9]*/; do
-    run=${run%/}
-    name=$(basename "$run")
-    [ -f "$run/summary.json" ] && [ ! -f "$archive/$name/summary.json" ] || continue
-    mkdir -p "$archive/$name"
-    cp "$run"/{config.yaml,metrics.csv,metrics.json} "$archive/$name/"
-    cp "$run/summary.json" "$archive/$name/"   # last: its presence marks a complete copy
-  done
+# A finished run's record (the little the tables need: accuracies, seed, measure, FLOPs, ...)
+# is merged into docs/study/records.json, which is committed: the tables are written from it,
+# so they survive the loss of runs/ (a new machine). Run folders (checkpoints, TensorBoard
+# logs) stay in runs/, out of git. The working tree's report code writes it (it trains nothing).
+records=docs/study/records.json
+record_runs() {
+  env -u PYTHONPATH "${tfprune[@]}" report "$records" runs/study --save-records "$records" \
+    --output docs/study > /dev/null
 }
-# On a machine without them (a new one), archived runs come back as finished run folders
-# (config and summary), so the grid skips them instead of training them again.
-restore_archived() {
-  local run
-  for run in "$archive"/*/; do
-    run=${run%/}
-    [ -f "$run/summary.json" ] && [ ! -e "runs/study/$(basename "$run")" ] || continue
-    mkdir -p "runs/study/$(basename "$run")"
-    cp "$run"/* "runs/study/$(basename "$run")/"
-  done
+# A run in the records whose folder is gone (a new machine) is finished: not trained again.
+recorded() {
+  [ ! -d "runs/study/$1" ] && grep -q "\"run_dir\": \"runs/study/$1\"" "$records"
 }
-restore_archived
 
 configs=("$study/vgg13_cifar10_base.yaml" "$study"/vgg13_cifar10_*_r5.yaml)
 for seed in "${seeds[@]}"; do
   if [ "$seed" = 0 ]; then
     # Seed 0's base run records the training-dynamics analyses (Section 4.1, Fig. 3).
     analysis=runs/study/study_vgg13_cifar10_base-s0
-    if [ ! -f "$analysis/summary.json" ]; then
+    if [ ! -f "$analysis/summary.json" ] && ! recorded "$(basename "$analysis")"; then
       if [ -d "$analysis" ]; then args=(--resume "$analysis"); else
         args=("$study/vgg13_cifar10_base.yaml" --set "run.dir=$analysis" --set train.seed=0); fi
       "${tfprune[@]}" analyze training "${args[@]}" --num-samples 2560 \
@@ -76,13 +62,12 @@ for seed in "${seeds[@]}"; do
     fi
   fi
   for config in "${configs[@]}"; do
+    name="study_$(basename "$config" .yaml)-s$seed"
+    if recorded "$name"; then echo "$name: finished (in $records), skipped"; continue; fi
     "${tfprune[@]}" grid "$config" --first-seed "$seed" --seeds 1 --runs-dir runs/study \
       --set train.verbose=2 || true
-    archive_runs
+    record_runs
   done
-  # The tables come from the working tree's report code (it reads the archive, it trains
-  # nothing), so they have the report's current layout (runs.csv, the Runs section).
-  env -u PYTHONPATH "${tfprune[@]}" report "$archive" --output docs/study > /dev/null
   if [ "$seed" = 0 ]; then
     "${tfprune[@]}" analyze runs runs/study/study_vgg13_cifar10_*_r5-s0 --output docs/study/r5_s0
   fi

@@ -1,4 +1,4 @@
-"""``tfprune report RUN_DIRS``: the paper's Tables 1-3 from run folders, Markdown and CSV."""
+"""``tfprune report RUN_DIRS``: Tables 1-3 from run folders or records files, Markdown and CSV."""
 
 from __future__ import annotations
 
@@ -20,7 +20,12 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="run folders or folders holding them")
+                        help="run folders, folders holding them, or records files (*.json, "
+                             "written by --save-records)")
+    parser.add_argument("--save-records", metavar="FILE", default=None,
+                        help="also merge every run read into this records file (*.json: one "
+                             "small record per run, which the tables need and git can keep, "
+                             "instead of the run folders)")
     parser.add_argument("--output", default="reports",
                         help="folder for report.md, report.csv and claims.md")
     parser.add_argument("--metric", default="best", choices=["best", "final"],
@@ -31,10 +36,17 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     """Writes and prints the report; returns 0."""
     from tfprune.config import ConfigError
-    from tfprune.study.report import write_report
+    from tfprune.study.records import is_records_file, save_records
+    from tfprune.study.report import collect_runs, write_report
 
+    if args.save_records and not is_records_file(args.save_records):
+        raise ConfigError(f"--save-records {args.save_records}: a records file ends in .json.")
     try:
-        markdown, csv_path, claims = write_report(args.run_dirs, args.output, args.metric)
+        records = collect_runs(args.run_dirs)
+        markdown, csv_path, claims = write_report(args.run_dirs, args.output, args.metric,
+                                                  records=records)
+        if args.save_records:
+            print(f"records: {save_records(records, args.save_records)}")
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
     print(markdown.read_text())

@@ -169,15 +169,26 @@ def _metrics_sum(path: Path, column: str) -> float | None:
 
 
 def collect_runs(paths) -> list[RunRecord]:
-    """Every finished run folder at or below ``paths`` (``summary.json`` beside ``config.yaml``)."""
-    folders = set()
+    """Every finished run at or below ``paths``: run folders and records files.
+
+    A folder counts when it holds ``summary.json`` beside ``config.yaml``; a
+    ``*.json`` path is a records file (``tfprune.study.records``). A run found
+    both ways is taken from its folder.
+    """
+    from tfprune.study.records import is_records_file, load_records  # records reads this module
+
+    folders, saved = set(), {}
     for path in map(Path, paths):
+        if is_records_file(path):
+            saved.update({record.run_dir.name: record for record in load_records(path)})
+            continue
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such run folder.")
         for summary in [path / RunFolder.SUMMARY, *path.rglob(RunFolder.SUMMARY)]:
             if summary.is_file() and RunFolder(summary.parent).is_run:
                 folders.add(summary.parent)
-    return [read_run(folder) for folder in sorted(folders)]
+    read = {folder.name: read_run(folder) for folder in sorted(folders)}
+    return [record for _, record in sorted({**saved, **read}.items())]
 
 
 def _stats(values) -> tuple[float, float, int]:
@@ -360,8 +371,8 @@ def _number(value: float) -> str:
     return "" if np.isnan(value) else f"{value:.4f}"
 
 
-def write_report(paths, output: str | os.PathLike,
-                 metric: str = "best") -> tuple[Path, Path, Path]:
+def write_report(paths, output: str | os.PathLike, metric: str = "best",
+                 records: list[RunRecord] | None = None) -> tuple[Path, Path, Path]:
     """Collects the runs under ``paths`` and writes the tables and the claim checks.
 
     Writes ``report.md`` (Tables 1-3 for ``metric``, then for the other
@@ -371,12 +382,18 @@ def write_report(paths, output: str | os.PathLike,
     ``tfprune.study.claims``) into ``output``, and every run as a TensorBoard
     HParams trial into ``output/hparams`` (``tfprune.study.hparams``).
 
+    Args:
+        paths: Run folders, folders holding them, or records files (``collect_runs``).
+        output: The folder written.
+        metric: ``best`` or ``final``.
+        records: The runs, if already collected from ``paths``.
+
     Returns:
         The three paths.
     """
     from tfprune.study.claims import check_claims, claims_markdown  # claims reads this module
 
-    records = collect_runs(paths)
+    records = collect_runs(paths) if records is None else records
     if not records:
         raise FileNotFoundError(f"no finished run folders under {list(map(str, paths))}.")
     markdowns, texts = [], []
