@@ -268,6 +268,77 @@ def test_a_segmenter_is_scored_per_pixel_with_a_random_memory():
     assert scores.metadata["samples"]["hessian"] == 20  # 2 x 10 at random, not per class
 
 
+def keras_loss_gradient(model, inputs, targets, sample_weight=None):
+    """The gradient of the model's compiled loss, taken by Keras' ``compute_loss`` as in ``fit``."""
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(inputs, targets, model(inputs, training=False), sample_weight)
+    return [tf.convert_to_tensor(g).numpy()  # an embedding's gradient comes as IndexedSlices
+            for g in tape.gradient(loss, model.trainable_variables)]
+
+
+def test_a_segmenter_with_an_ignore_class_is_scored_on_its_labelled_pixels():
+    # Pascal VOC-style borders (255) were refused as "not class ids"; now they count for
+    # nothing, as in Keras' loss, which averages over the labelled pixels only.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, name="mask")(x))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                     ignore_class=255))
+    images = RNG.normal(size=(30, 8, 8, 3)).astype("float32")
+    masks = RNG.integers(0, 3, size=(30, 8, 8))
+    masks[:, :3] = 255
+    masks[:10] = 255  # a third of the images wholly unlabelled
+    context = ScoringContext(model, (images, masks), num_samples=30, batch_size=30)
+    assert_same(context.gradients(1.0), keras_loss_gradient(model, images, masks))
+    assert np.all(np.isfinite(tfprune.score(model, "grasp", (images, masks),
+                                            samples_per_class=2)["conv"]))
+    masks[0, 5, 5] = 7  # neither a class nor the ignored one
+    with pytest.raises(ScoringError, match=r"besides its ignore_class 255.*\[0, 1, 2, 7\]"):
+        tfprune.score(model, "snip", (images, masks))
+
+
+def masked_tagger():
+    """Token classification over padded sequences: the padding is masked (mask_zero)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((9,), dtype="int32")
+    x = keras.layers.Embedding(40, 6, mask_zero=True, name="embed")(inputs)
+    x = keras.layers.Dense(8, activation="relu", name="hidden")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="tags")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    tokens = RNG.integers(1, 40, size=(24, 9)).astype("int32")
+    for row, length in enumerate(RNG.integers(2, 9, size=24)):
+        tokens[row, length:] = 0
+    return model, tokens, RNG.integers(0, 4, size=(24, 9))
+
+
+def test_a_masked_sequence_tagger_is_scored_on_its_tokens_not_its_padding():
+    # Keras' loss leaves masked positions out; the scores took the padding's loss as well
+    # (35-47% off on this model), ranking channels by a loss the model never trains on.
+    model, tokens, tags = masked_tagger()
+    context = ScoringContext(model, (tokens, tags), num_samples=24, batch_size=24)
+    expected = keras_loss_gradient(model, tokens, tags)
+    assert_same(context.gradients(1.0), expected)
+    unmasked = manual_gradient_of(model, tokens, tags)
+    assert not np.allclose(unmasked[0], expected[0], rtol=0.05)  # the mask matters here
+    weights = RNG.uniform(0.2, 2.0, size=(24, 1)).astype("float32")  # per sequence
+    per_token = np.repeat(weights, 9, axis=1)  # the form Keras takes with a mask
+    weighted = ScoringContext(model, (tokens, tags, per_token), num_samples=24, batch_size=24)
+    assert_same(weighted.gradients(1.0), keras_loss_gradient(model, tokens, tags, per_token))
+    by_sequence = ScoringContext(model, (tokens, tags, weights[:, 0]), num_samples=24,
+                                 batch_size=24)
+    assert_same(by_sequence.gradients(1.0), weighted.gradients(1.0))
+
+
+def manual_gradient_of(model, tokens, tags):
+    """The gradient of the mean cross-entropy over every position, padding included."""
+    with tf.GradientTape() as tape:
+        probabilities = tf.convert_to_tensor(model(tokens, training=False))  # mask dropped
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(tags, probabilities))
+    return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss,
+                                                                   model.trainable_variables)]
+
+
 class _ReconstructionLoss(keras.layers.Layer):
     """An autoencoder's loss, added inside the model (add_loss), not compiled."""
 

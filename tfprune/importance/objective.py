@@ -17,7 +17,9 @@ weights without it, and the cross-entropy runs ``from_logits`` with the
 loss's own options (label smoothing, ``ignore_class``, focal ``gamma``...).
 Any other loss (MSE, Huber, a custom function) runs on the outputs as they
 are; a temperature other than 1 does not apply to it and is reported once.
-Sample weights are applied as Keras does (``sum_over_batch_size``).
+Sample weights and masks are applied as Keras does (``sum_over_batch_size``):
+padding that the model masks (``Embedding(mask_zero=True)``, ``Masking``) and
+targets equal to a sparse cross-entropy's ``ignore_class`` count for nothing.
 """
 
 from __future__ import annotations
@@ -148,8 +150,22 @@ class OutputLoss:
         config = _config(self.loss)
         return {key: config[key] for key in self.cross_entropy.options if key in config}
 
+    @property
+    def ignore_class(self) -> int | None:
+        """The class id a sparse cross-entropy skips (``ignore_class``), or None."""
+        if self.cross_entropy is None or self.cross_entropy.labels != "sparse":
+            return None
+        return self.options().get("ignore_class")
+
     def value(self, target, prediction, sample_weight, temperature):
-        """The term's mean loss over the batch (Keras' ``sum_over_batch_size``)."""
+        """The term's mean loss over the batch (Keras' ``sum_over_batch_size``).
+
+        Masked entries are left out as Keras' losses leave them out: the mask
+        the model puts on its output (a masked sequence's padding) and the one
+        a cross-entropy puts on its values (``ignore_class``) weigh zero, and
+        the mean is over the entries left.
+        """
+        mask = _keras_mask(prediction)
         sparse = self.cross_entropy is not None and self.cross_entropy.labels == "sparse"
         if not sparse and target.shape.rank == prediction.shape.rank - 1:
             target = tf.expand_dims(target, -1)  # (batch,) targets of (batch, 1) outputs
@@ -158,17 +174,43 @@ class OutputLoss:
                 prediction = prediction / tf.cast(temperature, prediction.dtype)
             values = self.cross_entropy.function(target, prediction, from_logits=self.on_logits,
                                                  **self.options())
-            return _weighted_mean(values, sample_weight)
+            return _weighted_mean(values, sample_weight, _both(mask, _keras_mask(values)))
         if isinstance(self.loss, keras.losses.Loss):
-            return self.loss(target, prediction, sample_weight=sample_weight)
-        return _weighted_mean(self.loss(target, prediction), sample_weight)
+            return self.loss(target, prediction, sample_weight=sample_weight)  # reads the mask
+        values = self.loss(target, prediction)
+        return _weighted_mean(values, sample_weight, _both(mask, _keras_mask(values)))
 
 
-def _weighted_mean(values, sample_weight):
+def _keras_mask(tensor):
+    """The mask Keras attaches to a tensor (``_keras_mask``, set by masking layers), or None."""
+    return getattr(tensor, "_keras_mask", None)
+
+
+def _both(first, second):
+    if first is None or second is None:
+        return first if second is None else second
+    return tf.logical_and(tf.cast(first, tf.bool), tf.cast(second, tf.bool))
+
+
+def _weighted_mean(values, sample_weight, mask=None):
+    """Keras' ``sum_over_batch_size``: the sum of the weighted values over the entries.
+
+    Under a mask, valid entries weigh ``entries / valid`` and masked ones 0, so
+    the mean is over the valid entries (``keras.losses.Loss`` does the same).
+    """
+    weight = None
+    if mask is not None:
+        mask = tf.cast(mask, values.dtype)
+        valid = tf.reduce_sum(mask)
+        weight = mask * tf.math.divide_no_nan(tf.cast(tf.size(mask), values.dtype), valid)
     if sample_weight is not None:
-        weight = tf.cast(sample_weight, values.dtype)
-        while weight.shape.rank > values.shape.rank and weight.shape[-1] == 1:
-            weight = tf.squeeze(weight, -1)
+        sample_weight = tf.cast(sample_weight, values.dtype)
+        while sample_weight.shape.rank > values.shape.rank and sample_weight.shape[-1] == 1:
+            sample_weight = tf.squeeze(sample_weight, -1)
+        while sample_weight.shape.rank < values.shape.rank:
+            sample_weight = tf.expand_dims(sample_weight, -1)  # per example, per entry
+        weight = sample_weight if weight is None else weight * sample_weight
+    if weight is not None:
         values = values * weight
     return tf.reduce_mean(values)
 
@@ -411,11 +453,14 @@ class ScoringObjective:
         return target
 
     def _class_ids(self, term: OutputLoss, target: np.ndarray) -> np.ndarray:
-        if target.size and not (np.all(np.isfinite(target)) and np.all(target == np.round(target))
-                                and target.min() >= 0 and target.max() < term.units):
+        ignored = term.ignore_class
+        ids = target if ignored is None else target[target != ignored]  # e.g. 255 at borders
+        if ids.size and not (np.all(np.isfinite(ids)) and np.all(ids == np.round(ids))
+                             and ids.min() >= 0 and ids.max() < term.units):
+            skipped = "" if ignored is None else f" (besides its ignore_class {ignored})"
             raise ScoringError(
-                f"data: targets of output {term.name!r} are not class ids in [0, {term.units}) "
-                f"(found values {np.unique(target)[:5].tolist()}...), but its loss "
+                f"data: targets of output {term.name!r} are not class ids in [0, {term.units})"
+                f"{skipped} (found values {np.unique(ids)[:5].tolist()}...), but its loss "
                 f"{_loss_name(term.loss)} needs them. If the model is not a classifier, "
                 "compile it with its loss (e.g. model.compile(loss='mse')) or pass loss=.")
         return target.astype(np.int64)
