@@ -241,16 +241,13 @@ class RunFolder:
         return self._load(self.model, "the final model", compile=compile)
 
     def _load(self, path: Path, what: str, compile: bool):
-        import keras
+        from tfprune.model_files import ModelFileError, load_model_file
 
+        if not path.is_file():
+            raise RunFolderError(f"{path}: missing; {what} of run {self.path} is not there.")
         try:
-            return keras.models.load_model(path, compile=compile)
-        except FileNotFoundError:
-            raise RunFolderError(f"{path}: missing; {what} of run {self.path} is not "
-                                 "there.") from None
-        except (OSError, ValueError, KeyError) as error:
-            raise RunFolderError(
-                f"{path}: {what} cannot be loaded ({type(error).__name__}: "
-                f"{str(error).splitlines()[0][:200]}); the file is corrupted or truncated: "
-                "start a new run (or delete the run's checkpoints/ folder to start this one "
-                "over).") from None
+            return load_model_file(path, what=what, compile=compile)
+        except ModelFileError as error:
+            advice = (" Start a new run (or delete the run's checkpoints/ folder to start this "
+                      "one over)." if "corrupted" in str(error) else "")
+            raise RunFolderError(f"{error}{advice}") from None

@@ -30,9 +30,8 @@ def add_parser(subparsers) -> None:
 
 def _model(args):
     """``(model, ignored layers, label)`` for a config or a .keras file."""
-    import keras
-
     from tfprune.config import ConfigError, load_config
+    from tfprune.model_files import load_model_file
     from tfprune.training import model_builder
 
     source = Path(args.source)
@@ -41,7 +40,7 @@ def _model(args):
             raise ConfigError(f"{source}: no such .keras file.")
         if args.overrides:
             raise ConfigError("--set applies to a CONFIG, not to a .keras model.")
-        return keras.models.load_model(source, compile=False), list(args.ignore), source.name
+        return load_model_file(source), list(args.ignore), source.name
     config = load_config(source, args.overrides)
     section = config["model"]
     model = model_builder(config)(width_multiplier=section["width_multiplier"],

@@ -34,6 +34,11 @@ def make_parser() -> argparse.ArgumentParser:
         prog="tfprune",
         description="Structured pruning early in training for Keras 3 (gradient-flow framework).",
     )
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import MODULE first (repeatable; the current folder is searched): a module "
+             "that registers your custom layers, losses or layer handlers, so model files "
+             "using them load")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS.values():
         module.add_parser(subparsers)
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from tfprune.storage import StorageError
 
     try:
+        import_modules(args.imports)
         return COMMANDS[args.command].run(args)
     except (ConfigError, DataError, ScoringError, GraphError, PlanError, StorageError) as error:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
@@ -60,6 +66,26 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; finished epochs are checkpointed: resume with --resume RUN_DIR",
               file=sys.stderr)
         return 130
+
+
+def import_modules(names: list[str]) -> None:
+    """Imports the ``--import`` modules, the current folder first on the search path.
+
+    Raises:
+        ConfigError: Naming the module that cannot be imported and why.
+    """
+    import importlib
+
+    from tfprune.config import ConfigError
+
+    if names and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - any failure of the user's module is named
+            raise ConfigError(f"--import {name}: cannot import it ({type(error).__name__}: "
+                              f"{error}).") from None
 
 
 if __name__ == "__main__":

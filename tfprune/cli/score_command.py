@@ -80,11 +80,10 @@ def _initial_weights(args, checkpoint: Path | None, model):
 
 def run(args) -> int:
     """Scores, prints a per-layer summary and the output path; returns 0."""
-    import keras
-
     from tfprune.config import ConfigError, load_config
     from tfprune.data import load_data
     from tfprune.importance import ScoringContext
+    from tfprune.model_files import load_model_file
     from tfprune.run_folder import RunFolder
     from tfprune.training import build_model, data_spec, run_folder
 
@@ -94,7 +93,7 @@ def run(args) -> int:
     if checkpoint is not None and not checkpoint.is_file():
         raise ConfigError(f"--checkpoint {checkpoint}: no such file.")
     data = load_data(data_spec(config))
-    model = (keras.models.load_model(checkpoint, compile=False) if checkpoint
+    model = (load_model_file(checkpoint, what="--checkpoint") if checkpoint
              else build_model(config, data))
     context_options.setdefault("initial_weights", _initial_weights(args, checkpoint, model))
     context_options.setdefault("seed", config["train"]["seed"])

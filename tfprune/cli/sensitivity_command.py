@@ -51,11 +51,10 @@ def add_parser(subparsers) -> None:
 
 def _model_and_data(args):
     """``(model, bundle, default output folder)`` for the source given."""
-    import keras
-
     from tfprune.config import ConfigError, load_config
     from tfprune.data import load_data
     from tfprune.export.sources import run_data
+    from tfprune.model_files import load_model_file
     from tfprune.run_folder import RunFolder
     from tfprune.training import build_model, compile_model, data_spec
 
@@ -66,7 +65,7 @@ def _model_and_data(args):
             config["data"]["source"] = args.data
         bundle = load_data(data_spec(config))
         if args.checkpoint:
-            model = keras.models.load_model(args.checkpoint)
+            model = load_model_file(args.checkpoint, what="--checkpoint", compile=True)
         else:
             model = build_model(config, bundle)
             compile_model(model, config)
@@ -79,7 +78,8 @@ def _model_and_data(args):
         if not args.data:
             raise ConfigError(f"{source}: a bare .keras model needs --data SOURCE to be "
                               "evaluated on.")
-        return keras.models.load_model(source), load_data(args.data), Path("sensitivity")
+        return (load_model_file(source, compile=True), load_data(args.data),
+                Path("sensitivity"))
     raise ConfigError(f"{source}: not a config (.yaml), a run folder or a .keras file.")
 
 

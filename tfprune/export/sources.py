@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from tfprune.config import ConfigError
+from tfprune.model_files import load_model_file
 from tfprune.run_folder import RunFolder
 
 
@@ -34,7 +35,7 @@ class ModelSource:
 
     def load(self) -> keras.Model:
         """Loads the model (without its optimizer state)."""
-        return keras.models.load_model(self.path, compile=False)
+        return load_model_file(self.path, what=f"model {self.label!r}")
 
 
 def _run_model_path(run_dir: Path) -> Path:

@@ -33,6 +33,7 @@ from tfprune.importance.samples import (
     scoring_memory,
 )
 from tfprune.importance.scores import ScoringError
+from tfprune.model_files import ModelFileError, load_model_file
 from tfprune.precision import float32_model
 
 #: Largest memory the default ``hessian_batch_size`` takes in one nested pass.
@@ -376,7 +377,10 @@ def initial_kernels(model: keras.Model, source, layers: list[PrunableLayer]) -> 
 
 def _load_initial_model(model: keras.Model, path: str) -> keras.Model:
     if path.endswith(".keras"):
-        return keras.models.load_model(path, compile=False)
+        try:
+            return load_model_file(path, what="initial_weights")
+        except ModelFileError as error:
+            raise ScoringError(str(error)) from None
     if not path.endswith(".weights.h5"):
         raise ScoringError(f"initial_weights: {path} is neither a .keras nor a .weights.h5 file.")
     clone = keras.models.clone_model(model)

@@ -30,6 +30,7 @@ import keras
 
 from tfprune.config import ConfigError, load_config
 from tfprune.losses import training_temperature
+from tfprune.model_files import load_model_file
 from tfprune.pruning.runner import PruneExtension
 from tfprune.pruning.schedule import RoundsSchedule
 from tfprune.run_folder import RunFolder
@@ -51,12 +52,7 @@ def source_path(config: dict) -> Path:
 
 
 def _load(path: Path) -> keras.Model:
-    try:
-        return keras.models.load_model(path, compile=False)
-    except FileNotFoundError:
-        raise ConfigError(f"finetune.source: {path} does not exist.") from None
-    except (OSError, ValueError, KeyError) as error:
-        raise ConfigError(f"finetune.source: {path} cannot be loaded ({error}).") from None
+    return load_model_file(path, what="finetune.source")
 
 
 class FinetuneExtension(PruneExtension):
