@@ -146,6 +146,31 @@ def test_unstructured_plans_and_other_architectures_are_refused():
     assert channel_groups(model)
 
 
+class _OwnTraining(keras.Model):
+    """A model class built functionally that trains its own way."""
+
+    def __init__(self):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3, name="conv")(inputs))
+        super().__init__(inputs, keras.layers.Dense(3, name="head")(x), name="own")
+
+    def train_step(self, data):
+        return super().train_step(data)
+
+
+def test_a_models_own_methods_that_slim_cannot_carry_over_are_named(recwarn):
+    model = _OwnTraining()
+    plan = random_plan(model, 0.5)
+    with pytest.warns(UserWarning, match=r"'own' is a _OwnTraining.*without _OwnTraining's "
+                                         r"methods \(train_step\)"):
+        slimmed = assert_equivalent(model, plan, input_shape=(8, 8, 3))
+    assert type(slimmed) is not _OwnTraining
+    recwarn.clear()
+    tfprune.slim(tfprune.models.build("vgg11", width_multiplier=0.125), random_plan(
+        tfprune.models.build("vgg11", width_multiplier=0.125), 0.5))
+    assert not [w for w in recwarn if "subclass" in str(w.message)]  # plain models: silent
+
+
 def test_named_inputs_and_outputs_keep_their_structure():
     # A dict of inputs and a dict of outputs (a classifier head and a regression head):
     # the slimmed model takes and returns the same dicts, so the user's compile(loss={...})

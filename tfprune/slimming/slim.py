@@ -10,6 +10,8 @@ flat functional model.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -18,6 +20,23 @@ from tfprune.model_graph import Alias, functional_graph, pack_like
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import check_plan_fits
 from tfprune.pruning.plan import PlanError, PruningPlan
+
+_FRAMEWORKS = ("keras.", "tensorflow.")  # the classes every model inherits from
+
+
+def _warn_of_own_methods(model: keras.Model) -> None:
+    """Warns when the model's class adds methods a rebuilt plain ``keras.Model`` lacks."""
+    own = sorted({name for cls in type(model).__mro__
+                  if cls is not object and not cls.__module__.startswith(_FRAMEWORKS)
+                  for name, value in vars(cls).items()
+                  if callable(value) and not name.startswith("_")})
+    if own:
+        warnings.warn(
+            f"model {model.name!r} is a {type(model).__name__}, your own keras.Model "
+            f"subclass: the slimmed model is a plain keras.Model with the same layers, "
+            f"inputs and outputs, without {type(model).__name__}'s methods ({', '.join(own)}). "
+            "Train it with those by rebuilding your class around the slimmed model's layers, "
+            "or wrap it.", stacklevel=3)
 
 
 class SlimContext:
@@ -61,7 +80,13 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     Raises:
         PlanError: For an unstructured plan or one made for another architecture.
         GraphError: For a layer slim cannot rebuild (naming it and its type).
+
+    Warns:
+        UserWarning: When ``model`` is an instance of your own ``keras.Model``
+            subclass built functionally: the slimmed model is a plain
+            ``keras.Model``, without the subclass's methods (``train_step``...).
     """
+    _warn_of_own_methods(model)
     if plan.granularity != "filter":
         raise PlanError("slim needs a structured (filter) plan; unstructured masks keep shapes.")
     graph = ChannelGraph(model, plan.settings.get("ignored_layers", ()))
