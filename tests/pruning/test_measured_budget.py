@@ -83,3 +83,51 @@ def test_rounds_reach_a_file_size_budget_at_the_last_round(monkeypatch):
     assert len(rounds) == 2 and rounds[0]["removed"] < rounds[1]["removed"]
     size = measured.measure(tfprune.slim(model, callback.plan), parse_budget({"tflite_kb": 1}))
     assert 0.98 * budget_kb <= size <= budget_kb
+
+
+def floor_model(model):
+    """The model slimmed to its floors: 150 of its 160 filters removed (5% kept, rounded up)."""
+    return tfprune.slim(model, tfprune.make_plan(model, tfprune.score(model, "magnitude"),
+                                                 150 / 160))
+
+
+def test_a_budget_below_the_floors_is_named_in_its_own_unit():
+    # It used to say "the budget params <= 1 cannot be met": the proxy, not the user's budget.
+    model = cnn()
+    floors_kb = measured.measure(floor_model(model), parse_budget({"tflite_kb": 1}))
+    limit = round(floors_kb / 2, 1)
+    with pytest.raises(tfprune.pruning.PlanError, match=rf"tflite_kb <= {limit:g} cannot be met: "
+                       r"with every group at its floor \(min_keep\) the slimmed model measures "
+                       rf"{floors_kb:.3f} KiB"):
+        tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"tflite_kb": limit})
+
+
+def test_a_floor_plan_under_the_budget_is_kept_when_the_proxy_overshoots(monkeypatch):
+    """A file-size budget just above the floors' size: the search may aim below the floors."""
+    model = cnn()
+    scores = tfprune.score(model, "magnitude")
+    limit = measured.measure(floor_model(model), parse_budget({"tflite_kb": 1})) + 0.01
+    plan = tfprune.make_plan(model, scores, {"tflite_kb": limit})
+    assert measured.measure(tfprune.slim(model, plan), parse_budget({"tflite_kb": 1})) <= limit
+
+
+def recurrent(unroll):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 4))
+    x = keras.layers.Conv1D(16, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.LSTM(8, unroll=unroll, name="lstm")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+
+
+def test_a_latency_budget_on_a_model_litert_cannot_run_says_why_and_what_to_do(tmp_path):
+    from tfprune.export.tflite import LiteRTError, export_tflite, run_tflite
+
+    model = recurrent(unroll=False)
+    with pytest.raises(tfprune.pruning.PlanError, match=r"latency_ms is measured in LiteRT.*"
+                       r"Flex\) ops \(FlexTensorList\w+.*unroll=True"):
+        tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"latency_ms": 0.01})
+    path = export_tflite(model, tmp_path / "lstm.tflite")
+    with pytest.raises(LiteRTError, match=r"lstm.tflite: the file needs TensorFlow \(Flex\)"):
+        run_tflite(path, np.zeros((1, 12, 4), "float32"))
+    unrolled = recurrent(unroll=True)  # the advice works
+    assert measured.measure(unrolled, parse_budget({"latency_ms": 1}), repeats=3) > 0

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfprune.config import ConfigError
     from tfprune.data import DataError
+    from tfprune.export.tflite import LiteRTError
     from tfprune.importance.scores import ScoringError
     from tfprune.pruning.groups import GraphError
     from tfprune.pruning.plan import PlanError
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_modules(args.imports)
         return COMMANDS[args.command].run(args)
-    except (ConfigError, DataError, ScoringError, GraphError, PlanError, StorageError) as error:
+    except (ConfigError, DataError, ScoringError, GraphError, PlanError, StorageError,
+            LiteRTError) as error:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.export.model_io import random_array, random_inputs
+from tfprune.export.tflite import litert_interpreter
 
 
 @dataclasses.dataclass
@@ -58,10 +59,7 @@ def litert_latency(path: str | os.PathLike, threads: int = 1, repeats: int = 50,
 
     Every input gets random values of its shape and dtype (``model_io.random_array``).
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
+    interpreter = litert_interpreter(path, threads)
     rng = np.random.default_rng(0)
     feeds = [(source["index"], random_array(source["shape"], source["dtype"], rng))
              for source in interpreter.get_input_details()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,46 @@ import tensorflow as tf
 from tfprune.precision import float32_model
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+
+
+class LiteRTError(RuntimeError):
+    """A .tflite file the LiteRT interpreter cannot run; the message says why and what to do.
+
+    Attributes:
+        reason: The message without the file's path.
+    """
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def litert_interpreter(path: str | os.PathLike, threads: int = 1):
+    """The LiteRT interpreter of a .tflite file, its tensors allocated.
+
+    Raises:
+        LiteRTError: When the file needs ops the interpreter lacks: TensorFlow
+            (Flex) ops, which Keras' LSTM, GRU, SimpleRNN and ConvLSTM loops
+            export as unless built with ``unroll=True``.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as error:
+        flex = re.findall(r"\((Flex\w+)\)", str(error))
+        if not flex and "Select TensorFlow op" not in str(error):
+            raise
+        ops = f" ({', '.join(sorted(set(flex)))})" if flex else ""
+        raise LiteRTError(path,
+            f"the file needs TensorFlow (Flex) ops{ops} that the LiteRT interpreter "
+            "(ai-edge-litert) does not include, so it cannot run here or on a device without "
+            "the Flex delegate. Keras' recurrent layers (LSTM, GRU, SimpleRNN, ConvLSTM) "
+            "export their loops as such ops: build them with unroll=True (a fixed sequence "
+            "length) to get builtin ops. A budget of FLOPs or parameters needs no LiteRT "
+            "run.") from None
+    return interpreter
 
 
 @dataclasses.dataclass
@@ -110,10 +151,9 @@ def run_tflite(path: str | os.PathLike, inputs, threads: int = 1):
 
     Raises:
         ValueError: When ``inputs`` does not match the signature's inputs.
+        LiteRTError: When the interpreter lacks ops the file needs (Flex ops).
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+    runner = litert_interpreter(path, threads).get_signature_runner()
     details = runner.get_input_details()
     if not isinstance(inputs, dict):
         if len(details) != 1:

@@ -33,18 +33,36 @@ PROXY = {"latency_ms": "flops", "tflite_kb": "params"}
 AIM = {"latency_ms": 0.95, "tflite_kb": 0.99}
 #: Measurements at most.
 MAX_STEPS = 8
+#: What each measured budget is in, for messages.
+UNITS = {"latency_ms": "ms", "tflite_kb": "KiB"}
 
 
 def measure(model: keras.Model, budget: Budget, repeats: int = 50) -> float:
     """The model's cost in the budget's unit: LiteRT ms (median) or .tflite KiB."""
     from tfprune.export.latency import litert_latency
-    from tfprune.export.tflite import export_tflite
+    from tfprune.export.tflite import LiteRTError, export_tflite
 
     with tempfile.TemporaryDirectory() as scratch:
         path = export_tflite(model, Path(scratch) / "model.tflite")
         if budget.kind == "tflite_kb":
             return path.stat().st_size / 1024
-        return litert_latency(path, budget.threads, repeats).median_ms
+        try:
+            return litert_latency(path, budget.threads, repeats).median_ms
+        except LiteRTError as error:
+            raise ValueError(f"the budget {budget.kind} is measured in LiteRT, and the "
+                             f"slimmed model cannot run there: {error.reason}") from None
+
+
+def at_floors(units: list, floors: list, previous: list | None) -> list[np.ndarray]:
+    """Per group, the keep-mask of its ``floors`` best-scored channels (within ``previous``)."""
+    keep = []
+    for index, (scores, floor) in enumerate(zip(units, floors, strict=True)):
+        allowed = np.ones(len(scores), bool) if previous is None else previous[index]
+        order = np.argsort(-np.where(allowed, scores, -np.inf), kind="stable")
+        mask = np.zeros(len(scores), bool)
+        mask[order[:min(int(floor), int(allowed.sum()))]] = True
+        keep.append(mask)
+    return keep
 
 
 def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors: list,
@@ -78,7 +96,21 @@ def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors
     best = None
     proxy_budget = points[0][0] * aim / points[0][1]
     for _ in range(MAX_STEPS):
-        keep = budget_keep(proxy, units, floors, proxy_budget, previous, round_to=round_to)
+        try:
+            keep = budget_keep(proxy, units, floors, proxy_budget, previous, round_to=round_to)
+        except ValueError:  # the proxy budget is below the floors': measure the floors
+            keep = at_floors(units, floors, previous)
+            value = measure(slimmed(keep), budget)
+            say(f"{budget.kind}: {value:.3f} with every group at its floor "
+                f"(limit {budget.value:g})")
+            if value > budget.value:
+                raise ValueError(
+                    f"the budget {budget.kind} <= {budget.value:g} cannot be met: with every "
+                    f"group at its floor (min_keep) the slimmed model measures {value:.3f} "
+                    f"{UNITS[budget.kind]}. Raise the budget or lower min_keep.") from None
+            if best is None or value > best[0]:
+                best = (value, keep)
+            break
         cost = float(proxy({g.index: k for g, k in zip(graph.groups, keep, strict=True)}))
         value = measure(slimmed(keep), budget)
         say(f"{budget.kind}: {value:.3f} at {proxy.kind} {cost:,.0f} (limit {budget.value:g})")
