@@ -68,6 +68,43 @@ def test_groups_prints_the_channel_groups(tmp_path, capsys):
     assert "stage2_block1_shortcut_conv" in out
 
 
+USER_BUILDER = """
+import keras
+
+import tfprune
+
+
+@tfprune.models.register_model("user_net_for_tests")
+def user_net(width_multiplier=1.0, num_classes=10, input_shape=(32, 32, 3), **unused):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(int(20 * width_multiplier), 3, activation="relu", name="a")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x))
+"""
+
+
+def test_a_users_model_builder_is_used_by_name_once_its_module_is_imported(
+        tmp_path, monkeypatch, capsys):
+    import sys
+
+    from tfprune.models import registry
+
+    (tmp_path / "user_models_for_tests.py").write_text(USER_BUILDER)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {name: user_net_for_tests, width_multiplier: 0.5}\n")
+    assert main(["groups", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "Unknown model 'user_net_for_tests'" in error and "tfprune --import MODULE" in error
+    try:
+        assert main(["--import", "user_models_for_tests", "groups", str(config)]) == 0
+        assert "1 groups, 10 prunable channels" in capsys.readouterr().out
+    finally:
+        registry._BUILDERS.pop("user_net_for_tests", None)
+        sys.modules.pop("user_models_for_tests", None)
+
+
 def test_groups_of_a_users_keras_file_say_what_is_kept_whole_and_why(tmp_path, capsys):
     import keras
 

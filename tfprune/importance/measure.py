@@ -231,7 +231,9 @@ def get_measure(measure, **config) -> ImportanceMeasure:
         return get_measure(merged.pop("name", None), **merged)
     if measure not in MEASURES:
         raise ValueError(
-            f"unknown importance measure {measure!r}; available: {available_measures()}."
+            f"unknown importance measure {measure!r}; available: {available_measures()}. "
+            "Your own: tfprune.importance.register_measure in a module, imported first "
+            "(on the command line `tfprune --import MODULE ...`)."
         )
     cls = MEASURES[measure]
     accepted = measure_options(cls)

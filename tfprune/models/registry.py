@@ -46,7 +46,9 @@ def get_builder(name: str) -> Callable[..., keras.Model]:
         return _BUILDERS[name]
     except KeyError:
         raise ValueError(
-            f"Unknown model {name!r}. Valid model names: {', '.join(available_models())}."
+            f"Unknown model {name!r}. Valid model names: {', '.join(available_models())}. "
+            "Your own: @tfprune.models.register_model(name) on its builder in a module, "
+            "imported first (on the command line `tfprune --import MODULE ...`)."
         ) from None
 
 
