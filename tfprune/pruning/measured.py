@@ -103,12 +103,12 @@ def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors
             value = measure(slimmed(keep), budget)
             say(f"{budget.kind}: {value:.3f} with every group at its floor "
                 f"(limit {budget.value:g})")
-            if value > budget.value:
+            if value > budget.value and best is None:
                 raise ValueError(
                     f"the budget {budget.kind} <= {budget.value:g} cannot be met: with every "
                     f"group at its floor (min_keep) the slimmed model measures {value:.3f} "
                     f"{UNITS[budget.kind]}. Raise the budget or lower min_keep.") from None
-            if best is None or value > best[0]:
+            if value <= budget.value and (best is None or value > best[0]):
                 best = (value, keep)
             break
         cost = float(proxy({g.index: k for g, k in zip(graph.groups, keep, strict=True)}))
