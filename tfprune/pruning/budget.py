@@ -33,6 +33,18 @@ from tfprune.pruning.masks import graph_variable_masks
 BUDGETS = COUNTED
 
 
+class FloorsReached(ValueError):
+    """Every group is at its floor and the cost is still over the budget.
+
+    Attributes:
+        keep: Per group, the keep-mask at the floors (the smallest plan there is).
+    """
+
+    def __init__(self, message: str, keep: list[np.ndarray]):
+        super().__init__(message)
+        self.keep = keep
+
+
 class CostModel:
     """FLOPs or parameters of a model under keep-masks, from one channel analysis.
 
@@ -106,7 +118,7 @@ def budget_keep(cost: CostModel, units: list[np.ndarray], floors: list[int], bud
             saving.
 
     Raises:
-        ValueError: When even the floors (``min_keep``) leave the cost above the budget.
+        FloorsReached: When even the floors (``min_keep``) leave the cost above the budget.
     """
     groups = cost.graph.groups
     keep = {g.index: (np.ones(g.size, bool) if previous is None else previous[i].copy())
@@ -116,10 +128,10 @@ def budget_keep(cost: CostModel, units: list[np.ndarray], floors: list[int], bud
         savings = _savings(cost, keep, current)
         candidates = _candidates(groups, units, floors, keep, savings, round_to)
         if not candidates:
-            raise ValueError(f"the budget {cost.kind} <= {budget:,.0f} cannot be met: with "
-                             f"every group at its floor (min_keep"
-                             f"{'' if round_to == 1 else f', round_to={round_to}'}) the model "
-                             f"has {current:,.0f}.")
+            raise FloorsReached(f"the budget {cost.kind} <= {budget:,.0f} cannot be met: "
+                                f"with every group at its floor (min_keep"
+                                f"{'' if round_to == 1 else f', round_to={round_to}'}) the "
+                                f"model has {current:,.0f}.", [keep[g.index] for g in groups])
         candidates.sort(key=lambda candidate: candidate[0])
         per_block = np.mean([saving for *_, saving in candidates[:32]])
         needed = math.ceil(0.5 * (current - budget) / max(per_block, 1e-12))

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from tfprune.budgets import Budget
-from tfprune.pruning.budget import CostModel, budget_keep
+from tfprune.pruning.budget import CostModel, FloorsReached, budget_keep
 
 #: Proxy (counted) cost of each measured budget.
 PROXY = {"latency_ms": "flops", "tflite_kb": "params"}
@@ -51,18 +51,6 @@ def measure(model: keras.Model, budget: Budget, repeats: int = 50) -> float:
         except LiteRTError as error:
             raise ValueError(f"the budget {budget.kind} is measured in LiteRT, and the "
                              f"slimmed model cannot run there: {error.reason}") from None
-
-
-def at_floors(units: list, floors: list, previous: list | None) -> list[np.ndarray]:
-    """Per group, the keep-mask of its ``floors`` best-scored channels (within ``previous``)."""
-    keep = []
-    for index, (scores, floor) in enumerate(zip(units, floors, strict=True)):
-        allowed = np.ones(len(scores), bool) if previous is None else previous[index]
-        order = np.argsort(-np.where(allowed, scores, -np.inf), kind="stable")
-        mask = np.zeros(len(scores), bool)
-        mask[order[:min(int(floor), int(allowed.sum()))]] = True
-        keep.append(mask)
-    return keep
 
 
 def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors: list,
@@ -98,8 +86,8 @@ def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors
     for _ in range(MAX_STEPS):
         try:
             keep = budget_keep(proxy, units, floors, proxy_budget, previous, round_to=round_to)
-        except ValueError:  # the proxy budget is below the floors': measure the floors
-            keep = at_floors(units, floors, previous)
+        except FloorsReached as floored:  # the proxy budget is below the floors'
+            keep = floored.keep
             value = measure(slimmed(keep), budget)
             say(f"{budget.kind}: {value:.3f} with every group at its floor "
                 f"(limit {budget.value:g})")
