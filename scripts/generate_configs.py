@@ -76,7 +76,11 @@ STUDY_COLUMNS = ("magnitude", "snip", "loss_preservation", "proposed", "grasp_t2
 MEASURES_STUDY = {**MEASURES, "snip": ("snip", {})}
 
 
-def study_config(column: str | None) -> dict:
+#: Cells of the study beyond 5 rounds of STUDY_COLUMNS: (column, rounds) (issue 25's claims).
+STUDY_EXTRA_CELLS = (("grasp_t200", 1), ("grasp_t1", 1), ("grasp_abs", 1), ("uniform", 5))
+
+
+def study_config(column: str | None, rounds: int = 5) -> dict:
     """One run of the study; ``column`` None is the unpruned base model."""
     config = {
         "model": {"name": "vgg13", "width_multiplier": 0.25},
@@ -89,9 +93,9 @@ def study_config(column: str | None) -> dict:
         return config
     measure, options = MEASURES_STUDY[column]
     config["prune"] = {"measure": measure, "measure_options": options, "target": 0.75,
-                       "rounds": 5, "split": "front_loaded", "min_keep": 0.05,
+                       "rounds": rounds, "split": "front_loaded", "min_keep": 0.05,
                        "num_samples": 2560, "samples_per_class": 10}
-    config["run"] = {"name": f"study_vgg13_cifar10_{column}_r5"}
+    config["run"] = {"name": f"study_vgg13_cifar10_{column}_r{rounds}"}
     return config
 
 
@@ -113,6 +117,9 @@ def all_configs() -> dict[str, str]:
     files["study/vgg13_cifar10_base.yaml"] = render(study_config(None))
     for column in STUDY_COLUMNS:
         files[f"study/vgg13_cifar10_{column}_r5.yaml"] = render(study_config(column))
+    for column, rounds in STUDY_EXTRA_CELLS:
+        files[f"study/vgg13_cifar10_{column}_r{rounds}.yaml"] = render(
+            study_config(column, rounds))
     return files
 
 

@@ -1,74 +1,113 @@
 #!/usr/bin/env bash
 # The study of docs/study.md: VGG-13 x0.25 on all of CIFAR-10 (the copy in ../shared), 20 epochs,
-# 75% of filters in 5 rounds, 8 measures and the base model, seeds 0, 1, 2, into runs/study.
+# 75% of filters, into runs/study. Niced and resumable: run it again after an interruption,
+# finished runs are skipped (also those only in docs/study/records.json, when runs/ is gone) and
+# the interrupted one resumes from its last finished epoch.
 #
-# Order: seed by seed (default 2, 0, 1: seed 2 was under way when the first machine's run
-# folders of seeds 0 and 1 were lost), every config of a seed before the next, so paired
-# comparisons become possible as early as possible. Seed 0's base run records the
-# training-dynamics analyses (Section 4.1, Fig. 3) and doubles as seed 0's base model. After
-# each run the tables and claims are rewritten into docs/study/ from the records of finished
-# runs (below), by the working tree's `tfprune report`. Niced; resumable: run it again after an interruption, finished runs are
-# skipped and the interrupted one resumes from its last finished epoch.
+# Phases, run in the order given (default: all, in this order):
+#   three-seeds  the 27 runs of seeds 0-2: base + 8 measures at 5 rounds (finished; skipped).
+#   check        seed 1's magnitude run again, into runs/study_rerun, with TensorFlow op
+#                determinism; it must equal its record (docs/study/reruns.json says). Op
+#                determinism stays on for every later run only if it does (runs/study/determinism).
+#   power        seeds 3-9 of the four Table 1 measures (magnitude, snip, proposed, Eq. 3), seed
+#                by seed, so the paired comparisons grow one seed at a time.
+#   reruns       the other six seed-1 runs whose per-epoch logs were never archived, again into
+#                runs/study_rerun; each must equal its record.
+#   claims       the untested claims, seeds 0-2: 1-round GraSP T=1 / T=200 / |GraSP|, uniform.
+#
+# After each run the working tree's `tfprune report` merges the finished runs' records (with
+# their per-epoch logs, this machine's CPU and the code's commit) into docs/study/records.json
+# (reruns: docs/study/reruns.json) and rewrites the tables in docs/study/.
 #
 # The study runs a fixed version of the code, not the working tree (which may be mid-edit while
-# the study runs for hours): the commit in runs/study/code_commit (default: the one below, which
-# ran the first runs), extracted into runs/study/code and put first on PYTHONPATH.
+# the study runs for hours): the commit in runs/study/code_commit (default: the one that ran the
+# first 27 runs), extracted into runs/study/code and put first on PYTHONPATH.
 #
-# Usage: bash scripts/run_study.sh [SEED...]   (default: 2 0 1)
+# Usage: nohup setsid bash scripts/run_study.sh [PHASE...] > runs/study.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-mkdir -p runs/study
+mkdir -p runs/study runs/study_rerun
 [ -f runs/study/code_commit ] || echo 81b30aed7137d443cf9b51ff066313ccb879d7b0 > runs/study/code_commit
+commit=$(cat runs/study/code_commit)
 if [ ! -d runs/study/code ]; then
   mkdir -p runs/study/code
-  git archive "$(cat runs/study/code_commit)" tfprune | tar -x -C runs/study/code
+  git archive "$commit" tfprune | tar -x -C runs/study/code
 fi
-export PYTHONPATH="$PWD/runs/study/code${PYTHONPATH:+:$PYTHONPATH}"
-tfprune=(nice -n 19 .venv/bin/tfprune)
 study=configs/pruning/study
-seeds=("$@")
-[ ${#seeds[@]} -gt 0 ] || seeds=(2 0 1)  # seed 2 first: it was under way when seeds 0, 1 were lost
-
-# A finished run's record (the little the tables need: accuracies, seed, measure, FLOPs, ...)
-# is merged into docs/study/records.json, which is committed: the tables are written from it,
-# so they survive the loss of runs/ (a new machine). Run folders (checkpoints, TensorBoard
-# logs) stay in runs/, out of git. The working tree's report code writes it (it trains nothing).
 records=docs/study/records.json
-record_runs() {
-  env -u PYTHONPATH "${tfprune[@]}" report "$records" runs/study --save-records "$records" \
-    --output docs/study > /dev/null
+reruns=docs/study/reruns.json
+phases=("$@")
+[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims)
+
+# The pinned code trains; op determinism is switched on by the launcher when asked.
+train() {
+  PYTHONPATH="$PWD/runs/study/code" TFPRUNE_OP_DETERMINISM="$(determinism)" \
+    nice -n 19 .venv/bin/python scripts/study_tfprune.py "$@"
 }
-# A run in the records whose folder is gone (a new machine) is finished: not trained again.
-recorded() {
-  [ ! -d "runs/study/$1" ] && grep -q "\"run_dir\": \"runs/study/$1\"" "$records"
+determinism() {  # 1 while the check runs ("trial") and after it passed ("on")
+  case "$(cat runs/study/determinism 2>/dev/null)" in on|trial) echo 1 ;; *) echo 0 ;; esac
+}
+# The working tree's report merges records (it trains nothing); a failure is reported, never fatal.
+merge() {  # merge RECORDS_FILE RUNS_DIR
+  local known=(); [ -f "$1" ] && known=("$1")
+  .venv/bin/tfprune report "${known[@]}" "$2" --save-records "$1" --code-commit "$commit" \
+    --output "$([ "$1" = "$records" ] && echo docs/study || echo "runs/$(basename "$2")_report")" \
+    > /dev/null || echo "run_study.sh: records not merged into $1 (merge again later)" >&2
+}
+# A run in a records file whose folder is gone (a new machine) is finished: not trained again.
+recorded() {  # recorded NAME RUNS_DIR RECORDS_FILE
+  [ ! -f "$2/$1/summary.json" ] && [ -f "$3" ] && grep -q "\"run_dir\": \"$2/$1\"" "$3"
+}
+run_cell() {  # run_cell COLUMN_FILE_STEM SEED [RUNS_DIR RECORDS_FILE]
+  local config="$study/$1.yaml" seed=$2 dir=${3:-runs/study} file=${4:-$records}
+  local name="study_$1-s$seed"
+  if recorded "$name" "$dir" "$file"; then echo "$name: finished (in $file), skipped"; return; fi
+  train grid "$config" --first-seed "$seed" --seeds 1 --runs-dir "$dir" \
+    --set train.verbose=2 || true
+  merge "$file" "$dir"
 }
 
-configs=("$study/vgg13_cifar10_base.yaml" "$study"/vgg13_cifar10_*_r5.yaml)
-for seed in "${seeds[@]}"; do
-  if [ "$seed" = 0 ]; then
-    # Seed 0's base run records the training-dynamics analyses (Section 4.1, Fig. 3).
-    analysis=runs/study/study_vgg13_cifar10_base-s0
-    if [ ! -f "$analysis/summary.json" ] && ! recorded "$(basename "$analysis")"; then
-      if [ -d "$analysis" ]; then args=(--resume "$analysis"); else
-        args=("$study/vgg13_cifar10_base.yaml" --set "run.dir=$analysis" --set train.seed=0); fi
-      "${tfprune[@]}" analyze training "${args[@]}" --num-samples 2560 \
-        --hessian-epochs 0 1 5 10 20
-    fi
-    if [ -d "$analysis/analysis" ]; then  # not when the run came back from the archive
-      mkdir -p docs/study/analysis
-      cp "$analysis"/analysis/{dynamics.csv,*.png} docs/study/analysis/
-    fi
-  fi
-  for config in "${configs[@]}"; do
-    name="study_$(basename "$config" .yaml)-s$seed"
-    if recorded "$name"; then echo "$name: finished (in $records), skipped"; continue; fi
-    "${tfprune[@]}" grid "$config" --first-seed "$seed" --seeds 1 --runs-dir runs/study \
-      --set train.verbose=2 || true
-    record_runs
-  done
-  if [ "$seed" = 0 ]; then
-    "${tfprune[@]}" analyze runs runs/study/study_vgg13_cifar10_*_r5-s0 --output docs/study/r5_s0
-  fi
+for phase in "${phases[@]}"; do
+  echo "== phase $phase ($(date -u +%FT%TZ))"
+  case $phase in
+    three-seeds)
+      for seed in 2 0 1; do
+        for config in vgg13_cifar10_base "$study"/vgg13_cifar10_*_r5.yaml; do
+          stem=$(basename "$config" .yaml)
+          [ "$stem" = vgg13_cifar10_uniform_r5 ] && continue
+          run_cell "$stem" "$seed"
+        done
+      done ;;
+    check)
+      if [ ! -f runs/study/determinism ] || [ "$(cat runs/study/determinism)" = trial ]; then
+        echo trial > runs/study/determinism
+        run_cell vgg13_cifar10_magnitude_r5 1 runs/study_rerun "$reruns"
+        if .venv/bin/python scripts/study_compare_reruns.py "$records" "$reruns" \
+            study_vgg13_cifar10_magnitude_r5-s1; then state=on; else state=off; fi
+        echo "$state" > runs/study/determinism
+        echo "op determinism: $state for the runs after the check"
+      fi ;;
+    power)
+      for seed in 3 4 5 6 7 8 9; do
+        for column in magnitude snip proposed loss_preservation; do
+          run_cell "vgg13_cifar10_${column}_r5" "$seed"
+        done
+      done ;;
+    reruns)
+      for column in snip proposed loss_preservation grasp_t200 grasp_t1 random; do
+        run_cell "vgg13_cifar10_${column}_r5" 1 runs/study_rerun "$reruns"
+        .venv/bin/python scripts/study_compare_reruns.py "$records" "$reruns" \
+          "study_vgg13_cifar10_${column}_r5-s1" || true
+      done ;;
+    claims)
+      for seed in 0 1 2; do
+        for stem in grasp_t1_r1 grasp_t200_r1 grasp_abs_r1 uniform_r5; do
+          run_cell "vgg13_cifar10_$stem" "$seed"
+        done
+      done ;;
+    *) echo "run_study.sh: unknown phase '$phase'" >&2; exit 2 ;;
+  esac
 done
+echo "== done ($(date -u +%FT%TZ))"

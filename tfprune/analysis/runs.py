@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfprune.analysis.figures import plot_layer_ratios, plot_lines
 from tfprune.run_folder import RunFolder
-from tfprune.study.report import read_run
+from tfprune.study.records import read_run
 
 
 def run_label(run_dir: Path) -> str:

@@ -46,7 +46,7 @@ def run(args) -> int:
     finished = [d for d in outcome["ran"] + outcome["done"] if RunFolder(d).state == "finished"]
     if finished:
         from tfprune.study.hparams import write_hparams
-        from tfprune.study.report import read_run
+        from tfprune.study.records import read_run
 
         folder = write_hparams([read_run(d) for d in finished], Path(args.runs_dir) / "hparams")
         print(f"HParams dashboard: tensorboard --logdir {folder}")

@@ -28,16 +28,30 @@ def add_parser(subparsers) -> None:
                              "instead of the run folders)")
     parser.add_argument("--output", default="reports",
                         help="folder for report.md, report.csv and claims.md")
-    parser.add_argument("--metric", default="best", choices=["best", "final"],
-                        help="the accuracy claims.md reads and report.md shows first: best "
-                             "over epochs (the paper's) or final")
+    parser.add_argument("--metric", default="best_after_pruning",
+                        choices=["best_after_pruning", "final", "best"],
+                        help="the accuracy claims.md reads and report.md shows first: the best "
+                             "over the epochs after the last pruning round, the final one, or "
+                             "the best over all epochs (the paper's selection, which also "
+                             "counts networks not yet at their target)")
+    parser.add_argument("--code-commit", metavar="SHA", default=None,
+                        help="with --save-records: the commit of the code that trained the "
+                             "run folders read (kept in their records, with this machine's "
+                             "CPU model, unless their summary names them)")
 
 
 def run(args) -> int:
     """Writes and prints the report; returns 0."""
     from tfprune.config import ConfigError
-    from tfprune.study.records import is_records_file, save_records
-    from tfprune.study.report import collect_runs, write_report
+    from tfprune.run_folder import RunFolder
+    from tfprune.study.records import (
+        collect_runs,
+        is_records_file,
+        machine_cpu,
+        save_records,
+        stamp,
+    )
+    from tfprune.study.report import write_report
 
     if args.save_records and not is_records_file(args.save_records):
         raise ConfigError(f"--save-records {args.save_records}: a records file ends in .json.")
@@ -46,7 +60,11 @@ def run(args) -> int:
         markdown, csv_path, claims = write_report(args.run_dirs, args.output, args.metric,
                                                   records=records)
         if args.save_records:
-            print(f"records: {save_records(records, args.save_records)}")
+            on_disk = [RunFolder(record.run_dir).summary.is_file() for record in records]
+            stamped = stamp([r for r, fresh in zip(records, on_disk, strict=True) if fresh],
+                            args.code_commit, machine_cpu())
+            kept = [r for r, fresh in zip(records, on_disk, strict=True) if not fresh]
+            print(f"records: {save_records(kept + stamped, args.save_records)}")
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
     print(markdown.read_text())

@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 
 from tfprune.study.paired import PairedDifference, paired_difference
-from tfprune.study.report import RunRecord, table_rows
+from tfprune.study.records import RunRecord
+from tfprune.study.tables import table_rows
 
 #: What Table 3 compares random and uniform pruning with: the measures the paper says beat
 #: them (GraSP at T=200 and T=1 are not among them: in the paper random beats GraSP at T=1).
@@ -40,7 +41,7 @@ class Claim:
         rounds: ``"each"`` (every round count), ``"multi"`` (round counts above 1),
             ``"single"`` (1 round) or ``"fewest_vs_most"`` (``higher`` at the fewest
             rounds against ``lower`` at the most).
-        metric: A ``tfprune.study.report.METRICS`` key; ``"best"`` stands for the
+        metric: A ``tfprune.study.tables.METRICS`` key; ``"best"`` stands for the
             accuracy metric the report is made for (``check_claims(accuracy_metric=)``).
         tolerance: If set, the claim is that the cells lie within this many points
             of each other rather than in order.
@@ -158,13 +159,15 @@ def _checks(claim: Claim, row, high_rounds: int, low_rounds: int, name: str) -> 
 
 
 def check_claims(records: list[RunRecord], claims=CLAIMS,
-                 accuracy_metric: str = "best") -> list[ClaimCheck]:
+                 accuracy_metric: str = "best_after_pruning") -> list[ClaimCheck]:
     """Checks every claim on every table row and applicable round count.
 
     Args:
         records: Run records (``tfprune.study.report.collect_runs``).
         claims: The claims to check (default ``CLAIMS``).
-        accuracy_metric: ``best`` or ``final``: the test accuracy the accuracy claims read.
+        accuracy_metric: The test accuracy the accuracy claims read: a key of
+            ``tfprune.study.report.ACCURACY_METRICS`` (default: the best after the last
+            pruning round).
 
     Returns:
         One ``ClaimCheck`` per claim, row, round count and pair of cells that exist.

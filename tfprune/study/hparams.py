@@ -1,9 +1,10 @@
 """Runs as TensorBoard HParams trials: sort and filter a study's runs in TensorBoard.
 
-Each finished run folder becomes one trial: its measure, rounds, target,
-seed, network and dataset are the hyperparameters; best and final test
-accuracy, parameters and FLOPs after pruning (and LiteRT latency when a
-pipeline measured it) are the metrics. TensorBoard's HParams dashboard then
+Each finished run's record becomes one trial (its folder need not exist any
+more): its measure, rounds, target, seed, network and dataset are the
+hyperparameters; the best test accuracy after the last pruning round, best and
+final test accuracy, parameters and FLOPs after pruning (and LiteRT latency
+when a pipeline in the run folder measured it) are the metrics. TensorBoard's HParams dashboard then
 shows them as a table and in parallel coordinates.
 """
 
@@ -16,16 +17,16 @@ import tensorflow as tf
 
 from tfprune.run_folder import RunFolder
 
-#: Metric tag -> (display name, how to read it from summary.json / pipeline.json).
+#: Metric tag -> (display name, how to read it from the run's record and pipeline.json).
 METRICS = {
-    "hparams/best_test_accuracy": ("best test accuracy",
-                                   lambda s, p: s.get("best_test_accuracy")),
-    "hparams/final_test_accuracy": ("final test accuracy",
-                                    lambda s, p: s.get("final_test_accuracy")),
-    "hparams/params": ("parameters (after pruning)",
-                       lambda s, p: s.get("params_after", s.get("params"))),
-    "hparams/flops": ("FLOPs (after pruning)", lambda s, p: s.get("flops_after")),
-    "hparams/latency_ms": ("LiteRT latency, slim, 1 thread (ms)", lambda s, p: _latency(p)),
+    "hparams/best_after_pruning_test_accuracy": (
+        "best test accuracy after the last pruning round",
+        lambda r, p: r.best_after_pruning),
+    "hparams/best_test_accuracy": ("best test accuracy", lambda r, p: r.best_accuracy),
+    "hparams/final_test_accuracy": ("final test accuracy", lambda r, p: r.final_accuracy),
+    "hparams/params": ("parameters (after pruning)", lambda r, p: r.params),
+    "hparams/flops": ("FLOPs (after pruning)", lambda r, p: r.flops),
+    "hparams/latency_ms": ("LiteRT latency, slim, 1 thread (ms)", lambda r, p: _latency(p)),
 }
 
 
@@ -67,14 +68,13 @@ def write_hparams(records, log_dir: str | os.PathLike) -> Path:
     with tf.summary.create_file_writer(str(log_dir)).as_default():
         hp.hparams_config(hparams=params, metrics=metrics)
     for record, values in rows:
-        run = RunFolder(record.run_dir)
-        summary = run.read_summary()
+        run = RunFolder(record.run_dir)  # a records file's run may have no folder left
         pipeline = (run.read_json(run.pipeline_summary, "the pipeline summary")
                     if run.pipeline_summary.is_file() else None)
         with tf.summary.create_file_writer(str(log_dir / record.run_dir.name)).as_default():
             hp.hparams(values, trial_id=record.run_dir.name)
             for tag, (_, read) in METRICS.items():
-                value = read(summary, pipeline)
+                value = read(record, pipeline)
                 if value is not None:
                     tf.summary.scalar(tag, float(value), step=0)
     return log_dir

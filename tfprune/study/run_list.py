@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 
-from tfprune.study.report import COLUMN_ORDER, RunRecord, escape_markdown
+from tfprune.study.records import RunRecord
+from tfprune.study.tables import COLUMN_ORDER, escape_markdown
 
 #: The CSV's columns, in order.
 COLUMNS = ("run", "dataset", "network", "measure", "rounds", "pruned", "seed", "final_accuracy",

@@ -1,0 +1,93 @@
+"""Atomic file writes: a file is either its old self or its complete new self, never half.
+
+Every file tfprune writes for a user (plans, scores, records, summaries, configs,
+metrics, checkpoints, slimmed and exported models) goes through ``atomic_path``:
+the content is written to a uniquely named temporary file in the same folder,
+flushed to disk (``fsync``), then renamed over the target (``os.replace``, atomic
+on POSIX and Windows), and the folder is synced so the rename survives a crash.
+If writing fails (a full disk, a kill), the target is untouched and the
+temporary file is removed (a kill -9 may leave one behind: its name starts with
+the target's and ends in ``.tmp-<random><suffix>``, never the target's own name).
+Two processes writing the same target never share a temporary name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+#: The infix of temporary files (``NAME.tmp-XXXXXXXX.SUFFIX``).
+TEMPORARY_INFIX = ".tmp-"
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:  # a platform that cannot open folders (Windows): nothing to sync
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary file left by an interrupted ``atomic_path``."""
+    return TEMPORARY_INFIX in Path(path).name
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path to write; on success it replaces ``path`` atomically.
+
+    The temporary path keeps ``path``'s suffix (Keras and NumPy choose formats by
+    it). Whatever the block raises, ``path`` keeps its old content and the
+    temporary file is removed.
+
+    Args:
+        path: The file to write. Its folder is created if missing.
+
+    Yields:
+        The temporary path (not yet existing) to write the new content to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}{TEMPORARY_INFIX}",
+                                        suffix=path.suffix)
+    os.close(descriptor)
+    temporary = Path(name)
+    temporary.unlink()  # writers (Keras, NumPy) create it themselves
+    try:
+        yield temporary
+        if not temporary.exists():
+            raise FileNotFoundError(f"{temporary}: nothing was written for {path}.")
+        _fsync_path(temporary)
+        os.replace(temporary, path)
+        _fsync_path(path.parent, directory=True)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, value, indent: int | None = 1) -> Path:
+    """Writes ``value`` as JSON (with a final newline) to ``path`` atomically."""
+    return write_text(path, json.dumps(value, indent=indent) + "\n")
