@@ -6,8 +6,10 @@ file names live here and nowhere else:
 
 ```
 RUN_DIR/
+  .tfprune-run.json      the ownership marker: written first, when tfprune creates the run
+  .tfprune.lock          held (an OS file lock) by the one process using the run
   config.yaml            the resolved config
-  checkpoints/           last.keras + state.json (after each finished epoch),
+  checkpoints/           epoch_<e>.keras + state.json naming it (after each finished epoch),
                          initial.weights.h5 (the weights at initialization)
   metrics.csv / .json    one row per epoch
   tensorboard/           Keras' logs; pruning/ and analysis/ beside them
@@ -21,15 +23,37 @@ A folder is ``new`` (no checkpoint, no summary), ``interrupted`` (a
 checkpoint but no summary: resumable) or ``finished`` (a summary: never
 rewritten). Files that cannot be read (truncated, corrupted) raise
 ``RunFolderError`` naming the file and what to do.
+
+Guarantees (docs/guides/cli.md lists them for users):
+
+- **Ownership.** tfprune starts a run only in a folder that does not exist or
+  is empty, and marks it first (``.tfprune-run.json``); a non-empty folder it
+  did not create is refused, naming some of its files.
+- **One process per run.** ``RunFolder.lock`` holds an OS file lock on
+  ``.tfprune.lock`` for the life of a command; a second process is refused
+  with the holder's PID and host. The OS drops the lock when its process dies,
+  so a killed run never leaves a stale lock.
+- **A checkpoint and its state are one unit.** Each epoch's checkpoint gets a
+  new name (``epoch_<e>.keras``); ``state.json`` is then written atomically,
+  naming it with its SHA-256, and only then are older checkpoints removed. A
+  kill at any point resumes from a checkpoint whose state describes it, and
+  a checkpoint that does not match its state is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
+from tfprune.atomic import write_json
 from tfprune.config import ConfigError
+from tfprune.provenance import host, provenance
 
 #: The states a run folder can be in.
 STATES = ("new", "interrupted", "finished")
@@ -51,6 +75,8 @@ class RunFolder:
         >>> run.read_summary()["best_test_accuracy"]
     """
 
+    MARKER = ".tfprune-run.json"
+    LOCK = ".tfprune.lock"
     CONFIG = "config.yaml"
     SUMMARY = "summary.json"
     METRICS_CSV = "metrics.csv"
@@ -101,9 +127,23 @@ class RunFolder:
         return self.path / self.CHECKPOINTS
 
     @property
+    def marker(self) -> Path:
+        """The ownership marker, written when tfprune creates the run."""
+        return self.path / self.MARKER
+
+    @property
     def last_checkpoint(self) -> Path:
-        """Model and optimizer after the last finished epoch."""
-        return self.checkpoints / self.LAST_CHECKPOINT
+        """Model and optimizer after the last finished epoch (the file its state names).
+
+        Runs from before checkpoints were named per epoch keep ``last.keras``.
+        """
+        state = self._checkpoint_state()
+        name = state.get("checkpoint") if state else None
+        return self.checkpoints / (name or self.LAST_CHECKPOINT)
+
+    def checkpoint_path(self, epoch: int) -> Path:
+        """Where the checkpoint after ``epoch`` finished epochs is written."""
+        return self.checkpoints / f"epoch_{epoch:04d}.keras"
 
     @property
     def checkpoint_state(self) -> Path:
@@ -183,15 +223,143 @@ class RunFolder:
             return "finished"
         return "interrupted" if self.finished_epochs() else "new"
 
-    def finished_epochs(self) -> int:
-        """Epochs the last checkpoint holds (0 without one)."""
+    def _checkpoint_state(self) -> dict | None:
         if not self.checkpoint_state.exists():
-            return 0
+            return None
         state = self.read_json(self.checkpoint_state, "the checkpoint state")
-        if not isinstance(state.get("epoch"), int) or state["epoch"] < 0:
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) \
+                or state["epoch"] < 0:
             raise self._unreadable(self.checkpoint_state, "the checkpoint state",
                                    "no epoch count in it")
-        return state["epoch"]
+        return state
+
+    def finished_epochs(self) -> int:
+        """Epochs the last checkpoint holds (0 without one)."""
+        state = self._checkpoint_state()
+        return state["epoch"] if state else 0
+
+    def commit_checkpoint(self, epoch: int, path: Path) -> None:
+        """Records ``path`` (already written) as the checkpoint after ``epoch`` epochs.
+
+        Writes ``state.json`` atomically with the file's name and SHA-256, then
+        removes every older checkpoint: a kill before the state is written
+        leaves the previous checkpoint and its state as they were.
+        """
+        write_json(self.checkpoint_state, {"epoch": epoch, "checkpoint": path.name,
+                                           "sha256": _sha256(path)})
+        for old in [*self.checkpoints.glob("epoch_*.keras"),
+                    self.checkpoints / self.LAST_CHECKPOINT]:
+            if old.name != path.name:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+
+    def verify_checkpoint(self) -> None:
+        """Raises ``RunFolderError`` unless the last checkpoint is the file its state names."""
+        state = self._checkpoint_state()
+        if not state or "sha256" not in state:
+            return  # a run from before checksums: nothing to compare
+        path = self.last_checkpoint
+        if not path.is_file():
+            raise RunFolderError(
+                f"{path}: missing; the checkpoint state ({self.checkpoint_state}) names it. "
+                f"Delete the run's {self.CHECKPOINTS}/ folder to start it over, or start a new "
+                "run.")
+        if _sha256(path) != state["sha256"]:
+            raise RunFolderError(
+                f"{path}: does not match its checkpoint state (SHA-256 differs), so resuming "
+                f"from it would not continue the run it belongs to. Delete the run's "
+                f"{self.CHECKPOINTS}/ folder to start it over, or start a new run.")
+
+    # -- ownership and locking ----------------------------------------------------------
+    @property
+    def is_owned(self) -> bool:
+        """Whether tfprune created this folder (its marker, or a run from before markers)."""
+        return self.marker.is_file() or (self.is_run and (
+            self.checkpoint_state.is_file() or self.summary.is_file()
+            or self.initial_weights.is_file()))
+
+    def foreign_files(self) -> list[str]:
+        """The entries of an existing folder that tfprune's lock and marker do not explain."""
+        if not self.path.is_dir():
+            return []
+        return sorted(entry.name for entry in self.path.iterdir()
+                      if entry.name not in (self.LOCK, self.MARKER))
+
+    def check_claimable(self) -> None:
+        """Raises ``RunFolderError`` unless a new run may start here.
+
+        A new run starts only in a missing or empty folder, or in one tfprune
+        created (its marker) that holds no run yet.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path}: a file, not a folder; choose another run.dir.")
+        foreign = self.foreign_files()
+        if foreign and not self.marker.is_file():
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise RunFolderError(
+                f"{self.path}: not a tfprune run folder and not empty ({shown}); tfprune starts "
+                "a run only in a new or empty folder, so it never overwrites files it did not "
+                "write. Choose another run.name / run.dir.")
+
+    def create(self) -> None:
+        """Claims the folder for a new run: checks it, then writes the ownership marker."""
+        self.check_claimable()
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.marker.is_file():
+            write_json(self.marker, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                     "pid": os.getpid(), **provenance()})
+
+    @contextlib.contextmanager
+    def lock(self, action: str = "use"):
+        """Holds the run's OS file lock while the block runs (re-entrant in one process).
+
+        Args:
+            action: What the process does, shown to a process refused the lock.
+
+        Raises:
+            RunFolderError: When another process holds it, naming its PID, host and action.
+        """
+        key = str(self.path.resolve())
+        with _HELD_LOCK:
+            held = _HELD.get(key)
+            if held is not None:
+                _HELD[key] = (held[0], held[1] + 1)
+        if held is not None:
+            try:
+                yield self
+            finally:
+                _release(key)
+            return
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / self.LOCK, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            _lock_file(handle)
+        except OSError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            if error.errno not in (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK):
+                raise
+            raise RunFolderError(
+                f"{self.path}: in use by {holder}; one process at a time per run folder. "
+                "Wait for it to finish (or stop it), then run the command again.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {host()} ({action}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        handle.flush()
+        with _HELD_LOCK:
+            _HELD[key] = (handle, 1)
+        try:
+            yield self
+        finally:
+            _release(key)
+            if created and self.foreign_files() == [] and not self.marker.exists():
+                # nothing was written (a refused config): leave no folder behind
+                with contextlib.suppress(OSError):
+                    (self.path / self.LOCK).unlink()
+                    self.path.rmdir()
 
     def require_run(self, action: str = "resume") -> None:
         """Raises ``RunFolderError`` unless the folder holds a run's config.yaml."""
@@ -231,7 +399,8 @@ class RunFolder:
         return self.read_json(self.metrics_json, "the metrics")
 
     def load_checkpoint(self):
-        """The model of the last checkpoint, with its optimizer state."""
+        """The model of the last checkpoint with its optimizer state, checked against its state."""
+        self.verify_checkpoint()
         return self._load(self.last_checkpoint, "the last checkpoint", compile=True)
 
     def load_model(self, compile: bool = True):
@@ -251,3 +420,39 @@ class RunFolder:
             advice = (" Start a new run (or delete the run's checkpoints/ folder to start this "
                       "one over)." if "corrupted" in str(error) else "")
             raise RunFolderError(f"{error}{advice}") from None
+
+
+#: Locks this process holds: resolved run path -> (open lock file, depth).
+_HELD: dict[str, tuple] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def _lock_file(handle) -> None:
+    """Takes an exclusive, non-blocking OS lock on ``handle`` (OSError if held elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _release(key: str) -> None:
+    with _HELD_LOCK:
+        handle, depth = _HELD[key]
+        if depth > 1:
+            _HELD[key] = (handle, depth - 1)
+            return
+        del _HELD[key]
+    handle.close()  # closing drops the OS lock
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

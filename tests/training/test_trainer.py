@@ -26,8 +26,14 @@ def test_run_folder_contents(image_folder, tmp_path):
     result = train(tiny_config(image_folder, tmp_path / "run"))
     run = result.run_dir
     for name in ("config.yaml", "metrics.csv", "metrics.json", "summary.json", "model.keras",
-                 "checkpoints/last.keras", "checkpoints/state.json"):
+                 "checkpoints/epoch_0003.keras", "checkpoints/state.json", ".tfprune-run.json"):
         assert (run / name).exists(), name
+    # one checkpoint, named by its state with its checksum; no temporary file left
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch_0003.keras", "initial.weights.h5", "state.json"]
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["epoch"] == 3 and state["checkpoint"] == "epoch_0003.keras"
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -39,6 +45,7 @@ def test_run_folder_contents(image_folder, tmp_path):
     assert summary["epochs"] == 3
     assert summary["final_test_accuracy"] == pytest.approx(float(rows[-1]["test_accuracy"]))
     assert summary["params"] == result.model.count_params()
+    assert "cores" in summary["cpu"] and "code_commit" in summary
     loaded = keras.models.load_model(run / "model.keras")
     assert loaded.optimizer.iterations.numpy() == 3 * 3  # 18 images / batch 6, 3 epochs
 
@@ -48,7 +55,8 @@ def test_interrupted_run_resumes_to_the_same_weights(image_folder, tmp_path):
     config = tiny_config(image_folder, tmp_path / "broken")
     with pytest.raises(KeyboardInterrupt):
         train(config, extra_callbacks=[StopAfterEpoch(1)])
-    assert json.loads((tmp_path / "broken/checkpoints/state.json").read_text()) == {"epoch": 2}
+    state = json.loads((tmp_path / "broken/checkpoints/state.json").read_text())
+    assert state["epoch"] == 2 and state["checkpoint"] == "epoch_0002.keras"
     resumed = resume_run(tmp_path / "broken")
     assert resumed.model.optimizer.iterations.numpy() == straight.model.optimizer.iterations.numpy()
     for a, b in zip(straight.model.weights, resumed.model.weights, strict=True):

@@ -43,11 +43,11 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     """Writes and prints the report; returns 0."""
     from tfprune.config import ConfigError
+    from tfprune.provenance import machine_cpu
     from tfprune.run_folder import RunFolder
     from tfprune.study.records import (
         collect_runs,
         is_records_file,
-        machine_cpu,
         save_records,
         stamp,
     )

@@ -167,5 +167,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 
 def save_config(config: dict, path: str | os.PathLike) -> None:
-    """Writes a resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+    """Writes a resolved config as YAML (atomically)."""
+    from tfprune.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config, sort_keys=False))

@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 from pathlib import Path
 
 import yaml
@@ -211,17 +210,6 @@ def _mean(values) -> float | None:
 def _sum(values) -> float | None:
     values = [value for value in values if value is not None]
     return float(sum(values)) if values else None
-
-
-def machine_cpu() -> str:
-    """This machine's CPU model (``/proc/cpuinfo``'s model name, else ``platform``'s)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def stamp(records: list[RunRecord], code_commit: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import keras
 
+from tfprune.atomic import atomic_path, write_text
 from tfprune.run_folder import RunFolder
 
 #: Keras log key -> metrics-file column.
@@ -22,10 +24,8 @@ METRIC_COLUMNS = {
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file, so a kill never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    """Writes ``text`` to ``path`` atomically (``tfprune.atomic``): never half a file."""
+    write_text(path, text)
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -72,12 +72,11 @@ class MetricsLogger(keras.callbacks.Callback):
 
     def _write(self) -> None:
         write_atomic(self.json_path, json.dumps(self.rows, indent=1))
-        temporary = self.csv_path.with_name(self.csv_path.name + ".tmp")
-        with temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(temporary, self.csv_path)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.csv_path, buffer.getvalue())
 
 
 def _float(value):
@@ -87,8 +86,10 @@ def _float(value):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the whole model (weights and optimizer state) after every epoch.
 
-    Writes ``checkpoints/last.keras`` atomically, then ``checkpoints/state.json``
-    with the count of finished epochs; ``tfprune train --resume`` reads both.
+    Writes ``checkpoints/epoch_<e>.keras`` atomically, then commits it as one
+    unit with ``checkpoints/state.json`` (``RunFolder.commit_checkpoint``: the
+    state names the file and its SHA-256; older checkpoints go after it);
+    ``tfprune train --resume`` reads and verifies both.
 
     Args:
         run_dir: The run folder.
@@ -100,11 +101,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         """Saves the checkpoint, then records the finished epoch."""
-        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
-        temporary = self.run.checkpoints / "last.tmp.keras"
-        trained_model(self.model).save(temporary)
-        os.replace(temporary, self.run.last_checkpoint)
-        write_atomic(self.run.checkpoint_state, json.dumps({"epoch": epoch + 1}))
+        path = self.run.checkpoint_path(epoch + 1)
+        with atomic_path(path) as temporary:
+            trained_model(self.model).save(temporary)
+        self.run.commit_checkpoint(epoch + 1, path)
 
 
 def trained_model(model: keras.Model) -> keras.Model:

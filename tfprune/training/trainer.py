@@ -12,8 +12,10 @@ from pathlib import Path
 import keras
 
 from tfprune import models
+from tfprune.atomic import atomic_path
 from tfprune.config import ConfigError, load_config, save_config
 from tfprune.data import DataBundle, DataSpec, load_data
+from tfprune.provenance import code_commit, machine_cpu
 from tfprune.run_folder import RunFolder
 from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, write_atomic
 from tfprune.training.loss import TemperatureCrossEntropy
@@ -140,6 +142,7 @@ def _check_run_folder(run: RunFolder, resume: bool) -> int:
             f"{run.path}: a run already exists there. Resume it with --resume {run.path}, or "
             "choose another run.name / run.dir."
         )
+    run.check_claimable()
     return 0
 
 
@@ -166,9 +169,17 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
         ConfigError: For a bad config or run folder, before any training.
         tfprune.data.DataError: For bad data, before any training.
     """
-    run_dir = run_folder(config)
-    run = RunFolder(run_dir)
-    start = _check_run_folder(run, resume)
+    run = RunFolder(run_folder(config))
+    _check_run_folder(run, resume)  # before the lock: a refused folder is left untouched
+    with run.lock("resume" if resume else "train"):
+        return _train(run, config, resume, extra_callbacks, extension)
+
+
+def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
+           extension: TrainingExtension | None) -> TrainResult:
+    """``train``'s work, with the run folder's lock held."""
+    run_dir = run.path
+    start = _check_run_folder(run, resume)  # again under the lock: another process may have run
     model = run.load_checkpoint() if start else None  # a corrupted checkpoint fails first
     data = load_data(data_spec(config))
     epochs = config["train"]["epochs"]
@@ -179,6 +190,7 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
         model = build_model(config, data)
         compile_model(model, config)
     if not resume:
+        run.create()
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, run.config)
         model.save_weights(run.initial_weights)
@@ -203,7 +215,8 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
 def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> dict:
     """Saves the final model and summary.json."""
     run = RunFolder(run_dir)
-    model.save(run.model)
+    with atomic_path(run.model) as temporary:
+        model.save(temporary)
     rows = run.read_metrics()
     summary = {
         "epochs": len(rows),
@@ -213,6 +226,8 @@ def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> 
         "final_train_accuracy": rows[-1]["train_accuracy"],
         "params": int(model.count_params()),
         "seconds_this_session": round(seconds, 1),
+        "cpu": machine_cpu(),
+        "code_commit": code_commit(),
         **extras,
     }
     write_atomic(run.summary, json.dumps(summary, indent=1))
