@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfprune.atomic import atomic_path, write_text
+
 
 class StorageError(ValueError):
     """A saved file is missing pieces, truncated or corrupted (the message names it)."""
@@ -27,7 +29,9 @@ def stem(path: str | os.PathLike) -> Path:
 def write_pair(path, tables: dict[str, dict], description: dict) -> Path:
     """Writes ``{prefix: {key: array}}`` tables and a JSON description; returns the .npz path.
 
-    The description gains ``"keys"``: ``{prefix: [key, ...]}``.
+    The description gains ``"keys"``: ``{prefix: [key, ...]}``. Each file is
+    written atomically (``tfprune.atomic``), the arrays first: a reader never
+    sees half a file, and a description always has its arrays beside it.
     """
     base = stem(path)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -35,8 +39,9 @@ def write_pair(path, tables: dict[str, dict], description: dict) -> Path:
     for prefix, table in tables.items():
         keys[prefix] = list(table)
         arrays.update({f"{prefix}_{i}": np.asarray(v) for i, v in enumerate(table.values())})
-    np.savez(base.with_suffix(".npz"), **arrays)
-    base.with_suffix(".json").write_text(json.dumps({**description, "keys": keys}, indent=1))
+    with atomic_path(base.with_suffix(".npz")) as temporary:
+        np.savez(temporary, **arrays)
+    write_text(base.with_suffix(".json"), json.dumps({**description, "keys": keys}, indent=1))
     return base.with_suffix(".npz")
 
 

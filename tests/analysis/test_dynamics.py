@@ -72,6 +72,18 @@ def test_analyze_runs_compares_prune_runs(image_folder, tmp_path, capsys):
     for name in ("layer_ratios.png", "train_accuracy.png", "test_accuracy.png", "curves.csv"):
         assert (output / name).is_file()
     assert main(["analyze", "runs", str(run), "--output", str(output)]) == 0  # drawn again
-    assert len(list((output / "tensorboard").glob("events.out.tfevents*"))) == 1
+    assert len(list((output / "analysis_tensorboard").glob("events.out.tfevents*"))) == 1
     assert main(["analyze", "runs", str(tmp_path / "nothing")]) == 2
     assert "no summary.json" in capsys.readouterr().err
+    # Pointed at a run folder, it adds its files and deletes nothing of the run's.
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["analyze", "runs", str(run), "--output", str(run)]) == 0
+    assert main(["analyze", "runs", str(run), "--output", str(run)]) == 0
+    assert all(p.is_file() and p.read_bytes() == data for p, data in before.items())
+    # A file of the user's with one of its names is refused, untouched, unless --force.
+    (output / "mine").mkdir()
+    (output / "mine" / "curves.csv").write_text("my curves")
+    assert main(["analyze", "runs", str(run), "--output", str(output / "mine")]) == 2
+    assert "curves.csv already exist(s), and tfprune never overwrites" in capsys.readouterr().err
+    assert (output / "mine" / "curves.csv").read_text() == "my curves"
+    assert main(["analyze", "runs", str(run), "--output", str(output / "mine"), "--force"]) == 0

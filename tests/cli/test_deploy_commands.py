@@ -68,7 +68,17 @@ def test_export_a_bare_model_verifies_on_random_inputs(pipeline_run, tmp_path, c
     model_path.write_bytes((run / "model.keras").read_bytes())
     assert main(["export", str(model_path)]) == 0
     assert "on 200 random inputs" in capsys.readouterr().out
-    assert (tmp_path / "dense_none.tflite").is_file()
+    # into a folder of its own: nothing is written beside the user's model
+    assert (tmp_path / "dense_export" / "dense_none.tflite").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.keras", "dense_export"]
+    assert main(["export", str(model_path)]) == 0  # its own files are replaced
+    capsys.readouterr()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "export.json").write_text("{}")
+    assert main(["export", str(model_path), "--output-dir", str(mine)]) == 2
+    assert "export.json already exist(s)" in capsys.readouterr().err
+    assert (mine / "export.json").read_text() == "{}"
     assert main(["export", str(model_path), "--quantize", "int8"]) == 2
     assert "int8 calibrates on training data; pass --data SOURCE" in capsys.readouterr().err
 
@@ -91,3 +101,38 @@ def test_bench_a_run_folder_times_dense_and_slim(pipeline_run, tmp_path, capsys)
     assert set(dense["litert_ms"]) == {"1", "2"}
     assert all(np.isfinite(ms) and ms > 0 for ms in dense["litert_ms"].values())
     assert slim["params"] < dense["params"]
+
+
+def test_slim_and_bench_never_overwrite_a_users_file(pipeline_run, tmp_path, capsys):
+    run, _ = pipeline_run
+    assert main(["slim", str(run), "--output", str(tmp_path / "slim.txt")]) == 2
+    assert "a slimmed model is saved as a .keras file" in capsys.readouterr().err
+    mine = tmp_path / "mine.keras"
+    mine.write_text("my model")
+    assert main(["slim", str(run), "--output", str(mine)]) == 2
+    assert "mine.keras: already exists, and tfprune never overwrites" in capsys.readouterr().err
+    assert mine.read_text() == "my model"
+    assert main(["slim", str(run), "--output", str(mine), "--force"]) == 0
+    assert keras.models.load_model(mine).count_params() < keras.models.load_model(
+        run / "model.keras").count_params()
+    table = tmp_path / "bench.json"
+    table.write_text("my table")
+    assert main(["bench", str(mine), "--json", str(table), "--repeats", "1", "--warmup", "0",
+                 "--threads", "1"]) == 2
+    assert table.read_text() == "my table"
+    assert main(["bench", str(mine), "--json", str(table), "--repeats", "1", "--warmup", "0",
+                 "--threads", "1", "--force"]) == 0
+    assert json.loads(table.read_text())[0]["label"] == "mine.keras"
+
+
+def test_export_names_a_truncated_slim_model_and_how_to_redo_it(pipeline_run, tmp_path,
+                                                                 capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run[0], run)
+    (run / "slim.keras").write_bytes(b"")  # a slim killed before slims were atomic
+    assert main(["export", str(run), "--output-dir", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "slim.keras: truncated or not a .keras file" in error
+    assert f"run tfprune slim {run} again" in error

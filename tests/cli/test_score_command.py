@@ -54,3 +54,12 @@ def test_bad_requests_exit_2_with_a_clear_message(config, capsys, arguments, mes
     assert main(["score", str(config), *arguments]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tfprune score: error:") and message in err
+
+
+def test_an_existing_output_is_refused_before_scoring(config, tmp_path, capsys):
+    mine = tmp_path / "mine.json"
+    mine.write_text("{}")
+    assert main(["score", str(config), "--measure", "magnitude", "--output",
+                 str(tmp_path / "mine")]) == 2
+    assert "mine.json: already exists, and tfprune never overwrites" in capsys.readouterr().err
+    assert mine.read_text() == "{}" and not (tmp_path / "mine.npz").exists()

@@ -29,8 +29,7 @@ def test_grid_runs_skips_and_resumes_then_reports(image_folder, tmp_path, capsys
                                                          "mag-s1"]
     assert [item.prune for item in two_seeds] == [False, False, True, True]
     assert two_seeds[1].config["train"]["seed"] == 1
-    items = grid_items([base, pruned], seeds=1, runs_dir=runs, overrides=["train.epochs=1"])
-    items[0].config["train"]["epochs"] = 2  # the base run is interrupted after one epoch
+    items = grid_items([base, pruned], seeds=1, runs_dir=runs)
     with pytest.raises(KeyboardInterrupt):  # as Ctrl-C would leave it
         train(items[0].config, extra_callbacks=[StopAfterEpoch(0)])
     assert items[0].state == "resume" and items[1].state == "new"
@@ -38,12 +37,11 @@ def test_grid_runs_skips_and_resumes_then_reports(image_folder, tmp_path, capsys
     assert main(["grid", str(base), str(pruned), "--runs-dir", str(runs), "--dry-run"]) == 0
     listing = capsys.readouterr().out
     assert f"resume  {runs / 'base-s0'}" in listing and f"   new  {runs / 'mag-s0'}" in listing
-    assert main(["grid", str(base), str(pruned), "--runs-dir", str(runs),
-                 "--set", "train.epochs=1"]) == 0
+    assert main(["grid", str(base), str(pruned), "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "[1/2] base-s0: resuming" in out and "[2/2] mag-s0: starting" in out
     metrics = json.loads((runs / "base-s0/metrics.json").read_text())
-    assert [row["epoch"] for row in metrics] == [1, 2]  # resumed with its own config.yaml
+    assert [row["epoch"] for row in metrics] == [1, 2]  # resumed from epoch 1
     assert json.loads((runs / "mag-s0/summary.json").read_text())["fraction_removed"] == 0.5
 
     assert run_grid(items, progress=None) == {"done": [i.run_dir for i in items], "ran": [],
@@ -66,3 +64,17 @@ def test_grid_checks_every_config_before_running(image_folder, tmp_path):
     with pytest.raises(ConfigError, match="both write"):
         grid_items([base, base], runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_folder_of_another_config_is_refused_naming_the_keys(image_folder, tmp_path):
+    base, _ = write_configs(tmp_path, image_folder)
+    runs = tmp_path / "runs"
+    (item,) = grid_items([base], runs_dir=runs, overrides=["train.epochs=1"])
+    train(item.config)
+    assert grid_items([base], runs_dir=runs, overrides=["train.epochs=1",
+                                                        "train.verbose=2"])  # same run
+    with pytest.raises(ConfigError, match=r"base-s0: this run was started with another config "
+                                          r"than .*base.yaml asks for \(train.epochs: 1 in the "
+                                          r"run, 2 requested\); the grid neither resumes nor "
+                                          r"skips it"):
+        grid_items([base], runs_dir=runs)

@@ -129,3 +129,21 @@ def test_runs_become_hparams_trials_tensorboard_can_read(tmp_path):
     import tensorflow as tf
 
     assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(0.70)
+
+
+def test_report_never_overwrites_a_users_file(tmp_path, capsys):
+    from tfprune.cli.main import main
+
+    fake_run(tmp_path / "runs", "mag-s0", 0.70, "magnitude")
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "report.md").write_text("my report")
+    assert main(["report", str(tmp_path / "runs"), "--output", str(mine)]) == 2
+    assert "report.md already exist(s)" in capsys.readouterr().err
+    assert (mine / "report.md").read_text() == "my report"
+    assert sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    # its own files it replaces; --force replaces the user's
+    assert main(["report", str(tmp_path / "runs"), "--output", str(tmp_path / "out")]) == 0
+    assert main(["report", str(tmp_path / "runs"), "--output", str(tmp_path / "out")]) == 0
+    assert main(["report", str(tmp_path / "runs"), "--output", str(mine), "--force"]) == 0
+    assert (mine / "report.md").read_text() != "my report"

@@ -42,6 +42,8 @@ def add_parser(subparsers) -> None:
     )
     runs.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run folders")
     runs.add_argument("--output", default="reports/analysis", help="folder for the files")
+    runs.add_argument("--force", action="store_true",
+                      help="replace existing files that tfprune did not write")
 
 
 def run(args) -> int:
@@ -52,7 +54,7 @@ def run(args) -> int:
         from tfprune.analysis import analyze_runs
 
         try:
-            files = analyze_runs(args.run_dirs, args.output)
+            files = analyze_runs(args.run_dirs, args.output, force=args.force)
         except FileNotFoundError as error:
             raise ConfigError(str(error)) from None
         for path in files.values():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 
 def add_parser(subparsers) -> None:
@@ -24,21 +23,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--repeats", type=int, default=50, help="timed runs (median kept)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing files that tfprune did not write")
 
 
 def run(args) -> int:
     """Times every model and prints the table; returns 0."""
+    from tfprune.atomic import write_json
     from tfprune.config import ConfigError
     from tfprune.export.bench import bench_models, format_bench
     from tfprune.export.sources import bench_sources
+    from tfprune.outputs import refuse_overwrite
 
     if args.repeats < 1 or args.warmup < 0 or min(args.threads) < 1:
         raise ConfigError("--repeats and --threads must be >= 1, --warmup >= 0.")
+    if args.json:
+        refuse_overwrite(args.json, args.force)  # before any timing
     sources = bench_sources(args.models)
     rows = bench_models([(source.label, source.load()) for source in sources],
                         threads=args.threads, repeats=args.repeats, warmup=args.warmup)
     print(format_bench(rows))
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump([dataclasses.asdict(row) for row in rows], file, indent=2)
+        write_json(args.json, [dataclasses.asdict(row) for row in rows], indent=2)
     return 0

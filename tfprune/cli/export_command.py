@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -26,7 +25,11 @@ def add_parser(subparsers) -> None:
                         choices=["none", "dynamic", "float16", "int8"],
                         help="one file per choice")
     parser.add_argument("--output-dir", metavar="DIR",
-                        help="where the files go (default RUN_DIR/export, or beside MODEL)")
+                        help="where the files go (default RUN_DIR/export, or MODEL_export/ "
+                             "beside MODEL)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing files in the output folder that tfprune did "
+                             "not write")
     parser.add_argument("--data", metavar="SOURCE",
                         help="data for calibration and verification (default: the run's data; "
                              "a bare MODEL without it is verified on random inputs)")
@@ -38,10 +41,12 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Exports, verifies, prints and writes export.json; 1 if a check failed."""
+    from tfprune.atomic import write_json
     from tfprune.config import ConfigError
     from tfprune.data import load_data
-    from tfprune.export.deploy import export_all
+    from tfprune.export.deploy import export_all, export_file_name
     from tfprune.export.sources import deployable_source, run_data
+    from tfprune.outputs import OutputFolder
 
     for name in ("verify_samples", "representative_samples"):
         if getattr(args, name) < 1:
@@ -52,7 +57,11 @@ def run(args) -> int:
         output_dir = Path(args.output_dir or source.run_dir / "export")
     else:
         data = load_data(args.data) if args.data else None
-        output_dir = Path(args.output_dir or source.path.parent)
+        output_dir = Path(args.output_dir or
+                          source.path.with_name(f"{source.path.stem}_export"))
+    folder = OutputFolder(output_dir, args.force)
+    names = [export_file_name(source.path.stem, quantize) for quantize in args.quantize]
+    folder.check([*names, "export.json"])  # before any work
     if "int8" in args.quantize and data is None:
         raise ConfigError(f"{source.path}: int8 calibrates on training data; pass --data SOURCE.")
     model = source.load()
@@ -61,8 +70,8 @@ def run(args) -> int:
                          representative_samples=args.representative_samples)
     for report in reports:
         print(report.format())
-    (output_dir / "export.json").write_text(
-        json.dumps([report.as_dict() for report in reports], indent=2) + "\n")
+    write_json(output_dir / "export.json", [report.as_dict() for report in reports], indent=2)
+    folder.record([*names, "export.json"])
     failed = [report.quantize for report in reports if not report.passed]
     if failed:
         print(f"tfprune export: verification failed for {failed}", flush=True)

@@ -34,6 +34,8 @@ def add_parser(subparsers) -> None:
                              "over the epochs after the last pruning round, the final one, or "
                              "the best over all epochs (the paper's selection, which also "
                              "counts networks not yet at their target)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing files that tfprune did not write")
     parser.add_argument("--code-commit", metavar="SHA", default=None,
                         help="with --save-records: the commit of the code that trained the "
                              "run folders read (kept in their records, with this machine's "
@@ -58,7 +60,7 @@ def run(args) -> int:
     try:
         records = collect_runs(args.run_dirs)
         markdown, csv_path, claims = write_report(args.run_dirs, args.output, args.metric,
-                                                  records=records)
+                                                  records=records, force=args.force)
         if args.save_records:
             on_disk = [RunFolder(record.run_dir).summary.is_file() for record in records]
             stamped = stamp([r for r, fresh in zip(records, on_disk, strict=True) if fresh],

@@ -31,6 +31,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--initial-weights", metavar="PATH",
                         help="weights at initialization (.weights.h5/.keras) for distance-from-"
                              "init measures; default: the checkpoint's run folder's")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing files that tfprune did not write")
     parser.add_argument("--output", metavar="PATH",
                         help="where to save (default: RUN_DIR/scores/MEASURE-GRANULARITY)")
 
@@ -84,11 +86,16 @@ def run(args) -> int:
     from tfprune.data import load_data
     from tfprune.importance import ScoringContext
     from tfprune.model_files import load_model_file
+    from tfprune.outputs import refuse_overwrite
     from tfprune.run_folder import RunFolder
+    from tfprune.storage import stem
     from tfprune.training import build_model, data_spec, run_folder
 
     config = load_config(args.config, args.overrides)
     measure, context_options = _resolve_measure(args, config)
+    if args.output:  # before any work
+        for suffix in (".npz", ".json"):
+            refuse_overwrite(stem(args.output).with_suffix(suffix), args.force)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is not None and not checkpoint.is_file():
         raise ConfigError(f"--checkpoint {checkpoint}: no such file.")

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+#: What ``tfprune sensitivity`` writes into its output folder.
+SENSITIVITY_FILES = ("sensitivity.csv", "sensitivity.png", "tensorboard", "ratios.json")
+
 
 def add_parser(subparsers) -> None:
     """Adds the ``sensitivity`` subcommand."""
@@ -44,6 +47,8 @@ def add_parser(subparsers) -> None:
                         help="derive per-layer ratios meeting this FLOPs budget")
     parser.add_argument("--params", type=float, metavar="P",
                         help="derive per-layer ratios meeting this parameter budget")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing files that tfprune did not write")
     parser.add_argument("--output", metavar="DIR",
                         help="where the files go (default RUN_DIR/sensitivity, or "
                              "./sensitivity)")
@@ -95,8 +100,10 @@ def _cost(model, scores, ratios: dict, budgets: list) -> float:
 def run(args) -> int:
     """Builds the table, writes its files, prints it; returns 0."""
     import tfprune
+    from tfprune.atomic import write_json
     from tfprune.config import ConfigError
     from tfprune.export.sources import sample_images
+    from tfprune.outputs import OutputFolder
     from tfprune.pruning.sensitivity import layer_sensitivity
 
     if args.samples < 1:
@@ -116,6 +123,8 @@ def run(args) -> int:
                           f"without an accuracy metric (metrics: {metrics}); give "
                           "--max-loss-increase.")
     output = Path(args.output or default_output)
+    folder = OutputFolder(output, args.force)
+    folder.check(SENSITIVITY_FILES)  # before any work
     needs_data = tfprune.importance.get_measure(args.measure).requires
     scores = tfprune.score(model, args.measure, bundle if needs_data else None,
                            **({"num_samples": 512} if needs_data else {}))
@@ -141,10 +150,10 @@ def run(args) -> int:
                                   cost_of=lambda r: _cost(model, scores, r, budgets))
         except ValueError as error:
             raise ConfigError(f"tfprune sensitivity: {error}") from None
-        path = output / "ratios.json"
-        path.write_text(json.dumps(ratios, indent=1) + "\n")
+        path = write_json(output / "ratios.json", ratios)
         files.append(path)
         print("per-layer ratios (make_plan(model, scores, ratios)):",
               json.dumps(ratios))
+    folder.record(path.name for path in files)
     print("wrote:", ", ".join(str(f) for f in files))
     return 0

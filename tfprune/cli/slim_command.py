@@ -16,7 +16,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("run_dir", help="a folder written by tfprune prune")
     parser.add_argument("--output", metavar="PATH",
-                        help="where to save (default RUN_DIR/slim.keras)")
+                        help="where to save, a .keras file (default RUN_DIR/slim.keras, "
+                             "replaced when slim runs again)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing files that tfprune did not write")
 
 
 def summary_table(model, slimmed) -> str:
@@ -38,7 +41,7 @@ def run(args) -> int:
     """Slims, saves and prints the table; returns 0."""
     from tfprune.export.sources import slim_run
 
-    model, slimmed, output = slim_run(args.run_dir, args.output)
+    model, slimmed, output = slim_run(args.run_dir, args.output, force=args.force)
     print(summary_table(model, slimmed))
     print(f"saved: {output}")
     return 0

@@ -136,6 +136,11 @@ def export_and_verify(model: keras.Model, path: str | os.PathLike, quantize: str
     return report
 
 
+def export_file_name(stem: str, quantize: str) -> str:
+    """The name of the .tflite file ``export_all`` writes for one quantization."""
+    return f"{stem}_{quantize}.tflite"
+
+
 def export_all(model: keras.Model, output_dir: str | os.PathLike, quantizations, *, data=None,
                stem: str = "model", verify_samples: int = 1000,
                representative_samples: int = 200, progress=print) -> list[ExportReport]:
@@ -173,7 +178,7 @@ def export_all(model: keras.Model, output_dir: str | os.PathLike, quantizations,
         if progress:
             progress(f"exporting {stem} ({quantize}) and verifying it in LiteRT ...")
         reports.append(export_and_verify(
-            model, Path(output_dir) / f"{stem}_{quantize}.tflite", quantize,
+            model, Path(output_dir) / export_file_name(stem, quantize), quantize,
             representative_images=representative, images=images, labels=labels,
         ))
     return reports

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from tfprune.atomic import atomic_path
 from tfprune.config import ConfigError
 from tfprune.model_files import load_model_file
+from tfprune.outputs import refuse_overwrite
 from tfprune.run_folder import RunFolder
 
 
@@ -45,12 +48,15 @@ def _run_model_path(run_dir: Path) -> Path:
     return path
 
 
-def slim_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None):
-    """Slims a prune run's model with its last plan and saves it.
+def slim_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None,
+             force: bool = False):
+    """Slims a prune run's model with its last plan and saves it (atomically).
 
     Args:
         run_dir: A finished ``tfprune prune`` run folder.
-        output: Where to save (default ``RUN_DIR/slim.keras``).
+        output: Where to save, a ``.keras`` file (default ``RUN_DIR/slim.keras``, which a
+            later slim replaces); an existing file elsewhere is refused unless ``force``.
+        force: Replace an existing ``output``.
 
     Returns:
         ``(masked_model, slimmed_model, saved_path)``.
@@ -62,6 +68,11 @@ def slim_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None
     from tfprune.slimming import slim
 
     run_dir = Path(run_dir)
+    if output is not None:
+        if Path(output).suffix != ".keras":
+            raise ConfigError(f"--output {output}: a slimmed model is saved as a .keras file; "
+                              "give a path ending in .keras.")
+        refuse_overwrite(output, force)
     _run_model_path(run_dir)  # a clear error for a folder without a final model
     run = RunFolder(run_dir)
     plan = latest_plan(run.plans, 10**9)
@@ -70,7 +81,8 @@ def slim_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None
     model = run.load_model(compile=False)
     slimmed = slim(model, plan)
     output = Path(output) if output else run.slim_model
-    slimmed.save(output)
+    with atomic_path(output) as temporary:
+        slimmed.save(temporary)
     return model, slimmed, output
 
 
@@ -86,6 +98,11 @@ def deployable_source(path: str | os.PathLike) -> ModelSource:
             slim_path = RunFolder(path).slim_model
             if not slim_path.is_file():
                 slim_run(path)
+            elif not zipfile.is_zipfile(slim_path):
+                raise ConfigError(
+                    f"{slim_path}: truncated or not a .keras file (an interrupted slim from "
+                    f"before slims were written atomically?); delete it, or run tfprune slim "
+                    f"{path} again, then export.")
             return ModelSource(f"{path.name} (slim)", slim_path, path)
         return ModelSource(path.name, _run_model_path(path), path)
     if path.is_file() and path.suffix == ".keras":

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.atomic import atomic_path, write_bytes
 from tfprune.precision import float32_model
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -110,7 +111,8 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     model = float32_model(model)
     if quantize == "none":
-        model.export(str(path), format="litert", verbose=False)
+        with atomic_path(path) as temporary:
+            model.export(str(temporary), format="litert", verbose=False)
         return path
     with tempfile.TemporaryDirectory() as folder:
         model.export(folder, format="tf_saved_model", verbose=False)
@@ -120,7 +122,7 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
             converter.target_spec.supported_types = [tf.float16]
         if quantize == "int8":
             converter.representative_dataset = _calibration(model, representative_images)
-        path.write_bytes(converter.convert())
+        write_bytes(path, converter.convert())
     return path
 
 

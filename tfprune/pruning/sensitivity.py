@@ -75,10 +75,11 @@ class SensitivityTable:
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Writes the rows (and the baseline as ratio 0) as CSV."""
+        from tfprune.atomic import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         fields = ["layer", "ratio", "removed", "loss", "accuracy", "flops", "params"]
-        with path.open("w", newline="") as handle:
+        with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerow({"layer": "(none)", "ratio": 0, "removed": 0,

@@ -82,9 +82,59 @@ def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
             if run_dir in folders:
                 raise ConfigError(f"{path} and {folders[run_dir]} both write {run_dir}: give "
                                   "them different run.name values.")
+            _check_existing_run(path, config)
             folders[run_dir] = path
             items.append(GridItem(path, seed, config, prune))
     return items
+
+
+#: Config keys a run may be resumed or skipped with other values of: they change no result.
+UNCOMPARED_KEYS = frozenset({"run.dir", "run.name", "train.verbose"})
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict, requested: dict) -> list[str]:
+    """Dotted keys whose values differ in two resolved configs, ``UNCOMPARED_KEYS`` aside."""
+    saved, requested = _flatten(saved), _flatten(requested)
+    return sorted(key for key in saved.keys() | requested.keys()
+                  if key not in UNCOMPARED_KEYS and saved.get(key) != requested.get(key))
+
+
+def _check_existing_run(source: Path, config: dict) -> None:
+    """Refuses a grid item whose run folder holds a run of another config, naming the keys."""
+    run = RunFolder(config["run"]["dir"])
+    if not run.is_run:
+        return
+    try:
+        saved = load_config(run.config)
+    except ConfigError as error:
+        raise ConfigError(f"{run.config}: the saved config of this run cannot be read "
+                          f"({error}); move the run away to rerun it.") from None
+    differing = config_differences(saved, config)
+    if differing:
+        shown = "; ".join(f"{key}: {_get(saved, key)!r} in the run, {_get(config, key)!r} "
+                          "requested" for key in differing[:6])
+        raise ConfigError(
+            f"{run.path}: this run was started with another config than {source} asks for "
+            f"({shown}{'; ...' if len(differing) > 6 else ''}); the grid neither resumes nor "
+            "skips it. Restore the config it ran with, or move the run folder away (or use "
+            "another --runs-dir) to run the new config.")
+
+
+def _get(config: dict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def run_config(config: dict, prune: bool) -> dict:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tfprune.atomic import write_text
+from tfprune.outputs import OutputFolder
 from tfprune.study.claims import check_claims, claims_markdown
 from tfprune.study.hparams import write_hparams
 from tfprune.study.paired import paired_difference
@@ -150,8 +151,13 @@ def _number(value: float) -> str:
     return "" if np.isnan(value) else f"{value:.4f}"
 
 
+#: The files ``write_report`` writes into its output folder.
+REPORT_FILES = ("report.md", "report.csv", "runs.csv", "claims.md", "hparams")
+
+
 def write_report(paths, output: str | os.PathLike, metric: str = "best_after_pruning",
-                 records: list[RunRecord] | None = None) -> tuple[Path, Path, Path]:
+                 records: list[RunRecord] | None = None,
+                 force: bool = False) -> tuple[Path, Path, Path]:
     """Collects the runs under ``paths`` and writes the tables and the claim checks.
 
     Writes ``report.md`` (Tables 1-3 for ``metric``, then for the other
@@ -167,10 +173,18 @@ def write_report(paths, output: str | os.PathLike, metric: str = "best_after_pru
         output: The folder written.
         metric: A key of ``ACCURACY_METRICS``.
         records: The runs, if already collected from ``paths``.
+        force: Replace files in ``output`` that tfprune did not write
+            (``tfprune.outputs.OutputFolder``); without it they are refused.
 
     Returns:
         The paths of report.md, report.csv and claims.md.
+
+    Raises:
+        tfprune.outputs.OutputExistsError: Before writing anything, for a file in
+            ``output`` that tfprune did not write.
     """
+    folder = OutputFolder(output, force)
+    folder.check(REPORT_FILES)
     records = collect_runs(paths) if records is None else records
     if not records:
         raise FileNotFoundError(f"no finished run folders under {list(map(str, paths))}.")
@@ -187,4 +201,5 @@ def write_report(paths, output: str | os.PathLike, metric: str = "best_after_pru
     write_text(output / "claims.md",
                claims_markdown(check_claims(records, accuracy_metric=metric)))
     write_hparams(records, output / "hparams")
+    folder.record(REPORT_FILES)
     return output / "report.md", output / "report.csv", output / "claims.md"
