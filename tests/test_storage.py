@@ -50,3 +50,23 @@ def test_a_description_of_something_else(tmp_path):
     path.with_suffix(".json").write_text(json.dumps({"keys": {"keep": ["0"], "score": ["0"]}}))
     with pytest.raises(StorageError, match="not a pruning plan"):
         PruningPlan.load(path)
+
+
+def test_ensure_space_raises_a_disk_full_error_before_a_writer_starts(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from tfprune.atomic import ensure_space
+    from tfprune.cli.main import describe_os_error
+
+    ensure_space(tmp_path, 1024, "a test")  # plenty here
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10, 10, 2**20))
+    with pytest.raises(OSError) as raised:
+        ensure_space(tmp_path, 2**21, "the initial weights")
+    assert raised.value.errno == errno.ENOSPC
+    message = describe_os_error(raised.value)
+    assert message.startswith(f"{tmp_path}: no space left on the device (no space left on "
+                              "device for the initial weights (needs about 2.0 MiB, 1.0 MiB")
+    assert "--resume RUN_DIR" in message

@@ -14,8 +14,10 @@ Two processes writing the same target never share a temporary name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,11 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(descriptor)
 
 
+def _suffix(path: Path) -> str:
+    """The ending a writer recognises ``path`` by (``.weights.h5`` for Keras weights)."""
+    return ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+
+
 def is_temporary(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a temporary file left by an interrupted ``atomic_path``."""
     return TEMPORARY_INFIX in Path(path).name
@@ -48,8 +55,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path to write; on success it replaces ``path`` atomically.
 
     The temporary path keeps ``path``'s suffix (Keras and NumPy choose formats by
-    it). Whatever the block raises, ``path`` keeps its old content and the
-    temporary file is removed.
+    it; ``.weights.h5`` as a whole). Whatever the block raises, ``path`` keeps
+    its old content and the temporary file is removed.
 
     Args:
         path: The file to write. Its folder is created if missing.
@@ -60,7 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}{TEMPORARY_INFIX}",
-                                        suffix=path.suffix)
+                                        suffix=_suffix(path))
     os.close(descriptor)
     temporary = Path(name)
     temporary.unlink()  # writers (Keras, NumPy) create it themselves
@@ -74,6 +81,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def ensure_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Raises ``OSError(ENOSPC)`` if ``folder``'s disk has less than ``needed`` bytes free.
+
+    For writers that cannot fail cleanly on a full disk (h5py may crash the
+    process), checked before they start.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"no space left on device for {what} (needs about "
+                                    f"{needed / 2**20:,.1f} MiB, {free / 2**20:,.1f} MiB free)",
+                      str(folder))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -157,3 +157,28 @@ def test_slim_a_prune_run(image_folder, tmp_path, capsys):
     assert "block1_unit1_conv" in out and "params" in out and (run / "slim.keras").is_file()
     assert main(["slim", str(tmp_path)]) == 2
     assert "no model.keras" in capsys.readouterr().err
+
+
+def test_a_full_disk_during_training_is_one_line_with_how_to_resume(image_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    config = tmp_path / "c.yaml"
+    config.write_text(tiny_config(image_folder, epochs=2))
+    # A file-size limit stands in for a full disk: the first checkpoint cannot be written.
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+        from tfprune.cli.main import main
+        sys.exit(main(["train", {str(config)!r}, "--set", "run.dir={tmp_path / 'run'}"]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("tfprune train")]
+    assert len(error) == 1 and "no space left on the device" in error[0], result.stderr
+    assert "--resume RUN_DIR" in error[0] and "Traceback" not in result.stderr
+    assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp-" in p.name]

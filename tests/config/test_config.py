@@ -62,3 +62,27 @@ def test_error_names_the_file(tmp_path):
 def test_bad_override_syntax(text):
     with pytest.raises(ConfigError, match="expected section.key=value"):
         apply_overrides({}, [text])
+
+
+def test_files_that_are_no_configs_are_named(tmp_path, capsys):
+    from tfprune.cli.main import main
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"empty.yaml: the config is empty. tfprune will not "
+                                          r"train its defaults"):
+        load_config(empty)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("model: {name: vgg13}  # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml: not a UTF-8 text file"):
+        load_config(latin)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"a config is a mapping of sections"):
+        load_config(listed)
+    legacy = tmp_path / "model.h5"
+    legacy.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    assert main(["groups", str(legacy)]) == 2
+    error = capsys.readouterr().err
+    assert "model.h5: a legacy HDF5 Keras file" in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -68,6 +69,25 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; finished epochs are checkpointed: resume with --resume RUN_DIR",
               file=sys.stderr)
         return 130
+    except OSError as error:  # a full disk, a permission: one line, never a traceback
+        print(f"tfprune {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+
+
+#: errno values that mean "the disk is full" (or a file-size limit stands in for it).
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line naming the file and what to do, for an operating-system error."""
+    where = f"{error.filename}: " if error.filename else ""
+    if error.errno in _DISK_FULL:
+        return (f"{where}no space left on the device ({error.strerror or error}). Every file "
+                "tfprune writes is replaced atomically, so nothing finished was damaged: free "
+                "space (or point $TFPRUNE_CACHE_DIR / run.dir at a larger disk), then run the "
+                "same command again; an interrupted run resumes from its last finished epoch "
+                "with --resume RUN_DIR.")
+    return f"{where}{error.strerror or error}."
 
 
 def import_modules(names: list[str]) -> None:

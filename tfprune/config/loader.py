@@ -133,16 +133,41 @@ def read_yaml(path: str | os.PathLike) -> dict:
     """Reads a YAML config file.
 
     Raises:
-        ConfigError: If the file is missing or not valid YAML.
+        ConfigError: If the file is missing, not UTF-8 text (a model or data file
+            given as a config), not valid YAML, empty or not a mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found.")
+    if path.suffix.lower() in _NOT_CONFIGS:
+        raise ConfigError(f"{path}: {_NOT_CONFIGS[path.suffix.lower()]}, not a YAML config.")
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file, so not a YAML config (a model or "
+                          "data file?); save the config as UTF-8 text.") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error}).") from None
+    if content is None:
+        raise ConfigError(f"{path}: the config is empty. tfprune will not train its defaults "
+                          "(VGG-13 on CIFAR-10 for 160 epochs) silently: give at least model, "
+                          "data and train sections (configs/quickstart.yaml is a start).")
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections (model:, data:, ...), "
+                          f"not a {type(content).__name__}.")
     return content
+
+
+#: File endings that are not configs, with what they are.
+_NOT_CONFIGS = {
+    ".h5": "a legacy HDF5 Keras file (tfprune reads models saved as .keras: load it in Keras "
+           "and model.save('model.keras'))",
+    ".hdf5": "a legacy HDF5 Keras file (tfprune reads models saved as .keras)",
+    ".keras": "a Keras model file",
+    ".tflite": "a TFLite model file",
+    ".npz": "a NumPy archive",
+    ".zip": "a zip archive",
+}
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:

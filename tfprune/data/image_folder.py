@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from tfprune.atomic import atomic_path
 from tfprune.data.cache import cache_folder_for
 from tfprune.data.splits import DataError, ImageSplit
 
@@ -18,6 +21,25 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _COMPLETE_MARKER = ".tfprune-complete"
 #: Decoding more images than this shows a progress bar.
 PROGRESS_THRESHOLD = 2000
+#: Environment variables overriding the limits below.
+MAX_EXTRACT_ENV = "TFPRUNE_MAX_EXTRACT_BYTES"
+MAX_PIXELS_ENV = "TFPRUNE_MAX_IMAGE_PIXELS"
+#: Default limit on the bytes a zip may extract to (a zip bomb is refused past it).
+MAX_EXTRACT_BYTES = 20 * 2**30
+#: Past this many times its compressed size (and 64 MiB), a zip is taken for a bomb.
+MAX_COMPRESSION_RATIO = 200
+#: Default limit on one image's pixels, checked from its header before decoding.
+MAX_IMAGE_PIXELS = 25_000_000
+
+
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(f"${name}={value!r}: not a whole number.") from None
 
 
 def find_split_root(folder: Path, train_split: str, test_split: str) -> Path:
@@ -74,11 +96,23 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     if len(paths) > PROGRESS_THRESHOLD:
         print(f"decoding {len(paths)} images under {paths[0].parent.parent}")
         progress = keras.utils.Progbar(len(paths), unit_name="image")
+    max_pixels = _limit(MAX_PIXELS_ENV, MAX_IMAGE_PIXELS)
     for count, path in enumerate(paths, start=1):
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as image:  # reads the header only
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise DataError(
+                        f"{path}: image of {width}x{height} pixels, more than the limit of "
+                        f"{max_pixels:,} (${MAX_PIXELS_ENV}); not decoded. Resize the images, "
+                        f"or raise ${MAX_PIXELS_ENV} if this is intended.")
+                if expected is not None and (height, width) != expected[0][:2]:
+                    raise DataError(
+                        f"{path}: image of size {width}x{height} differs from {expected[1]} "
+                        f"({expected[0][1]}x{expected[0][0]}); images of mixed sizes are not "
+                        "supported: resize them to one size first.")
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        except OSError as error:
+        except (OSError, Image.DecompressionBombError) as error:
             raise DataError(f"{path}: cannot decode image ({error}).") from None
         if expected is None:
             expected = (array.shape, path)
@@ -118,15 +152,70 @@ def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
     target = cache_folder_for(zip_path, cache_dir)
     if (target / _COMPLETE_MARKER).exists():
         return target
-    target.mkdir(parents=True, exist_ok=True)
-    print(f"extracting {zip_path} into {target} (once; later runs reuse it)")
     try:
         with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(target)
+            members = archive.infolist()
+            _check_zip_size(zip_path, members)
+            target.mkdir(parents=True, exist_ok=True)
+            print(f"extracting {zip_path} into {target} (once; later runs reuse it)")
+            _extract(archive, members, target, zip_path)
     except zipfile.BadZipFile as error:
+        shutil.rmtree(target, ignore_errors=True)
         raise DataError(f"{zip_path}: not a readable zip file ({error}).") from None
+    except OSError as error:
+        shutil.rmtree(target, ignore_errors=True)  # a partial extraction is not kept
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise DataError(
+                f"{zip_path}: no space left on the device while extracting it into {target} "
+                f"(it needs {sum(m.file_size for m in members) / 2**20:,.0f} MiB); the partial "
+                f"extraction was removed. Free space there, or point $TFPRUNE_CACHE_DIR at "
+                "a larger disk, and run the command again.") from None
+        raise
     (target / _COMPLETE_MARKER).touch()
     return target
+
+
+def _check_zip_size(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuses a zip whose declared contents exceed the limits (a zip bomb), before extracting."""
+    declared = sum(member.file_size for member in members)
+    limit = _limit(MAX_EXTRACT_ENV, MAX_EXTRACT_BYTES)
+    compressed = max(1, zip_path.stat().st_size)
+    if declared > limit or (declared > 64 * 2**20
+                            and declared > MAX_COMPRESSION_RATIO * compressed):
+        raise DataError(
+            f"{zip_path}: would extract to {declared / 2**20:,.0f} MiB from "
+            f"{compressed / 2**20:,.1f} MiB (limit {limit / 2**20:,.0f} MiB, or "
+            f"{MAX_COMPRESSION_RATIO}x its size): refused as a possible zip bomb. If the "
+            f"archive is trusted, raise ${MAX_EXTRACT_ENV} (bytes) or extract it yourself and "
+            "give the folder.")
+
+
+def _extract(archive: zipfile.ZipFile, members, target: Path, zip_path: Path) -> None:
+    """Extracts ``members`` under ``target``, counting the bytes actually written.
+
+    A member's declared size can lie: extraction stops once more bytes come out
+    than the archive declared. Paths leaving ``target`` (``../``, absolute) are
+    refused.
+    """
+    root = target.resolve()
+    budget = sum(member.file_size for member in members)
+    written = 0
+    for member in members:
+        path = (root / member.filename).resolve()
+        if not path.is_relative_to(root):
+            raise DataError(f"{zip_path}: member {member.filename!r} would be written outside "
+                            "the extraction folder; refused.")
+        if member.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as source, open(path, "wb") as sink:
+            for block in iter(lambda source=source: source.read(1 << 20), b""):
+                written += len(block)
+                if written > budget:
+                    raise DataError(f"{zip_path}: extracts to more bytes than it declares; "
+                                    "refused as a possible zip bomb.")
+                sink.write(block)
 
 
 def _cached_split(split_dir: Path, cache: Path, name: str, class_names=None) -> ImageSplit:
@@ -138,10 +227,9 @@ def _cached_split(split_dir: Path, cache: Path, name: str, class_names=None) -> 
                 stored["images"], stored["labels"], list(stored["class_names"]), str(split_dir)
             )
     split = load_split_folder(split_dir, class_names)
-    temporary = arrays_path.with_suffix(".tmp.npz")
-    np.savez(temporary, images=split.images, labels=split.labels,
-             class_names=np.array(split.class_names))
-    os.replace(temporary, arrays_path)
+    with atomic_path(arrays_path) as temporary:  # removed on a full disk
+        np.savez(temporary, images=split.images, labels=split.labels,
+                 class_names=np.array(split.class_names))
     return split
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 
 from tfprune import models
-from tfprune.atomic import atomic_path
+from tfprune.atomic import atomic_path, ensure_space
 from tfprune.config import ConfigError, load_config, save_config
 from tfprune.data import DataBundle, DataSpec, load_data
 from tfprune.provenance import code_commit, machine_cpu
@@ -193,7 +193,10 @@ def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
         run.create()
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, run.config)
-        model.save_weights(run.initial_weights)
+        ensure_space(run.checkpoints, 2 * sum(w.numpy().nbytes for w in model.weights) + 2**20,
+                     "the initial weights")  # h5py cannot fail cleanly on a full disk
+        with atomic_path(run.initial_weights) as temporary:
+            model.save_weights(temporary)
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
         *extension.callbacks(model, data, run_dir, start),
