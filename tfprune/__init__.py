@@ -1,6 +1,6 @@
 """tfprune: structured pruning early in training for Keras 3 / TensorFlow.
 
-Subpackages (imported on first use, so ``import tfprune`` stays light):
+Subpackages (imported on first use):
 ``tfprune.models`` (builders), ``tfprune.data`` (pipelines), ``tfprune.config``
 (YAML configs), ``tfprune.training`` (the paper's training recipe),
 ``tfprune.importance`` (importance measures), ``tfprune.pruning``
@@ -12,9 +12,16 @@ latency) and ``tfprune.pipeline`` (prune, slim, export and time, end to end).
 ``tfprune.run_pipeline``, ``tfprune.register_layer_handler`` (``tfprune.handlers``:
 what tfprune knows about each layer type) and ``tfprune.check_model``
 (``tfprune.check``: a model end to end) are shortcuts to those.
+
+Importing tfprune registers the Keras objects its saved models refer to
+(``tfprune.keras_objects``, ``tfprune.losses``), so ``keras.saving.load_model``
+reads a pruned run's ``model.keras`` after ``import tfprune``; everything else
+is imported on first use.
 """
 
 import importlib
+
+from tfprune import keras_objects, losses  # noqa: F401 - registers saved models' Keras objects
 
 __version__ = "0.1.0"
 

@@ -386,3 +386,19 @@ def test_missing_targets_and_custom_train_steps_are_reported():
     custom.compile("sgd", "mse")
     with pytest.warns(UserWarning, match="overrides train_step or compute_loss"):
         tfprune.score(custom, "snip", (X, VALUES), num_samples=24)
+
+
+def test_a_ctc_model_is_scored_on_its_targets_as_keras_takes_them():
+    # keras.io's OCR example: (batch, length) label sequences against (batch, time, classes)
+    # outputs. Targets were expanded to (..., 1) because their rank is one less, which CTC
+    # refuses; Keras expands only when the output's last axis is 1.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 5))
+    x = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(6, name="chars")(x))
+    model.compile("adam", keras.losses.CTC())
+    features = RNG.normal(size=(8, 12, 5)).astype("float32")
+    labels = RNG.integers(1, 6, size=(8, 4)).astype("int32")
+    context = ScoringContext(model, (features, labels), num_samples=8, batch_size=8)
+    assert_same(context.gradients(1.0), keras_loss_gradient(model, features, labels))
+    assert np.all(np.isfinite(tfprune.score(model, "snip", (features, labels))["hidden"]))

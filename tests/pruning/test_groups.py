@@ -248,3 +248,29 @@ def test_per_channel_preprocessing_layers_keep_their_channels():
     masked.set_weights(model.get_weights())
     tfprune.apply_plan(masked, plan)
     np.testing.assert_allclose(tfprune.slim(model, plan)(images), masked(images), atol=1e-4)
+
+
+def test_a_shared_layer_the_analysis_refuses_is_named_once():
+    import keras
+    import tensorflow as tf
+
+    from tfprune.handlers.analysis import GraphError
+    from tfprune.pruning.groups import ChannelGraph
+
+    class Opaque(keras.layers.Layer):  # a custom layer that cannot be traced into keras.ops
+        def call(self, x):
+            return tf.ensure_shape(tf.numpy_function(lambda v: v * 2, [x], tf.float32),
+                                   x.shape)
+
+    opaque = Opaque(name="opaque")
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 3, name="a")(inputs)
+    b = keras.layers.Conv2D(4, 3, name="b")(inputs)
+    outputs = keras.layers.Add()([opaque(a), opaque(b)])  # one layer, called twice
+    try:
+        ChannelGraph(keras.Model(inputs, outputs))
+    except GraphError as error:
+        message = str(error)
+    else:
+        message = ""
+    assert message.count("- 'opaque'") == 1 and "ignored_layers=['opaque'] " in message, message

@@ -210,3 +210,39 @@ def test_random_and_uniform_draw_once_per_group_on_residual_streams(tmp_path):
     assert 0.3 < removed / total < 0.9  # summed draws (reduction "sum") removed none
     np.testing.assert_array_equal(plan.scores[str(streams[0].index)],
                                   scores[streams[0].sources[0]])
+
+
+def test_import_tfprune_is_all_a_pruned_model_file_needs_to_load(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    import keras
+
+    import tfprune
+
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    scores = tfprune.score(model, "magnitude")
+    tfprune.apply_plan(model, tfprune.make_plan(model, scores, 0.5))
+    model.compile("sgd", tfprune.losses.TemperatureCrossEntropy(5.0))
+    model.save(tmp_path / "pruned.keras")
+
+    def load(imports):
+        script = textwrap.dedent(f"""
+            {imports}
+            import keras
+            model = keras.saving.load_model({str(tmp_path / 'pruned.keras')!r})
+            print("kept", int(sum(abs(model.get_layer("conv").kernel.numpy()).sum((0, 1, 2))
+                                  > 0)))
+        """)
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=120)
+
+    plain = load("")  # plain Keras does not know tfprune's objects
+    assert plain.returncode != 0 and "tfprune>" in plain.stderr
+    result = load("import tfprune")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "kept 2"

@@ -109,3 +109,14 @@ def test_bad_prune_configs_fail_before_training(image_folder, tmp_path, prune_se
         prune(prune_config(image_folder, tmp_path / "run", **prune_settings))
     assert message in str(error.value)
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_a_model_too_narrow_for_the_target_is_refused_before_training(image_folder, tmp_path):
+    config = prune_config(image_folder, tmp_path / "run", measure="magnitude", target=0.9)
+    config["model"]["width_multiplier"] = 0.005  # one or two filters per layer
+    with pytest.raises(ConfigError, match=r"prune.target 0.9: this model cannot be pruned that "
+                                          r"far \(cannot remove 14 of 16: the floors "
+                                          r"\(min_keep\) leave only 8 removable.\); lower "
+                                          r"prune.target"):
+        prune(config)
+    assert not (tmp_path / "run").exists()  # nothing written, no epoch trained

@@ -167,8 +167,9 @@ class OutputLoss:
         """
         mask = _keras_mask(prediction)
         sparse = self.cross_entropy is not None and self.cross_entropy.labels == "sparse"
-        if not sparse and target.shape.rank == prediction.shape.rank - 1:
-            target = tf.expand_dims(target, -1)  # (batch,) targets of (batch, 1) outputs
+        if (not sparse and target.shape.rank == prediction.shape.rank - 1
+                and prediction.shape[-1] == 1):  # as Keras: (batch,) targets of (batch, 1)
+            target = tf.expand_dims(target, -1)  # outputs; CTC's (batch, length) stay as given
         if self.cross_entropy is not None:
             if self.on_logits:
                 prediction = prediction / tf.cast(temperature, prediction.dtype)

@@ -275,9 +275,10 @@ def _layout_shape(layout: Layout) -> tuple:
 
 
 def _problems_message(model, problems: list) -> str:
+    problems = list(dict.fromkeys(tuple(problem) for problem in problems))  # each once
     lines = [f"model {model.name!r}: tfprune cannot analyse {len(problems)} layer(s) or op(s):"]
     lines += [f"  - {name!r} ({kind}): {why}" for name, kind, why in problems]
-    names = [name for name, _, _ in problems]
+    names = list(dict.fromkeys(name for name, _, _ in problems))
     lines.append(f"Fix: pass ignored_layers={names!r} to keep their channels whole (never "
                  "pruned), or describe the type once with tfprune.register_layer_handler("
                  "LayerType, handler) (see docs/handlers.md).")

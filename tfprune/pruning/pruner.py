@@ -10,6 +10,8 @@ previous ones.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 from tfprune.importance import ScoringContext, get_measure
@@ -83,6 +85,7 @@ class Pruner:
         self.plan: PruningPlan | None = None
         self.scores: ImportanceScores | None = None
         self.context: ScoringContext | None = None
+        self._warned_below = False
 
     @property
     def measure(self) -> ImportanceMeasure:
@@ -132,6 +135,13 @@ class Pruner:
             seed: Seeds this step's samples (default: seed + number of steps done).
         """
         done = len(self.plan.history) if self.plan is not None else 0
+        if (isinstance(target, (int, float)) and self.plan is not None
+                and target < self.plan.fraction_removed - 1e-9 and not self._warned_below):
+            self._warned_below = True
+            warnings.warn(
+                f"Pruner.step({target}): {self.plan.fraction_removed:.1%} of the channels are "
+                "removed already, and removed channels stay removed; the target is a total, "
+                "not a step, so this step removes nothing more.", UserWarning, stacklevel=2)
         scores = self.score(self.seed + done if seed is None else seed)
         self.plan = self.plan_for(scores, target, self.plan)
         return self.plan

@@ -79,8 +79,13 @@ class PruneExtension(TrainingExtension):
         self.schedule = _schedule(config)
         self.callback = None
 
-    def callbacks(self, model, data, run_dir: Path, start_epoch: int) -> list:
-        """The ``PruningCallback``, resumed with the plan in force at ``start_epoch``."""
+    def check(self, model, data) -> None:
+        """Refuses, before training, a model, data or target the pruning rounds cannot take.
+
+        A fraction target is tried on a plan from magnitude scores (data-free), with
+        the config's floors and rounding: a model too narrow to reach it fails
+        here, not after the first epoch.
+        """
         section = self.config["prune"]
         try:
             ChannelGraph(model, section["ignored_layers"])
@@ -88,6 +93,24 @@ class PruneExtension(TrainingExtension):
             raise ConfigError(f"prune.ignored_layers / model: {error}") from None
         if "hessian_gradient" in self.measure.requires:
             _check_memory(data, section["samples_per_class"])
+        target = section["target"]
+        if isinstance(target, (int, float)) and section["granularity"] == "filter":
+            from tfprune.importance import score
+            from tfprune.pruning.plan import PlanError, make_plan
+
+            try:
+                make_plan(model, score(model, "magnitude"), float(target),
+                          min_keep=section["min_keep"], round_to=section["round_to"],
+                          ignored_layers=section["ignored_layers"])
+            except PlanError as error:
+                raise ConfigError(
+                    f"prune.target {target}: this model cannot be pruned that far ({error}); "
+                    "lower prune.target or prune.min_keep, or widen the model "
+                    "(model.width_multiplier).") from None
+
+    def callbacks(self, model, data, run_dir: Path, start_epoch: int) -> list:
+        """The ``PruningCallback``, resumed with the plan in force at ``start_epoch``."""
+        section = self.config["prune"]
         plan_dir = RunFolder(run_dir).plans
         self.callback = PruningCallback(
             self.measure, self.schedule, data, granularity=section["granularity"],

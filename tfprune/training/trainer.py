@@ -31,6 +31,9 @@ class TrainingExtension:
     #: Extra per-epoch log keys written to metrics.csv/json.
     columns: tuple = ()
 
+    def check(self, model, data) -> None:
+        """Raises ``ConfigError`` for what would fail later, before the run folder is written."""
+
     def callbacks(self, model, data, run_dir: Path, start_epoch: int) -> list:
         """Callbacks that run before the run-folder ones at each epoch end."""
         return []
@@ -189,6 +192,7 @@ def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
     if model is None:
         model = build_model(config, data)
         compile_model(model, config)
+    extension.check(model, data)
     if not resume:
         run.create()
         run.checkpoints.mkdir(parents=True, exist_ok=True)
