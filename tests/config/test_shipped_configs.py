@@ -35,7 +35,7 @@ def test_pruning_configs_are_generated_and_up_to_date():
     expected = _generator().all_configs()
     on_disk = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.yaml")}
     assert on_disk == expected, "run: python scripts/generate_configs.py"
-    assert len(expected) == 2 * 3 * 2 * 3 * 8 + 1 + 8  # paper + reduced; the study
+    assert len(expected) == 2 * 3 * 2 * 3 * 8 + 1 + 8 + 4  # paper + reduced; the study (+4 cells)
 
 
 def test_the_study_configs_follow_the_protocol():
@@ -52,7 +52,12 @@ def test_the_study_configs_follow_the_protocol():
     assert measures["vgg13_cifar10_snip_r5"] == ("snip", {})
     assert measures["vgg13_cifar10_grasp_t1_r5"] == ("grasp", {"temperature": 1.0})
     assert measures["vgg13_cifar10_random_r5"] == ("random", {})  # seeded by train.seed
-    assert len(measures) == 8
+    assert measures["vgg13_cifar10_uniform_r5"] == ("uniform", {})
+    assert len(measures) == 9
+    one_round = {path.stem: load_config(path)["prune"] for path in root.glob("*_r1.yaml")}
+    assert sorted(one_round) == ["vgg13_cifar10_grasp_abs_r1", "vgg13_cifar10_grasp_t1_r1",
+                                 "vgg13_cifar10_grasp_t200_r1"]
+    assert all(p["rounds"] == 1 and p["target"] == 0.75 for p in one_round.values())
 
 
 def test_every_pruning_config_passes_the_prune_checks():

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -42,3 +43,19 @@ def test_bad_requests_fail_clearly(slim_model, tmp_path):
         export_tflite(slim_model, tmp_path / "m.tflite", "int4")
     with pytest.raises(ValueError, match="needs representative_images"):
         export_tflite(slim_model, tmp_path / "m.tflite", "int8")
+
+
+def test_a_string_input_model_gets_litert_error_naming_its_string_ops(tmp_path):
+    import tensorflow as tf
+
+    from tfprune.export.tflite import LiteRTError
+
+    vectorizer = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorizer.adapt(["a b c", "b c d", "e f a"])
+    inputs = keras.Input((1,), dtype="string")
+    x = keras.layers.Embedding(20, 4)(vectorizer(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    path = export_tflite(model, tmp_path / "text.tflite")
+    with pytest.raises(LiteRTError, match=r"text.tflite: .*\(FlexStringLower\).*Text "
+                                          r"preprocessing \(TextVectorization"):
+        verify_tflite(path, model, tf.constant([["a b"], ["c d"]]))

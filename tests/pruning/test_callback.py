@@ -74,3 +74,30 @@ def test_early_bird_prunes_once_the_masks_settle_in_fit():
     history = model.fit(x, y, epochs=4, batch_size=10, callbacks=[callback], verbose=0)
     assert schedule.distances == [0.0, 0.0] and schedule.pruned_at == 3  # no probe at epoch 1
     assert history.history["kept_filters"] == [24, 24, 12, 12]
+
+
+def test_a_sub_model_is_pruned_inside_the_whole_models_fit():
+    # keras.io's VAE pattern: the decoder is a model of its own, trained inside the whole.
+    import keras
+
+    import tfprune
+    from tfprune.pruning import PruningCallback, RoundsSchedule
+
+    keras.utils.set_random_seed(0)
+    code = keras.Input((4,))
+    hidden = keras.layers.Dense(16, activation="relu", name="dec_hidden")(code)
+    decoder = keras.Model(code, keras.layers.Dense(8, name="dec_out")(hidden), name="decoder")
+    inputs = keras.Input((8,))
+    encoder = keras.Model(inputs, keras.layers.Dense(4, name="enc")(inputs), name="encoder")
+    whole = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
+    whole.compile("adam", "mse")
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    pruner = tfprune.Pruner(decoder, "magnitude", verbose=0)
+    whole.fit(x, x, epochs=2, batch_size=16, verbose=0,
+              callbacks=[PruningCallback(pruner, RoundsSchedule(0.5, rounds=1))])
+    assert pruner.plan.fraction_removed == 0.5
+    kernel = whole.get_layer("decoder").get_layer("dec_hidden").kernel.numpy()
+    removed = np.all(kernel == 0, axis=0)
+    assert removed.sum() == 8  # zero after the second epoch's updates: the masks held
+    np.testing.assert_allclose(pruner.slim()(x[:4] @ np.zeros((8, 4), "float32")),
+                               decoder(x[:4] @ np.zeros((8, 4), "float32")), atol=1e-5)

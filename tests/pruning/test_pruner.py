@@ -92,3 +92,54 @@ def test_the_callback_drives_a_pruner_and_refuses_options_that_belong_to_it():
     with pytest.raises(ValueError, match="the Pruner prunes model"):
         other.fit(X, Y, epochs=1, verbose=0,
                   callbacks=[PruningCallback(pruner, RoundsSchedule(0.5))])
+
+
+def ocr_like():
+    """keras.io's OCR pattern: a Reshape folds the conv's channels into time steps."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Reshape((8, 32))(x)  # (width, height x channels): channels into features
+    x = keras.layers.Dense(16, activation="relu", name="dense")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax", name="chars")(x))
+    model.compile("adam", keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    return model
+
+
+def test_the_pruner_says_what_pruning_can_reach_unless_silenced(capsys, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = ocr_like()
+    pruner = tfprune.Pruner(model, "magnitude")
+    out = capsys.readouterr().out
+    assert "1 prunable channel groups, 16 channels; pruning can remove at most" in out
+    assert "| conv | 4 |" in out  # kept whole, with the reason
+    kept = [row for row in pruner.coverage.kept_whole if row[0] == ["conv"]]
+    assert kept and 0 < pruner.coverage.params < 1
+    tfprune.Pruner(model, "magnitude", verbose=0)
+    assert capsys.readouterr().out == ""
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(16) % 5, 5)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[PruningCallback(
+        pruner, RoundsSchedule(0.5, rounds=1), log_dir=tmp_path / "logs")])
+    events = EventAccumulator(str(tmp_path / "logs"), size_guidance={"tensors": 0}).Reload()
+    (text,) = events.Tensors("pruning/coverage")
+    assert b"kept whole" in text.tensor_proto.string_val[0]
+
+
+def test_scoring_shows_its_samples_its_loss_settings_and_progress(capsys):
+    model = ocr_like()
+    x = np.random.default_rng(0).normal(size=(40, 8, 8, 1)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(40) % 5, 5)
+    pruner = tfprune.Pruner(model, "snip", (x, y), score_options={"num_samples": 256,
+                                                                   "batch_size": 16})
+    capsys.readouterr()
+    pruner.score()
+    out = capsys.readouterr().out
+    assert "scoring: g over 40 samples (all the data given: fewer than the 256 asked)" in out
+    assert "categorical_crossentropy (label_smoothing=0.1) on" in out
+    assert "40/40" in out  # Keras' progress bar over the samples
+    assert pruner.scores.metadata["loss"] == [
+        "chars: categorical_crossentropy (label_smoothing=0.1) on logits / T"]
+    tfprune.Pruner(model, "snip", (x, y), verbose=0).score()
+    assert capsys.readouterr().out == ""

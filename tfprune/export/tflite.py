@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -41,8 +42,20 @@ def litert_interpreter(path: str | os.PathLike, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    try:
+    with flex_errors_named(path):
         interpreter.allocate_tensors()
+    return interpreter
+
+
+@contextlib.contextmanager
+def flex_errors_named(path: str | os.PathLike):
+    """Turns the interpreter's error for TensorFlow (Flex) ops into a ``LiteRTError``.
+
+    The interpreter raises it when tensors are allocated (recurrent loops) or
+    when the model first runs (string ops of text preprocessing layers).
+    """
+    try:
+        yield
     except RuntimeError as error:
         flex = re.findall(r"\((Flex\w+)\)", str(error))
         if not flex and "Select TensorFlow op" not in str(error):
@@ -53,9 +66,10 @@ def litert_interpreter(path: str | os.PathLike, threads: int = 1):
             "(ai-edge-litert) does not include, so it cannot run here or on a device without "
             "the Flex delegate. Keras' recurrent layers (LSTM, GRU, SimpleRNN, ConvLSTM) "
             "export their loops as such ops: build them with unroll=True (a fixed sequence "
-            "length) to get builtin ops. A budget of FLOPs or parameters needs no LiteRT "
+            "length) to get builtin ops. Text preprocessing (TextVectorization, StringLookup "
+            "on strings) exports string ops: keep it outside the exported model and export "
+            "the model from token ids. A budget of FLOPs or parameters needs no LiteRT "
             "run.") from None
-    return interpreter
 
 
 @dataclasses.dataclass
@@ -170,7 +184,8 @@ def run_tflite(path: str | os.PathLike, inputs, threads: int = 1):
         raise ValueError(f"{path}: the inputs hold different numbers of examples.")
     outputs: dict[str, list] = {}
     for index in range(len(next(iter(arrays.values())))):
-        result = runner(**{name: array[index:index + 1] for name, array in arrays.items()})
+        with flex_errors_named(path):
+            result = runner(**{name: array[index:index + 1] for name, array in arrays.items()})
         for name, value in result.items():
             outputs.setdefault(name, []).append(value[0].copy())
     stacked = {name: np.stack(values) for name, values in sorted(outputs.items())}

@@ -135,6 +135,9 @@ class ScoringContext:
         data_keys: For datasets of dicts: ``(input_keys, target_keys)`` or
             ``(input_keys, target_keys, weight_key)``, each a key or list of
             keys. Default: tfds' ``("image", "label")``.
+        verbose: 1 prints, before each pass, the samples it averages over (and
+            when the data holds fewer than asked) and the loss, then a progress
+            bar; 0 (default) is silent.
 
     Example:
         >>> context = ScoringContext(model, (x_train, y_train), num_samples=512)
@@ -147,7 +150,7 @@ class ScoringContext:
         samples_per_class: int = 10, batch_size: int = 128,
         hessian_batch_size: int | None = None, seed: int = 0, initial_weights=None,
         include_output_layers: bool = False, batchnorm: str = "auto", loss=None,
-        loss_weights=None, data_keys=None,
+        loss_weights=None, data_keys=None, verbose: int = 0,
     ):
         for name, value in (("num_samples", num_samples), ("samples_per_class",
                             samples_per_class), ("batch_size", batch_size)):
@@ -183,6 +186,7 @@ class ScoringContext:
         self.samples_used: dict[str, int] = {}
         self._loss, self._loss_weights = loss, loss_weights
         self.data_keys = data_keys
+        self.verbose = int(verbose)
         self._objective: ScoringObjective | None = None
 
     # -- samples -----------------------------------------------------------------------
@@ -246,9 +250,19 @@ class ScoringContext:
         key = float(temperature)
         if key not in self._gradients:
             with self._batchnorm_scope(self.stream()):
+                self._announce("g", self.samples_used["gradient"], self.num_samples)
                 values = self._estimator().mean_gradient(self.stream(), key)
             self._gradients[key] = [v.numpy() for v in values]
         return self._gradients[key]
+
+    def _announce(self, what: str, used: int, asked: int) -> None:
+        """Prints, when verbose, what a pass averages over and the loss it differentiates."""
+        self._estimator().verbose = self.verbose
+        if not self.verbose:
+            return
+        fewer = f" (all the data given: fewer than the {asked} asked)" if used < asked else ""
+        print(f"scoring: {what} over {used} samples{fewer}; loss "
+              f"{'; '.join(self.objective.description)}", flush=True)
 
     def _batchnorm_scope(self, batches: list):
         """Where g or Hg over ``batches`` is taken: as the model is, or with BN recalibrated."""
@@ -297,6 +311,7 @@ class ScoringContext:
         estimator = self._estimator()
         memory = self.memory()
         size = batch_size_of(memory)
+        self._announce("g and Hg (the Hessian-gradient memory)", size, size)
         hg_batch = self.hessian_batch_size or min(size, FUSED_MEMORY_LIMIT)
         if hg_batch >= size:  # the whole memory at once: one fused pass
             g, hg = estimator.gradient_and_hessian_gradient(*memory, temperature=key)

@@ -86,6 +86,8 @@ class GradientEstimator:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.model = model
+        #: 1 shows a progress bar over the samples of each multi-batch pass.
+        self.verbose = 0
         self.temperature = float(temperature)
         self.variables = list(model.trainable_variables if variables is None else variables)
         self.hessian_variables = self._check_hessian_variables(hessian_variables)
@@ -197,6 +199,11 @@ class GradientEstimator:
 
     def _weighted_mean(self, batches, fn) -> list[tf.Tensor]:
         total, count = None, 0
+        batches = list(batches)
+        bar = None
+        if self.verbose and len(batches) > 1:
+            bar = keras.utils.Progbar(sum(int(keras.tree.flatten(_batch(b)[0])[0].shape[0])
+                                          for b in batches), unit_name="sample")
         for batch in batches:
             inputs, targets, weights = _batch(batch)
             size = int(keras.tree.flatten(inputs)[0].shape[0])
@@ -204,6 +211,8 @@ class GradientEstimator:
             scaled = [v * size for v in values]
             total = scaled if total is None else [t + s for t, s in zip(total, scaled, strict=True)]
             count += size
+            if bar is not None:
+                bar.add(size)
         if not count:
             raise ValueError("no batches to estimate from.")
         return [t / count for t in total]

@@ -143,7 +143,12 @@ class OutputLoss:
         """How the term is computed, for the scores' metadata."""
         how = "on logits / T" if self.on_logits else "on the outputs"
         weight = "" if self.weight == 1 else f" x {self.weight:g}"
-        return f"{self.name}: {_loss_name(self.loss)} {how}{weight}"
+        options = ({} if self.cross_entropy is None else
+                   {key: value for key, value in self.options().items()
+                    if value not in (None, False, 0, -1) or key == "ignore_class"
+                    and value is not None})
+        settings = f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
+        return f"{self.name}: {_loss_name(self.loss)}{settings} {how}{weight}"
 
     def options(self) -> dict:
         """The cross-entropy's options taken from the loss' config."""

@@ -124,12 +124,12 @@ class PruningCallback(keras.callbacks.Callback):
     def __init__(self, pruner, schedule, data=None, *, granularity="filter", scope="global",
                  min_keep=0.05, reduction="sum", normalization="none", score_options=None,
                  ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0,
-                 log_gradient_norms=False, round_to=1):
+                 log_gradient_norms=False, round_to=1, verbose=1):
         super().__init__()
         options = {"granularity": granularity, "scope": scope, "min_keep": min_keep,
                    "reduction": reduction, "normalization": normalization,
                    "score_options": score_options, "ignored_layers": tuple(ignored_layers),
-                   "round_to": int(round_to), "seed": int(seed)}
+                   "round_to": int(round_to), "seed": int(seed), "verbose": int(verbose)}
         if isinstance(pruner, Pruner):
             defaults = {name: parameter.default for name, parameter in
                         inspect.signature(PruningCallback.__init__).parameters.items()}
@@ -172,7 +172,7 @@ class PruningCallback(keras.callbacks.Callback):
         first, so a measure that cannot run fails before any epoch. A
         ``keras.distillation.Distiller`` being fit has its student pruned.
         """
-        pruned = trained_model(self.model)
+        pruned = self._pruned_model(trained_model(self.model))
         fresh = self.enforcer is None or self.enforcer.model is not pruned
         if fresh:
             self._start(pruned)
@@ -181,9 +181,25 @@ class PruningCallback(keras.callbacks.Callback):
             self.enforcer.update(self.plan)
         if self.log_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
+            if self.pruner.coverage is not None:
+                with self._writer.as_default():
+                    tf.summary.text("pruning/coverage", self.pruner.coverage.table(), step=0)
         if fresh and self.plan is None:
             self._round(0)  # a schedule that prunes before training (RoundsSchedule(start=0))
         self.model.make_train_function(force=True)
+
+    def _pruned_model(self, fitted: keras.Model) -> keras.Model:
+        """The model the rounds prune: the Pruner's, when it is a part of the model fitted.
+
+        A Pruner on a sub-model (a VAE's decoder, a backbone inside a classifier)
+        prunes it inside the whole model's ``fit``: its variables are the whole
+        model's, so their mask constraints apply at every optimizer step.
+        """
+        own = self.pruner.model if self.pruner is not None else None
+        if own is not None and own is not fitted and any(
+                layer is own for layer in fitted._flatten_layers(include_self=False)):
+            return own
+        return fitted
 
     def _start(self, model) -> None:
         if self._pruner_options is not None:
@@ -192,7 +208,8 @@ class PruningCallback(keras.callbacks.Callback):
                                  **options)
         elif self.pruner.model is not model:
             raise ValueError(f"PruningCallback: the Pruner prunes model "
-                             f"{self.pruner.model.name!r}, but fit runs on {model.name!r}.")
+                             f"{self.pruner.model.name!r}, which is neither the model fit runs "
+                             f"on ({model.name!r}) nor a part of it.")
         if self.pruner.plan is None:
             self.pruner.plan = self.initial_plan
         self._previous_probe = None
@@ -239,7 +256,15 @@ class PruningCallback(keras.callbacks.Callback):
         if not (should_prune and (budget is not None or target > current)):
             return
         previous = self.pruner.plan
+        if self.pruner.verbose:
+            aim = f"{target:.1%}" if isinstance(target, float) else str(target)
+            print(f"\ntfprune: pruning round {len(getattr(previous, 'history', ())) + 1} after "
+                  f"epoch {step} (target {aim} of the channels)", flush=True)
         self.pruner.step(target, seed=self.pruner.seed + step)
+        if self.pruner.verbose:
+            print(f"tfprune: {self.plan.fraction_removed:.1%} of the channels removed "
+                  f"({self.plan.total - self.plan.removed:,} of {self.plan.total:,} kept)",
+                  flush=True)
         scores, context = self.pruner.scores, self.pruner.context
         self.enforcer.update(self.plan, self.model.optimizer)
         if self._writer is not None:

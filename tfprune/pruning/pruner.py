@@ -19,6 +19,7 @@ from tfprune.importance.api import split_options
 from tfprune.importance.measure import ImportanceMeasure, measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
 from tfprune.importance.scores import ImportanceScores
+from tfprune.pruning.coverage import coverage
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import apply_plan
 from tfprune.pruning.plan import PruningPlan, make_plan
@@ -46,9 +47,13 @@ class Pruner:
         score_options: Sampling options of ``tfprune.score`` (``num_samples``,
             ``samples_per_class``, ``batchnorm``, ``loss``, ``data_keys``...).
         seed: Seeds the scoring samples (``step`` k uses ``seed + k`` unless told).
+        verbose: 1 (default) prints what pruning can reach (the channels kept whole
+            and why, the removable share of parameters and FLOPs) and shows each
+            scoring's progress, samples and loss; 0 is silent.
 
     Attributes:
         graph: The ``ChannelGraph`` (structured granularity; None for weights).
+        coverage: What pruning can reach (``tfprune.pruning.coverage.Coverage``).
         plan: The ``PruningPlan`` in force (None before the first step).
         scores: The last ``ImportanceScores``.
 
@@ -66,7 +71,7 @@ class Pruner:
     def __init__(self, model: keras.Model, importance="magnitude", data=None, *,
                  granularity: str = "filter", scope: str = "global", min_keep: float = 0.05,
                  reduction: str = "sum", normalization: str = "none", round_to: int = 1,
-                 ignored_layers=(), score_options=None, seed: int = 0):
+                 ignored_layers=(), score_options=None, seed: int = 0, verbose: int = 1):
         self.model = model
         self.importance = importance
         get_measure(importance)  # an unknown name fails here
@@ -86,6 +91,11 @@ class Pruner:
         self.scores: ImportanceScores | None = None
         self.context: ScoringContext | None = None
         self._warned_below = False
+        self.verbose = int(verbose)
+        #: What pruning can reach in the model (``tfprune.pruning.coverage``), filter plans only.
+        self.coverage = coverage(model, self.graph, ignored_layers) if self.graph else None
+        if self.coverage is not None and self.verbose:
+            print(f"tfprune: model {model.name!r}: {self.coverage.table()}", flush=True)
 
     @property
     def measure(self) -> ImportanceMeasure:
@@ -106,7 +116,8 @@ class Pruner:
             seed: Seeds the samples (default: the Pruner's seed).
             **options: Overrides of ``score_options`` for this scoring.
         """
-        options = {**self.score_options, **options, "seed": self.seed if seed is None else seed}
+        options = {"verbose": self.verbose, **self.score_options, **options,
+                   "seed": self.seed if seed is None else seed}
         self.context = ScoringContext(self.model, self.data, **options)
         self.scores = self.measure.score(self.context, self.granularity)
         return self.scores
@@ -118,7 +129,7 @@ class Pruner:
         after an epoch of training.
         """
         if self.measure.requires:
-            self.score(num_samples=8, samples_per_class=1)
+            self.score(num_samples=8, samples_per_class=1, verbose=0)
 
     def plan_for(self, scores, target, previous: PruningPlan | None = None) -> PruningPlan:
         """The plan ``make_plan`` makes from ``scores`` (the Pruner's plan is not changed)."""
