@@ -143,3 +143,17 @@ def test_scoring_shows_its_samples_its_loss_settings_and_progress(capsys):
         "chars: categorical_crossentropy (label_smoothing=0.1) on logits / T"]
     tfprune.Pruner(model, "snip", (x, y), verbose=0).score()
     assert capsys.readouterr().out == ""
+
+
+def test_a_step_below_the_pruning_done_warns_once():
+    import warnings
+
+    pruner = tfprune.Pruner(cnn(), "magnitude", verbose=0)
+    pruner.step(0.5)
+    with pytest.warns(UserWarning, match=r"Pruner.step\(0.25\): 50.0% of the channels are "
+                                         r"removed already.*the target is a total"):
+        plan = pruner.step(0.25)
+    assert plan.fraction_removed == 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pruner.step(0.25)  # said once

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tfprune.study.claims import CLAIMS, TABLE3_MEASURES, Claim, check_claims, claims_markdown
@@ -105,7 +106,9 @@ def test_markdown_escapes_bars_and_bad_round_kinds_fail():
     values = {(1, "GraSP (T=200)"): [0.3], (1, "GraSP (T=1)"): [0.2], (1, "|GraSP| (T=1)"): [0.4]}
     text = claims_markdown(check_claims(cells(values)))
     assert "\\|GraSP\\| beats GraSP" in text and "paired difference [95% CI]" in text
-    assert text.count("\n") == 2 + 3  # two pairs of |GraSP| + one tolerance check
+    # two pairs of |GraSP| + one tolerance check; the 11 claims without runs listed as untested
+    assert text.count("\n") == 2 + 3 + 11
+    assert text.count("untested: its cells have no runs yet") == 11
     assert len(CLAIMS) == 13
     with pytest.raises(ValueError, match="unknown rounds"):
         check_claims(cells(values), [Claim("x", "y", ("Mag.",), ("Loss",), rounds="some")])
@@ -139,3 +142,36 @@ def test_early_layer_claim_reads_the_runs_filters_kept(tmp_path):
     (check,) = by_statement(check_claims(records), "early layers")
     assert check.rounds == "5" and check.verdict == "holds"
     assert check.evidence == "GraSP (T=1) 80.0 ± 0.0 vs |GraSP| (T=1) 22.5 ± 3.5"
+
+
+def test_a_claim_made_at_one_round_count_is_checked_there_only():
+    values = {(5, "Mag."): [0.50, 0.52, 0.55], (5, "Proposed"): [0.49, 0.50, 0.53]}
+    assert not by_statement(check_claims(cells(values)), "With many rounds (25)")
+    values.update({(25, "Mag."): [0.50, 0.52, 0.55], (25, "Proposed"): [0.53, 0.56, 0.58]})
+    (check,) = by_statement(check_claims(cells(values)), "With many rounds (25)")
+    assert check.rounds == "25" and check.verdict == "holds"
+
+
+def test_the_detectable_gap_matches_a_simulated_paired_t_test():
+    from scipy import stats
+
+    from tfprune.study.paired import detectable_gap, paired_difference, power_of
+
+    rng = np.random.default_rng(0)
+    for n, sd in ((3, 0.65), (10, 0.65)):
+        gap = detectable_gap(n, sd)
+        draws = rng.normal(gap, sd, size=(40_000, n))
+        t = draws.mean(1) / (draws.std(1, ddof=1) / np.sqrt(n))
+        simulated = np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1))
+        assert simulated == pytest.approx(0.8, abs=0.01), (n, gap, simulated)
+    # where SciPy's noncentral t is stable, it agrees
+    shift = 0.65 * np.sqrt(10) / 0.65
+    critical = stats.t.ppf(0.975, 9)
+    assert power_of(10, 0.65, 0.65) == pytest.approx(
+        stats.nct.sf(critical, 9, shift) + stats.nct.cdf(-critical, 9, shift), abs=1e-6)
+    # the audit's figures: 1.9-2.4 points at n=3, 0.6-0.7 at n=10 (sd 0.57-0.73)
+    assert [round(detectable_gap(n, sd), 1) for n in (3, 10) for sd in (0.57, 0.73)] == [
+        1.9, 2.4, 0.6, 0.7]
+    difference = paired_difference({0: 1.0, 1: 2.0, 2: 1.5}, {0: 0.0, 1: 0.5, 2: 1.0})
+    assert difference.sd == pytest.approx(np.std([1.0, 1.5, 0.5], ddof=1))
+    assert difference.detectable_gap() == pytest.approx(detectable_gap(3, difference.sd))
