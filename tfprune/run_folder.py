@@ -139,7 +139,7 @@ class RunFolder:
         """
         state = self._checkpoint_state()
         name = state.get("checkpoint") if state else None
-        return self.checkpoints / (name or self.LAST_CHECKPOINT)
+        return self.checkpoints / (Path(str(name)).name if name else self.LAST_CHECKPOINT)
 
     def checkpoint_path(self, epoch: int) -> Path:
         """Where the checkpoint after ``epoch`` finished epochs is written."""
@@ -271,13 +271,6 @@ class RunFolder:
                 f"{self.CHECKPOINTS}/ folder to start it over, or start a new run.")
 
     # -- ownership and locking ----------------------------------------------------------
-    @property
-    def is_owned(self) -> bool:
-        """Whether tfprune created this folder (its marker, or a run from before markers)."""
-        return self.marker.is_file() or (self.is_run and (
-            self.checkpoint_state.is_file() or self.summary.is_file()
-            or self.initial_weights.is_file()))
-
     def foreign_files(self) -> list[str]:
         """The entries of an existing folder that tfprune's lock and marker do not explain."""
         if not self.path.is_dir():
