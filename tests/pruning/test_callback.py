@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfprune.pruning import PruningCallback, channel_groups, variable_masks
@@ -101,3 +102,33 @@ def test_a_sub_model_is_pruned_inside_the_whole_models_fit():
     assert removed.sum() == 8  # zero after the second epoch's updates: the masks held
     np.testing.assert_allclose(pruner.slim()(x[:4] @ np.zeros((8, 4), "float32")),
                                decoder(x[:4] @ np.zeros((8, 4), "float32")), atol=1e-5)
+
+
+class _SlotsAfterRound(keras.callbacks.Callback):
+    """Copies the optimizer's momentum slots right after the pruning callback's round."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.slots = [v.numpy().copy() for v in self.model.optimizer.variables
+                      if v.name.endswith("momentum")]
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_reset_optimizer_zeroes_every_slot_as_a_new_optimizer_would(reset):
+    model = user_model()
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data()
+    probe = _SlotsAfterRound()
+    callback = PruningCallback("magnitude", RoundsSchedule(0.5, rounds=1), reset_optimizer=reset,
+                               verbose=0)
+    model.fit(x, y, epochs=1, batch_size=10, verbose=0, callbacks=[callback, probe])
+    assert probe.slots and model.optimizer.iterations.numpy() == 4  # the step count is kept
+    nonzero = sum(int(np.count_nonzero(slot)) for slot in probe.slots)
+    assert (nonzero == 0) == reset  # kept (on the surviving weights) unless reset
+
+
+def test_reset_optimizer_is_a_config_key():
+    from tfprune.config import load_config
+
+    assert load_config(None)["prune"]["reset_optimizer"] is False
+    assert load_config(None, ["prune.reset_optimizer=true"])["prune"]["reset_optimizer"]

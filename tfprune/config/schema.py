@@ -114,6 +114,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
         "ignored_layers": Field([], (list,), allowed="a list of layer names"),
         "log_gradient_norms": Field(True, (bool,), allowed="true or false"),
+        "reset_optimizer": Field(False, (bool,), allowed="true or false"),
     },
     "finetune": {
         "source": Field(None, (str,), allowed="null, or the trained model: a .keras file or a "

@@ -17,7 +17,7 @@ from tfprune.importance.measure import measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
 from tfprune.pruning.budget import dense_cost
 from tfprune.pruning.groups import channel_groups
-from tfprune.pruning.masks import MaskEnforcer
+from tfprune.pruning.masks import MaskEnforcer, reset_optimizer_state
 from tfprune.pruning.plan import PruningPlan
 from tfprune.pruning.pruner import Pruner
 from tfprune.pruning.stats import layer_table
@@ -109,6 +109,12 @@ class PruningCallback(keras.callbacks.Callback):
         log_gradient_norms: Log per-layer gradient norms (the paper's Fig. 21)
             every round even when the measure needs no gradient (one extra g pass).
             Gradient-based measures log them at no extra cost.
+        verbose: For the Pruner the callback builds: 1 prints what pruning can
+            reach, each scoring's samples and loss, and each round; 0 is silent.
+        reset_optimizer: After each round, zero every optimizer slot (momentum,
+            moments), as the reference code's new optimizer per round. By default
+            only the removed channels' slots are zeroed, and the surviving
+            weights keep their momentum.
 
     Raises:
         TypeError: For a schedule the callback cannot drive (tfmot's own), or
@@ -124,12 +130,13 @@ class PruningCallback(keras.callbacks.Callback):
     def __init__(self, pruner, schedule, data=None, *, granularity="filter", scope="global",
                  min_keep=0.05, reduction="sum", normalization="none", score_options=None,
                  ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0,
-                 log_gradient_norms=False, round_to=1, verbose=1):
+                 log_gradient_norms=False, round_to=1, verbose=1, reset_optimizer=False):
         super().__init__()
         options = {"granularity": granularity, "scope": scope, "min_keep": min_keep,
                    "reduction": reduction, "normalization": normalization,
                    "score_options": score_options, "ignored_layers": tuple(ignored_layers),
                    "round_to": int(round_to), "seed": int(seed), "verbose": int(verbose)}
+        self.reset_optimizer = bool(reset_optimizer)
         if isinstance(pruner, Pruner):
             defaults = {name: parameter.default for name, parameter in
                         inspect.signature(PruningCallback.__init__).parameters.items()}
@@ -267,6 +274,8 @@ class PruningCallback(keras.callbacks.Callback):
                   flush=True)
         scores, context = self.pruner.scores, self.pruner.context
         self.enforcer.update(self.plan, self.model.optimizer)
+        if self.reset_optimizer:  # as the reference code's new optimizer each round
+            reset_optimizer_state(self.model.optimizer)
         if self._writer is not None:
             if self.log_gradient_norms and not context.gradient_norms():
                 context.gradients(self.measure.temperature)

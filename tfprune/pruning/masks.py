@@ -185,6 +185,27 @@ class MaskEnforcer:
                 reset_slots(optimizer, variable, mask)
 
 
+def reset_optimizer_state(optimizer) -> None:
+    """Zeroes every slot of ``optimizer`` (momentum, Adam's moments...), as a new optimizer has.
+
+    The reference code starts a new optimizer at each pruning round; this does
+    the same to the optimizer in place (its step counter and learning rate are
+    kept, so learning-rate schedules go on). A ``LossScaleOptimizer`` keeps its
+    loss scale; its inner optimizer's slots are zeroed.
+    """
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        reset_optimizer_state(inner)
+        return
+    kept = {id(optimizer.iterations)}
+    rate = getattr(optimizer, "_learning_rate", None)
+    if isinstance(rate, keras.Variable):
+        kept.add(id(rate))
+    for slot in optimizer.variables:
+        if id(slot) not in kept:
+            slot.assign(tf.zeros(slot.shape, slot.dtype))
+
+
 def reset_slots(optimizer, variable, mask) -> None:
     """Zeroes the optimizer's slots (momentum, ...) of a variable's masked entries."""
     prefix = variable.path.replace("/", "_") + "_"

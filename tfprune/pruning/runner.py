@@ -123,6 +123,7 @@ class PruneExtension(TrainingExtension):
             plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
             else None, seed=self.config["train"]["seed"],
             log_gradient_norms=section["log_gradient_norms"], round_to=section["round_to"],
+            reset_optimizer=section["reset_optimizer"],
         )
         return [self.callback]
 
