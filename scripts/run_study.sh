@@ -14,6 +14,10 @@
 #   reruns       the seven seed-1 runs whose per-epoch logs were never archived, again into
 #                runs/study_rerun (without op determinism); each must equal its record.
 #   claims       the untested claims, seeds 0-2: 1-round GraSP T=1 / T=200 / |GraSP|, uniform.
+#   analyses     Section 4.1 / Fig. 2 / Fig. 3 on the base runs of seeds 1 and 2 (seed 0's is in
+#                docs/study/analysis): `tfprune analyze training` into runs/study_analysis (not
+#                merged into the records: the base cells have their runs), its files copied to
+#                docs/study/analysis_s<seed>/.
 #
 # After each run the working tree's `tfprune report` merges the finished runs' records (with
 # their per-epoch logs, this machine's CPU and the code's commit) into docs/study/records.json
@@ -39,7 +43,7 @@ study=configs/pruning/study
 records=docs/study/records.json
 reruns=docs/study/reruns.json
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims)
+[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims analyses)
 
 # The pinned code trains; op determinism is switched on by the launcher when asked.
 train() {
@@ -110,6 +114,20 @@ for phase in "${phases[@]}"; do
         for stem in grasp_t1_r1 grasp_t200_r1 grasp_abs_r1 uniform_r5; do
           run_cell "vgg13_cifar10_$stem" "$seed"
         done
+      done ;;
+    analyses)
+      for seed in 1 2; do
+        analysis=runs/study_analysis/study_vgg13_cifar10_base-s$seed
+        if [ ! -f "$analysis/summary.json" ]; then
+          if [ -d "$analysis" ]; then args=(--resume "$analysis"); else
+            args=("$study/vgg13_cifar10_base.yaml" --set "run.dir=$analysis" --set "train.seed=$seed")
+          fi
+          train analyze training "${args[@]}" --num-samples 2560 --hessian-epochs 0 1 5 10 20 || true
+        fi
+        if [ -d "$analysis/analysis" ]; then
+          mkdir -p "docs/study/analysis_s$seed"
+          cp "$analysis"/analysis/{dynamics.csv,*.png} "docs/study/analysis_s$seed/"
+        fi
       done ;;
     *) echo "run_study.sh: unknown phase '$phase'" >&2; exit 2 ;;
   esac
