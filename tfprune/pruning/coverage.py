@@ -39,8 +39,8 @@ class Coverage:
     def table(self) -> str:
         """A short Markdown report: the removable share, then the channels kept whole."""
         share = ("" if self.params is None else
-                 f"; pruning can remove at most {self.params:.0%} of the parameters and "
-                 f"{self.flops:.0%} of the FLOPs")
+                 f"; pruning can remove at most {self.params:.1%} of the parameters and "
+                 f"{self.flops:.1%} of the FLOPs")
         lines = [f"{self.groups} prunable channel groups, {self.channels:,} channels{share}."]
         if self.kept_whole:
             lines += ["", "| kept whole | channels | why |", "| --- | --- | --- |"]
