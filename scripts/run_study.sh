@@ -14,6 +14,10 @@
 #   reruns       the seven seed-1 runs whose per-epoch logs were never archived, again into
 #                runs/study_rerun (without op determinism); each must equal its record.
 #   claims       the untested claims, seeds 0-2: 1-round GraSP T=1 / T=200 / |GraSP|, uniform.
+#   reset        proposed at 5 rounds with the optimizer reset at each round, as the reference code
+#                (prune.reset_optimizer), seeds 0-2: a paired check of whether it matters. The
+#                pinned code lacks the option, so this phase pins its own commit (main's HEAD
+#                when it first starts: runs/study/code_commit_reset), extracted beside the other.
 #   analyses     Section 4.1 / Fig. 2 / Fig. 3 on the base runs of seeds 1 and 2 (seed 0's is in
 #                docs/study/analysis): `tfprune analyze training` into runs/study_analysis (not
 #                merged into the records: the base cells have their runs), its files copied to
@@ -43,11 +47,12 @@ study=configs/pruning/study
 records=docs/study/records.json
 reruns=docs/study/reruns.json
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims analyses)
+[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims reset analyses)
 
 # The pinned code trains; op determinism is switched on by the launcher when asked.
+code="$PWD/runs/study/code"
 train() {
-  PYTHONPATH="$PWD/runs/study/code" TFPRUNE_OP_DETERMINISM="$(determinism)" \
+  PYTHONPATH="$code" TFPRUNE_OP_DETERMINISM="$(determinism)" \
     nice -n 19 .venv/bin/python scripts/study_tfprune.py "$@"
 }
 determinism() {  # 1 while the check runs ("trial") and after it passed ("on")
@@ -64,12 +69,13 @@ merge() {  # merge RECORDS_FILE RUNS_DIR
 recorded() {  # recorded NAME RUNS_DIR RECORDS_FILE
   [ ! -f "$2/$1/summary.json" ] && [ -f "$3" ] && grep -q "\"run_dir\": \"$2/$1\"" "$3"
 }
-run_cell() {  # run_cell COLUMN_FILE_STEM SEED [RUNS_DIR RECORDS_FILE]
+run_cell() {  # run_cell COLUMN_FILE_STEM SEED [RUNS_DIR RECORDS_FILE [RUN_NAME --set ...]]
   local config="$study/$1.yaml" seed=$2 dir=${3:-runs/study} file=${4:-$records}
-  local name="study_$1-s$seed"
+  local run_name=${5:-study_$1}
+  local name="$run_name-s$seed"
   if recorded "$name" "$dir" "$file"; then echo "$name: finished (in $file), skipped"; return; fi
   train grid "$config" --first-seed "$seed" --seeds 1 --runs-dir "$dir" \
-    --set train.verbose=2 || true
+    --set train.verbose=2 --set "run.name=$run_name" "${@:6}" || true
   merge "$file" "$dir"
 }
 
@@ -115,6 +121,20 @@ for phase in "${phases[@]}"; do
           run_cell "vgg13_cifar10_$stem" "$seed"
         done
       done ;;
+    reset)
+      [ -f runs/study/code_commit_reset ] || git rev-parse HEAD > runs/study/code_commit_reset
+      saved=("$code" "$commit")
+      commit=$(cat runs/study/code_commit_reset)
+      code="$PWD/runs/study/code-$commit"
+      if [ ! -d "$code" ]; then
+        mkdir -p "$code"
+        git archive "$commit" tfprune | tar -x -C "$code"
+      fi
+      for seed in 0 1 2; do
+        run_cell vgg13_cifar10_proposed_r5 "$seed" runs/study "$records" \
+          study_vgg13_cifar10_proposed_reset_r5 --set prune.reset_optimizer=true
+      done
+      code=${saved[0]}; commit=${saved[1]} ;;
     analyses)
       for seed in 1 2; do
         analysis=runs/study_analysis/study_vgg13_cifar10_base-s$seed

@@ -31,15 +31,24 @@ def machine_cpu() -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_commit() -> str | None:
-    """The git commit of the tfprune code running, or None outside a git checkout."""
+    """The git commit of the tfprune code running, or None outside a git checkout.
+
+    None too when the running code is not the checkout's own (a copy extracted
+    inside an ignored folder of a repository, as the study pins its code): the
+    repository's HEAD would name the wrong code.
+    """
     package = Path(__file__).resolve().parent
     try:
+        tracked = subprocess.run(["git", "-C", str(package), "ls-files", "--error-unmatch",
+                                  "provenance.py"], capture_output=True, timeout=10,
+                                 check=False)
         result = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
                                 capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     commit = result.stdout.strip()
-    return commit if result.returncode == 0 and len(commit) == 40 else None
+    ok = tracked.returncode == 0 and result.returncode == 0 and len(commit) == 40
+    return commit if ok else None
 
 
 def host() -> str:

@@ -151,3 +151,16 @@ def test_a_records_file_reports_after_its_run_folders_are_gone(tmp_path):
                              size_guidance={"tensors": 0}).Reload()
     (event,) = trial.Tensors("hparams/best_after_pruning_test_accuracy")
     assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(0.75)
+
+
+def test_a_run_with_the_optimizer_reset_is_its_own_cell(tmp_path):
+    import yaml
+
+    folder = run_folder(tmp_path / "runs", "prop-reset-s0", 0, measure="proposed")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["prune"]["reset_optimizer"] = True
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    run_folder(tmp_path / "runs", "prop-s0", 0, measure="proposed")
+    labels = sorted(record.measure for record in collect_runs([tmp_path / "runs"]))
+    assert labels == ["Proposed", "Proposed + optimizer reset"]
+    write_report([tmp_path / "runs"], tmp_path / "out")  # no "same cell and seed" refusal

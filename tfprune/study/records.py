@@ -31,6 +31,10 @@ from tfprune.run_folder import RunFolder, RunFolderError
 _PLAIN_LABELS = {"magnitude": "Mag.", "snip": "Loss", "loss_preservation": "Loss (Eq. 3)",
                  "proposed": "Proposed", "random": "Random", "uniform": "Uniform"}
 
+#: Added to the measure label of a run whose optimizer was reset at each round, so it is
+#: its own cell (paired with the default runs in report.csv) rather than a duplicate.
+RESET_SUFFIX = " + optimizer reset"
+
 #: The columns of a run's per-epoch log kept in its record (those present in metrics.csv).
 EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                  "kept_filters", "seconds")
@@ -175,8 +179,8 @@ def read_run(run_dir: Path) -> RunRecord:
         run_dir=Path(run_dir),
         network=f"{model['name']} x{model.get('width_multiplier', 1.0):g}",
         dataset=dataset_label(config["data"]["source"]),
-        measure=measure_label(prune["measure"], prune.get("measure_options")) if pruned
-        else None,
+        measure=measure_label(prune["measure"], prune.get("measure_options"))
+        + (RESET_SUFFIX if prune.get("reset_optimizer") else "") if pruned else None,
         rounds=int(summary.get("rounds_done", 0)) if pruned else 0,
         target=float(prune.get("target", 0.0)) if pruned else 0.0,
         seed=int(config["train"].get("seed", 0)),
