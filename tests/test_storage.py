@@ -70,3 +70,22 @@ def test_ensure_space_raises_a_disk_full_error_before_a_writer_starts(tmp_path, 
     assert message.startswith(f"{tmp_path}: no space left on the device (no space left on "
                               "device for the initial weights (needs about 2.0 MiB, 1.0 MiB")
     assert "--resume RUN_DIR" in message
+
+
+def test_a_failed_write_leaves_the_old_plan_file_and_no_temporary(tmp_path, monkeypatch):
+    import tfprune.storage as storage
+
+    path = write_pair(tmp_path / "plan", {"keep": {"a": np.ones(3)}}, {"kind": "test"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(file, *args, **kwargs):  # half a file written, then the disk is full
+        with open(file, "wb") as handle:
+            handle.write(b"PK\x03\x04 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage.np, "savez", disk_full)
+    with pytest.raises(OSError):
+        write_pair(tmp_path / "plan", {"keep": {"a": np.zeros(3)}}, {"kind": "new"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    tables, description = read_pair(path, "plan")
+    assert description["kind"] == "test" and tables["keep"]["a"].tolist() == [1, 1, 1]
