@@ -154,16 +154,6 @@ class ChannelAnalysis:
         self.inner.setdefault(layer.name, {})[unit] = space
         return space
 
-    def single_space(self, tensor, layer) -> int:
-        """The one plain space of a tensor; GraphError if it is concatenated or flattened."""
-        layout = self.layout(tensor)
-        if not layout.plain:
-            raise GraphError(
-                f"{layer.name!r} ({type(layer).__name__}) needs one plain channel space but its "
-                "input is a concatenation or flattening."
-            )
-        return layout.spaces[0][0]
-
     def add_role(self, layout: Layout, role: str, name: str) -> None:
         """Records ``name`` as a source, follower or consumer of every space in ``layout``."""
         for space, _ in layout.spaces:

@@ -208,13 +208,6 @@ class ChannelGraph:
         """The prunable group a channel space belongs to, or None if it is not prunable."""
         return self._roots.get(self._analysis.find(space))
 
-    def output_group(self, layer_name: str) -> ChannelGroup | None:
-        """The prunable group of a layer's output channels, or None."""
-        layout = self.layer_outputs[layer_name]
-        if not layout.plain:
-            return None
-        return self.group_of_space(layout.spaces[0][0])
-
     def inner_masks(self, name: str, keep: dict[int, np.ndarray]) -> dict:
         """``{unit: keep-mask}`` of the inner units of call ``name`` that lose channels."""
         masks = {unit: self.channel_mask(layout, keep)

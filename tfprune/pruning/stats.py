@@ -29,11 +29,6 @@ def kernel_calls(model: keras.Model) -> list[Call]:
             if _handler(call) is not None and _handler(call).kernels(call.operation)]
 
 
-def kernel_layers(model: keras.Model) -> list:
-    """The layers with a kernel, in graph order (nested models included)."""
-    return [call.operation for call in kernel_calls(model)]
-
-
 def _kernel_masks(model, plan):
     if plan is None:
         return {}
