@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from tfprune.atomic import write_text
 from tfprune.config import load_config
 from tfprune.export.bench import bench_models, format_bench, speedups
 from tfprune.export.deploy import export_all
@@ -30,7 +31,6 @@ from tfprune.training import (
     read_run_config,
     run_folder,
 )
-from tfprune.training.callbacks import write_atomic
 
 
 def _accuracy(model, dataset) -> float:
@@ -87,7 +87,7 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
         "bench_table": format_bench(rows),
         "pipeline_seconds_this_session": time.perf_counter() - started,
     }
-    write_atomic(RunFolder(run_dir).pipeline_summary,
+    write_text(RunFolder(run_dir).pipeline_summary,
                  json.dumps(summary, indent=2, default=str) + "\n")
     return TrainResult(run_dir=run_dir, model=slimmed, summary=summary)
 

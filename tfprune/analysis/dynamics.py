@@ -40,9 +40,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.analysis.statistics import correlation
+from tfprune.atomic import write_text
 from tfprune.importance.batchnorm import recalibrated_batchnorm
 from tfprune.importance.context import ScoringContext
-from tfprune.training.callbacks import write_atomic
 
 #: Columns of dynamics.csv, in order.
 COLUMNS = ("epoch", "bn_pearson", "bn_spearman", "mask_distance", "weight_pearson",
@@ -216,7 +216,7 @@ class DynamicsRecorder(keras.callbacks.Callback):
         writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        write_atomic(path, text.getvalue())
+        write_text(path, text.getvalue())
 
     def _write_summaries(self, row: dict, gradient_norms, names) -> None:
         if self._writer is None:

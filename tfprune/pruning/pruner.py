@@ -19,7 +19,7 @@ from tfprune.importance.api import split_options
 from tfprune.importance.measure import ImportanceMeasure, measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
 from tfprune.importance.scores import ImportanceScores
-from tfprune.pruning.coverage import coverage
+from tfprune.pruning.coverage import Coverage, coverage
 from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import apply_plan
 from tfprune.pruning.plan import PruningPlan, make_plan
@@ -92,10 +92,20 @@ class Pruner:
         self.context: ScoringContext | None = None
         self._warned_below = False
         self.verbose = int(verbose)
-        #: What pruning can reach in the model (``tfprune.pruning.coverage``), filter plans only.
-        self.coverage = coverage(model, self.graph, ignored_layers) if self.graph else None
-        if self.coverage is not None and self.verbose:
+        self._coverage = None
+        if self.graph is not None and self.verbose:
             print(f"tfprune: model {model.name!r}: {self.coverage.table()}", flush=True)
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """What pruning can reach (``tfprune.pruning.coverage``; None at weight granularity).
+
+        Computed on first use (a data-free plan and its cost), so ``verbose=0`` pays nothing.
+        """
+        if self._coverage is None and self.graph is not None:
+            self._coverage = coverage(self.model, self.graph,
+                                      self.plan_options["ignored_layers"])
+        return self._coverage
 
     @property
     def measure(self) -> ImportanceMeasure:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import time
-from pathlib import Path
 
 import keras
 
@@ -21,11 +20,6 @@ METRIC_COLUMNS = {
     "val_loss": "test_loss",
     "val_accuracy": "test_accuracy",
 }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically (``tfprune.atomic``): never half a file."""
-    write_text(path, text)
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -71,12 +65,12 @@ class MetricsLogger(keras.callbacks.Callback):
         self._write()
 
     def _write(self) -> None:
-        write_atomic(self.json_path, json.dumps(self.rows, indent=1))
+        write_text(self.json_path, json.dumps(self.rows, indent=1))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
         writer.writeheader()
         writer.writerows(self.rows)
-        write_atomic(self.csv_path, buffer.getvalue())
+        write_text(self.csv_path, buffer.getvalue())
 
 
 def _float(value):

@@ -12,12 +12,12 @@ from pathlib import Path
 import keras
 
 from tfprune import models
-from tfprune.atomic import atomic_path, ensure_space
+from tfprune.atomic import atomic_path, ensure_space, write_text
 from tfprune.config import ConfigError, load_config, save_config
 from tfprune.data import DataBundle, DataSpec, load_data
 from tfprune.provenance import code_commit, machine_cpu
 from tfprune.run_folder import RunFolder
-from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger, write_atomic
+from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger
 from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
 
@@ -237,7 +237,7 @@ def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> 
         "code_commit": code_commit(),
         **extras,
     }
-    write_atomic(run.summary, json.dumps(summary, indent=1))
+    write_text(run.summary, json.dumps(summary, indent=1))
     return summary
 
 
