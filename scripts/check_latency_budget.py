@@ -21,8 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import tfprune  # noqa: E402
-from tfprune.budgets import parse_budget  # noqa: E402
-from tfprune.pruning import measured  # noqa: E402
+from tfprune.budget_targets import parse_budget  # noqa: E402
 from tfprune.pruning.stats import flops  # noqa: E402
 
 
@@ -34,13 +33,13 @@ def main():
     keras.utils.set_random_seed(0)
     model = tfprune.models.build("vgg13", width_multiplier=1.0)
     budget = parse_budget({"latency_ms": 1})
-    dense = measured.measure(model, budget, repeats=args.repeats)
+    dense = budget.measure(model, repeats=args.repeats)
     limit = args.fraction * dense
     start = time.perf_counter()
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"latency_ms": limit})
     took = time.perf_counter() - start
     small = tfprune.slim(model, plan)
-    again = [measured.measure(small, budget, repeats=args.repeats) for _ in range(3)]
+    again = [budget.measure(small, repeats=args.repeats) for _ in range(3)]
     print(f"dense {dense:.3f} ms; budget {limit:.3f} ms; plan in {took:.0f} s; FLOPs "
           f"{flops(model) / 1e6:.1f}M -> {flops(small) / 1e6:.1f}M; re-measured "
           f"{[round(a, 3) for a in again]} ms = {[round(a / limit, 3) for a in again]} of the "

@@ -18,11 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import tfprune  # noqa: E402
-from tfprune.export.sources import run_data  # noqa: E402
 from tfprune.pruning import PruningPlan  # noqa: E402
-from tfprune.pruning.finetune import source_path  # noqa: E402
 from tfprune.run_folder import RunFolder  # noqa: E402
 from tfprune.training import read_run_config  # noqa: E402
+from tfprune.workflows.finetune import source_path  # noqa: E402
+from tfprune.workflows.model_sources import run_data  # noqa: E402
 
 
 def main():

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: install (with test extras), lint, build the docs
+# The whole test suite on a fresh machine: install (with test extras), lint (ruff, and the
+# layering with import-linter's lint-imports: contracts in setup.cfg), build the docs
 # with the API reference (mkdocs --strict: a broken link or docstring fails), then pytest
 # (extra arguments go to pytest, e.g. tests/data -q; -n 0 runs in one process).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh test
 .venv/bin/ruff check tfprune tests scripts
+.venv/bin/lint-imports --no-cache
 .venv/bin/mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/tfprune-site"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 # Two workers, one test module each at a time: most tests wait on tracing and Python, so the

@@ -3,10 +3,13 @@
 Subpackages (imported on first use):
 ``tfprune.models`` (builders), ``tfprune.data`` (pipelines), ``tfprune.config``
 (YAML configs), ``tfprune.training`` (the paper's training recipe),
-``tfprune.importance`` (importance measures), ``tfprune.pruning``
-(groups, plans, masks, schedules, callback), ``tfprune.slimming`` (physically
+``tfprune.importance`` (importance measures), ``tfprune.graph`` (the channel
+graph, analysed once per model), ``tfprune.plans`` (``PruningPlan``),
+``tfprune.pruning`` (targets, ranking, plans, costs, masks, schedules,
+callback), ``tfprune.slimming`` (physically
 smaller models), ``tfprune.export`` (TFLite / LiteRT export, verification,
-latency) and ``tfprune.pipeline`` (prune, slim, export and time, end to end).
+latency), ``tfprune.workflows`` (run folders and configs: prune, fine-tune)
+and ``tfprune.pipeline`` (prune, slim, export and time, end to end).
 ``tfprune.score``, ``tfprune.Pruner``, ``tfprune.channel_groups``, ``tfprune.make_plan``,
 ``tfprune.apply_plan``, ``tfprune.PruningPlan``, ``tfprune.slim``,
 ``tfprune.run_pipeline``, ``tfprune.register_layer_handler`` (``tfprune.handlers``:
@@ -25,14 +28,15 @@ from tfprune import keras_objects, losses  # noqa: F401 - registers saved models
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("check", "config", "data", "export", "handlers", "importance", "models",
-                "pipeline", "pruning", "slimming", "training")
+_SUBPACKAGES = ("check", "config", "data", "export", "graph", "handlers", "importance",
+                "inspection", "models", "pipeline", "plans", "pruning", "slimming", "training",
+                "workflows")
 
 #: Top-level functions -> the subpackage defining them.
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
               "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
               "run_pipeline": "pipeline", "register_layer_handler": "handlers",
-              "check_model": "check", "ScoreMonitor": "pruning", "Pruner": "pruning"}
+              "check_model": "check", "ScoreMonitor": "analysis", "Pruner": "pruning"}
 
 
 def __getattr__(name):

@@ -21,8 +21,6 @@ from tfprune.atomic import write_text
 from tfprune.config import load_config
 from tfprune.export.bench import bench_models, format_bench, speedups
 from tfprune.export.deploy import export_all
-from tfprune.export.sources import run_data, slim_run
-from tfprune.pruning.runner import prune
 from tfprune.run_folder import RunFolder
 from tfprune.training import (
     RunFinishedError,
@@ -31,6 +29,8 @@ from tfprune.training import (
     read_run_config,
     run_folder,
 )
+from tfprune.workflows.model_sources import run_data, slim_run
+from tfprune.workflows.prune_run import prune
 
 
 def _accuracy(model, dataset) -> float:

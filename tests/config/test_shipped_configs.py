@@ -61,7 +61,7 @@ def test_the_study_configs_follow_the_protocol():
 
 
 def test_every_pruning_config_passes_the_prune_checks():
-    from tfprune.pruning.runner import PruneExtension
+    from tfprune.workflows.prune_run import PruneExtension
 
     root = Path(__file__).resolve().parents[2] / "configs" / "pruning"
     for path in sorted(root.rglob("*.yaml")):
@@ -76,7 +76,7 @@ def test_every_pruning_config_passes_the_prune_checks():
 
 
 def test_random_pruning_takes_the_runs_seed():
-    from tfprune.pruning.runner import PruneExtension
+    from tfprune.workflows.prune_run import PruneExtension
 
     root = Path(__file__).resolve().parents[2] / "configs" / "pruning" / "study"
     path = root / "vgg13_cifar10_random_r5.yaml"

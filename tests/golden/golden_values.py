@@ -75,14 +75,14 @@ def _plan(plan) -> dict:
 
 
 def _costs(model, plan) -> dict:
-    from tfprune.pruning.budget import CostModel
-    from tfprune.pruning.groups import ChannelGraph
+    from tfprune.graph.channels import ChannelGraph
+    from tfprune.pruning.cost import KeepCost
     from tfprune.pruning.stats import flops, param_count
 
     graph = ChannelGraph(model)
     keep = {int(key): mask for key, mask in plan.keep.items()}
     return {"flops": flops(model, plan), "params": param_count(model, plan),
-            "cost_model": {kind: CostModel(model, graph, kind)(keep)
+            "cost_model": {kind: KeepCost(model, graph, kind)(keep)
                            for kind in ("flops", "params")}}
 
 

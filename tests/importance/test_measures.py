@@ -144,7 +144,7 @@ def test_unknown_measure_and_option_fail_clearly():
 
 
 def test_training_measure_fills_the_runs_temperature_and_seed():
-    from tfprune.importance.measure import training_measure
+    from tfprune.importance.measure_registry import training_measure
 
     assert training_measure("random", {}, 5.0, seed=2).get_config() == {"seed": 2}
     assert training_measure("uniform", {"seed": 7}, 5.0, seed=2).get_config() == {"seed": 7}

@@ -62,7 +62,7 @@ def test_a_rounds_schedule_reaches_a_flops_budget_at_its_last_round(image_folder
     import json
 
     from tfprune.config import load_config
-    from tfprune.pruning.runner import prune
+    from tfprune.workflows.prune_run import prune
 
     def config(target_override):
         return load_config(None, [

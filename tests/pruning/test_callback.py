@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfprune.pruning import PruningCallback, channel_groups, variable_masks
-from tfprune.pruning.schedule import RoundsSchedule
+from tfprune.pruning.tfmot_schedules import RoundsSchedule
 
 
 def user_model():
@@ -64,7 +64,7 @@ def test_callback_continues_on_the_same_model_and_starts_afresh_on_another():
 
 
 def test_early_bird_prunes_once_the_masks_settle_in_fit():
-    from tfprune.pruning.schedule import EarlyBirdSchedule
+    from tfprune.pruning.tfmot_schedules import EarlyBirdSchedule
 
     model = user_model()
     model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(

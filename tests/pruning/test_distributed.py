@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tfprune
 from tfprune.pruning import PruningCallback, variable_masks
-from tfprune.pruning.schedule import RoundsSchedule
+from tfprune.pruning.tfmot_schedules import RoundsSchedule
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 print("replicas", strategy.num_replicas_in_sync)
 rng = np.random.default_rng(0)

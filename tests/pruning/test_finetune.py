@@ -8,8 +8,8 @@ import pytest
 
 from tfprune.cli.main import main
 from tfprune.config import ConfigError, load_config
-from tfprune.pruning.finetune import finetune, resume_finetune
 from tfprune.run_folder import RunFolder
+from tfprune.workflows.finetune import finetune, resume_finetune
 
 
 def base_and_config(image_folder, tmp_path, **finetune_options):
@@ -95,8 +95,8 @@ def test_the_distillation_loss_is_the_kl_divergence_of_the_softened_outputs(imag
     """Checked by hand: T^2 KL(softmax(t / T) || softmax(s / T)) / scale^2, T = scale x 3."""
     import tensorflow as tf
 
-    from tfprune.pruning.finetune import FinetuneExtension
     from tfprune.training import compile_model
+    from tfprune.workflows.finetune import FinetuneExtension
 
     base, config = base_and_config(image_folder, tmp_path, distill="true")
     extension = FinetuneExtension(config)

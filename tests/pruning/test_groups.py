@@ -254,8 +254,8 @@ def test_a_shared_layer_the_analysis_refuses_is_named_once():
     import keras
     import tensorflow as tf
 
-    from tfprune.handlers.analysis import GraphError
-    from tfprune.pruning.groups import ChannelGraph
+    from tfprune.graph.channels import ChannelGraph
+    from tfprune.handlers.channel_analysis import GraphError
 
     class Opaque(keras.layers.Layer):  # a custom layer that cannot be traced into keras.ops
         def call(self, x):

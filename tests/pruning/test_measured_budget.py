@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.budgets import parse_budget
-from tfprune.pruning import measured
+from tfprune.budget_targets import parse_budget
 from tfprune.pruning.stats import flops
 
 
@@ -22,24 +21,24 @@ def cnn():
 
 def test_a_file_size_budget_lands_just_under_it():
     model = cnn()
-    dense_kb = measured.measure(model, parse_budget({"tflite_kb": 1}))
+    dense_kb = parse_budget({"tflite_kb": 1}).measure(model)
     budget = 0.5 * dense_kb
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"tflite_kb": budget})
-    size = measured.measure(tfprune.slim(model, plan), parse_budget({"tflite_kb": 1}))
+    size = parse_budget({"tflite_kb": 1}).measure(tfprune.slim(model, plan))
     assert 0.98 * budget <= size <= budget, (size, budget)
 
 
 def test_the_latency_search_lands_in_the_window_of_a_known_cost(monkeypatch):
     """With latency replaced by a known function of the model, the search's landing is exact."""
-    def fake(model, budget, repeats=50):
+    def fake(self, model, repeats=50):
         return 0.05 + 1e-7 * flops(model) ** 1.1  # not proportional to FLOPs: needs the secant
 
-    monkeypatch.setattr(measured, "measure", fake)
+    monkeypatch.setattr(type(parse_budget({"latency_ms": 1})), "measure", fake)
     model = cnn()
-    limit = 0.5 * fake(model, None)
+    limit = 0.5 * fake(None, model)
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"),
                              {"latency_ms": limit, "threads": 1}, round_to=4)
-    value = fake(tfprune.slim(model, plan), None)
+    value = fake(None, tfprune.slim(model, plan))
     assert 0.9 * limit <= value <= limit, (value, limit)
     assert all(k.sum() % 4 == 0 or k.all() for k in plan.keep.values())
 
@@ -49,10 +48,10 @@ def test_a_real_latency_budget_prunes_and_measures_under_it():
     budget = parse_budget({"latency_ms": 1, "threads": 1})
     # The quickest of three medians: a reference inflated by a busy moment would put the limit
     # above the unpruned model's next measurement, and nothing would be pruned.
-    limit = 0.6 * min(measured.measure(model, budget, repeats=30) for _ in range(3))
+    limit = 0.6 * min(budget.measure(model, repeats=30) for _ in range(3))
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"latency_ms": limit})
     assert flops(model, plan) < flops(model)
-    assert 0 < measured.measure(tfprune.slim(model, plan), budget, repeats=5) < float("inf")
+    assert 0 < budget.measure(tfprune.slim(model, plan), repeats=5) < float("inf")
     # How close a re-measurement lands to the budget is timing, which a busy machine (the
     # suite's other worker) distorts: scripts/check_latency_budget.py measures it on a quiet
     # one (docs/results.md); the search itself is tested against a known cost above.
@@ -75,13 +74,13 @@ def test_rounds_reach_a_file_size_budget_at_the_last_round(monkeypatch):
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype("float32")
     y = np.arange(16) % 10
-    budget_kb = 0.5 * measured.measure(model, parse_budget({"tflite_kb": 1}))
+    budget_kb = 0.5 * parse_budget({"tflite_kb": 1}).measure(model)
     callback = tfprune.pruning.PruningCallback(
         "magnitude", tfprune.pruning.RoundsSchedule({"tflite_kb": budget_kb}, rounds=2))
     model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
     rounds = callback.plan.history
     assert len(rounds) == 2 and rounds[0]["removed"] < rounds[1]["removed"]
-    size = measured.measure(tfprune.slim(model, callback.plan), parse_budget({"tflite_kb": 1}))
+    size = parse_budget({"tflite_kb": 1}).measure(tfprune.slim(model, callback.plan))
     assert 0.98 * budget_kb <= size <= budget_kb
 
 
@@ -94,7 +93,7 @@ def floor_model(model):
 def test_a_budget_below_the_floors_is_named_in_its_own_unit():
     # It used to say "the budget params <= 1 cannot be met": the proxy, not the user's budget.
     model = cnn()
-    floors_kb = measured.measure(floor_model(model), parse_budget({"tflite_kb": 1}))
+    floors_kb = parse_budget({"tflite_kb": 1}).measure(floor_model(model))
     limit = round(floors_kb / 2, 1)
     with pytest.raises(tfprune.pruning.PlanError, match=rf"tflite_kb <= {limit:g} cannot be met: "
                        r"with every group at its floor \(min_keep\) the slimmed model measures "
@@ -106,9 +105,9 @@ def test_a_floor_plan_under_the_budget_is_kept_when_the_proxy_overshoots(monkeyp
     """A file-size budget just above the floors' size: the search may aim below the floors."""
     model = cnn()
     scores = tfprune.score(model, "magnitude")
-    limit = measured.measure(floor_model(model), parse_budget({"tflite_kb": 1})) + 0.01
+    limit = parse_budget({"tflite_kb": 1}).measure(floor_model(model)) + 0.01
     plan = tfprune.make_plan(model, scores, {"tflite_kb": limit})
-    assert measured.measure(tfprune.slim(model, plan), parse_budget({"tflite_kb": 1})) <= limit
+    assert parse_budget({"tflite_kb": 1}).measure(tfprune.slim(model, plan)) <= limit
 
 
 def recurrent(unroll):
@@ -130,4 +129,4 @@ def test_a_latency_budget_on_a_model_litert_cannot_run_says_why_and_what_to_do(t
     with pytest.raises(LiteRTError, match=r"lstm.tflite: the file needs TensorFlow \(Flex\)"):
         run_tflite(path, np.zeros((1, 12, 4), "float32"))
     unrolled = recurrent(unroll=True)  # the advice works
-    assert measured.measure(unrolled, parse_budget({"latency_ms": 1}), repeats=3) > 0
+    assert parse_budget({"latency_ms": 1}).measure(unrolled, repeats=3) > 0

@@ -8,8 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tfprune.config import ConfigError, load_config
 from tfprune.pruning import PruningPlan
-from tfprune.pruning.runner import PruneExtension, prune, resume_prune
 from tfprune.training import resume_run, train
+from tfprune.workflows.prune_run import PruneExtension, prune, resume_prune
 
 
 def prune_config(image_folder, run_dir, **prune):

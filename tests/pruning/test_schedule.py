@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfprune.pruning.schedule import EarlyBirdSchedule, RoundsSchedule
 from tfprune.pruning.tfmot_import import import_tfmot
+from tfprune.pruning.tfmot_schedules import EarlyBirdSchedule, RoundsSchedule
 
 
 def test_schedules_are_tfmot_pruning_schedules():

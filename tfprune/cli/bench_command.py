@@ -32,8 +32,8 @@ def run(args) -> int:
     from tfprune.atomic import write_json
     from tfprune.config import ConfigError
     from tfprune.export.bench import bench_models, format_bench
-    from tfprune.export.sources import bench_sources
     from tfprune.outputs import refuse_overwrite
+    from tfprune.workflows.model_sources import bench_sources
 
     if args.repeats < 1 or args.warmup < 0 or min(args.threads) < 1:
         raise ConfigError("--repeats and --threads must be >= 1, --warmup >= 0.")

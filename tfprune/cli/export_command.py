@@ -45,8 +45,8 @@ def run(args) -> int:
     from tfprune.config import ConfigError
     from tfprune.data import load_data
     from tfprune.export.deploy import export_all, export_file_name
-    from tfprune.export.sources import deployable_source, run_data
     from tfprune.outputs import OutputFolder
+    from tfprune.workflows.model_sources import deployable_source, run_data
 
     for name in ("verify_samples", "representative_samples"):
         if getattr(args, name) < 1:

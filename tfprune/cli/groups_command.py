@@ -51,10 +51,10 @@ def _model(args):
 
 def run(args) -> int:
     """Prints one line per group, the channels kept whole, and a total; returns 0."""
-    from tfprune.pruning.groups import ChannelGraph
+    from tfprune.graph.channels import graph_for
 
     model, ignored, label = _model(args)
-    graph = ChannelGraph(model, ignored)
+    graph = graph_for(model, ignored)
     for group in graph.groups:
         split = "" if group.parts * group.atom == 1 else (
             f"  (removed evenly from {group.parts} parts, {group.atom} at a time)")

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from tfprune.config import ConfigError
     from tfprune.data import DataError
     from tfprune.export.tflite import LiteRTError
+    from tfprune.graph.channels import GraphError
     from tfprune.importance.scores import ScoringError
-    from tfprune.pruning.groups import GraphError
     from tfprune.pruning.plan import PlanError
     from tfprune.storage import StorageError
 

@@ -113,7 +113,7 @@ PRUNE = RunCommand(
     "filters (config section 'prune'); then training continues to train.epochs. Writes the "
     "plans, metrics, TensorBoard summaries and checkpoints to a run folder; an interrupted "
     "run continues with --resume RUN_DIR.",
-    "tfprune.pruning.runner:prune_from_file:resume_prune", pruning_report,
+    "tfprune.workflows.prune_run:prune_from_file:resume_prune", pruning_report,
 )
 
 FINETUNE = RunCommand(
@@ -123,7 +123,7 @@ FINETUNE = RunCommand(
     "for train.epochs with masks enforced, and with finetune.distill: true learn from the "
     "dense model too (keras.distillation.Distiller, LogitsDistillation). An interrupted run "
     "continues with --resume RUN_DIR.",
-    "tfprune.pruning.finetune:finetune_from_file:resume_finetune", pruning_report,
+    "tfprune.workflows.finetune:finetune_from_file:resume_finetune", pruning_report,
 )
 PIPELINE = RunCommand(
     "pipeline", "prune, train, slim, export to TFLite, verify in LiteRT and time: end to end",

@@ -47,7 +47,7 @@ def _resolve_measure(args, config):
     """The measure and context options, validated before any data is loaded."""
     from tfprune.config import ConfigError
     from tfprune.importance.api import split_options
-    from tfprune.importance.measure import training_measure
+    from tfprune.importance.measure_registry import training_measure
 
     try:
         measure_options, context_options = split_options(args.measure, _options(args.options))

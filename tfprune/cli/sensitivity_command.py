@@ -58,10 +58,10 @@ def _model_and_data(args):
     """``(model, bundle, default output folder)`` for the source given."""
     from tfprune.config import ConfigError, load_config
     from tfprune.data import load_data
-    from tfprune.export.sources import run_data
     from tfprune.model_files import load_model_file
     from tfprune.run_folder import RunFolder
     from tfprune.training import build_model, compile_model, data_spec
+    from tfprune.workflows.model_sources import run_data
 
     source = Path(args.source)
     if source.suffix in (".yaml", ".yml"):
@@ -102,7 +102,6 @@ def run(args) -> int:
     import tfprune
     from tfprune.atomic import write_json
     from tfprune.config import ConfigError
-    from tfprune.export.sources import sample_images
     from tfprune.outputs import OutputFolder
     from tfprune.pruning.sensitivity import layer_sensitivity
 
@@ -128,7 +127,7 @@ def run(args) -> int:
     needs_data = tfprune.importance.get_measure(args.measure).requires
     scores = tfprune.score(model, args.measure, bundle if needs_data else None,
                            **({"num_samples": 512} if needs_data else {}))
-    validation = sample_images(bundle, "test", args.samples)
+    validation = bundle.sample("test", args.samples)
     table = layer_sensitivity(model, scores, validation, ratios=args.ratios,
                               progress=lambda line: print(line, flush=True))
     metric = table.metric

@@ -39,7 +39,7 @@ def summary_table(model, slimmed) -> str:
 
 def run(args) -> int:
     """Slims, saves and prints the table; returns 0."""
-    from tfprune.export.sources import slim_run
+    from tfprune.workflows.model_sources import slim_run
 
     model, slimmed, output = slim_run(args.run_dir, args.output, force=args.force)
     print(summary_table(model, slimmed))

@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from tfprune.budgets import parse_budget
+from tfprune.budget_targets import parse_budget
+from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, SCOPES, RankingOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +38,16 @@ def _non_negative(value) -> bool:
 
 
 def _budget(value: dict) -> bool:
-    """A budget ``tfprune.budgets.parse_budget`` accepts."""
+    """A budget ``tfprune.budget_targets.parse_budget`` accepts."""
     try:
         parse_budget(value)
     except ValueError:
         return False
     return True
+
+
+#: The ranking options' defaults.
+_RANKING = RankingOptions()
 
 
 def _choice(default, *choices) -> Field:
@@ -104,15 +109,19 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "split": _choice("even", "even", "front_loaded"),
         "early_bird": Field({}, (dict,), allowed="{threshold, patience, max_epochs}"),
         "granularity": _choice("filter", "filter", "weight"),
-        "scope": _choice("global", "global", "layer"),
-        "min_keep": Field(0.05, (float,), lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-        "round_to": Field(1, (int,), _positive, "an integer >= 1 (groups keep multiples of it)"),
-        "reduction": _choice("sum", "sum", "mean", "max", "first"),
-        "normalization": _choice("none", "none", "l2", "max", "sum"),
+        # the ranking options: names, defaults and choices from RankingOptions
+        "scope": _choice(_RANKING.scope, *SCOPES),
+        "min_keep": Field(_RANKING.min_keep, (float,), lambda v: 0 <= v <= 1,
+                          "a number in [0, 1]"),
+        "round_to": Field(_RANKING.round_to, (int,), _positive,
+                          "an integer >= 1 (groups keep multiples of it)"),
+        "reduction": _choice(_RANKING.reduction, *REDUCTIONS),
+        "normalization": _choice(_RANKING.normalization, *NORMALIZATIONS),
         "num_samples": Field(2560, (int,), _positive, "an integer > 0"),
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
         "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
-        "ignored_layers": Field([], (list,), allowed="a list of layer names"),
+        "ignored_layers": Field(list(_RANKING.ignored_layers), (list,),
+                                allowed="a list of layer names"),
         "log_gradient_norms": Field(True, (bool,), allowed="true or false"),
         "reset_optimizer": Field(False, (bool,), allowed="true or false"),
     },

@@ -100,6 +100,21 @@ class DataBundle:
         images = images.astype(np.float32)
         return (images - self.mean) / self.std if self.spec.normalize else images
 
+    def sample(self, split: str, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` normalized images and their labels, drawn at random from a split.
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+            count: How many (at most the split's size).
+            seed: Seeds the draw.
+
+        Returns:
+            ``(images, labels)`` NumPy arrays, without augmentation.
+        """
+        data = self.train_split if split == "train" else self.test_split
+        order = np.random.default_rng(seed).permutation(len(data))[:count]
+        return self.normalize_numpy(data.images[order]), data.labels[order]
+
     def _normalize(self, images: tf.Tensor) -> tf.Tensor:
         if not self.spec.normalize:
             return images

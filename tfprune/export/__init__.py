@@ -7,7 +7,6 @@ the LiteRT interpreter against Keras.
 from tfprune.export.bench import BenchRow, bench_models, format_bench, speedups
 from tfprune.export.deploy import ExportReport, export_all, export_and_verify
 from tfprune.export.latency import Latency, keras_latency, litert_latency
-from tfprune.export.sources import ModelSource, deployable_source, slim_run
 from tfprune.export.tflite import (
     QUANTIZATIONS,
     Verification,
@@ -19,8 +18,8 @@ from tfprune.export.tflite import (
 )
 
 __all__ = [
-    "QUANTIZATIONS", "BenchRow", "ExportReport", "Latency", "ModelSource", "Verification",
-    "bench_models", "compare_outputs", "deployable_source", "export_all", "export_and_verify",
-    "export_tflite", "format_bench", "keras_latency", "litert_latency", "run_tflite",
-    "run_tflite_for", "slim_run", "speedups", "verify_tflite",
+    "QUANTIZATIONS", "BenchRow", "ExportReport", "Latency", "Verification", "bench_models",
+    "compare_outputs", "export_all", "export_and_verify", "export_tflite", "format_bench",
+    "keras_latency", "litert_latency", "run_tflite", "run_tflite_for", "speedups",
+    "verify_tflite",
 ]

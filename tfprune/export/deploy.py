@@ -160,7 +160,6 @@ def export_all(model: keras.Model, output_dir: str | os.PathLike, quantizations,
     Raises:
         ValueError: For an unknown quantization, or int8 without data.
     """
-    from tfprune.export.sources import sample_images
     from tfprune.export.tflite import QUANTIZATIONS
 
     unknown = [q for q in quantizations if q not in QUANTIZATIONS]
@@ -171,8 +170,8 @@ def export_all(model: keras.Model, output_dir: str | os.PathLike, quantizations,
                          "(its config names the data) or pass data.")
     representative = images = labels = None
     if data is not None:
-        representative, _ = sample_images(data, "train", representative_samples, seed=0)
-        images, labels = sample_images(data, "test", verify_samples, seed=1)
+        representative, _ = data.sample("train", representative_samples, seed=0)
+        images, labels = data.sample("test", verify_samples, seed=1)
     reports = []
     for quantize in quantizations:
         if progress:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.model_graph import pack_like
+from tfprune.graph.model_graph import pack_like
 
 
 def input_names(model: keras.Model) -> list[str]:

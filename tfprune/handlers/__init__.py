@@ -10,7 +10,6 @@ transposed, separable and depthwise convs, Embedding), ``normalization``,
 ``applications`` (keras.applications' own layers).
 """
 
-from tfprune.handlers.analysis import ChannelAnalysis, GraphError, Layout
 from tfprune.handlers.applications import APPLICATION_HANDLERS
 from tfprune.handlers.attention import ATTENTION_HANDLERS
 from tfprune.handlers.base import (
@@ -28,6 +27,7 @@ from tfprune.handlers.base import (
     source,
     take,
 )
+from tfprune.handlers.channel_analysis import ChannelAnalysis, GraphError, Layout
 from tfprune.handlers.kernels import KERNEL_HANDLERS, ConvTranspose, Depthwise, Separable, Source
 from tfprune.handlers.normalization import NORMALIZATION_HANDLERS, AcrossChannels, BatchNorm
 from tfprune.handlers.operations import OPERATION_HANDLERS

@@ -23,9 +23,10 @@ subclasses inherit their base's handler).
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
-from tfprune.handlers.analysis import ChannelAnalysis, GraphError
+from tfprune.handlers.channel_analysis import ChannelAnalysis, GraphError
 
 
 def attribute(layer, path: str):
@@ -55,6 +56,10 @@ def bias_masks(layer, out_mask) -> list:
     if getattr(layer, "bias", None) is None or out_mask is None:
         return []
     return [(layer.bias, np.asarray(out_mask, np.float32))]
+
+
+#: Final activations whose input is the logits.
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 class LayerHandler:
@@ -87,6 +92,16 @@ class LayerHandler:
     scored_kernel: str | None = None
     filter_axis: int = -1
     kernel_attributes: tuple = ()
+    #: Weight attribute -> the layer attributes its constraint may live in (the first one
+    #: the layer has): where ``get_config`` finds the mask constraint, so it is saved with
+    #: the model. Override for a type whose weights have other names.
+    constraint_attributes: dict = {
+        "kernel": ("kernel_constraint", "depthwise_constraint"), "bias": ("bias_constraint",),
+        "gamma": ("gamma_constraint",), "beta": ("beta_constraint",),
+        "depthwise_kernel": ("depthwise_constraint",),
+        "pointwise_kernel": ("pointwise_constraint",),
+        "embeddings": ("embeddings_constraint",),
+    }
 
     def analyse(self, analysis: ChannelAnalysis, layer, inputs: list, outputs: list) -> None:
         """Records how the layer maps its inputs' channel spaces to its outputs'.
@@ -143,6 +158,37 @@ class LayerHandler:
     def inner_masks(self, layer, masks: dict) -> list:
         """``[(variable, float mask)]`` for ``{unit: boolean keep-mask}`` of its inner units."""
         return []
+
+    def constraint_slots(self, layer) -> dict[int, tuple]:
+        """``{id(variable): (layer, constraint attribute)}`` of the layer's maskable weights.
+
+        ``MaskEnforcer`` puts its mask constraint in that attribute as well as on
+        the variable (``constraint_attributes``).
+        """
+        slots = {}
+        for weight, attributes in self.constraint_attributes.items():
+            variable = getattr(layer, weight, None)
+            found = [a for a in attributes if hasattr(layer, a)]
+            if isinstance(variable, keras.Variable) and found:
+                slots[id(variable)] = (layer, found[0])
+        return slots
+
+    def batch_statistics(self, layer):
+        """The layer whose per-channel batch statistics this layer normalizes with, or None.
+
+        A BatchNormalization holds them (moving mean and variance) itself; a
+        wrapper answers with the layer it wraps.
+        """
+        return None
+
+    def probability_activation(self, layer) -> str | None:
+        """``"softmax"`` or ``"sigmoid"`` if the layer ends in that activation, else None.
+
+        The layer's input (or its output before the activation) is then logits.
+        """
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", None) if activation is not None else None
+        return name if name in PROBABILITY_ACTIVATIONS else None
 
     def kernels(self, layer) -> list:
         """The layer's kernel variables counted for FLOPs."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.analysis import GraphError
 from tfprune.handlers.base import (
     LayerHandler,
     axis_mask,
@@ -17,6 +16,7 @@ from tfprune.handlers.base import (
     spatial_positions,
     take,
 )
+from tfprune.handlers.channel_analysis import GraphError
 
 
 class Source(LayerHandler):

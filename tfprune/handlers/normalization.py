@@ -16,7 +16,14 @@ def _channel_axes(layer, rank: int) -> set[int]:
 
 
 class BatchNorm(LayerHandler):
-    """BatchNormalization over the channel axis: gamma, beta and moving statistics per channel."""
+    """BatchNormalization over the channel axis: gamma, beta and moving statistics per channel.
+
+    All four follow the channel: a removed channel's are masked (and counted as
+    removed parameters) and sliced away by ``slim``.
+    """
+
+    #: The per-channel weights (GroupNormalization has no moving statistics).
+    channel_weights = ("gamma", "beta", "moving_mean", "moving_variance")
 
     def analyse(self, analysis, layer, inputs, outputs):
         rank = len(inputs[0].shape)
@@ -28,12 +35,15 @@ class BatchNorm(LayerHandler):
         if in_mask is None:
             return []
         mask = np.asarray(in_mask, np.float32)
-        return [(getattr(layer, name), mask) for name in ("gamma", "beta")
+        return [(getattr(layer, name), mask) for name in self.channel_weights
                 if getattr(layer, name, None) is not None]
 
     def slim(self, layer, context):
         index = context.input_index(layer)
         return layer.get_config(), [take(w, index, -1) for w in layer.get_weights()]
+
+    def batch_statistics(self, layer):
+        return layer
 
 
 class GroupNorm(BatchNorm):
@@ -45,6 +55,11 @@ class GroupNorm(BatchNorm):
     fewer groups. With one group it normalizes across all the channels, which
     are then kept whole.
     """
+
+    channel_weights = ("gamma", "beta")
+
+    def batch_statistics(self, layer):
+        return None
 
     def analyse(self, analysis, layer, inputs, outputs):
         rank, groups = len(inputs[0].shape), layer.groups
@@ -87,6 +102,13 @@ class AcrossChannels(LayerHandler):
               f"{type(layer).__name__} normalizes across the channels")
 
 
+class SoftmaxLayer(AcrossChannels):
+    """``keras.layers.Softmax``: normalizes across the channels; its input is logits."""
+
+    def probability_activation(self, layer):
+        return "softmax"
+
+
 class UnitNorm(LayerHandler):
     """UnitNormalization: a zero channel leaves the L2 norm unchanged, so channels pass."""
 
@@ -102,6 +124,7 @@ def _available(*names: str) -> tuple:
 NORMALIZATION_HANDLERS = {
     _available("BatchNormalization"): BatchNorm(),
     _available("GroupNormalization"): GroupNorm(),
-    _available("LayerNormalization", "Softmax", "RMSNormalization"): AcrossChannels(),
+    _available("LayerNormalization", "RMSNormalization"): AcrossChannels(),
+    _available("Softmax"): SoftmaxLayer(),
     _available("UnitNormalization"): UnitNorm(),
 }

@@ -25,8 +25,8 @@ from keras.src.ops import math as math_ops
 from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as numpy_ops
 
-from tfprune.handlers.analysis import GraphError, Layout
-from tfprune.handlers.base import LayerHandler, block, merge, pass_through
+from tfprune.handlers.base import PROBABILITY_ACTIVATIONS, LayerHandler, block, merge, pass_through
+from tfprune.handlers.channel_analysis import GraphError, Layout
 from tfprune.handlers.structure import ReshapeHandler
 
 
@@ -35,6 +35,10 @@ class OperationHandler(LayerHandler):
 
     def slim(self, layer, context):
         return layer.get_config(), []
+
+    def probability_activation(self, layer):
+        name = type(layer).__name__.lower()  # keras.ops.softmax / sigmoid nodes
+        return name if name in PROBABILITY_ACTIVATIONS else None
 
 
 class ElementwiseOp(OperationHandler):

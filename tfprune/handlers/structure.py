@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.analysis import GraphError, Layout
 from tfprune.handlers.base import LayerHandler, block, merge, pass_through, take
+from tfprune.handlers.channel_analysis import GraphError, Layout
 
 
 class PassThrough(LayerHandler):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import keras
 
-from tfprune.handlers.analysis import GraphError
 from tfprune.handlers.base import LayerHandler, block, handler_for
+from tfprune.handlers.channel_analysis import GraphError
 
 
 class _UnderWrapperName:
@@ -89,6 +89,10 @@ class Distributed(LayerHandler):
                    if key != "build_config"}  # rebuilt for the new channel count
         wrapper_config["layer"] = {**wrapped, "config": config}
         return wrapper_config, weights
+
+    def batch_statistics(self, layer):
+        """The wrapped layer's, when it is a BatchNormalization."""
+        return None if self.inner is None else self.inner.batch_statistics(layer.layer)
 
     def kernels(self, layer) -> list:
         """The wrapped layer's kernels."""

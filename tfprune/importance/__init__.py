@@ -6,11 +6,11 @@ Example:
     >>> importance.available_measures()
 """
 
-from tfprune.importance import measures as _builtin_measures  # noqa: F401 - registers them
+from tfprune.importance import builtin_measures as _builtin_measures  # noqa: F401 - registers them
 from tfprune.importance.api import score
 from tfprune.importance.context import LayerView, ScoringContext
 from tfprune.importance.gradients import GradientEstimator
-from tfprune.importance.measure import (
+from tfprune.importance.measure_registry import (
     MEASURES,
     FunctionMeasure,
     ImportanceMeasure,

@@ -7,7 +7,7 @@ import inspect
 import keras
 
 from tfprune.importance.context import ScoringContext
-from tfprune.importance.measure import (
+from tfprune.importance.measure_registry import (
     ImportanceMeasure,
     check_granularity,
     get_measure,

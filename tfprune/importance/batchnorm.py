@@ -17,11 +17,13 @@ import contextlib
 import keras
 import numpy as np
 
+from tfprune.handlers import LayerHandler, handler_for
+
 
 def batch_norm_layers(model: keras.Model) -> list:
     """Every BatchNormalization layer of ``model``, nested models included."""
     return [layer for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.BatchNormalization)]
+            if (handler_for(layer) or LayerHandler()).batch_statistics(layer) is layer]
 
 
 def recalibrate_batchnorm(model: keras.Model, batches) -> int:

@@ -14,17 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
-from keras.src.ops import nn as nn_ops
 
-from tfprune.model_graph import pack_like, producers
-
-#: Final activations whose input is the logits.
-PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
-_PROBABILITY_OPS = tuple(getattr(nn_ops, name) for name in ("Softmax", "Sigmoid")
-                         if hasattr(nn_ops, name))
+from tfprune.graph.model_graph import pack_like, producers
+from tfprune.handlers import LayerHandler, handler_for
+from tfprune.handlers.base import PROBABILITY_ACTIVATIONS
 
 
 def _activation_name(operation) -> str | None:
+    """The name of a layer's ``activation`` attribute (Dense, Activation), if it has one."""
     activation = getattr(operation, "activation", None)
     return getattr(activation, "__name__", None) if activation is not None else None
 
@@ -33,13 +30,9 @@ def _probability_activation(model: keras.Model, output) -> tuple[str, str] | Non
     call = producers(model).get(id(output))
     if call is None:
         return None
-    operation = call.operation
-    if isinstance(operation, keras.layers.Softmax):
-        return "softmax", call.name
-    if isinstance(operation, _PROBABILITY_OPS):
-        return type(operation).__name__.lower(), call.name
-    name = _activation_name(operation)
-    return (name, call.name) if name in PROBABILITY_ACTIVATIONS else None
+    handler = handler_for(call.operation) or LayerHandler()
+    name = handler.probability_activation(call.operation)
+    return (name, call.name) if name else None
 
 
 def output_activations(model: keras.Model) -> list[tuple[str, str] | None]:

@@ -15,10 +15,10 @@ import dataclasses
 import keras
 import numpy as np
 
+from tfprune.graph.model_graph import Call, operation_order, producers, walk
 from tfprune.handlers import GraphError, handler_for
 from tfprune.handlers.base import attribute, unprunable_reason
 from tfprune.importance.scores import ScoringError
-from tfprune.model_graph import Call, operation_order, producers, walk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,10 +126,9 @@ def _batch_norms_by_input(calls: list, made_by: dict) -> dict[int, keras.layers.
     """
     follows = {}
     for call in calls:
-        norm = call.operation
-        if isinstance(norm, keras.layers.TimeDistributed):
-            norm = norm.layer
-        if isinstance(norm, keras.layers.BatchNormalization) and call.inputs:
+        handler = handler_for(call.operation)
+        norm = handler.batch_statistics(call.operation) if handler is not None else None
+        if norm is not None and call.inputs:
             producer = made_by.get(id(call.inputs[0]))
             if producer is not None:
                 follows[id(producer.operation)] = norm

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from pathlib import Path
@@ -11,18 +10,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune.budgets import parse_budget
+from tfprune.budget_targets import parse_budget
+from tfprune.graph.channels import channel_groups
 from tfprune.importance import get_measure
-from tfprune.importance.measure import measure_for_model
+from tfprune.importance.measure_registry import measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
-from tfprune.pruning.budget import dense_cost
-from tfprune.pruning.groups import channel_groups
+from tfprune.inspection.round_summaries import write_round
+from tfprune.pruning.budget_search import dense_cost
 from tfprune.pruning.masks import MaskEnforcer, reset_optimizer_state
 from tfprune.pruning.plan import PruningPlan
 from tfprune.pruning.pruner import Pruner
+from tfprune.pruning.ranking import RankingOptions
 from tfprune.pruning.stats import layer_table
-from tfprune.pruning.summaries import write_round
-from tfprune.training.callbacks import trained_model
+from tfprune.trained_model import trained_model
 
 _PLAN_FILE = re.compile(r"epoch_(\d+)\.json$")
 
@@ -94,14 +94,10 @@ class PruningCallback(keras.callbacks.Callback):
         data: What ``tfprune.score`` takes: (x, y) arrays, a dataset, a DataBundle.
             With a Pruner: None (the Pruner's data).
         granularity: ``"filter"`` (structured) or ``"weight"`` (unstructured).
-        scope: Passed to the Pruner (``make_plan``): global or layer ranking.
-        min_keep: The fraction of each group always kept.
-        reduction: How a group's member scores combine.
-        normalization: Per-group score normalization.
-        round_to: Every group keeps a multiple of it, or all its channels.
+        ranking: For the Pruner the callback builds: how channels are ranked
+            (``tfprune.pruning.ranking.RankingOptions``).
         score_options: Passed to ``ScoringContext`` (num_samples, samples_per_class,
             batchnorm, loss, data_keys...).
-        ignored_layers: Layers the channel analysis leaves alone.
         log_dir: TensorBoard folder for per-round summaries (None: no summaries).
         plan_dir: Folder for ``epoch_<e>.npz/.json`` plans (None: not saved).
         initial_plan: A plan already in force (a resumed run).
@@ -115,6 +111,9 @@ class PruningCallback(keras.callbacks.Callback):
             moments), as the reference code's new optimizer per round. By default
             only the removed channels' slots are zeroed, and the surviving
             weights keep their momentum.
+        **options: The ranking options as keywords instead (``scope``,
+            ``min_keep``, ``reduction``, ``normalization``, ``round_to``,
+            ``ignored_layers``: see ``RankingOptions``).
 
     Raises:
         TypeError: For a schedule the callback cannot drive (tfmot's own), or
@@ -127,28 +126,26 @@ class PruningCallback(keras.callbacks.Callback):
         >>> model.fit(train_ds, epochs=20, callbacks=[PruningCallback(pruner, schedule)])
     """
 
-    def __init__(self, pruner, schedule, data=None, *, granularity="filter", scope="global",
-                 min_keep=0.05, reduction="sum", normalization="none", score_options=None,
-                 ignored_layers=(), log_dir=None, plan_dir=None, initial_plan=None, seed=0,
-                 log_gradient_norms=False, round_to=1, verbose=1, reset_optimizer=False):
+    def __init__(self, pruner, schedule, data=None, *, granularity="filter", ranking=None,
+                 score_options=None, log_dir=None, plan_dir=None, initial_plan=None, seed=0,
+                 log_gradient_norms=False, verbose=1, reset_optimizer=False, **options):
         super().__init__()
-        options = {"granularity": granularity, "scope": scope, "min_keep": min_keep,
-                   "reduction": reduction, "normalization": normalization,
-                   "score_options": score_options, "ignored_layers": tuple(ignored_layers),
-                   "round_to": int(round_to), "seed": int(seed), "verbose": int(verbose)}
+        ranking = RankingOptions.from_keywords("PruningCallback", ranking, options)
+        pruner_options = {"granularity": granularity, "score_options": score_options,
+                          "seed": int(seed), "verbose": int(verbose)}
         self.reset_optimizer = bool(reset_optimizer)
         if isinstance(pruner, Pruner):
-            defaults = {name: parameter.default for name, parameter in
-                        inspect.signature(PruningCallback.__init__).parameters.items()}
-            given = sorted(k for k, v in options.items() if v != defaults[k])
+            given = ranking.given() + [name for name, value, default in (
+                ("granularity", granularity, "filter"), ("score_options", score_options, None),
+                ("seed", seed, 0), ("verbose", verbose, 1)) if value != default]
             if given or data is not None:
                 raise TypeError(f"PruningCallback: {given + (['data'] if data is not None else [])}"
                                 " belong to the Pruner; give them to tfprune.Pruner(...).")
             self.pruner, self._pruner_options = pruner, None
         else:
             get_measure(pruner)  # an unknown measure fails here, not at fit
-            self.pruner, self._pruner_options = None, {**options, "importance": pruner,
-                                                        "data": data}
+            self.pruner, self._pruner_options = None, {
+                **pruner_options, "ranking": ranking, "importance": pruner, "data": data}
         self.schedule = check_schedule(schedule)
         self.log_dir = log_dir
         self.plan_dir = Path(plan_dir) if plan_dir else None
@@ -223,7 +220,7 @@ class PruningCallback(keras.callbacks.Callback):
         if hasattr(self.schedule, "reset"):
             self.schedule.reset()
         self.enforcer = MaskEnforcer(model, self.pruner.granularity,
-                                     self.pruner.plan_options["ignored_layers"])
+                                     self.pruner.ranking.ignored_layers)
         self.pruner.check()
 
     def _round_budget(self, budget: dict, step: int) -> dict:

@@ -14,7 +14,7 @@ import dataclasses
 
 import keras
 
-from tfprune.pruning.groups import ChannelGraph
+from tfprune.graph.channels import ChannelGraph, graph_for
 
 
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ def coverage(model: keras.Model, graph: ChannelGraph | None = None, ignored_laye
     from tfprune.pruning.plan import PlanError, make_plan
     from tfprune.pruning.stats import pruning_summary
 
-    graph = graph or ChannelGraph(model, ignored_layers)
+    graph = graph or graph_for(model, ignored_layers)
     total = sum(group.size for group in graph.groups)
     params = flops = None
     removable = total - len(graph.groups)

@@ -15,22 +15,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.graph.channels import ChannelGraph, graph_for
+from tfprune.graph.model_graph import calls
+from tfprune.handlers import handler_for
 from tfprune.importance.prunable import prunable_layers
 from tfprune.keras_objects import MaskConstraint
-from tfprune.model_graph import calls
-from tfprune.pruning.groups import ChannelGraph
-from tfprune.pruning.plan import PlanError, PruningPlan
-
-
-def check_plan_fits(graph: ChannelGraph, plan: PruningPlan) -> None:
-    """Raises PlanError unless the plan's groups are the graph's (same sources and sizes)."""
-    mine = [(g.sources, g.size) for g in graph.groups]
-    theirs = [(g["sources"], g["size"]) for g in plan.groups]
-    if mine != theirs:
-        raise PlanError(
-            f"the plan was made for another architecture: its {len(theirs)} channel groups "
-            f"do not match the model's {len(mine)} (first sources {theirs[:1]} vs {mine[:1]})."
-        )
+from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
 
 
 def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> list:
@@ -46,7 +36,7 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
             raise PlanError(f"the plan masks layers {missing}, which have no prunable kernel "
                             "in this model.")
         return [(layers[n].kernel, plan.keep[n].astype(np.float32)) for n in plan.keep]
-    graph = ChannelGraph(model, plan.settings.get("ignored_layers", ignored_layers))
+    graph = graph_for(model, plan.settings.get("ignored_layers", ignored_layers))
     check_plan_fits(graph, plan)
     return graph_variable_masks(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
 
@@ -89,32 +79,18 @@ def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=())
     """Every variable a plan of this granularity could mask."""
     if granularity == "weight":
         return [layer.kernel for layer in prunable_layers(model, units=False)]
-    graph = ChannelGraph(model, ignored_layers)
-    full = PruningPlan("filter", [g.to_dict() for g in graph.groups],
-                       {str(g.index): np.ones(g.size, bool) for g in graph.groups}, {})
-    return [variable for variable, _ in variable_masks(model, full, ignored_layers)]
-
-
-#: Weight attribute -> the layer attributes its constraint may live in (the first one the
-#: layer has): where ``get_config`` finds it, so it is saved with the model.
-_CONSTRAINT_ATTRIBUTES = {
-    "kernel": ("kernel_constraint", "depthwise_constraint"), "bias": ("bias_constraint",),
-    "gamma": ("gamma_constraint",), "beta": ("beta_constraint",),
-    "depthwise_kernel": ("depthwise_constraint",), "pointwise_kernel": ("pointwise_constraint",),
-    "embeddings": ("embeddings_constraint",),
-}
+    graph = graph_for(model, ignored_layers)
+    return [variable for variable, _ in graph_variable_masks(
+        graph, {g.index: np.ones(g.size, bool) for g in graph.groups})]
 
 
 def _constraint_slots(model: keras.Model) -> dict[int, tuple]:
-    """``id(variable) -> (layer, constraint attribute)`` for the layers' weights."""
+    """``id(variable) -> (layer, constraint attribute)``, as each layer's handler says."""
     slots = {}
     for call in calls(model):
-        layer = call.operation
-        for weight, attributes in _CONSTRAINT_ATTRIBUTES.items():
-            variable = getattr(layer, weight, None)
-            found = [a for a in attributes if hasattr(layer, a)]
-            if isinstance(variable, keras.Variable) and found:
-                slots[id(variable)] = (layer, found[0])
+        handler = handler_for(call.operation)
+        if handler is not None:
+            slots.update(handler.constraint_slots(call.operation))
     return slots
 
 
@@ -147,8 +123,8 @@ class MaskEnforcer:
         """Puts a ``MaskConstraint`` (all ones until ``update``) on every maskable variable."""
         slots = _constraint_slots(self.model)
         for variable in _maskable_variables(self.model, self.granularity, self.ignored_layers):
-            if id(variable) in self.masks:
-                continue
+            if id(variable) in self.masks or not variable.trainable:
+                continue  # moving statistics: no optimizer step to constrain; update zeroes them
             constraint = variable.constraint
             if not isinstance(constraint, MaskConstraint):
                 mask = tf.Variable(tf.ones(variable.shape, variable.dtype), trainable=False,
@@ -179,7 +155,8 @@ class MaskEnforcer:
         if not self.masks:
             self.install()
         for variable, mask in variable_masks(self.model, plan, self.ignored_layers):
-            self.masks[id(variable)].assign(tf.cast(mask, variable.dtype))
+            if id(variable) in self.masks:
+                self.masks[id(variable)].assign(tf.cast(mask, variable.dtype))
             variable.assign(variable * tf.cast(mask, variable.dtype))
             if optimizer is not None:
                 reset_slots(optimizer, variable, mask)

@@ -1,13 +1,15 @@
 """Measured budgets: LiteRT latency and .tflite file size of the slimmed model.
 
 ``{"latency_ms": L}`` and ``{"tflite_kb": S}`` cannot be counted from the
-channel analysis; they are measured on this machine. The search: the
+channel analysis; they are measured on this machine, by the budget's own
+``measure`` (``tfprune.export.measured_budgets``: this module never imports
+the export code). The search: the
 measured cost follows a counted proxy closely (latency: FLOPs; file size:
 parameters), so ``measured_keep`` plans for a proxy budget
-(``tfprune.pruning.budget``: score per unit of proxy cost), slims the
+(``tfprune.pruning.budget_search``: score per unit of proxy cost), slims the
 model, exports it to float .tflite and measures it, then corrects the proxy
 budget by the secant through its last two measurements, aiming a little
-under the limit (95% of it for latency, 99% for file size), for at most
+under the limit (the budget's ``aim``: 95% of it for latency, 99% for file size), for at most
 ``MAX_STEPS`` measurements. The plan kept is the largest one measured under
 the limit. Latency is the median of ``repeats`` batch-1 runs in the LiteRT
 interpreter with ``threads`` threads after warm-up, so it lands within about
@@ -17,51 +19,28 @@ exact.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from tfprune.budgets import Budget
-from tfprune.pruning.budget import CostModel, FloorsReached, budget_keep
+from tfprune.budget_targets import MeasuredBudget
+from tfprune.pruning.budget_search import FloorsReached, budget_keep
+from tfprune.pruning.cost import KeepCost
 
-#: Proxy (counted) cost of each measured budget.
-PROXY = {"latency_ms": "flops", "tflite_kb": "params"}
-#: Where in the window under the limit the search aims.
-AIM = {"latency_ms": 0.95, "tflite_kb": 0.99}
 #: Measurements at most.
 MAX_STEPS = 8
-#: What each measured budget is in, for messages.
-UNITS = {"latency_ms": "ms", "tflite_kb": "KiB"}
 
 
-def measure(model: keras.Model, budget: Budget, repeats: int = 50) -> float:
-    """The model's cost in the budget's unit: LiteRT ms (median) or .tflite KiB."""
-    from tfprune.export.latency import litert_latency
-    from tfprune.export.tflite import LiteRTError, export_tflite
-
-    with tempfile.TemporaryDirectory() as scratch:
-        path = export_tflite(model, Path(scratch) / "model.tflite")
-        if budget.kind == "tflite_kb":
-            return path.stat().st_size / 1024
-        try:
-            return litert_latency(path, budget.threads, repeats).median_ms
-        except LiteRTError as error:
-            raise ValueError(f"the budget {budget.kind} is measured in LiteRT, and the "
-                             f"slimmed model cannot run there: {error.reason}") from None
-
-
-def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors: list,
-                  previous: list | None, round_to: int, slimmed: Callable[[list], keras.Model],
-                  progress=None) -> list[np.ndarray]:
+def measured_keep(model: keras.Model, graph, budget: MeasuredBudget, units: list,
+                  floors: list, previous: list | None, round_to: int,
+                  slimmed: Callable[[list], keras.Model], progress=None) -> list[np.ndarray]:
     """Keep-masks whose slimmed model measures under ``budget`` (see the module docstring).
 
     Args:
         model: The model.
         graph: Its ``ChannelGraph``.
-        budget: A measured budget.
+        budget: A measured budget (its ``measure`` exports and measures a model).
         units: Per group, one score per channel.
         floors: Per group, the fewest channels it may keep.
         previous: Per group, the keep-mask in force, or None.
@@ -72,15 +51,15 @@ def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors
     Raises:
         ValueError: If no plan within the floors measures under the budget.
     """
-    proxy = CostModel(model, graph, PROXY[budget.kind])
+    proxy = KeepCost(model, graph, budget.proxy)
     say = progress or (lambda line: None)
     start = previous or [np.ones(g.size, bool) for g in graph.groups]
     points = [(float(proxy({g.index: k for g, k in zip(graph.groups, start, strict=True)})),
-               measure(slimmed(start), budget))]
+               budget.measure(slimmed(start)))]
     say(f"{budget.kind}: {points[0][1]:.3f} with the plan in force (limit {budget.value:g})")
     if points[0][1] <= budget.value:
         return start
-    aim = AIM[budget.kind] * budget.value
+    aim = budget.aim * budget.value
     best = None
     proxy_budget = points[0][0] * aim / points[0][1]
     for _ in range(MAX_STEPS):
@@ -88,23 +67,23 @@ def measured_keep(model: keras.Model, graph, budget: Budget, units: list, floors
             keep = budget_keep(proxy, units, floors, proxy_budget, previous, round_to=round_to)
         except FloorsReached as floored:  # the proxy budget is below the floors'
             keep = floored.keep
-            value = measure(slimmed(keep), budget)
+            value = budget.measure(slimmed(keep))
             say(f"{budget.kind}: {value:.3f} with every group at its floor "
                 f"(limit {budget.value:g})")
             if value > budget.value and best is None:
                 raise ValueError(
                     f"the budget {budget.kind} <= {budget.value:g} cannot be met: with every "
                     f"group at its floor (min_keep) the slimmed model measures {value:.3f} "
-                    f"{UNITS[budget.kind]}. Raise the budget or lower min_keep.") from None
+                    f"{budget.unit}. Raise the budget or lower min_keep.") from None
             if value <= budget.value and (best is None or value > best[0]):
                 best = (value, keep)
             break
         cost = float(proxy({g.index: k for g, k in zip(graph.groups, keep, strict=True)}))
-        value = measure(slimmed(keep), budget)
+        value = budget.measure(slimmed(keep))
         say(f"{budget.kind}: {value:.3f} at {proxy.kind} {cost:,.0f} (limit {budget.value:g})")
         if value <= budget.value and (best is None or value > best[0]):
             best = (value, keep)
-        if value <= budget.value and value >= (2 * AIM[budget.kind] - 1) * budget.value:
+        if value <= budget.value and value >= (2 * budget.aim - 1) * budget.value:
             break
         points.append((cost, value))
         (p0, m0), (p1, m1) = points[-2], points[-1]

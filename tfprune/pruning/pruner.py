@@ -14,15 +14,16 @@ import warnings
 
 import keras
 
+from tfprune.graph.channels import graph_for
 from tfprune.importance import ScoringContext, get_measure
 from tfprune.importance.api import split_options
-from tfprune.importance.measure import ImportanceMeasure, measure_for_model
+from tfprune.importance.measure_registry import ImportanceMeasure, measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
 from tfprune.importance.scores import ImportanceScores
 from tfprune.pruning.coverage import Coverage, coverage
-from tfprune.pruning.groups import ChannelGraph
 from tfprune.pruning.masks import apply_plan
 from tfprune.pruning.plan import PruningPlan, make_plan
+from tfprune.pruning.ranking import RankingOptions
 
 
 class Pruner:
@@ -38,20 +39,19 @@ class Pruner:
             when scoring, so compiling after building the Pruner counts.
         data: What ``tfprune.score`` takes (None for data-free measures).
         granularity: ``"filter"`` (structured, the default) or ``"weight"``.
-        scope: ``"global"`` (one ranking, the paper) or ``"layer"`` (see ``make_plan``).
-        min_keep: The fraction of each group always kept (at least one channel).
-        reduction: How a group's member scores combine (sum, mean, max, first).
-        normalization: Per-group score normalization (none, l2, max, sum).
-        round_to: Every group keeps a multiple of it, or all its channels.
-        ignored_layers: Layers (or keras.ops nodes) the analysis leaves alone.
+        ranking: How channels are ranked (``tfprune.pruning.ranking.RankingOptions``).
         score_options: Sampling options of ``tfprune.score`` (``num_samples``,
             ``samples_per_class``, ``batchnorm``, ``loss``, ``data_keys``...).
         seed: Seeds the scoring samples (``step`` k uses ``seed + k`` unless told).
         verbose: 1 (default) prints what pruning can reach (the channels kept whole
             and why, the removable share of parameters and FLOPs) and shows each
             scoring's progress, samples and loss; 0 is silent.
+        **options: The ranking options as keywords instead (``scope``,
+            ``min_keep``, ``reduction``, ``normalization``, ``round_to``,
+            ``ignored_layers``: see ``RankingOptions``).
 
     Attributes:
+        ranking: The ``RankingOptions`` its plans are made with.
         graph: The ``ChannelGraph`` (structured granularity; None for weights).
         coverage: What pruning can reach (``tfprune.pruning.coverage.Coverage``).
         plan: The ``PruningPlan`` in force (None before the first step).
@@ -69,24 +69,22 @@ class Pruner:
     """
 
     def __init__(self, model: keras.Model, importance="magnitude", data=None, *,
-                 granularity: str = "filter", scope: str = "global", min_keep: float = 0.05,
-                 reduction: str = "sum", normalization: str = "none", round_to: int = 1,
-                 ignored_layers=(), score_options=None, seed: int = 0, verbose: int = 1):
+                 granularity: str = "filter", ranking: RankingOptions | None = None,
+                 score_options=None, seed: int = 0, verbose: int = 1, **options):
         self.model = model
         self.importance = importance
         get_measure(importance)  # an unknown name fails here
         self.data = data
         self.granularity = granularity
-        self.plan_options = {"scope": scope, "min_keep": min_keep, "reduction": reduction,
-                             "normalization": normalization, "round_to": int(round_to),
-                             "ignored_layers": tuple(ignored_layers)}
+        self.ranking = RankingOptions.from_keywords("Pruner", ranking, options)
         self.score_options = dict(score_options or {})
         unknown = set(split_options(importance, self.score_options)[0])
         if unknown:
             raise TypeError(f"score_options {sorted(unknown)} configure the measure; give "
                             "them with it: {'name': ..., " + ", ".join(sorted(unknown)) + "}.")
         self.seed = int(seed)
-        self.graph = (ChannelGraph(model, ignored_layers) if granularity == "filter" else None)
+        self.graph = (graph_for(model, self.ranking.ignored_layers) if granularity == "filter"
+                      else None)
         self.plan: PruningPlan | None = None
         self.scores: ImportanceScores | None = None
         self.context: ScoringContext | None = None
@@ -103,8 +101,7 @@ class Pruner:
         Computed on first use (a data-free plan and its cost), so ``verbose=0`` pays nothing.
         """
         if self._coverage is None and self.graph is not None:
-            self._coverage = coverage(self.model, self.graph,
-                                      self.plan_options["ignored_layers"])
+            self._coverage = coverage(self.model, self.graph, self.ranking.ignored_layers)
         return self._coverage
 
     @property
@@ -144,7 +141,7 @@ class Pruner:
     def plan_for(self, scores, target, previous: PruningPlan | None = None) -> PruningPlan:
         """The plan ``make_plan`` makes from ``scores`` (the Pruner's plan is not changed)."""
         return make_plan(self.model, scores, target, previous=previous, graph=self.graph,
-                         **self.plan_options)
+                         ranking=self.ranking)
 
     def step(self, target, *, seed: int | None = None) -> PruningPlan:
         """Scores, then removes channels until ``target`` is met; returns the new plan.

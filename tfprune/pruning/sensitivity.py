@@ -32,10 +32,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfprune.budgets import parse_budget
-from tfprune.pruning.groups import ChannelGraph
-from tfprune.pruning.plan import PlanError, PruningPlan, group_scores
-from tfprune.pruning.rounding import allowed_counts, even_parts
+from tfprune.budget_targets import parse_budget
+from tfprune.graph.channels import graph_for
+from tfprune.pruning.plan import PruningPlan, group_scores
+from tfprune.pruning.rounding import even_parts
 
 #: The ratios tried by default.
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -246,12 +246,11 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
     ratios = [float(r) for r in ratios]
     if not ratios or not all(0 < r < 1 for r in ratios):
         raise ValueError(f"ratios must be in (0, 1), got {ratios}.")
-    graph = ChannelGraph(model, ignored_layers)
+    graph = graph_for(model, ignored_layers)
     saved = model.get_weights()
     baseline = _evaluate(model, data, batch_size)
     rows = []
-    groups = [g.to_dict() for g in graph.groups]
-    all_kept = {str(g.index): np.ones(g.size, bool) for g in graph.groups}
+    all_kept = [np.ones(g.size, bool) for g in graph.groups]
     for number, group in enumerate(graph.groups, 1):
         name = group.sources[0] if group.sources else group.members[0]
         if progress:
@@ -265,8 +264,10 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
             # as a plan would: evenly from a grouped conv's parts, GroupNorm's groups whole
             (keep,) = even_parts([values], [keep], [min_keep], [(group.parts, group.atom)])
             removed = int((~keep).sum())
-            plan = PruningPlan("filter", groups, {**all_kept, str(group.index): keep}, {},
-                               settings={"ignored_layers": sorted(graph.ignored_layers)})
+            plan = PruningPlan.from_groups(
+                graph.groups, [keep if g is group else k for g, k in zip(
+                    graph.groups, all_kept, strict=True)],
+                settings={"ignored_layers": sorted(graph.ignored_layers)})
             try:
                 apply_plan(model, plan)
                 rows.append({"layer": name, "ratio": ratio, "removed": removed,
@@ -275,55 +276,3 @@ def layer_sensitivity(model: keras.Model, scores, data, *, ratios=DEFAULT_RATIOS
             finally:
                 model.set_weights(saved)
     return SensitivityTable(baseline, rows, flops(model), param_count(model))
-
-
-def _rounded(kept: int, floor: int, size: int, round_to: int) -> int:
-    """``kept`` rounded down to a count ``round_keep`` allows.
-
-    That is a multiple of ``round_to`` at or above ``floor``, or all; the
-    smallest allowed count if none is below ``kept``.
-    """
-    if round_to == 1 or kept == size:
-        return kept
-    allowed = allowed_counts(size, floor, size, round_to)
-    return max([count for count in allowed if count <= kept] or [min(allowed)])
-
-
-def ratio_keep(graph: ChannelGraph, units: list, floors: list, ratios: dict,
-               previous: list | None, round_to: int) -> list[np.ndarray]:
-    """Keep-masks removing each named group's own ratio of its lowest-scored channels.
-
-    Args:
-        graph: The model's ``ChannelGraph``.
-        units: Per group, one score per channel.
-        floors: Per group, the fewest channels it keeps.
-        ratios: ``{layer name: fraction removed}``; a group is named by any of
-            its members; groups not named keep their channels.
-        previous: Per group, the keep-mask in force (removed channels stay removed).
-        round_to: Kept counts are rounded down to a multiple of it (or all).
-
-    Raises:
-        PlanError: For a name in no group or a ratio outside [0, 1).
-    """
-    by_member = {member: i for i, g in enumerate(graph.groups) for member in g.members}
-    unknown = sorted(set(ratios) - set(by_member))
-    if unknown:
-        raise PlanError(f"per-layer ratios name {unknown}, which are in no prunable channel "
-                        "group; use the names tfprune groups / channel_groups lists. (A budget "
-                        "target is one of {'flops': F}, {'params': P}, {'latency_ms': L} or "
-                        "{'tflite_kb': S}.)")
-    wanted = [0.0] * len(graph.groups)
-    for name, ratio in ratios.items():
-        if not 0 <= float(ratio) < 1:
-            raise PlanError(f"ratio of {name!r} must be in [0, 1), got {ratio!r}.")
-        wanted[by_member[name]] = max(wanted[by_member[name]], float(ratio))
-    keep = []
-    for i, (group, scores, floor) in enumerate(zip(graph.groups, units, floors, strict=True)):
-        prior = previous[i] if previous is not None else np.ones(group.size, bool)
-        kept = max(floor, group.size - int(round(wanted[i] * group.size)))
-        kept = min(_rounded(kept, floor, group.size, round_to), int(prior.sum()))
-        values = np.where(prior, np.asarray(scores, np.float64), -np.inf)
-        mask = np.zeros(group.size, bool)
-        mask[np.argsort(-values, kind="stable")[:kept]] = True
-        keep.append(mask)
-    return keep

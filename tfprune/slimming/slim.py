@@ -15,11 +15,10 @@ import warnings
 import keras
 import numpy as np
 
+from tfprune.graph.channels import ChannelGraph, graph_for
+from tfprune.graph.model_graph import Alias, functional_graph, pack_like
 from tfprune.layer_state import copy_layer_state
-from tfprune.model_graph import Alias, functional_graph, pack_like
-from tfprune.pruning.groups import ChannelGraph
-from tfprune.pruning.masks import check_plan_fits
-from tfprune.pruning.plan import PlanError, PruningPlan
+from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
 
 _FRAMEWORKS = ("keras.", "tensorflow.")  # the classes every model inherits from
 
@@ -89,7 +88,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     _warn_of_own_methods(model)
     if plan.granularity != "filter":
         raise PlanError("slim needs a structured (filter) plan; unstructured masks keep shapes.")
-    graph = ChannelGraph(model, plan.settings.get("ignored_layers", ()))
+    graph = graph_for(model, plan.settings.get("ignored_layers", ()))
     check_plan_fits(graph, plan)
     context = SlimContext(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
     original = functional_graph(model)

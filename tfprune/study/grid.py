@@ -61,7 +61,7 @@ def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
         ConfigError: For a missing or invalid config, a bad prune section or
             two items that would share a run folder, before anything runs.
     """
-    from tfprune.pruning.runner import PruneExtension
+    from tfprune.workflows.prune_run import PruneExtension
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}.")
@@ -148,8 +148,8 @@ def run_config(config: dict, prune: bool) -> dict:
         config: A validated config naming the run folder.
         prune: Prune-and-train (else plain training).
     """
-    from tfprune.pruning.runner import prune as prune_run
     from tfprune.training import read_run_config, run_folder, train
+    from tfprune.workflows.prune_run import prune as prune_run
 
     run_dir = run_folder(config)
     state = run_state(run_dir)

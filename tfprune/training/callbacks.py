@@ -12,6 +12,7 @@ import keras
 
 from tfprune.atomic import atomic_path, write_text
 from tfprune.run_folder import RunFolder
+from tfprune.trained_model import trained_model
 
 #: Keras log key -> metrics-file column.
 METRIC_COLUMNS = {
@@ -99,15 +100,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         with atomic_path(path) as temporary:
             trained_model(self.model).save(temporary)
         self.run.commit_checkpoint(epoch + 1, path)
-
-
-def trained_model(model: keras.Model) -> keras.Model:
-    """The model ``fit`` trains: a ``keras.distillation.Distiller``'s student, else the model.
-
-    A Distiller is checkpointed, saved and pruned as its student, whose compiled
-    optimizer it trains with.
-    """
-    return model.student if isinstance(model, keras.distillation.Distiller) else model
 
 
 def finished_epochs(run_dir: str | os.PathLike) -> int:

@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from tfprune.atomic import atomic_path
 from tfprune.config import ConfigError
@@ -130,9 +129,3 @@ def run_data(run_dir: str | os.PathLike, source: str | None = None):
         config["data"]["source"] = source
     return load_data(data_spec(config))
 
-
-def sample_images(bundle, split: str, count: int, seed: int = 0):
-    """``count`` normalized images (and labels) drawn at random from a split, no augmentation."""
-    data = bundle.train_split if split == "train" else bundle.test_split
-    order = np.random.default_rng(seed).permutation(len(data))[:count]
-    return bundle.normalize_numpy(data.images[order]), data.labels[order]

@@ -1,8 +1,7 @@
 """Pruning to a budget: channels go until the model fits ``{"flops": F}`` or ``{"params": P}``.
 
-FLOPs count as ``summary.json`` does (2 per multiply-accumulate of the kernel
-layers, ``tfprune.pruning.stats``); parameters as ``param_count`` (all weights,
-minus those removed, minus the removed channels' BatchNorm statistics).
+FLOPs and parameters are counted by the one cost model
+(``tfprune.pruning.cost``), as ``summary.json`` counts them.
 
 The rule: channels go in order of score per unit of budgeted cost. A
 channel's cost is what removing it saves: a kernel layer's FLOPs (and
@@ -24,13 +23,7 @@ import math
 import keras
 import numpy as np
 
-from tfprune.budgets import COUNTED
-from tfprune.handlers import handler_for
-from tfprune.pruning.groups import ChannelGraph
-from tfprune.pruning.masks import graph_variable_masks
-
-#: Counted budget kinds (the measured ones: ``tfprune.pruning.measured``).
-BUDGETS = COUNTED
+from tfprune.pruning.cost import CostModel, KeepCost
 
 
 class FloorsReached(ValueError):
@@ -45,67 +38,25 @@ class FloorsReached(ValueError):
         self.keep = keep
 
 
-class CostModel:
-    """FLOPs or parameters of a model under keep-masks, from one channel analysis.
-
-    Args:
-        model: The model.
-        graph: Its ``ChannelGraph``.
-        kind: ``"flops"`` or ``"params"``.
-    """
-
-    def __init__(self, model: keras.Model, graph: ChannelGraph, kind: str):
-        if kind not in BUDGETS:
-            raise ValueError(f"budget must be one of {list(BUDGETS)}, got {kind!r}.")
-        self.model, self.graph, self.kind = model, graph, kind
-        # Each call's handler, looked up once: __call__ runs at every step of a budget search.
-        handlers = [(call, handler_for(call.operation)) for call in graph.calls]
-        self.kernel_calls = [(call, handler) for call, handler in handlers
-                             if handler and handler.kernels(call.operation)]
-        self.total_params = int(model.count_params())
-        self.batch_norms = {group.index: sum(
-            isinstance(graph.operations[name], keras.layers.BatchNormalization)
-            for name in group.followers) for group in graph.groups}
-
-    def __call__(self, keep: dict) -> int:
-        """The cost with ``{group index: keep-mask}`` applied."""
-        masks = {id(v): m for v, m in graph_variable_masks(self.graph, keep)}
-
-        def kept(variable) -> int:
-            mask = masks.get(id(variable))
-            return int(np.prod(variable.shape)) if mask is None else int(np.count_nonzero(mask))
-
-        if self.kind == "flops":
-            return sum(handler.flops(call, kept) for call, handler in self.kernel_calls)
-        removed = sum(int(m.size - np.count_nonzero(m)) for m in masks.values())
-        removed += sum(2 * int((~keep[g]).sum()) * count for g, count in
-                       self.batch_norms.items())
-        return self.total_params - removed
-
-
 def dense_cost(model: keras.Model, budget) -> float:
     """The unpruned model's cost in a budget's unit (counted, or measured for latency / size).
 
     Args:
         model: The model.
-        budget: A ``tfprune.budgets.Budget``.
+        budget: A ``tfprune.budget_targets.Budget``.
     """
     if budget.measured:
-        from tfprune.pruning.measured import measure
-
-        return measure(model, budget)
-    from tfprune.pruning.stats import flops, param_count
-
-    return float((flops if budget.kind == "flops" else param_count)(model))
+        return budget.measure(model)
+    return float(budget.count(CostModel(model), None))
 
 
-def budget_keep(cost: CostModel, units: list[np.ndarray], floors: list[int], budget: float,
+def budget_keep(cost: KeepCost, units: list[np.ndarray], floors: list[int], budget: float,
                 previous: list[np.ndarray] | None = None, progress=None,
                 round_to: int = 1) -> list[np.ndarray]:
     """Keep-masks under ``budget`` (see the module docstring).
 
     Args:
-        cost: The ``CostModel`` of the budgeted kind.
+        cost: The budgeted kind's cost of keep-masks (``KeepCost``).
         units: Per group, one score per channel (higher is more important).
         floors: Per group, the fewest channels it may keep.
         budget: The cost the model must fit.
@@ -144,7 +95,7 @@ def budget_keep(cost: CostModel, units: list[np.ndarray], floors: list[int], bud
     return [keep[g.index] for g in groups]
 
 
-def _savings(cost: CostModel, keep: dict, current: int) -> dict[int, float]:
+def _savings(cost: KeepCost, keep: dict, current: int) -> dict[int, float]:
     """Per group, what removing one more of its kept channels saves."""
     savings = {}
     for index, mask in keep.items():

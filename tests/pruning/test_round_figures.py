@@ -6,9 +6,9 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfprune
-from tfprune.pruning import figures
+from tfprune.inspection import round_figures as figures
+from tfprune.inspection.round_summaries import write_round
 from tfprune.pruning.stats import layer_table
-from tfprune.pruning.summaries import write_round
 
 
 def model_with_layers(count):

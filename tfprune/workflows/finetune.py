@@ -31,10 +31,10 @@ import keras
 from tfprune.config import ConfigError, load_config
 from tfprune.losses import training_temperature
 from tfprune.model_files import load_model_file
-from tfprune.pruning.runner import PruneExtension
-from tfprune.pruning.schedule import RoundsSchedule
+from tfprune.pruning.tfmot_schedules import RoundsSchedule
 from tfprune.run_folder import RunFolder
 from tfprune.training import TrainResult, compile_model, read_run_config, train
+from tfprune.workflows.prune_run import PruneExtension
 
 
 def source_path(config: dict) -> Path:

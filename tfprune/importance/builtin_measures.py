@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from tfprune.importance.measure import ImportanceMeasure, register_measure
+from tfprune.importance.measure_registry import ImportanceMeasure, register_measure
 
 
 class _GradientMeasure(ImportanceMeasure):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
-from tfprune.pruning import figures
-from tfprune.pruning.plan import PruningPlan
+from tfprune.inspection import round_figures as figures
+
+if TYPE_CHECKING:  # the inspection layer sits below the pruning core
+    from tfprune.pruning.plan import PruningPlan
 
 
 def write_round(writer, plan: PruningPlan, scores: dict, epoch: int,
@@ -14,7 +18,7 @@ def write_round(writer, plan: PruningPlan, scores: dict, epoch: int,
                 layer_table: dict | None = None) -> None:
     """Writes one round's summaries at step ``epoch``.
 
-    Images (``tfprune.pruning.figures``, paged for large models):
+    Images (``tfprune.inspection.round_figures``, paged for large models):
     ``pruning/kept_fraction`` (kept fraction per layer, the target as a line),
     ``pruning/masks`` (structured plans: kept / removed before / removed now per
     channel group) and ``pruning/scores`` (per-layer score distributions).

@@ -9,7 +9,7 @@ through; Add, Multiply and elementwise ops join their inputs' spaces into one
 index ranges; Flatten tiles them; layers that mix channels block them. A union
 of joined spaces is a ``ChannelGroup``. Spaces that reach the model's inputs
 or outputs are not prunable. Nested models and Sequential models are analysed
-as one flat graph (``tfprune.model_graph``).
+as one flat graph (``tfprune.graph.model_graph``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from tfprune.handlers import GraphError, Layout, handler_for
-from tfprune.handlers.analysis import ChannelAnalysis
-from tfprune.handlers.structure import Ignored, KeepWhole
-from tfprune.model_graph import (
+from tfprune.graph.model_graph import (
     Alias,
     Call,
     functional_graph,
@@ -29,6 +26,9 @@ from tfprune.model_graph import (
     operation_order,
     walk,
 )
+from tfprune.handlers import GraphError, Layout, handler_for
+from tfprune.handlers.channel_analysis import ChannelAnalysis
+from tfprune.handlers.structure import Ignored, KeepWhole
 
 
 @dataclasses.dataclass
@@ -299,4 +299,52 @@ def channel_groups(model, ignored_layers=()) -> list[ChannelGroup]:
         >>> for group in tfprune.channel_groups(model):
         ...     print(group.size, group.members)
     """
-    return ChannelGraph(model, ignored_layers).groups
+    return graph_for(model, ignored_layers).groups
+
+
+class _GraphCache:
+    """One model's analysed graphs, per set of ignored layers, with the structure they saw.
+
+    Held by the model itself (outside Keras' attribute tracking, so saving and
+    cloning never see it): it lives and dies with the model.
+    """
+
+    def __init__(self):
+        self.structure = None
+        self.graphs: dict[frozenset, ChannelGraph] = {}
+
+
+_CACHE_ATTRIBUTE = "_tfprune_channel_graphs"
+
+
+def _structure(model) -> tuple:
+    """What the analysis depends on: the layers (identity, name) and their weights' shapes."""
+    return tuple((id(layer), layer.name, tuple(tuple(w.shape) for w in layer.weights))
+                 for layer in model.layers)
+
+
+def graph_for(model, ignored_layers=()) -> ChannelGraph:
+    """The model's ``ChannelGraph`` with these ignored layers, analysed once and then shared.
+
+    The Pruner, masks, plans, sensitivity, slim and the CLI all get their graph
+    here. It is analysed again when the model's layers or their weights'
+    shapes change.
+
+    Args:
+        model: A built Keras model.
+        ignored_layers: Names of layers or ops the analysis leaves alone.
+
+    Raises:
+        GraphError: As ``ChannelGraph`` (never cached).
+    """
+    cache = model.__dict__.get(_CACHE_ATTRIBUTE)
+    if cache is None:
+        cache = _GraphCache()
+        object.__setattr__(model, _CACHE_ATTRIBUTE, cache)  # bypasses Keras' tracking
+    structure = _structure(model)
+    if cache.structure != structure:
+        cache.structure, cache.graphs = structure, {}
+    key = frozenset(ignored_layers)
+    if key not in cache.graphs:
+        cache.graphs[key] = ChannelGraph(model, ignored_layers)
+    return cache.graphs[key]

@@ -3,7 +3,7 @@
 tfprune's schedules count finished epochs, not optimizer steps, and answer
 with the fraction of prunable channels removed in all (or a budget), not a
 weight sparsity. Subclass this to write your own; ``RoundsSchedule`` and
-``EarlyBirdSchedule`` (``tfprune.pruning.schedule``) subclass both it and
+``EarlyBirdSchedule`` (``tfprune.pruning.tfmot_schedules``) subclass both it and
 tfmot's ``PruningSchedule``. This module does not import tfmot.
 """
 

@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 
 from tfprune.config import ConfigError, load_config
+from tfprune.graph.channels import graph_for
 from tfprune.importance import serialize_measure
-from tfprune.importance.measure import training_measure
+from tfprune.importance.measure_registry import training_measure
 from tfprune.pruning.callback import PruningCallback, latest_plan
-from tfprune.pruning.groups import ChannelGraph
-from tfprune.pruning.schedule import EarlyBirdSchedule, RoundsSchedule
+from tfprune.pruning.ranking import RankingOptions
 from tfprune.pruning.stats import pruning_summary
+from tfprune.pruning.tfmot_schedules import EarlyBirdSchedule, RoundsSchedule
 from tfprune.run_folder import RunFolder
 from tfprune.training import TrainingExtension, TrainResult, read_run_config, train
 
@@ -88,7 +89,7 @@ class PruneExtension(TrainingExtension):
         """
         section = self.config["prune"]
         try:
-            ChannelGraph(model, section["ignored_layers"])
+            graph_for(model, section["ignored_layers"])
         except ValueError as error:
             raise ConfigError(f"prune.ignored_layers / model: {error}") from None
         if "hessian_gradient" in self.measure.requires:
@@ -100,8 +101,7 @@ class PruneExtension(TrainingExtension):
 
             try:
                 make_plan(model, score(model, "magnitude"), float(target),
-                          min_keep=section["min_keep"], round_to=section["round_to"],
-                          ignored_layers=section["ignored_layers"])
+                          ranking=RankingOptions.from_mapping(section))
             except PlanError as error:
                 raise ConfigError(
                     f"prune.target {target}: this model cannot be pruned that far ({error}); "
@@ -114,15 +114,14 @@ class PruneExtension(TrainingExtension):
         plan_dir = RunFolder(run_dir).plans
         self.callback = PruningCallback(
             self.measure, self.schedule, data, granularity=section["granularity"],
-            scope=section["scope"], min_keep=section["min_keep"],
-            reduction=section["reduction"], normalization=section["normalization"],
+            ranking=RankingOptions.from_mapping(section),
             score_options={"num_samples": section["num_samples"],
                            "samples_per_class": section["samples_per_class"],
                            "batchnorm": section["batchnorm"]},
-            ignored_layers=section["ignored_layers"], log_dir=RunFolder(run_dir).pruning_logs,
+            log_dir=RunFolder(run_dir).pruning_logs,
             plan_dir=plan_dir, initial_plan=latest_plan(plan_dir, start_epoch) if start_epoch
             else None, seed=self.config["train"]["seed"],
-            log_gradient_norms=section["log_gradient_norms"], round_to=section["round_to"],
+            log_gradient_norms=section["log_gradient_norms"],
             reset_optimizer=section["reset_optimizer"],
         )
         return [self.callback]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import keras
 
 from tfprune.handlers import handler_for
-from tfprune.handlers.analysis import GraphError
+from tfprune.handlers.channel_analysis import GraphError
 
 
 @dataclasses.dataclass(frozen=True)

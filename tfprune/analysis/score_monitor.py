@@ -23,8 +23,8 @@ import tensorflow as tf
 from scipy import stats
 
 from tfprune.importance import ScoringContext
-from tfprune.importance.measure import measure_for_model
-from tfprune.pruning import figures
+from tfprune.importance.measure_registry import measure_for_model
+from tfprune.inspection import round_figures as figures
 from tfprune.pruning.plan import make_plan
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfprune.budgets import parse_budget
-from tfprune.pruning.schedule_base import PruningSchedule
+from tfprune.budget_targets import parse_budget
+from tfprune.pruning.schedule_interface import PruningSchedule
 from tfprune.pruning.tfmot_import import import_tfmot
 
 TfmotPruningSchedule = import_tfmot().sparsity.keras.PruningSchedule
@@ -20,7 +20,7 @@ SPLITS = ("even", "front_loaded")
 
 
 def _check_target(target):
-    """A fraction in [0, 1), or a budget dict (``tfprune.budgets.parse_budget``)."""
+    """A fraction in [0, 1), or a budget dict (``tfprune.budget_targets.parse_budget``)."""
     if isinstance(target, dict):
         return parse_budget(target).with_value(parse_budget(target).value)
     if not 0 <= float(target) < 1:

@@ -1,0 +1,112 @@
+"""``PruningPlan``: which channels (or weights) to keep.
+
+The plan is the hand-off between the pruning core (which makes plans) and
+slimming (which applies them). A plan saves to ``.npz`` + ``.json`` and
+replays on a fresh model of the same architecture (``check_plan_fits``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfprune.storage import StorageError, read_pair, stem, write_pair
+
+
+class PlanError(ValueError):
+    """A plan cannot be made or applied as asked."""
+
+
+class PruningPlan:
+    """Keep-masks per channel group (structured) or per layer kernel (unstructured).
+
+    Attributes:
+        granularity: ``"filter"`` (masks per group) or ``"weight"`` (per kernel).
+        groups: The groups' descriptions (``ChannelGroup.to_dict()``), structured only.
+        keep: ``{key: boolean array}``; keys are group indices (as strings) or layer names.
+        scores: ``{key: float array}``: the scores the masks were made from.
+        history: One entry per round: ``{"round", "target", "removed", "total"}``.
+        settings: How the plan was made (scope, reduction, normalization, min_keep, measure).
+    """
+
+    def __init__(self, granularity, groups, keep, scores, history=(), settings=None):
+        self.granularity = granularity
+        self.groups = [dict(g) for g in groups]
+        self.keep = {str(k): np.asarray(v, bool) for k, v in keep.items()}
+        self.scores = {str(k): np.asarray(v, np.float64) for k, v in scores.items()}
+        self.history = [dict(h) for h in history]
+        self.settings = dict(settings or {})
+
+    @classmethod
+    def from_groups(cls, groups, keep, scores=None, history=(), settings=None) -> PruningPlan:
+        """A structured plan over analysed channel groups.
+
+        Args:
+            groups: The ``ChannelGroup`` list (a ``ChannelGraph``'s ``groups``).
+            keep: Per group, in order, its boolean keep-mask.
+            scores: Per group, in order, its channel scores (None: none kept).
+            history: The rounds so far.
+            settings: How the plan was made.
+        """
+        def by_index(values):
+            return {str(g.index): v for g, v in zip(groups, values, strict=True)}
+
+        return cls("filter", [g.to_dict() for g in groups], by_index(keep),
+                   by_index(scores) if scores is not None else {}, history, settings)
+
+    @property
+    def total(self) -> int:
+        """Prunable channels (or weights)."""
+        return int(sum(mask.size for mask in self.keep.values()))
+
+    @property
+    def removed(self) -> int:
+        """Channels (or weights) the plan removes."""
+        return int(sum((~mask).sum() for mask in self.keep.values()))
+
+    @property
+    def fraction_removed(self) -> float:
+        """``removed / total``."""
+        return self.removed / max(self.total, 1)
+
+    def kept_per_layer(self) -> dict[str, list[int]]:
+        """``{layer: [kept, original]}`` for every source layer (structured) or kernel."""
+        if self.granularity == "weight":
+            return {name: [int(m.sum()), int(m.size)] for name, m in self.keep.items()}
+        return {name: [int(self.keep[str(g["index"])].sum()), g["size"]]
+                for g in self.groups for name in g["sources"]}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes ``path.npz`` (masks, scores) and ``path.json`` (groups, history, settings)."""
+        description = {"granularity": self.granularity, "groups": self.groups,
+                       "history": self.history, "settings": self.settings}
+        return write_pair(path, {"keep": self.keep, "score": self.scores}, description)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PruningPlan:
+        """Reads a plan written by ``save`` (the ``.npz``, the ``.json`` or their stem)."""
+        tables, description = read_pair(path, "pruning plan")
+        try:
+            return cls(description["granularity"], description["groups"], tables["keep"],
+                       tables["score"], description["history"], description["settings"])
+        except KeyError as error:
+            raise StorageError(f"{stem(path)}.json / .npz: not a pruning plan (no {error}); "
+                               "write it again.") from None
+
+
+def check_plan_fits(graph, plan: PruningPlan) -> None:
+    """Raises PlanError unless the plan's groups are the graph's (same sources and sizes).
+
+    Args:
+        graph: The model's ``ChannelGraph``.
+        plan: A structured plan.
+    """
+    mine = [(g.sources, g.size) for g in graph.groups]
+    theirs = [(g["sources"], g["size"]) for g in plan.groups]
+    if mine != theirs:
+        raise PlanError(
+            f"the plan was made for another architecture: its {len(theirs)} channel groups "
+            f"do not match the model's {len(mine)} (first sources {theirs[:1]} vs {mine[:1]})."
+        )
