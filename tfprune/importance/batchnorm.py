@@ -16,6 +16,7 @@ import contextlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfprune.handlers import LayerHandler, handler_for
 
@@ -26,14 +27,32 @@ def batch_norm_layers(model: keras.Model) -> list:
             if (handler_for(layer) or LayerHandler()).batch_statistics(layer) is layer]
 
 
+def _batch_statistics_pass(model: keras.Model):
+    """The model's compiled training-mode forward pass, traced once per model and kept on it.
+
+    Run with every BatchNormalization's momentum at 0 (as traced), a call
+    leaves each layer's batch mean and variance in its moving statistics.
+    """
+    forward = model.__dict__.get(_FORWARD_ATTRIBUTE)
+    if forward is None:
+        forward = tf.function(lambda inputs: model(inputs, training=True), reduce_retracing=True)
+        object.__setattr__(model, _FORWARD_ATTRIBUTE, forward)  # outside Keras' tracking
+    return forward
+
+
+_FORWARD_ATTRIBUTE = "_tfprune_batch_statistics_pass"
+
+
 def recalibrate_batchnorm(model: keras.Model, batches) -> int:
     """Sets BN moving statistics to the mean batch statistics over ``batches``, for good.
 
-    Each batch runs through the model in training mode with the momentum of
-    the k-th batch set to k / (k + 1), so after the last batch the moving mean
-    (variance) is the plain average of the batch means (variances). Other
-    training-mode layers (dropout) also run in training mode while this
-    happens; their outputs are discarded. The momenta are restored.
+    Each batch runs through the model's compiled training-mode pass with the
+    momentum at 0, which leaves its batch statistics in the moving statistics;
+    the k-th batch's are folded into the running mean as Keras would with the
+    momentum k / (k + 1) (the same float32 arithmetic), so after the last batch
+    the moving mean (variance) is the plain average of the batch means
+    (variances). Other training-mode layers (dropout) also run in training mode
+    while this happens; their outputs are discarded. The momenta are restored.
 
     Args:
         model: A built Keras model.
@@ -44,16 +63,29 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
     """
     layers = batch_norm_layers(model)
     momenta = [layer.momentum for layer in layers]
+    forward = _batch_statistics_pass(model)
+    running = None
     count = 0
     try:
+        for layer in layers:
+            layer.momentum = 0.0
         for count, batch in enumerate(batches, 1):
             inputs = batch[0] if isinstance(batch, tuple | list) else batch
-            for layer in layers:
-                layer.momentum = (count - 1) / count
-            model(inputs, training=True)
+            forward(inputs)
+            current = _saved_statistics(layers)
+            if running is None:
+                running = current
+                continue
+            keep = np.float32((count - 1) / count)
+            take = np.float32(1.0 - (count - 1) / count)
+            running = [(mean * keep + new_mean * take, variance * keep + new_variance * take)
+                       for (mean, variance), (new_mean, new_variance)
+                       in zip(running, current, strict=True)]
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+    if running is not None:
+        _restore_statistics(layers, running)
     return count
 
 
