@@ -12,6 +12,7 @@ from conftest import write_image_folder
 from PIL import Image
 
 from tfprune.data import DataError
+from tfprune.data.cache import cache_folder_for
 from tfprune.data.image_folder import decode_images, extract_zip_once
 
 
@@ -93,3 +94,18 @@ def test_a_full_disk_while_extracting_is_one_clear_error_and_leaves_nothing(tmp_
     assert "no space left on the device while extracting it" in result.stdout, result.stderr
     assert "the partial extraction was removed" in result.stdout
     assert not [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_extraction_goes_through_a_private_folder_and_replaces_an_unfinished_one(tmp_path):
+    archive_path = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        archive.writestr("train/a/x.bin", b"12345")
+    cache = tmp_path / "cache"
+    target = cache_folder_for(archive_path, cache)
+    target.mkdir(parents=True)
+    (target / "half-written.bin").write_bytes(b"1")  # a crashed extraction: no marker
+    folder = extract_zip_once(archive_path, cache)
+    assert folder == target
+    assert (folder / "train/a/x.bin").read_bytes() == b"12345"
+    assert not (folder / "half-written.bin").exists()
+    assert [p.name for p in cache.iterdir()] == [target.name]  # no private folder left

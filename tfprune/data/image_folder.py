@@ -148,22 +148,32 @@ def load_split_folder(split_dir: Path, class_names: list[str] | None = None) -> 
 
 
 def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
-    """Extracts ``zip_path`` into the cache (once; later calls reuse it) and returns the folder."""
+    """Extracts ``zip_path`` into the cache (once; later calls reuse it) and returns the folder.
+
+    The archive is extracted into a private temporary folder beside the target,
+    which is then renamed into place: two processes extracting the same zip at
+    once never see each other's half-written files (one rename wins, the other
+    extraction is discarded).
+    """
     target = cache_folder_for(zip_path, cache_dir)
     if (target / _COMPLETE_MARKER).exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         with zipfile.ZipFile(zip_path) as archive:
             members = archive.infolist()
             _check_zip_size(zip_path, members)
-            target.mkdir(parents=True, exist_ok=True)
+            partial.mkdir()
             print(f"extracting {zip_path} into {target} (once; later runs reuse it)")
-            _extract(archive, members, target, zip_path)
+            _extract(archive, members, partial, zip_path)
+        (partial / _COMPLETE_MARKER).touch()
+        _move_into_place(partial, target)
     except zipfile.BadZipFile as error:
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise DataError(f"{zip_path}: not a readable zip file ({error}).") from None
     except OSError as error:
-        shutil.rmtree(target, ignore_errors=True)  # a partial extraction is not kept
+        shutil.rmtree(partial, ignore_errors=True)  # a partial extraction is not kept
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise DataError(
                 f"{zip_path}: no space left on the device while extracting it into {target} "
@@ -171,8 +181,21 @@ def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
                 f"extraction was removed. Free space there, or point $TFPRUNE_CACHE_DIR at "
                 "a larger disk, and run the command again.") from None
         raise
-    (target / _COMPLETE_MARKER).touch()
     return target
+
+
+def _move_into_place(partial: Path, target: Path) -> None:
+    """Renames a finished extraction to ``target``, unless another process's got there first."""
+    for _ in range(2):
+        try:
+            os.rename(partial, target)
+            return
+        except OSError:
+            if (target / _COMPLETE_MARKER).exists():  # another extraction won: use it
+                shutil.rmtree(partial, ignore_errors=True)
+                return
+            shutil.rmtree(target, ignore_errors=True)  # an unfinished one from a crash
+    raise OSError(errno.EEXIST, f"could not move the extraction into {target}")
 
 
 def _check_zip_size(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:

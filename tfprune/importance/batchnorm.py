@@ -41,13 +41,16 @@ def _batch_statistics_pass(model: keras.Model):
 
 
 _FORWARD_ATTRIBUTE = "_tfprune_batch_statistics_pass"
+#: Up to this many batches run eagerly (no trace to amortize).
+_EAGER_BATCHES = 2
 
 
 def recalibrate_batchnorm(model: keras.Model, batches) -> int:
     """Sets BN moving statistics to the mean batch statistics over ``batches``, for good.
 
-    Each batch runs through the model's compiled training-mode pass with the
-    momentum at 0, which leaves its batch statistics in the moving statistics;
+    Each batch runs through the model's training-mode pass (compiled once per
+    model, unless there are only one or two batches) with the momentum at 0,
+    which leaves its batch statistics in the moving statistics;
     the k-th batch's are folded into the running mean as Keras would with the
     momentum k / (k + 1) (the same float32 arithmetic), so after the last batch
     the moving mean (variance) is the plain average of the batch means
@@ -61,9 +64,14 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
     Returns:
         The number of batches used.
     """
+    batches = list(batches)
     layers = batch_norm_layers(model)
+    if not layers:
+        return len(batches)
     momenta = [layer.momentum for layer in layers]
-    forward = _batch_statistics_pass(model)
+    # A trace costs more than a few eager passes: one or two batches run eagerly.
+    forward = (_batch_statistics_pass(model) if len(batches) > _EAGER_BATCHES
+               else lambda inputs: model(inputs, training=True))
     running = None
     count = 0
     try:
