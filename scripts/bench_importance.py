@@ -10,13 +10,17 @@ side by side in one process, alternating the runs:
   plain gradient pass over the memory in one batch;
 - the same with the reference code's batching (``hessian_batch_size=10``: one
   class per batch) against a plain gradient pass over the same class batches;
+- (``--parts bn_mode``) the default Hg-based scoring (``batchnorm="auto"``,
+  which checks BatchNorm's inference mode first) against ``batchnorm="inference"``
+  (target: within 10%);
 
 and the peak resident-memory increase of each phase. Targets: g-based <= 1.2x,
 Hg-based <= 3.0x. The images are random normal (timing does not depend on
 their content); the models and batch shapes are CIFAR-10's.
 
 Usage:
-    python scripts/bench_importance.py [--widths 0.25 1.0] [--repeats 3] [--parts g hg hg_per_class]
+    python scripts/bench_importance.py [--widths 0.25 1.0] [--repeats 3]
+        [--parts g hg hg_per_class bn_mode]
 """
 
 from __future__ import annotations
@@ -143,6 +147,13 @@ def bench_width(width, args):
             lambda: tfprune.score(model, "grasp", (x, y), samples_per_class=per_class),
             args.repeats,
         )
+    if "bn_mode" in args.parts:  # the default's BatchNorm-mode check against its skipping
+        ratios["bn_mode"] = compare(
+            "auto/inf", lambda: tfprune.score(model, "grasp", (x, y), samples_per_class=per_class,
+                                              batchnorm="inference"),
+            lambda: tfprune.score(model, "grasp", (x, y), samples_per_class=per_class),
+            args.repeats,
+        )
     if "hg_per_class" in args.parts:
         ratios["hg_per_class"] = compare(
             "Hg/class", lambda: plain(memory),
@@ -161,7 +172,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", default=["g", "hg", "hg_per_class"],
-                        choices=["g", "hg", "hg_per_class"])
+                        choices=["g", "hg", "hg_per_class", "bn_mode"])
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPU cores; median of {args.repeats} alternating runs after warm-up")

@@ -139,22 +139,59 @@ def _restore_statistics(layers, saved) -> None:
         layer.moving_variance.assign(variance)
 
 
-def inference_spread(model: keras.Model, forward, inputs) -> tuple[float, float]:
+def inference_spread(model: keras.Model, forward, inputs, cache_key=None) -> tuple[float, float]:
     """Mean per-unit standard deviation over a batch, in inference and in training mode.
 
     For several outputs, the mean over them.
 
     The training-mode pass runs with the moving statistics saved and restored,
     so the model is left as it was.
+
+    Args:
+        model: The model.
+        forward: ``forward(inputs, training) -> outputs``.
+        inputs: One batch.
+        cache_key: Given (the scoring objective's key), both passes run as one
+            compiled function, traced once per model and key and reused by later
+            calls (every scoring round); None runs them eagerly.
     """
     layers = batch_norm_layers(model)
     saved = _saved_statistics(layers)
     try:
-        inference = keras.tree.flatten(forward(inputs, training=False))
-        training = keras.tree.flatten(forward(inputs, training=True))
+        if cache_key is None:
+            inference = keras.tree.flatten(forward(inputs, training=False))
+            training = keras.tree.flatten(forward(inputs, training=True))
+        else:
+            inference, training = _spread_pass(model, forward, cache_key)(inputs)
     finally:
         _restore_statistics(layers, saved)
     return _spread(inference), _spread(training)
+
+
+_SPREAD_ATTRIBUTE = "_tfprune_spread_passes"
+
+
+class _CompiledPasses:
+    """Compiled passes per objective key (a plain holder: Keras' saving walks no further)."""
+
+    def __init__(self):
+        self.by_key: dict = {}
+
+
+def _spread_pass(model: keras.Model, forward, key):
+    """Both passes of ``inference_spread`` compiled, kept on the model per objective key."""
+    holder = model.__dict__.get(_SPREAD_ATTRIBUTE)
+    if holder is None:
+        holder = _CompiledPasses()
+        object.__setattr__(model, _SPREAD_ATTRIBUTE, holder)  # outside Keras' tracking
+    passes = holder.by_key
+    if key not in passes:
+        def both(inputs):  # inference first: it reads the statistics the training pass updates
+            return (keras.tree.flatten(forward(inputs, training=False)),
+                    keras.tree.flatten(forward(inputs, training=True)))
+
+        passes[key] = tf.function(both, reduce_retracing=True)
+    return passes[key]
 
 
 def _spread(outputs: list) -> float:

@@ -277,7 +277,8 @@ class ScoringContext:
             return "inference"
         if self.batchnorm == "recalibrate":
             return "recalibrated"
-        inference, training = inference_spread(self.model, self.objective.forward, images)
+        inference, training = inference_spread(self.model, self.objective.forward, images,
+                                               cache_key=self.objective.key)
         if inference < DEGENERATE_RATIO * training:
             return (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
                     f"{training:.3g} with batch statistics)")
