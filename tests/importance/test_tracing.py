@@ -49,3 +49,25 @@ def test_later_rounds_inside_fit_add_no_trace():
     model.fit(x, y, epochs=3, batch_size=40, verbose=0, callbacks=[callback, Count()])
     assert abs(callback.plan.fraction_removed - 0.5) < 0.02
     assert counts[0] == counts[-1], counts
+
+
+def test_the_batchnorm_mode_is_decided_once_per_weights(monkeypatch):
+    from tfprune.importance import context
+
+    calls = []
+    original = context.inference_spread
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(context, "inference_spread", counting)
+    model, x, y = _model_and_data()
+    first = tfprune.score(model, "snip", (x, y), num_samples=80, batch_size=32)
+    # another measure on the same weights and samples: no second check
+    tfprune.score(model, "loss_preservation", (x, y), num_samples=80, batch_size=32)
+    assert len(calls) == 1
+    layer = model.get_layer(next(iter(first)))
+    layer.kernel.assign(layer.kernel * 1.5)  # other weights: decided again
+    tfprune.score(model, "snip", (x, y), num_samples=80, batch_size=32)
+    assert len(calls) == 2

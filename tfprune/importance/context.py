@@ -70,6 +70,19 @@ def estimator_for(model: keras.Model, hessian_variables=None,
     return estimator
 
 
+_DECISION_ATTRIBUTE = "_tfprune_batchnorm_decision"
+
+
+def _fingerprint(values) -> tuple:
+    """Shapes and sums of tensors or arrays.
+
+    Equal for the same values; almost surely not for others (weights after a
+    training step, another batch).
+    """
+    return tuple((tuple(np.shape(value)), float(np.sum(np.asarray(value, np.float64))))
+                 for value in keras.tree.flatten(values))
+
+
 def scored_variables(model: keras.Model) -> list:
     """The variables g is taken for and H spans: those the model would train if all unfrozen.
 
@@ -277,12 +290,20 @@ class ScoringContext:
             return "inference"
         if self.batchnorm == "recalibrate":
             return "recalibrated"
+        # "auto": decided once per weights, loss and batch (kept on the model), so scoring
+        # the same weights again (another measure, a monitor) skips the check.
+        key = (self.objective.key, _fingerprint(self.model.weights), _fingerprint(images))
+        known = self.model.__dict__.get(_DECISION_ATTRIBUTE)
+        if known is not None and known[0] == key:
+            return known[1]
         inference, training = inference_spread(self.model, self.objective.forward, images,
                                                cache_key=self.objective.key)
+        decision = "inference"
         if inference < DEGENERATE_RATIO * training:
-            return (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
-                    f"{training:.3g} with batch statistics)")
-        return "inference"
+            decision = (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
+                        f"{training:.3g} with batch statistics)")
+        object.__setattr__(self.model, _DECISION_ATTRIBUTE, (key, decision))  # untracked
+        return decision
 
     def _estimator(self) -> GradientEstimator:
         """The model's estimator, Hg taken for the prunable kernels; fails on a frozen one."""
