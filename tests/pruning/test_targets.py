@@ -33,11 +33,12 @@ def cnn():
 
 @pytest.mark.parametrize("plain, typed", [
     (0.25, Fraction(0.25)),
+    (np.float32(0.25), Fraction(0.25)),
     ({"flops": 1e5}, FlopsBudget(1e5)),
     ({"params": 300}, ParamsBudget(300.0)),
     ({"c1": 0.5}, LayerRatios({"c1": 0.5})),
 ])
-def test_plain_and_typed_targets_make_the_same_plan(plain, typed):
+def test_plain_and_typed_targets_make_the_same_plan(plain, typed, tmp_path):
     model = cnn()
     scores = tfprune.score(model, "magnitude")
     assert as_target(plain) == typed
@@ -45,6 +46,7 @@ def test_plain_and_typed_targets_make_the_same_plan(plain, typed):
     for key in one.keep:
         np.testing.assert_array_equal(one.keep[key], other.keep[key])
     assert one.history[-1]["target"] == to_json(typed)
+    one.save(tmp_path / "plan")  # the history is plain JSON, whatever form the target had
 
 
 def test_bad_targets_are_refused_at_the_boundary():

@@ -14,6 +14,7 @@ the boundary, and ``to_json`` gives the plain form back for plan histories.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping
 
 from tfprune.budget_targets import Budget, is_budget, parse_budget
@@ -31,12 +32,13 @@ class Fraction:
     value: float
 
     def __post_init__(self):
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+        if isinstance(self.value, bool) or not isinstance(self.value, numbers.Real):
             raise PlanError(f"target must be a fraction in [0, 1), a budget or per-layer "
                             f"ratios, got {self.value!r}.")
         if not 0 <= self.value < 1:
             raise PlanError(f"target must be in [0, 1), got {self.value}: it is the fraction "
                             "removed.")
+        object.__setattr__(self, "value", float(self.value))  # a NumPy scalar saves as JSON
 
 
 @dataclasses.dataclass(frozen=True)
