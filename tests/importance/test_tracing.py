@@ -5,8 +5,8 @@ import keras
 import numpy as np
 
 import tfprune
-from tfprune.importance.batchnorm import _SPREAD_ATTRIBUTE
 from tfprune.importance.context import _ESTIMATORS
+from tfprune.model_cache import model_cache
 from tfprune.pruning.tfmot_schedules import RoundsSchedule
 
 
@@ -18,7 +18,7 @@ def _model_and_data():
 
 
 def _traces(model) -> tuple[int, int]:
-    spread = model.__dict__[_SPREAD_ATTRIBUTE].by_key
+    spread = model_cache(model)["spread_passes"]
     return (sum(f.experimental_get_tracing_count() for f in spread.values()),
             _ESTIMATORS[model]._gradient_fn.experimental_get_tracing_count())
 

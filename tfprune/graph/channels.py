@@ -29,6 +29,7 @@ from tfprune.graph.model_graph import (
 from tfprune.handlers import GraphError, Layout, handler_for
 from tfprune.handlers.channel_analysis import ChannelAnalysis
 from tfprune.handlers.structure import Ignored, KeepWhole
+from tfprune.model_cache import cached
 
 
 @dataclasses.dataclass
@@ -305,16 +306,13 @@ def channel_groups(model, ignored_layers=()) -> list[ChannelGroup]:
 class _GraphCache:
     """One model's analysed graphs, per set of ignored layers, with the structure they saw.
 
-    Held by the model itself (outside Keras' attribute tracking, so saving and
-    cloning never see it): it lives and dies with the model.
+    Held in the model's own cache (``tfprune.model_cache``): it lives and dies
+    with the model.
     """
 
     def __init__(self):
         self.structure = None
         self.graphs: dict[frozenset, ChannelGraph] = {}
-
-
-_CACHE_ATTRIBUTE = "_tfprune_channel_graphs"
 
 
 def _structure(model) -> tuple:
@@ -337,10 +335,7 @@ def graph_for(model, ignored_layers=()) -> ChannelGraph:
     Raises:
         GraphError: As ``ChannelGraph`` (never cached).
     """
-    cache = model.__dict__.get(_CACHE_ATTRIBUTE)
-    if cache is None:
-        cache = _GraphCache()
-        object.__setattr__(model, _CACHE_ATTRIBUTE, cache)  # bypasses Keras' tracking
+    cache = cached(model, "channel_graphs", _GraphCache)
     structure = _structure(model)
     if cache.structure != structure:
         cache.structure, cache.graphs = structure, {}

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune.handlers import LayerHandler, handler_for
+from tfprune.model_cache import cached
 
 
 def batch_norm_layers(model: keras.Model) -> list:
@@ -33,14 +34,10 @@ def _batch_statistics_pass(model: keras.Model):
     Run with every BatchNormalization's momentum at 0 (as traced), a call
     leaves each layer's batch mean and variance in its moving statistics.
     """
-    forward = model.__dict__.get(_FORWARD_ATTRIBUTE)
-    if forward is None:
-        forward = tf.function(lambda inputs: model(inputs, training=True), reduce_retracing=True)
-        object.__setattr__(model, _FORWARD_ATTRIBUTE, forward)  # outside Keras' tracking
-    return forward
+    return cached(model, "batch_statistics_pass", lambda: tf.function(
+        lambda inputs: model(inputs, training=True), reduce_retracing=True))
 
 
-_FORWARD_ATTRIBUTE = "_tfprune_batch_statistics_pass"
 #: Up to this many batches run eagerly (no trace to amortize).
 _EAGER_BATCHES = 2
 
@@ -168,23 +165,11 @@ def inference_spread(model: keras.Model, forward, inputs, cache_key=None) -> tup
     return _spread(inference), _spread(training)
 
 
-_SPREAD_ATTRIBUTE = "_tfprune_spread_passes"
-
-
-class _CompiledPasses:
-    """Compiled passes per objective key (a plain holder: Keras' saving walks no further)."""
-
-    def __init__(self):
-        self.by_key: dict = {}
 
 
 def _spread_pass(model: keras.Model, forward, key):
     """Both passes of ``inference_spread`` compiled, kept on the model per objective key."""
-    holder = model.__dict__.get(_SPREAD_ATTRIBUTE)
-    if holder is None:
-        holder = _CompiledPasses()
-        object.__setattr__(model, _SPREAD_ATTRIBUTE, holder)  # outside Keras' tracking
-    passes = holder.by_key
+    passes = cached(model, "spread_passes", dict)
     if key not in passes:
         def both(inputs):  # inference first: it reads the statistics the training pass updates
             return (keras.tree.flatten(forward(inputs, training=False)),

@@ -33,6 +33,7 @@ from tfprune.importance.samples import (
     scoring_memory,
 )
 from tfprune.importance.scores import ScoringError
+from tfprune.model_cache import model_cache
 from tfprune.model_files import ModelFileError, load_model_file
 from tfprune.precision import float32_model
 
@@ -68,9 +69,6 @@ def estimator_for(model: keras.Model, hessian_variables=None,
                                       variables=variables)
         _ESTIMATORS[model] = estimator
     return estimator
-
-
-_DECISION_ATTRIBUTE = "_tfprune_batchnorm_decision"
 
 
 def _fingerprint(values) -> tuple:
@@ -293,7 +291,7 @@ class ScoringContext:
         # "auto": decided once per weights, loss and batch (kept on the model), so scoring
         # the same weights again (another measure, a monitor) skips the check.
         key = (self.objective.key, _fingerprint(self.model.weights), _fingerprint(images))
-        known = self.model.__dict__.get(_DECISION_ATTRIBUTE)
+        known = model_cache(self.model).get("batchnorm_decision")
         if known is not None and known[0] == key:
             return known[1]
         inference, training = inference_spread(self.model, self.objective.forward, images,
@@ -302,7 +300,7 @@ class ScoringContext:
         if inference < DEGENERATE_RATIO * training:
             decision = (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
                         f"{training:.3g} with batch statistics)")
-        object.__setattr__(self.model, _DECISION_ATTRIBUTE, (key, decision))  # untracked
+        model_cache(self.model)["batchnorm_decision"] = (key, decision)
         return decision
 
     def _estimator(self) -> GradientEstimator:
