@@ -107,12 +107,20 @@ class ChannelGraph:
         self.steps = list(walk(model))
         self.calls = [step for step in self.steps if isinstance(step, Call)]
         self.operations = {call.name: call.operation for call in self.calls}
+        self.names = {id(call.operation): call.name for call in self.calls}
         unknown = sorted(self.ignored_layers - set(self.operations))
         if unknown:
             raise GraphError(f"ignored_layers: no layer or op named {unknown} in model "
                              f"{model.name!r}.")
         self._analysis = self._analyse()
         self.groups = self._collect_groups()
+
+    def name_of(self, layer) -> str:
+        """The name a layer of the model is known by (its path when its own name is shared).
+
+        Plans, scores, ``ignored_layers`` and summaries use this name.
+        """
+        return self.names.get(id(layer), layer.name)
 
     def handler(self, name: str):
         """The handler tfprune uses for the call named ``name``."""
@@ -122,6 +130,7 @@ class ChannelGraph:
 
     def _analyse(self) -> ChannelAnalysis:
         analysis = ChannelAnalysis()
+        analysis.names = self.names
         graph = functional_graph(self.model)
         for tensor in graph.inputs:
             analysis.new_tensor_space(tensor, blocked="the model input")
@@ -134,7 +143,8 @@ class ChannelGraph:
                     analysis.set_layout(target, analysis.layout(source))
                 continue
             problems += self._analyse_call(analysis, step)
-            _join_shared_calls(analysis, step, first_calls)
+            if not (self.handler(step.name).calls_independent and not step.operation.weights):
+                _join_shared_calls(analysis, step, first_calls)
             if step.inputs:
                 self.layer_inputs[step.name] = analysis.layout(step.inputs[0])
             self.layer_outputs[step.name] = analysis.layout(step.outputs[0])
@@ -171,14 +181,14 @@ class ChannelGraph:
 
     def _collect_groups(self) -> list[ChannelGroup]:
         analysis = self._analysis
-        order = {name: i for i, name in enumerate(operation_order(self.model))}
+        order = _order_key(self.model)
         self._roots: dict[int, ChannelGroup] = {}
         groups = []
         for space in range(len(analysis.parent)):
             root = analysis.find(space)
             if root != space or analysis.blocked[root] or not analysis.roles[root]["sources"]:
                 continue
-            roles = {role: sorted(names, key=lambda name: order[name.split("/")[0]])
+            roles = {role: sorted(names, key=order)
                      for role, names in analysis.roles[root].items()}
             group = ChannelGroup(len(groups), analysis.sizes[root], roles["sources"],
                                  roles["followers"], roles["consumers"], *analysis.splits[root])
@@ -195,15 +205,15 @@ class ChannelGraph:
             a model output, a layer in ``ignored_layers``), in graph order.
         """
         analysis = self._analysis
-        order = {name: i for i, name in enumerate(operation_order(self.model))}
+        order = _order_key(self.model)
         found = []
         for space in range(len(analysis.parent)):
             sources = analysis.roles[space]["sources"]
             if analysis.find(space) != space or not analysis.blocked[space] or not sources:
                 continue
-            names = sorted(sources, key=lambda name: order.get(name.split("/")[0], len(order)))
-            found.append((names, analysis.sizes[space], analysis.blocked[space]))
-        return sorted(found, key=lambda item: order.get(item[0][0].split("/")[0], len(order)))
+            found.append((sorted(sources, key=order), analysis.sizes[space],
+                          analysis.blocked[space]))
+        return sorted(found, key=lambda item: order(item[0][0]))
 
     def group_of_space(self, space: int) -> ChannelGroup | None:
         """The prunable group a channel space belongs to, or None if it is not prunable."""
@@ -231,6 +241,17 @@ class ChannelGraph:
             touched = touched or mask is not None
             pieces.append(np.ones(size, bool) if mask is None else np.asarray(mask, bool))
         return np.tile(np.concatenate(pieces), layout.tiles) if touched else None
+
+
+def _order_key(model):
+    """``key(name) -> position`` in the model's order, for a call or a ``call/unit`` name."""
+    order = {name: i for i, name in enumerate(operation_order(model))}
+
+    def key(name: str) -> int:
+        if name in order:
+            return order[name]
+        return order.get(name.rpartition("/")[0], len(order))  # a unit: attention/heads
+    return key
 
 
 def _join_shared_calls(analysis: ChannelAnalysis, call: Call,

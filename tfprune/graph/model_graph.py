@@ -8,11 +8,19 @@ flat sequence of operation calls: layers and keras.ops operation nodes. Where
 a nested model or composite layer is entered or left, an ``Alias`` says which
 outer tensors its inner inputs (outputs) stand for, so whoever walks the
 graph can map tensors across the boundary.
+
+Each call is named by its layer's own name when no other layer in the flat
+graph has that name, and otherwise by its path through the nested models and
+composite layers holding it (``transformer_layer_0/self_attention_layer``):
+the blocks of keras-hub's transformers all name their sublayers alike. Names
+in a plain functional model therefore stay as they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import traceback
 import weakref
 from collections.abc import Iterator
 
@@ -31,25 +39,37 @@ class Call:
         inputs: Its input tensors (symbolic), in call order.
         outputs: Its output tensors.
         node: The Keras node (``node.arguments`` rebuilds the call).
+        name: The name tfprune knows it by: the operation's own name, or its
+            path (``block_0/attention``) when another layer shares that name.
+        path: The names of the nested models and composite layers holding it,
+            outermost first (empty at the top level).
     """
 
     operation: object
     inputs: list
     outputs: list
     node: object
-
-    @property
-    def name(self) -> str:
-        """The operation's name."""
-        return self.operation.name
+    name: str = ""
+    path: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Alias:
-    """``targets[i]`` is the same tensor as ``sources[i]`` (a nested model's boundary)."""
+    """``targets[i]`` is the same tensor as ``sources[i]`` (a nested model's boundary).
+
+    Attributes:
+        sources: The tensors on the side the walk comes from.
+        targets: The same tensors on the side it goes to.
+        container: The nested model or composite layer entered or left.
+        node: The container's node in the outer graph.
+        entering: True where the walk enters the container, False where it leaves.
+    """
 
     sources: list
     targets: list
+    container: object = None
+    node: object = None
+    entering: bool = True
 
 
 def functional_graph(model) -> keras.Model:
@@ -128,18 +148,65 @@ def composite_graph(operation, node=None) -> keras.Model | None:
     traces = _COMPOSITES.setdefault(operation, {})
     if signature in traces:
         return traces[signature]
+    traced = _trace(operation, node, concrete=False)
+    if traced is None:  # its call reads the batch size or sequence length: give it numbers
+        traced = _trace(operation, node, concrete=True)
+    traces[signature] = traced
+    return traced
+
+
+#: The sizes a composite layer's call sees for its inputs' unknown axes when it reads them
+#: (``ops.shape(x)[0]``): the batch, then every other unknown axis (sequence lengths).
+TRACE_BATCH, TRACE_LENGTH = 2, 8
+
+
+def _trace(operation, node, concrete: bool) -> keras.Model | None:
+    """The layer's call traced on symbolic inputs shaped like the node's, or None.
+
+    With ``concrete``, unknown axes get ``TRACE_BATCH`` / ``TRACE_LENGTH``:
+    the trace then describes the layer's channels exactly, but its shapes only
+    for those sizes (the model itself is left as it is). The error of the last
+    failed trace is kept for ``opaque_reason``.
+    """
     inputs = {}
     for tensor in node.input_tensors:
-        inputs.setdefault(id(tensor), keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype))
+        shape = tuple(tensor.shape)
+        if concrete:
+            shape = tuple((TRACE_BATCH if axis == 0 else TRACE_LENGTH) if size is None else size
+                          for axis, size in enumerate(shape))
+        inputs.setdefault(id(tensor), keras.Input(batch_shape=shape, dtype=tensor.dtype))
     try:
         args, kwargs = node.arguments.fill_in(inputs)
         outputs = operation.call(*args, **kwargs)
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
     except Exception as error:  # noqa: BLE001 - any failure means "not traceable": reported
-        traced = None
-        _TRACE_ERRORS[operation] = f"{type(error).__name__}: {error}"
-    traces[signature] = traced
+        _TRACE_ERRORS[operation] = _trace_failure(operation, error)
+        return None
+    _TRACE_ERRORS.pop(operation, None)
+    traced._tfprune_concrete = concrete
     return traced
+
+
+def _trace_failure(operation, error: Exception) -> str:
+    """The error, with the line of the layer's own code where it was raised."""
+    message = f"{type(error).__name__}: {error}"
+    try:
+        own_file = inspect.getsourcefile(type(operation))
+    except TypeError:
+        own_file = None
+    frames = traceback.extract_tb(error.__traceback__)
+    for position, frame in reversed(list(enumerate(frames))):
+        if own_file and frame.filename == own_file:
+            failed = frames[position + 1].name if position + 1 < len(frames) else None
+            where = f"{type(operation).__name__}.{frame.name}, line {frame.lineno}: " \
+                    f"{(frame.line or '').strip()}"
+            return f"{message[:300]} at {where}" + (f" (in {failed})" if failed else "")
+    return message[:300]
+
+
+def traced_concretely(graph) -> bool:
+    """Whether a composite layer's trace needed concrete sizes for unknown axes."""
+    return getattr(graph, "_tfprune_concrete", False)
 
 
 def _composite_candidate(operation) -> bool:
@@ -166,7 +233,7 @@ def opaque_reason(operation) -> str:
                 "infer; register a handler for it")
     error = _TRACE_ERRORS.get(operation, "it uses other functions")
     return ("a custom layer whose call could not be traced as sublayers and keras.ops "
-            f"({error[:300]}); register a handler for it")
+            f"({error}); register a handler for it")
 
 
 def _nodes(graph: keras.Model):
@@ -181,6 +248,15 @@ def walk(model) -> Iterator[Call | Alias]:
     Raises:
         GraphError: For a model without a graph (see ``functional_graph``).
     """
+    steps = list(_walk(model, ()))
+    names = qualified_names((step.path, step.operation) for step in steps
+                            if isinstance(step, Call))
+    for step in steps:
+        yield (dataclasses.replace(step, name=names[id(step.operation)])
+               if isinstance(step, Call) else step)
+
+
+def _walk(model, path: tuple) -> Iterator[Call | Alias]:
     graph = functional_graph(model)
     for node in _nodes(graph):
         operation = node.operation
@@ -192,11 +268,30 @@ def walk(model) -> Iterator[Call | Alias]:
         if inner is not None:
             unique = list({id(tensor): tensor for tensor in inputs}.values())
             yield Alias(unique if len(unique) == len(inner.inputs) else inputs,
-                        list(inner.inputs))
-            yield from walk(inner)
-            yield Alias(list(inner.outputs), outputs)
+                        list(inner.inputs), operation, node, entering=True)
+            yield from _walk(inner, (*path, operation.name))
+            yield Alias(list(inner.outputs), outputs, operation, node, entering=False)
         else:
-            yield Call(operation, inputs, outputs, node)
+            yield Call(operation, inputs, outputs, node, operation.name, path)
+
+
+def qualified_names(placed) -> dict[int, str]:
+    """``{id(operation): name}``: its own name if unique, else its path joined by ``/``.
+
+    Args:
+        placed: ``(path, operation)`` pairs, the path being the names of the
+            containers holding the operation (outermost first); an operation
+            listed twice (a shared layer) keeps its first path.
+    """
+    first: dict[int, tuple] = {}
+    for path, operation in placed:
+        first.setdefault(id(operation), (path, operation))
+    owners: dict[str, set] = {}
+    for _, operation in first.values():
+        owners.setdefault(operation.name, set()).add(id(operation))
+    return {key: operation.name if len(owners[operation.name]) == 1
+            else "/".join((*path, operation.name))
+            for key, (path, operation) in first.items()}
 
 
 def calls(model) -> list[Call]:
@@ -219,19 +314,23 @@ def producers(model) -> dict[int, Call]:
 
 
 def operation_order(model) -> list[str]:
-    """Names of the model's layers and ops in the model's own order.
+    """Names of the model's layers and ops (as ``Call.name``) in the model's own order.
 
     For a flat functional model that is ``model.layers``' order; a nested
     model's contents stand in its place.
     """
-    names = []
+    names = {id(call.operation): call.name for call in calls(model)}
+    return [names[id(operation)] for operation in _ordered_operations(model)
+            if id(operation) in names]
+
+
+def _ordered_operations(model) -> Iterator:
     for operation in functional_graph(model).operations:
         if isinstance(operation, keras.layers.InputLayer):
             continue
         inner = functional_graph(operation) if is_nested_model(operation) else (
             composite_graph(operation))
         if inner is not None:
-            names += operation_order(inner)
+            yield from _ordered_operations(inner)
         else:
-            names.append(operation.name)
-    return names
+            yield operation

@@ -23,11 +23,43 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, axis_mask, block, take
+from tfprune.handlers.base import LayerHandler, axis_mask, block, layer_config, take
 
 #: Per projection: (attribute, kernel axis indexing the heads, bias axis indexing them or None).
 _PROJECTIONS = (("query_dense", 1, 0), ("key_dense", 1, 0), ("value_dense", 1, 0),
                 ("output_dense", 0, None))
+
+
+def kept_whole_because(layer, outputs) -> str | None:
+    """Why an attention layer's heads are kept whole (gated, or scores returned), or None."""
+    if len(outputs) > 1:
+        return "its attention scores are an output, so its heads are kept"
+    if getattr(layer, "_use_gate", False) or getattr(layer, "use_gate", False):
+        return "gated heads (use_gate) are kept"
+    return None
+
+
+def attention_spaces(analysis, layer, inputs, outputs, unit: str, size: int,
+                     why: str | None) -> None:
+    """The channel rule of attention layers, whose heads are an inner unit.
+
+    The query's channels are consumed (the projections' rows); other inputs
+    (cross-attention keys and values, masks, caches) keep theirs; the output
+    projection's columns are a new space; further outputs (attention scores,
+    caches) are kept whole; the heads are the inner unit ``unit`` of ``size``
+    channels, kept whole for ``why``.
+    """
+    query = inputs[0]
+    analysis.add_role(analysis.layout(query), "consumers", analysis.name_of(layer))
+    for tensor in inputs[1:]:
+        if tensor is not query:
+            analysis.block(analysis.layout(tensor), f"{layer.name!r}: cross-attention keys "
+                           "and values, attention masks and caches keep their channels")
+    space = analysis.new_tensor_space(outputs[0])
+    analysis.roles[space]["sources"].append(analysis.name_of(layer))
+    for tensor in outputs[1:]:
+        analysis.new_tensor_space(tensor, blocked=f"{layer.name!r}: attention scores or cache")
+    analysis.new_inner_space(layer, unit, size, blocked=why and f"{layer.name!r}: {why}")
 
 
 class MultiHeadAttentionHandler(LayerHandler):
@@ -44,27 +76,8 @@ class MultiHeadAttentionHandler(LayerHandler):
                          "output_dense.kernel")
 
     def analyse(self, analysis, layer, inputs, outputs):
-        query = inputs[0]
-        analysis.add_role(analysis.layout(query), "consumers", layer.name)
-        for tensor in inputs[1:]:
-            if tensor is not query:
-                analysis.block(analysis.layout(tensor), f"{layer.name!r}: cross-attention "
-                               "keys, values and masks keep their channels")
-        space = analysis.new_tensor_space(outputs[0])
-        analysis.roles[space]["sources"].append(layer.name)
-        for tensor in outputs[1:]:
-            analysis.new_tensor_space(tensor, blocked=f"{layer.name!r}: attention scores")
-        why = self._heads_kept(layer, outputs)
-        analysis.new_inner_space(layer, "heads", layer.num_heads, blocked=why and
-                                 f"{layer.name!r}: {why}")
-
-    @staticmethod
-    def _heads_kept(layer, outputs) -> str | None:
-        if len(outputs) > 1:
-            return "its attention scores are an output, so its heads are kept"
-        if getattr(layer, "_use_gate", False):
-            return "gated heads (use_gate) are kept"
-        return None
+        attention_spaces(analysis, layer, inputs, outputs, "heads", layer.num_heads,
+                         kept_whole_because(layer, outputs))
 
     def inner_units(self, layer):
         parts = tuple((f"{name}.kernel", axis) for name, axis, _ in _PROJECTIONS)
@@ -150,7 +163,6 @@ class MultiHeadAttentionHandler(LayerHandler):
         return int(round(2 * (projections + products)))
 
 
-#: Built-in attention handlers: layer classes -> handler.
 class DotAttention(LayerHandler):
     """``keras.layers.Attention``: query and key channels joined, the output the value's."""
 
@@ -169,7 +181,7 @@ class DotAttention(LayerHandler):
             block(analysis, layer, inputs, outputs, "its query or key is a concatenation or "
                   "flattening")
             return
-        analysis.union(query_layout.spaces[0][0], key_layout.spaces[0][0], layer.name)
+        analysis.union(query_layout.spaces[0][0], key_layout.spaces[0][0], analysis.name_of(layer))
         analysis.set_layout(outputs[0], analysis.layout(value))
 
     def slim(self, layer, context):
@@ -177,5 +189,159 @@ class DotAttention(LayerHandler):
         return layer.get_config(), layer.get_weights()
 
 
+class GroupedQueryAttention(LayerHandler):
+    """Grouped-query attention (Keras', keras-hub's decoders): whole query groups.
+
+    Its projections are EinsumDense layers: query ``(hidden, query heads,
+    head_dim)``, key and value ``(hidden, key/value heads, head_dim)``, output
+    ``(query heads, head_dim, hidden)``. Query head ``h`` reads key/value head
+    ``h // (query heads / key/value heads)`` (grouped-query attention; one
+    group per head in plain multi-head attention). A query group, the unit
+    ``query_groups``, is one key/value head with its query heads: zeroing its
+    slices of all four projections removes exactly its contribution to the
+    output, and ``slim`` rebuilds the layer with fewer heads of each kind.
+
+    ``keras.layers.GroupQueryAttention``'s biases (``use_bias=True``) follow:
+    the query's, key's and value's per head, the output's per hidden channel.
+    The query groups are kept whole when the layer gates its heads or returns
+    its attention scores; in cross-attention the key and value inputs keep
+    their channels.
+
+    Attributes:
+        projections: Attribute names of the query, key, value and output projections.
+        head_keys: Config keys of the query and key/value head counts.
+        reads_query_only: The key and value always read the query's input (the
+            layer's other inputs are masks and caches).
+        rebuild_reason: Why ``slim`` cannot rebuild this type with fewer heads
+            (its query groups are then kept whole), or None.
+    """
+
+    projections = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+    head_keys = ("num_query_heads", "num_key_value_heads")
+    reads_query_only = False
+    rebuild_reason: str | None = None
+    scored_kernel = None
+
+    @property
+    def kernel_attributes(self):
+        """The four projections' kernels."""
+        return tuple(f"{name}.kernel" for name in self.projections)
+
+    def _dense(self, layer):
+        return [getattr(layer, name) for name in self.projections]
+
+    @staticmethod
+    def _axes(dense, output_projection: bool) -> tuple[int, int]:
+        """``(head axis, hidden axis)`` of a projection's kernel, read from its equation.
+
+        A query, key or value projection (``btd,ndh->btnh``) contracts the
+        input's last axis (hidden) and makes the output's head axis (second to
+        last); the output projection (``btnh,nhd->btd``) contracts the input's
+        head axis and makes the output's last (hidden).
+        """
+        inputs, rest = dense.equation.replace(" ", "").split(",")
+        kernel, output = rest.split("->")
+        if output_projection:
+            return kernel.index(inputs[-2]), kernel.index(output[-1])
+        return kernel.index(output[-2]), kernel.index(inputs[-1])
+
+    def _kernel_axes(self, layer) -> list[tuple[int, int]]:
+        dense = self._dense(layer)
+        return [self._axes(d, i == 3) for i, d in enumerate(dense)]
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """Consumes the hidden channels, makes the output's, and holds the query groups."""
+        attention_spaces(analysis, layer, inputs, outputs, "query_groups",
+                         getattr(layer, self.head_keys[1]),
+                         self.rebuild_reason or kept_whole_because(layer, outputs))
+
+    def _rows_follow(self, layer) -> tuple:
+        """Which projections' rows are the query input's channels (all three in self-attention)."""
+        if self.reads_query_only:
+            return (0, 1, 2)
+        node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+        tensors = [] if node is None else [t for t in node.input_tensors if t.dtype != "bool"]
+        return (0, 1, 2) if tensors and all(t is tensors[0] for t in tensors) else (0,)
+
+    def inner_units(self, layer):
+        """``query_groups``: one key/value head and its query heads, over all four kernels."""
+        axes = [head for head, _ in self._kernel_axes(layer)]
+        parts = tuple((f"{name}.kernel", axis) for name, axis in zip(self.projections, axes,
+                                                                    strict=True))
+        return {"query_groups": (getattr(layer, self.head_keys[1]), parts)}
+
+    def _group_size(self, layer) -> int:
+        return getattr(layer, self.head_keys[0]) // getattr(layer, self.head_keys[1])
+
+    def inner_masks(self, layer, masks):
+        """The kept groups' slices of the four kernels (query heads repeated per group)."""
+        groups = masks.get("query_groups")
+        if groups is None:
+            return []
+        per_head = np.repeat(np.asarray(groups, bool), self._group_size(layer))
+        masks = (per_head, groups, groups, per_head)
+        pairs = [(dense.kernel, axis_mask(dense.kernel.shape, mask, head))
+                 for dense, mask, (head, _) in zip(self._dense(layer), masks,
+                                                   self._kernel_axes(layer), strict=True)]
+        for dense, mask in zip(self._dense(layer)[:3], masks[:3], strict=True):
+            if dense.bias is not None:  # (heads, head_dim)
+                pairs.append((dense.bias, axis_mask(dense.bias.shape, mask, 0)))
+        return pairs
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        """Input channels: the query, key and value rows; output channels: the output's."""
+        dense, axes = self._dense(layer), self._kernel_axes(layer)
+        pairs = []
+        if in_mask is not None:
+            pairs += [(dense[i].kernel, axis_mask(dense[i].kernel.shape, in_mask, axes[i][1]))
+                      for i in self._rows_follow(layer)]
+        if out_mask is not None:
+            output = dense[3]
+            pairs.append((output.kernel, axis_mask(output.kernel.shape, out_mask, axes[3][1])))
+            if output.bias is not None:
+                pairs.append((output.bias, np.asarray(out_mask, np.float32)))
+        return pairs
+
+    def slim(self, layer, context):
+        """Fewer query and key/value heads; the kept hidden rows and output columns."""
+        config = layer_config(layer)
+        groups = context.inner_index(layer, "query_groups")
+        in_index, out_index = context.input_index(layer), context.output_index(layer)
+        size = self._group_size(layer)
+        heads = None if groups is None else (groups[:, None] * size + np.arange(size)).ravel()
+        sliced, rows = {}, self._rows_follow(layer)
+        for i, (dense, (head, hidden)) in enumerate(zip(self._dense(layer),
+                                                         self._kernel_axes(layer), strict=True)):
+            kept_heads = heads if i in (0, 3) else groups
+            kept_hidden = out_index if i == 3 else in_index if i in rows else None
+            sliced[id(dense.kernel)] = take(take(np.asarray(dense.kernel), kept_heads, head),
+                                            kept_hidden, hidden)
+            if dense.bias is not None:
+                sliced[id(dense.bias)] = take(np.asarray(dense.bias),
+                                              out_index if i == 3 else kept_heads, 0)
+        if groups is not None:
+            config[self.head_keys[0]] = int(heads.size)
+            config[self.head_keys[1]] = int(groups.size)
+        return config, [sliced.get(id(v), np.asarray(v)) for v in layer.weights]
+
+    def flops(self, call, kept):
+        """The four projections at every position, and the attention products.
+
+        The products cost ``2 x positions^2 x kept query heads x 2 head_dim``;
+        a trace's unknown sequence length counts as ``TRACE_LENGTH`` positions.
+        """
+        layer = call.operation
+        positions = int(np.prod([size or 1 for size in call.inputs[0].shape[1:-1]]))
+        query, key, value, output = self._dense(layer)
+        projections = sum(kept(dense.kernel) for dense in (query, key, value, output))
+        head_dim = query.kernel.shape[-1]
+        heads = getattr(layer, self.head_keys[0]) * kept(query.kernel) / int(
+            np.prod(query.kernel.shape))
+        products = positions * positions * heads * 2 * head_dim
+        return int(round(2 * (positions * projections + products)))
+
+
+#: Built-in attention handlers: layer classes -> handler.
 ATTENTION_HANDLERS = {(keras.layers.MultiHeadAttention,): MultiHeadAttentionHandler(),
-                      (keras.layers.Attention,): DotAttention()}
+                      (keras.layers.Attention,): DotAttention(),
+                      (keras.layers.GroupQueryAttention,): GroupedQueryAttention()}

@@ -23,6 +23,9 @@ subclasses inherit their base's handler).
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 import keras
 import numpy as np
 
@@ -35,6 +38,31 @@ def attribute(layer, path: str):
     for name in path.split("."):
         value = getattr(value, name)
     return value
+
+
+def layer_config(layer) -> dict:
+    """``layer.get_config()``, or, for a layer without one, its constructor's arguments.
+
+    Some keras-hub sublayers are built by their block, which serializes the
+    block's config, never theirs: ``CachedGemmaAttention`` has no
+    ``get_config``, and ``LlamaAttention``'s reads an attribute it never set
+    (keras-hub 0.32). Their arguments are read back from the attributes of
+    the same names (or with a leading underscore), with the layer's name and
+    dtype policy.
+    """
+    try:
+        return layer.get_config()
+    except (NotImplementedError, AttributeError):
+        pass
+    config = {"name": layer.name, "dtype": layer.dtype_policy, "trainable": layer.trainable}
+    for name, parameter in inspect.signature(type(layer).__init__).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        for attribute in (name, f"_{name}"):
+            if hasattr(layer, attribute):
+                config[name] = getattr(layer, attribute)
+                break
+    return config
 
 
 def take(array: np.ndarray, index, axis: int) -> np.ndarray:
@@ -74,6 +102,8 @@ class LayerHandler:
         filter_axis: Axis of that kernel indexing the layer's output channels.
         kernel_attributes: The kernels (dotted paths) whose multiply-accumulates
             count as FLOPs.
+        calls_independent: The calls of one shared layer need not keep the
+            same channels (its config and weights do not depend on them).
 
     Example:
         A custom layer scaling each channel by a trainable vector:
@@ -92,6 +122,10 @@ class LayerHandler:
     scored_kernel: str | None = None
     filter_axis: int = -1
     kernel_attributes: tuple = ()
+    #: Whether the calls of one shared layer of this type may each keep other channels:
+    #: true when neither its config nor its weights depend on the channel count (Dropout,
+    #: pooling, activations), so ViT's MLP may reuse one Dropout on 3072 and 768 channels.
+    calls_independent: bool = False
     #: Weight attribute -> the layer attributes its constraint may live in (the first one
     #: the layer has): where ``get_config`` finds the mask constraint, so it is saved with
     #: the model. Override for a type whose weights have other names.
@@ -134,7 +168,7 @@ class LayerHandler:
             raise GraphError(f"layer {layer.name!r} ({type(layer).__name__}) has weights tied "
                              "to channels that its handler cannot slice; register a handler "
                              "with a slim method for it.")
-        return layer.get_config(), layer.get_weights()
+        return layer_config(layer), layer.get_weights()
 
     def bind(self, layer) -> LayerHandler:
         """The handler of this one layer: ``self``, unless the type delegates.
@@ -267,7 +301,7 @@ class Unprunable(LayerHandler):
         """Blocks the layer's input and output channels."""
         block(analysis, layer, inputs, outputs, self.reason)
         for tensor in outputs:
-            analysis.add_role(analysis.layout(tensor), "sources", layer.name)
+            analysis.add_role(analysis.layout(tensor), "sources", analysis.name_of(layer))
 
     def slim(self, layer, context):
         """The layer as it is.
@@ -311,7 +345,7 @@ def follow(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
     layout = analysis.layout(inputs[0])
     if layout.tiles != 1:
         raise GraphError(f"{layer.name!r} ({type(layer).__name__}) follows a flattened tensor.")
-    analysis.add_role(layout, "followers", layer.name)
+    analysis.add_role(layout, "followers", analysis.name_of(layer))
     analysis.set_layout(outputs[0], layout)
 
 
@@ -326,9 +360,9 @@ def follow_unless(analysis: ChannelAnalysis, layer, inputs, outputs, why: str | 
 def source(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
     """Consumes its input channels and creates a new space for its output channels."""
     if inputs:
-        analysis.add_role(analysis.layout(inputs[0]), "consumers", layer.name)
+        analysis.add_role(analysis.layout(inputs[0]), "consumers", analysis.name_of(layer))
     space = analysis.new_tensor_space(outputs[0])
-    analysis.roles[space]["sources"].append(layer.name)
+    analysis.roles[space]["sources"].append(analysis.name_of(layer))
 
 
 def block(analysis: ChannelAnalysis, layer, inputs, outputs, why: str) -> None:
@@ -359,7 +393,7 @@ def merge(analysis: ChannelAnalysis, layer, inputs, outputs) -> None:
         return
     for layout in layouts[1:]:
         for (first, _), (space, _) in zip(layouts[0].spaces, layout.spaces, strict=True):
-            analysis.union(first, space, layer.name)
+            analysis.union(first, space, analysis.name_of(layer))
     analysis.set_layout(outputs[0], layouts[0])
 
 
@@ -391,8 +425,23 @@ def register_layer_handler(layer_type: type, handler) -> None:
     HANDLERS[layer_type] = handler
 
 
+#: Module prefix of an optional library -> the tfprune module registering its layers'
+#: handlers (with ``register_handlers()``), imported the first time such a layer is met.
+OPTIONAL_FAMILIES = {"keras_hub.": "tfprune.handlers.hub"}
+_loaded_families: set[str] = set()
+
+
+def _load_family(layer) -> None:
+    module = type(layer).__module__
+    for prefix, family in OPTIONAL_FAMILIES.items():
+        if module.startswith(prefix) and family not in _loaded_families:
+            _loaded_families.add(family)
+            importlib.import_module(family).register_handlers()
+
+
 def handler_for(layer) -> LayerHandler | None:
     """The handler of ``type(layer)`` or its nearest registered base class, else None."""
+    _load_family(layer)
     for cls in type(layer).__mro__:
         if cls in HANDLERS:
             handler = HANDLERS[cls].bind(layer)

@@ -56,6 +56,9 @@ class ChannelAnalysis:
         tensors: ``id(tensor) -> Layout``.
         inner: ``{layer name: {unit: space}}``: channel spaces inside layers
             that no tensor shows (attention heads).
+        names: ``{id(layer): name}``: the name each layer is known by in the
+            graph (its path when several layers share its own name); see
+            ``name_of``.
     """
 
     def __init__(self):
@@ -66,6 +69,11 @@ class ChannelAnalysis:
         self.splits: list[tuple[int, int]] = []
         self.tensors: dict[int, Layout] = {}
         self.inner: dict[str, dict[str, int]] = {}
+        self.names: dict[int, str] = {}
+
+    def name_of(self, layer) -> str:
+        """The name ``layer`` is known by in the graph: handlers record roles under it."""
+        return self.names.get(id(layer), layer.name)
 
     def new_space(self, size: int, blocked: str | None = None) -> int:
         """A fresh space of ``size`` channels; ``blocked`` says why it is not prunable."""
@@ -150,8 +158,8 @@ class ChannelAnalysis:
     def new_inner_space(self, layer, unit: str, size: int, blocked: str | None = None) -> int:
         """A space of ``size`` channels inside ``layer`` (its heads), scored as ``layer/unit``."""
         space = self.new_space(size, blocked)
-        self.roles[space]["sources"].append(f"{layer.name}/{unit}")
-        self.inner.setdefault(layer.name, {})[unit] = space
+        self.roles[space]["sources"].append(f"{self.name_of(layer)}/{unit}")
+        self.inner.setdefault(self.name_of(layer), {})[unit] = space
         return space
 
     def add_role(self, layout: Layout, role: str, name: str) -> None:

@@ -75,9 +75,10 @@ class Conv(Source):
             follow(analysis, layer, inputs, outputs)
         else:
             source(analysis, layer, inputs, outputs)
-            analysis.constrain(analysis.layout(outputs[0]), layer.name, parts=layer.groups)
+            name = analysis.name_of(layer)
+            analysis.constrain(analysis.layout(outputs[0]), name, parts=layer.groups)
             if layout.plain:
-                analysis.constrain(layout, layer.name, parts=layer.groups)
+                analysis.constrain(layout, name, parts=layer.groups)
             else:
                 analysis.block(layout, f"{layer.name!r}: a grouped convolution keeps the "
                                "channels of a concatenated input")
@@ -286,6 +287,32 @@ class EmbeddingHandler(LayerHandler):
         return config, [take(layer.get_weights()[0], index, -1)]
 
 
+class ReversibleEmbeddingHandler(EmbeddingHandler):
+    """``ReversibleEmbedding`` (Keras', keras-hub's): its untied output projection follows too.
+
+    ``reverse_embeddings`` (``(output_dim, input_dim)``, present unless the
+    projection is tied to the table) loses the rows of the removed columns.
+    """
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        """The table's columns and the untied projection's rows."""
+        pairs = super().variable_masks(layer, in_mask, out_mask)
+        reverse = getattr(layer, "reverse_embeddings", None)
+        if out_mask is not None and reverse is not None:
+            pairs.append((reverse, axis_mask(reverse.shape, out_mask, 0)))
+        return pairs
+
+    def slim(self, layer, context):
+        """The table's columns and the untied projection's rows sliced."""
+        config = layer.get_config()
+        index = context.output_index(layer)
+        if index is not None:
+            config["output_dim"] = int(index.size)
+        reverse = getattr(layer, "reverse_embeddings", None)
+        weights = [take(np.asarray(v), index, 0 if v is reverse else -1) for v in layer.weights]
+        return config, weights
+
+
 def _available(*names: str) -> tuple:
     """The ``keras.layers`` classes among ``names`` that this Keras version has."""
     return tuple(getattr(keras.layers, name) for name in names if hasattr(keras.layers, name))
@@ -312,13 +339,13 @@ class Recurrent(LayerHandler):
                 layer.forward_layer, RECURRENT):
             raise GraphError(f"{layer.name!r} wraps a {type(layer.forward_layer).__name__}, "
                              "not an LSTM, GRU or SimpleRNN.")
-        analysis.add_role(analysis.layout(inputs[0]), "consumers", layer.name)
+        analysis.add_role(analysis.layout(inputs[0]), "consumers", analysis.name_of(layer))
         for extra in inputs[1:]:  # initial states: units, kept whole
             analysis.block(analysis.layout(extra), f"{layer.name!r}: a recurrent state")
         for tensor in outputs:
             analysis.new_tensor_space(tensor, blocked=f"{layer.name!r}: recurrent units are "
                                       "kept whole (each feeds every gate of the next step)")
-            analysis.add_role(analysis.layout(tensor), "sources", layer.name)
+            analysis.add_role(analysis.layout(tensor), "sources", analysis.name_of(layer))
 
     def variable_masks(self, layer, in_mask, out_mask):
         if in_mask is None:
@@ -364,5 +391,6 @@ KERNEL_HANDLERS = {
     _available("SeparableConv1D", "SeparableConv2D"): Separable(),
     _available("DepthwiseConv1D", "DepthwiseConv2D"): Depthwise(),
     _available("Embedding"): EmbeddingHandler(),
+    _available("ReversibleEmbedding"): ReversibleEmbeddingHandler(),
     (*RECURRENT, *_available("Bidirectional")): Recurrent(),
 }

@@ -73,7 +73,7 @@ class GroupNorm(BatchNorm):
                   "GroupNormalization of a concatenation keeps its channels")
         else:
             follow(analysis, layer, inputs, outputs)
-            analysis.constrain(analysis.layout(inputs[0]), layer.name,
+            analysis.constrain(analysis.layout(inputs[0]), analysis.name_of(layer),
                                atom=inputs[0].shape[-1] // groups)
 
     def slim(self, layer, context):

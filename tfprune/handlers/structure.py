@@ -12,6 +12,8 @@ from tfprune.handlers.channel_analysis import GraphError, Layout
 class PassThrough(LayerHandler):
     """Pooling, activations, padding, cropping, upsampling, dropout: channels unchanged."""
 
+    calls_independent = True
+
 
 class PReLUHandler(LayerHandler):
     """PReLU: elementwise, with a slope per channel (sliced by slim)."""
@@ -188,7 +190,4 @@ STRUCTURE_HANDLERS = {
     _available("StringLookup", "IntegerLookup", "TextVectorization", "Hashing",
                "HashedCrossing", "CategoryEncoding", "Discretization"): KeepWhole(
         "a preprocessing layer: its outputs are token ids, bins or encodings, not channels"),
-    _available("GroupQueryAttention"): KeepWhole(
-        "grouped-query attention shares key / value heads between query heads; its "
-        "channels are kept whole"),
 }

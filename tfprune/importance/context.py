@@ -16,6 +16,7 @@ import weakref
 import keras
 import numpy as np
 
+from tfprune.graph.model_graph import calls
 from tfprune.importance.batchnorm import (
     DEGENERATE_RATIO,
     batch_norm_layers,
@@ -33,6 +34,7 @@ from tfprune.importance.samples import (
     scoring_memory,
 )
 from tfprune.importance.scores import ScoringError
+from tfprune.importance.task_data import through_preprocessor
 from tfprune.model_cache import model_cache
 from tfprune.model_files import ModelFileError, load_model_file
 from tfprune.precision import float32_model
@@ -111,6 +113,9 @@ class ScoringContext:
             sample_weight)`` NumPy arrays (``x``, ``y`` may be lists or dicts);
             a ``tf.data.Dataset`` of such tuples or of dicts (see
             ``data_keys``); a ``keras.utils.PyDataset``; or a ``DataBundle``.
+            For a keras-hub task model with a preprocessor, a dataset or
+            arrays of raw inputs (strings, images), mapped through it
+            (``tfprune.importance.task_data``).
         num_samples: Training samples averaged into g (the reference: 2560).
         samples_per_class: Size per class of the memory for Hg (GraSP: 10).
             Without class labels (a regression loss), the memory is
@@ -180,7 +185,7 @@ class ScoringContext:
         #: computes in half precision (mixed precision), whose scores would lose their digits.
         self.model = float32_model(model)
         self.layers: list[PrunableLayer] = prunable_layers(self.model, include_output_layers)
-        self.data = data
+        self.data = through_preprocessor(model, data, int(batch_size))
         self.num_samples = int(num_samples)
         self.samples_per_class = int(samples_per_class)
         self.batch_size = int(batch_size)
@@ -393,12 +398,11 @@ def initial_kernels(model: keras.Model, source, layers: list[PrunableLayer]) -> 
         if not isinstance(source, keras.Model):
             source = _load_initial_model(model, str(source))
         kernels = {}
+        others = {call.name: call.operation for call in calls(source)}
         for layer in layers:
-            try:
-                other = source.get_layer(layer.layer.name)
-            except ValueError:
-                continue
-            kernels[layer.name] = layer.read(other)
+            other = others.get(layer.layer_name or layer.layer.name)
+            if other is not None:
+                kernels[layer.name] = layer.read(other)
     for layer in layers:
         if layer.name not in kernels:
             raise ScoringError(f"initial_weights: no kernel for layer {layer.name!r}.")

@@ -16,9 +16,15 @@ import tensorflow as tf
 from tfprune.importance.objective import ScoringObjective
 
 
-def _dense(gradients) -> list:
-    """Gradients as dense tensors: an Embedding's sparse ``IndexedSlices`` are scattered."""
-    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+def _dense(gradients, variables) -> list:
+    """Gradients as dense tensors.
+
+    An Embedding's sparse ``IndexedSlices`` are scattered; a variable the loss
+    does not read (a backbone's untied output embedding) gets zeros, not None.
+    """
+    return [tf.zeros(v.shape, v.dtype) if g is None else
+            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+            for g, v in zip(gradients, variables, strict=True)]
 
 
 class _TracedByRank:
@@ -114,25 +120,25 @@ class GradientEstimator:
     def _batch_gradient(self, inputs, targets, weights, temperature):
         with tf.GradientTape() as tape:
             loss = self.objective(inputs, targets, weights, temperature)
-        return _dense(tape.gradient(loss, self.variables))
+        return _dense(tape.gradient(loss, self.variables), self.variables)
 
     def _batch_hessian_gradient(self, inputs, targets, weights, temperature, g):
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
                 loss = self.objective(inputs, targets, weights, temperature)
-            grads = _dense(inner.gradient(loss, self.variables))
+            grads = _dense(inner.gradient(loss, self.variables), self.variables)
             pairs = zip(g, grads, strict=True)
             z = tf.add_n([tf.reduce_sum(tf.stop_gradient(gi) * grad) for gi, grad in pairs])
-        return _dense(outer.gradient(z, self.hessian_variables))
+        return _dense(outer.gradient(z, self.hessian_variables), self.hessian_variables)
 
     def _batch_gradient_and_hessian_gradient(self, inputs, targets, weights, temperature):
         """One batch's g and Hg in one nested pass: Hg = d/dtheta (||g||^2 / 2)."""
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
                 loss = self.objective(inputs, targets, weights, temperature)
-            grads = _dense(inner.gradient(loss, self.variables))
+            grads = _dense(inner.gradient(loss, self.variables), self.variables)
             z = 0.5 * tf.add_n([tf.reduce_sum(grad * grad) for grad in grads])
-        return grads, _dense(outer.gradient(z, self.hessian_variables))
+        return grads, _dense(outer.gradient(z, self.hessian_variables), self.hessian_variables)
 
     def gradient_and_hessian_gradient(
         self, inputs, targets, sample_weight=None, temperature: float | None = None

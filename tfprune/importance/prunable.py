@@ -41,6 +41,9 @@ class PrunableLayer:
         parts: For a unit over several kernels: ``((attribute path, filter
             axis), ...)``; empty for a plain layer.
         unit: The unit's name inside the layer (``"heads"``), or None.
+        layer_name: The name the layer is known by in the model's graph (its
+            path, ``block_0/attention``, when another layer shares its name);
+            its own name when empty.
     """
 
     layer: keras.layers.Layer
@@ -50,6 +53,7 @@ class PrunableLayer:
     filter_axis: int = -1
     parts: tuple = ()
     unit: str | None = None
+    layer_name: str = ""
 
     @property
     def kernel(self) -> keras.Variable:
@@ -79,18 +83,33 @@ class PrunableLayer:
     @property
     def name(self) -> str:
         """The key of its scores: the layer's name, or ``layer/unit`` (``attention/heads``)."""
-        return self.layer.name if self.unit is None else f"{self.layer.name}/{self.unit}"
+        layer = self.layer_name or self.layer.name
+        return layer if self.unit is None else f"{layer}/{self.unit}"
 
     def gather(self, arrays) -> np.ndarray:
         """One array from per-kernel arrays (values, g, Hg of ``variables``, in order).
 
         A plain layer's is its kernel's; a unit's is every kernel's slices with
-        the filter axis moved last, stacked into ``(elements, filters)``.
+        the filter axis moved last, stacked into ``(elements, filters)`` (an
+        axis with ``k`` entries per unit holds contiguous blocks of ``k``).
         """
         if not self.parts:
             return np.asarray(arrays[0])
-        return np.concatenate([np.moveaxis(np.asarray(array), axis, -1).reshape(-1, self.filters)
+        return np.concatenate([self._by_unit(array, axis)
                                for array, (_, axis) in zip(arrays, self.parts, strict=True)])
+
+    def _by_unit(self, array, axis: int) -> np.ndarray:
+        """``(elements, filters)`` of one kernel whose ``axis`` holds the units.
+
+        An axis of ``k x filters`` entries holds ``filters`` contiguous blocks
+        of ``k`` (a query group's ``k`` query heads).
+        """
+        moved = np.moveaxis(np.asarray(array), axis, -1)
+        size = moved.shape[-1]
+        if size != self.filters:
+            moved = np.moveaxis(moved.reshape(*moved.shape[:-1], self.filters,
+                                              size // self.filters), -2, -1)
+        return moved.reshape(-1, self.filters)
 
     def read(self, layer) -> np.ndarray:
         """``gather`` of the same kernels of another layer (an initial model's)."""
@@ -174,13 +193,14 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False,
         if handler.scored_kernel is not None:
             found.append(PrunableLayer(call.operation, handler.scored_kernel,
                                        int(call.outputs[0].shape[-1]),
-                                       batch_norms.get(id(call.operation)), handler.filter_axis))
+                                       batch_norms.get(id(call.operation)), handler.filter_axis,
+                                       layer_name=call.name))
         if units:
             found += [PrunableLayer(call.operation, None, size, None, parts=tuple(parts),
-                                    unit=unit)
+                                    unit=unit, layer_name=call.name)
                       for unit, (size, parts) in handler.inner_units(call.operation).items()]
     order = {name: index for index, name in enumerate(operation_order(model))}
-    found.sort(key=lambda prunable: order.get(prunable.layer.name, len(order)))
+    found.sort(key=lambda prunable: order.get(prunable.layer_name, len(order)))
     if not found:
         kept = {call.name: unprunable_reason(call.operation) for call in calls
                 if unprunable_reason(call.operation)}

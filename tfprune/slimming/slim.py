@@ -5,7 +5,10 @@ fewer filters or units where its output group lost channels) and called on
 the rebuilt inputs in graph order; its weights are copied with the removed
 channels sliced out. How a type changes is its ``LayerHandler``'s ``slim``
 (``tfprune.handlers``). Nested models come out inlined: the result is one
-flat functional model.
+flat functional model, in which a sublayer known by its path
+(``block_0/attention``) is named by it with underscores (``block_0_attention``).
+A composite layer whose call reads its inputs' sizes stays one layer, of its
+own class, around its slimmed sublayers (``tfprune.slimming.composites``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ import keras
 import numpy as np
 
 from tfprune.graph.channels import ChannelGraph, graph_for
-from tfprune.graph.model_graph import Alias, functional_graph, pack_like
+from tfprune.graph.model_graph import (
+    Alias,
+    composite_graph,
+    functional_graph,
+    is_nested_model,
+    pack_like,
+    traced_concretely,
+)
+from tfprune.importance.task_data import task_preprocessor
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
+from tfprune.slimming.composites import copy_untouched_weights, rebuild_composite
 
 _FRAMEWORKS = ("keras.", "tensorflow.")  # the classes every model inherits from
 
@@ -29,7 +41,13 @@ def _warn_of_own_methods(model: keras.Model) -> None:
                   if cls is not object and not cls.__module__.startswith(_FRAMEWORKS)
                   for name, value in vars(cls).items()
                   if callable(value) and not name.startswith("_")})
-    if own:
+    if own and task_preprocessor(model) is not None:
+        warnings.warn(
+            f"model {model.name!r} is a keras-hub {type(model).__name__}: the slimmed model is "
+            "a plain keras.Model computing its outputs from the same preprocessed inputs; call "
+            "the task's preprocessor on raw inputs first (x, y = task.preprocessor(x, y)).",
+            stacklevel=3)
+    elif own:
         warnings.warn(
             f"model {model.name!r} is a {type(model).__name__}, your own keras.Model "
             f"subclass: the slimmed model is a plain keras.Model with the same layers, "
@@ -52,18 +70,62 @@ class SlimContext:
 
     def input_index(self, layer) -> np.ndarray | None:
         """Indices of the kept input channels of ``layer`` (None: all kept)."""
-        mask = self.graph.channel_mask(self.graph.layer_inputs.get(layer.name), self.keep)
+        name = self.graph.name_of(layer)
+        mask = self.graph.channel_mask(self.graph.layer_inputs.get(name), self.keep)
         return None if mask is None else np.flatnonzero(mask)
 
     def inner_index(self, layer, unit: str) -> np.ndarray | None:
         """Indices of the kept channels of ``layer``'s inner ``unit`` (None: all kept)."""
-        mask = self.graph.inner_masks(layer.name, self.keep).get(unit)
+        mask = self.graph.inner_masks(self.graph.name_of(layer), self.keep).get(unit)
         return None if mask is None else np.flatnonzero(mask)
 
     def output_index(self, layer) -> np.ndarray | None:
         """Indices of the kept output channels of ``layer`` (None: all kept)."""
-        mask = self.graph.channel_mask(self.graph.layer_outputs[layer.name], self.keep)
+        name = self.graph.name_of(layer)
+        mask = self.graph.channel_mask(self.graph.layer_outputs[name], self.keep)
         return None if mask is None else np.flatnonzero(mask)
+
+
+def _rebuilt_in_place(step: Alias) -> bool:
+    """Whether the composite entered or left is rebuilt in place (traced at fixed sizes)."""
+    if step.container is None or is_nested_model(step.container):
+        return False
+    return traced_concretely(composite_graph(step.container, step.node))
+
+
+def _in_place_boundary(step: Alias, stack: list, rebuilt_layers: dict, graph, tensors,
+                       copies: list) -> None:
+    """Enters or leaves a composite rebuilt in place.
+
+    Entering the outermost one, its traced graph runs on stand-ins of the
+    traced sizes (with the slimmed channel counts), which builds the slimmed
+    sublayers; leaving it, the rebuilt composite is called on the real tensors.
+    """
+    if step.entering:
+        if stack:
+            _map(step, tensors)
+        else:
+            for source, target in zip(step.sources, step.targets, strict=True):
+                channels = tensors[id(source)].shape[-1]
+                tensors[id(target)] = keras.Input(batch_shape=(*target.shape[:-1], channels),
+                                                  dtype=target.dtype)
+        stack.append(step)
+        return
+    stack.pop()
+    if stack:
+        _map(step, tensors)
+        return
+    replacements = {id(graph.operations[name]): layer for name, layer in rebuilt_layers.items()}
+    clone = rebuild_composite(step.container, replacements, copies)
+    args, kwargs = step.node.arguments.fill_in(tensors)
+    outputs = clone(*args, **kwargs)
+    for old, new in zip(step.targets, keras.tree.flatten(outputs), strict=True):
+        tensors[id(old)] = new
+
+
+def _map(step: Alias, tensors: dict) -> None:
+    for source, target in zip(step.sources, step.targets, strict=True):
+        tensors[id(target)] = tensors[id(source)]
 
 
 def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
@@ -96,15 +158,19 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     for tensor in original.inputs:
         tensors[id(tensor)] = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
                                           name=tensor._keras_history.operation.name)
-    pending, rebuilt_layers = [], {}
+    pending, rebuilt_layers, in_place, copies = [], {}, [], []
     for step in graph.steps:
         if isinstance(step, Alias):
-            for source, target in zip(step.sources, step.targets, strict=True):
-                tensors[id(target)] = tensors[id(source)]
+            if in_place or _rebuilt_in_place(step):
+                _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors, copies)
+            else:
+                _map(step, tensors)
             continue
         rebuilt = rebuilt_layers.get(step.name)  # a shared layer stays shared
         if rebuilt is None:
             config, weights = graph.handler(step.name).slim(step.operation, context)
+            if step.name != step.operation.name:  # a sublayer named by its path
+                config = {**config, "name": step.name.replace("/", "_")}
             rebuilt = rebuilt_layers[step.name] = type(step.operation).from_config(config)
             if weights:
                 pending.append((rebuilt, weights))
@@ -118,6 +184,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     slimmed = keras.Model(inputs, outputs, name=f"{model.name}_slim")
     for rebuilt, weights in pending:
         rebuilt.set_weights(weights)
+    copy_untouched_weights(copies)
     for step in graph.steps:  # an adapted vocabulary is in neither config nor weights
         if not isinstance(step, Alias) and step.name in rebuilt_layers:
             copy_layer_state(step.operation, rebuilt_layers.pop(step.name))

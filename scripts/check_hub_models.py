@@ -1,0 +1,202 @@
+"""Every keras-hub backbone through tfprune end to end (docs/guides/keras-hub.md).
+
+For each ``*Backbone`` class of the installed keras-hub that builds from a
+small config with random weights: a 3-class Dense head on its main output
+(averaged over its token or spatial axes), then ``tfprune.check.check_model``:
+channel groups, magnitude and snip scores, a plan removing 40%, a masked
+copy, slim (fewer parameters, outputs within 1e-4 of the masked model's
+scale) and a float LiteRT export run in the interpreter. Backbones assembled
+from other backbones (``image_encoder=``, ``vision_encoder=``...) or needing
+configs this script does not know are listed as not built, with why.
+
+Prints a Markdown table (model, groups, params, slimmed, slim error, LiteRT
+error, seconds, result with the failing step and reason). Each backbone runs
+in its own process.
+
+Usage:
+    python scripts/check_hub_models.py [NAME ...] [--no-tflite]
+"""
+
+import argparse
+import inspect
+import subprocess
+import sys
+import traceback
+
+import keras
+import numpy as np
+
+#: Small values for the constructor arguments most backbones share.
+COMMON = {
+    "vocabulary_size": 64, "vocab_size": 64, "num_layers": 2, "num_heads": 2,
+    "num_attention_heads": 2, "num_query_heads": 4, "num_key_value_heads": 2,
+    "hidden_dim": 16, "hidden_size": 16, "intermediate_dim": 32, "embedding_dim": 16,
+    "head_dim": 4, "head_size": 4, "mlp_dim": 32, "patch_size": 4, "image_shape": (32, 32, 3),
+    "num_experts": 2, "moe_intermediate_dim": 16, "max_sequence_length": 32,
+}
+
+#: Backbones whose arguments are not the common ones: the small config to build them with.
+CONFIGS = {
+    "ResNetBackbone": dict(input_conv_filters=[8], input_conv_kernel_sizes=[3],
+                           stackwise_num_filters=[8, 16], stackwise_num_blocks=[1, 1],
+                           stackwise_num_strides=[1, 2], block_type="basic_block",
+                           image_shape=(32, 32, 3)),
+    "VGGBackbone": dict(stackwise_num_repeats=[1, 1], stackwise_num_filters=[8, 16],
+                        image_shape=(32, 32, 3)),
+    "DenseNetBackbone": dict(stackwise_num_repeats=[1, 1], image_shape=(32, 32, 3)),
+    "CSPNetBackbone": dict(stem_filters=8, stem_kernel_size=3, stem_strides=1,
+                           stackwise_depth=[1, 1], stackwise_strides=[2, 2],
+                           stackwise_num_filters=[8, 16], block_type="basic_block",
+                           image_shape=(32, 32, 3)),
+    "DeiTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
+                         hidden_dim=16, intermediate_dim=32),
+    "ViTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
+                        hidden_dim=16, mlp_dim=32),
+    "AlbertBackbone": dict(vocabulary_size=64, num_layers=2, num_heads=2, embedding_dim=8,
+                           hidden_dim=16, intermediate_dim=32, num_groups=1,
+                           num_inner_repetitions=1, max_sequence_length=32),
+}
+
+#: Backbones built from other backbones or models passed in: not swept, with why.
+COMPOSED = {"image_encoder", "vision_encoder", "text_encoder", "backbone", "qformer",
+            "language_model", "vae", "clip_l", "clip_g", "prompt_encoder", "mask_decoder"}
+
+
+def backbone_names() -> list[str]:
+    import keras_hub
+
+    return sorted(name for name in dir(keras_hub.models)
+                  if name.endswith("Backbone") and name != "Backbone")
+
+
+def small_config(name: str) -> dict:
+    """The config to build ``name`` with; raises ValueError naming what it lacks."""
+    import keras_hub
+
+    if name in CONFIGS:
+        return CONFIGS[name]
+    parameters = inspect.signature(getattr(keras_hub.models, name).__init__).parameters
+    required = [p for p, v in parameters.items() if p not in ("self", "kwargs")
+                and v.default is inspect.Parameter.empty
+                and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+    composed = sorted(set(required) & COMPOSED)
+    if composed:
+        raise ValueError(f"assembled from other models ({', '.join(composed)})")
+    unknown = [p for p in required if p not in COMMON]
+    if unknown:
+        raise ValueError(f"no small config for {', '.join(unknown)}")
+    config = {p: COMMON[p] for p in required}
+    for optional in ("max_sequence_length",):
+        if optional in parameters:
+            config[optional] = COMMON[optional]
+    return config
+
+
+def sample_inputs(backbone, count: int = 8, length: int = 12):
+    """Random inputs for every input of the backbone (token ids below the vocabulary)."""
+    rng = np.random.default_rng(0)
+    vocabulary = getattr(backbone, "vocabulary_size", None) or COMMON["vocabulary_size"]
+
+    def one(tensor):
+        shape = [count] + [length if size is None else size for size in tensor.shape[1:]]
+        name = tensor.name
+        if "int" in str(tensor.dtype) or "bool" in str(tensor.dtype):
+            if "mask" in name:
+                return np.ones(shape, "int32")
+            if "segment" in name:
+                return np.zeros(shape, "int32")
+            return rng.integers(1, vocabulary, shape).astype("int32")
+        return rng.random(shape).astype("float32")
+
+    inputs = backbone.input
+    if isinstance(inputs, dict):
+        return {key: one(tensor) for key, tensor in inputs.items()}
+    return one(inputs)
+
+
+def with_head(backbone) -> keras.Model:
+    """The backbone under a 3-class Dense head on its main output, averaged over its axes."""
+    output = backbone.output
+    if isinstance(output, dict):
+        output = output.get("sequence_output", next(iter(output.values())))
+    elif isinstance(output, list | tuple):
+        output = output[-1]
+    if len(output.shape) > 2:
+        output = keras.ops.mean(output, axis=tuple(range(1, len(output.shape) - 1)))
+    logits = keras.layers.Dense(3, name="sweep_head")(output)
+    return keras.Model(backbone.input, logits, name=f"{backbone.name}_with_head")
+
+
+def _flex_ops(error: Exception) -> str:
+    """The Flex ops a LiteRT error names, or its first words."""
+    text = str(error)
+    if "(Flex" in text:
+        return "the file needs Flex ops " + text.split("(", 1)[1].split(")", 1)[0]
+    return " ".join(text.split())[:100]
+
+
+def check_one(name: str, tflite: bool) -> str:
+    import keras_hub
+
+    from tfprune.check import check_model
+    from tfprune.export.tflite import LiteRTError
+
+    try:
+        config = small_config(name)
+    except ValueError as why:
+        return f"| {name} | | | | | | | not built: {why} |"
+    step = "build"
+    try:
+        keras.utils.set_random_seed(0)
+        backbone = getattr(keras_hub.models, name)(**config)
+        model = with_head(backbone)
+        inputs = sample_inputs(backbone)
+        labels = np.arange(len(keras.tree.flatten(inputs)[0])) % 3
+        step = "prune"
+        try:
+            check = check_model(model, inputs, labels, tflite=tflite)
+            export_note = ""
+        except LiteRTError as error:  # the pruning passed; the converter's limit is named
+            check = check_model(model, inputs, labels, tflite=False)
+            export_note = f" (no LiteRT check: {_flex_ops(error)})"
+    except Exception as error:  # one model's failure must not hide the others'
+        traceback.print_exc(file=sys.stderr)
+        message = " ".join(str(error).split())[:160].replace("|", "/")
+        return f"| {name} | | | | | | | FAIL at {step}: {type(error).__name__}: {message} |"
+    result = ("pass" + export_note if check.passed
+              else "FAIL: slim or LiteRT differ, or no parameter removed")
+    return (f"| {name} | {check.groups} | {check.params_before:,} | {check.params_after:,} | "
+            f"{check.slim_error:.1e} | {check.tflite_error:.1e} | {check.seconds:.0f} | "
+            f"{result} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="keras_hub.models backbone names (default: all)")
+    parser.add_argument("--no-tflite", action="store_true")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per backbone")
+    args = parser.parse_args()
+    names = args.names or backbone_names()
+    if args.one:
+        print(check_one(names[0], not args.no_tflite), flush=True)
+        return 0
+    print("| backbone | groups | params | slimmed | slim error | LiteRT error | s | result |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    failed = 0
+    options = ["--no-tflite"] if args.no_tflite else []
+    for name in names:
+        try:
+            child = subprocess.run([sys.executable, __file__, name, "--one", *options],
+                                   stdout=subprocess.PIPE, text=True, timeout=args.timeout)
+            row = child.stdout.strip().splitlines()[-1] if child.stdout.strip() else (
+                f"| {name} | | | | | | | FAIL: the process ended with code {child.returncode} |")
+        except subprocess.TimeoutExpired:
+            row = f"| {name} | | | | | | | FAIL: over {args.timeout} s |"
+        print(row, flush=True)
+        failed += "FAIL" in row
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

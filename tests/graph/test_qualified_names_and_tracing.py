@@ -1,0 +1,130 @@
+"""Sublayers that share a name are known by their path; composite layers are traced whatever
+their call reads (the batch size, the sequence length, None arguments); a trace that fails
+names the line of the layer's call."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfprune
+from tfprune.graph.channels import graph_for
+from tfprune.graph.model_graph import TRACE_LENGTH
+from tfprune.handlers import GraphError
+from tfprune.plans.pruning_plan import PruningPlan
+
+
+class Block(keras.layers.Layer):
+    """An MLP block whose sublayers have fixed names, as keras-hub's blocks do."""
+
+    def __init__(self, width=8, hidden=12, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.hidden = width, hidden
+        self.up = keras.layers.Dense(hidden, activation="relu", name="up")
+        self.down = keras.layers.Dense(width, name="down")
+
+    def call(self, x, mask=None):
+        y = self.down(self.up(x))
+        if mask is not None:  # an optional argument left as None
+            y = y * mask
+        return x + y
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "hidden": self.hidden}
+
+
+class BatchScaledBlock(Block):
+    """Reads the batch size and the sequence length, like a decoder building its causal mask."""
+
+    def call(self, x, mask=None):
+        batch, length = keras.ops.shape(x)[0], keras.ops.shape(x)[1]
+        ones = keras.ops.ones((batch, length, 1))
+        return x + self.down(self.up(x)) * ones
+
+
+def _model(block=Block, length=6):
+    tokens = keras.Input((length,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x = block(name="block_a")(x)
+    x = block(name="block_b")(x)
+    logits = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(tokens, logits)
+
+
+def _tokens(count=6, length=6):
+    return np.random.default_rng(0).integers(0, 20, (count, length))
+
+
+def test_sublayers_sharing_a_name_are_named_by_their_path():
+    model = _model()
+    groups = {tuple(g.sources): g for g in tfprune.channel_groups(model)}
+    # The residual stream, and each block's hidden units.
+    assert set(groups) == {("embed", "block_a/down", "block_b/down"), ("block_a/up",),
+                           ("block_b/up",)}
+    assert groups[("block_a/up",)].consumers == ["block_a/down"]
+    # A unique name stays as it is: the embedding and the head are not qualified.
+    assert "embed" in graph_for(model).operations and "head" in graph_for(model).operations
+
+
+def test_paths_work_in_ignored_layers_ratios_plans_and_slim(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _model()
+    assert ["block_a/up"] not in [g.sources for g in tfprune.channel_groups(
+        model, ["block_a/up"])]
+    with pytest.raises(GraphError, match="no layer or op named \\['up'\\]"):
+        tfprune.channel_groups(model, ["up"])
+    scores = tfprune.score(model, "magnitude")
+    assert {"block_a/up", "block_b/up"} <= set(scores)
+    plan = tfprune.make_plan(model, scores, {"block_b/up": 0.5})
+    assert plan.kept_per_layer()["block_b/up"] == [6, 12]
+    assert plan.kept_per_layer()["block_a/up"] == [12, 12]
+    plan.save(tmp_path / "plan.json")
+    saved = json.loads((tmp_path / "plan.json").read_text())["groups"]
+    assert ["block_b/up"] in [group["sources"] for group in saved]
+    loaded = PruningPlan.load(tmp_path / "plan.json")
+    slimmed = tfprune.slim(model, loaded)
+    assert slimmed.get_layer("block_b_up").units == 6  # inlined, named by its path
+
+
+def test_a_composite_reading_its_batch_size_is_traced_and_rebuilt_in_place():
+    keras.utils.set_random_seed(1)
+    model = _model(BatchScaledBlock, length=None)
+    assert ["block_a/up"] in [g.sources for g in tfprune.channel_groups(model)]
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    slimmed = tfprune.slim(model, plan)
+    block = slimmed.get_layer("block_a")
+    kept = plan.kept_per_layer()["block_a/up"][0]
+    assert isinstance(block, BatchScaledBlock) and block.up.units == kept < 12  # its own class
+    # Other sizes than the trace's (batch 2, length TRACE_LENGTH).
+    tokens = _tokens(count=5, length=TRACE_LENGTH + 3)
+    np.testing.assert_allclose(slimmed.predict(tokens, verbose=0),
+                               masked.predict(tokens, verbose=0), atol=1e-5)
+    assert slimmed.count_params() < model.count_params()
+
+
+class Broken(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(8)
+
+    def call(self, x):
+        return self.dense(self._helper(x))
+
+    def _helper(self, x):
+        return tf.math.square(x)  # TensorFlow, not keras.ops: a KerasTensor is refused
+
+
+def test_a_trace_that_fails_names_the_layer_line_and_call():
+    inputs = keras.Input((8,))
+    outputs = keras.layers.Dense(4)(Broken(name="broken")(keras.layers.Dense(8)(inputs)))
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(GraphError) as raised:
+        tfprune.channel_groups(model)
+    message = str(raised.value)
+    assert "'broken' (Broken)" in message
+    assert "Broken._helper, line" in message and "tf.math.square(x)" in message

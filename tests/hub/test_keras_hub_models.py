@@ -1,0 +1,168 @@
+"""keras-hub's ViT, BERT, Gemma (grouped-query attention) and Llama, pruned as they come.
+
+Tiny configs with random weights: their channel groups (heads or query
+groups, MLP units), every measure finite on every unit kind, a plan, slim
+equal to the masked model (language models at another sequence length than
+the trace's), and the masks holding through ``fit``.
+"""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.graph.channels import graph_for
+from tfprune.graph.model_graph import TRACE_LENGTH
+from tfprune.importance import available_measures
+from tfprune.importance.scores import ScoringError
+from tfprune.pruning.masks import MaskEnforcer, variable_masks
+
+CLASSES, COUNT = 3, 16
+
+
+def _vit(length=None):
+    backbone = keras_hub.models.ViTBackbone(image_shape=(16, 16, 3), patch_size=8, num_layers=2,
+                                            num_heads=2, hidden_dim=16, mlp_dim=32)
+    images = keras.Input((16, 16, 3))
+    logits = keras.layers.Dense(CLASSES, name="head")(backbone(images)[:, 0])
+    x = np.random.default_rng(0).random((COUNT, 16, 16, 3)).astype("float32")
+    return keras.Model(images, logits), x
+
+
+def _bert(length=None):
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2,
+                                             hidden_dim=16, intermediate_dim=32,
+                                             max_sequence_length=8)
+    inputs = {name: keras.Input((8,), dtype="int32", name=name)
+              for name in ("token_ids", "segment_ids", "padding_mask")}
+    logits = keras.layers.Dense(CLASSES, name="head")(backbone(inputs)["pooled_output"])
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 50, (COUNT, 8)), "segment_ids": np.zeros((COUNT, 8), int),
+         "padding_mask": np.ones((COUNT, 8), int)}
+    return keras.Model(inputs, logits), x
+
+
+def _decoder(backbone, length):
+    inputs = {name: keras.Input((None,), dtype="int32", name=name)
+              for name in ("token_ids", "padding_mask")}
+    pooled = keras.layers.GlobalAveragePooling1D()(backbone(inputs))
+    logits = keras.layers.Dense(CLASSES, name="head")(pooled)
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 50, (COUNT, length)),
+         "padding_mask": np.ones((COUNT, length), int)}
+    return keras.Model(inputs, logits), x
+
+
+def _gemma(length=5):
+    return _decoder(keras_hub.models.GemmaBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=16, intermediate_dim=32, head_dim=4), length)
+
+
+def _llama(length=5):
+    return _decoder(keras_hub.models.LlamaBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=16, intermediate_dim=32), length)
+
+
+BUILDERS = {"vit": _vit, "bert": _bert, "gemma": _gemma, "llama": _llama}
+#: Per model: the prunable unit kinds (a group's first source ends with one of these).
+UNITS = {"vit": ("mha/heads", "mlp/dense_1"),
+         "bert": ("self_attention_layer/heads", "feedforward_intermediate_dense"),
+         "gemma": ("attention/query_groups", "ffw_gating"),
+         "llama": ("feedforward_gate_dense",)}
+
+
+def _compiled(name):
+    keras.utils.set_random_seed(0)
+    model, x = BUILDERS[name]()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, x, np.arange(COUNT) % CLASSES
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def hub_model(request):
+    return (request.param, *_compiled(request.param))
+
+
+def test_every_block_is_analysed_with_its_units_named_by_path(hub_model):
+    name, model, _, _ = hub_model
+    groups = tfprune.channel_groups(model)
+    for unit in UNITS[name]:
+        found = [g for g in groups if g.sources[0].endswith(unit)]
+        assert len(found) == 2, (unit, [g.sources for g in groups])  # one per block
+        assert len({g.sources[0] for g in found}) == 2  # the paths tell the blocks apart
+        assert all("/" in g.sources[0] for g in found)
+
+
+def test_llama_query_groups_are_kept_whole_with_the_reason():
+    model, _, _ = _compiled("llama")
+    graph = graph_for(model)
+    reasons = [why for sources, _, why in graph.kept_whole()
+               if sources[0].endswith("query_groups")]
+    assert len(reasons) == 2 and all("hidden_dim // num_query_heads" in r for r in reasons)
+
+
+def test_magnitude_and_snip_score_every_unit_finite_and_slim_equals_masked(hub_model):
+    name, model, x, y = hub_model
+    for measure in ("magnitude", "snip"):
+        scores = tfprune.score(model, measure, (x, y), num_samples=COUNT, batch_size=8)
+        assert all(np.all(np.isfinite(v)) and np.any(v > 0) for v in scores.values()), measure
+    plan = tfprune.make_plan(model, scores, 0.4)
+    _check_slim_equals_masked(name, model, plan)
+
+
+def _check_slim_equals_masked(name, model, plan):
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    slimmed = tfprune.slim(model, plan)
+    assert slimmed.count_params() < model.count_params()
+    # Decoders: another sequence length than the model was traced at.
+    x = BUILDERS[name](TRACE_LENGTH + 3)[1]
+    expected, actual = masked.predict(x, verbose=0), slimmed.predict(x, verbose=0)
+    assert not np.allclose(expected, model.predict(x, verbose=0))  # the masks do something
+    np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_every_measure_is_finite_on_query_groups_and_mlp_units():
+    """BatchNorm-based measures refuse a model without BatchNorm, naming the layer."""
+    model, x, y = _compiled("gemma")
+    for measure in available_measures():
+        if measure in ("bn_scale", "taylor_fo"):
+            with pytest.raises(ScoringError, match="not followed directly by a BatchNorm"):
+                tfprune.score(model, measure, (x, y), num_samples=COUNT, batch_size=8)
+            continue
+        scores = tfprune.score(model, measure, (x, y), num_samples=COUNT, batch_size=8,
+                               samples_per_class=2, initial_weights=model)
+        for unit in UNITS["gemma"]:
+            values = [v for key, v in scores.items() if key.endswith(unit)]
+            assert values and all(np.all(np.isfinite(v)) for v in values), (measure, unit)
+
+
+def test_a_pruned_query_group_takes_its_query_heads_with_it():
+    model, x, y = _compiled("gemma")
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.0)
+    group = next(g for g in tfprune.channel_groups(model)
+                 if g.sources[0].endswith("decoder_block_0/attention/query_groups"))
+    plan.keep[str(group.index)] = np.array([False, True])
+    _check_slim_equals_masked("gemma", model, plan)
+    slimmed = tfprune.slim(model, plan)
+    attention = next(layer for layer in slimmed._flatten_layers()
+                     if type(layer).__name__ == "CachedGemmaAttention")
+    assert (attention.num_query_heads, attention.num_key_value_heads) == (2, 1)
+    assert attention.query_dense.kernel.shape[0] == 2  # Gemma's kernels: heads first
+
+
+def test_masks_hold_through_fit(hub_model):
+    name = hub_model[0]
+    model, x, y = _compiled(name)
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    enforcer = MaskEnforcer(model)
+    enforcer.install()
+    enforcer.update(plan, model.optimizer)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for variable, mask in variable_masks(model, plan):
+        assert np.all(np.asarray(variable)[mask == 0] == 0), variable.path
+    enforcer.remove()

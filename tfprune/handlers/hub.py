@@ -1,0 +1,208 @@
+"""Handlers of keras-hub's own layers (embeddings, ViT's patching, its normalizations).
+
+keras-hub is optional (``pip install tfprune[hub]``). Nothing here imports it
+at tfprune's import: the first time ``handler_for`` meets a layer whose class
+lives in keras-hub, it calls ``register_handlers``, which registers the
+handlers below for the classes this keras-hub version has. keras-hub's
+transformer blocks (``TransformerEncoder``, ``ViTEncoderBlock``...) need no
+handler: they are composite layers, traced into their sublayers
+(``tfprune.graph.model_graph.composite_graph``); ``CachedMultiHeadAttention``
+is a ``keras.layers.MultiHeadAttention`` and loses whole heads like it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from tfprune.handlers.attention import GroupedQueryAttention
+from tfprune.handlers.base import (
+    HANDLERS,
+    LayerHandler,
+    attribute,
+    axis_mask,
+    block,
+    follow,
+    source,
+    take,
+)
+from tfprune.handlers.normalization import AcrossChannels
+
+
+class ChannelWeights(LayerHandler):
+    """A layer whose listed weights each have one axis indexing its output channels.
+
+    Subclasses list those weights in ``channel_weights`` as ``(dotted path,
+    axis)``; the first is the scored kernel when ``creates_channels`` (the
+    layer makes its output channels, like an embedding table), else the layer
+    follows its input's channels (a position embedding added to them).
+
+    Attributes:
+        channel_weights: ``((path, axis), ...)`` of the weights following the channels.
+        creates_channels: Whether the output channels are the layer's own.
+        size_key: The config key holding the channel count (None: the layer
+            reads it from its input when built).
+    """
+
+    channel_weights: tuple = ()
+    creates_channels = True
+    size_key: str | None = None
+
+    @property
+    def scored_kernel(self):
+        """The first listed weight, scored when the layer creates its channels."""
+        return self.channel_weights[0][0] if self.creates_channels else None
+
+    @property
+    def filter_axis(self):
+        """The axis of the scored weight indexing the channels."""
+        return self.channel_weights[0][1]
+
+    @property
+    def kernel_attributes(self):
+        """No multiply-accumulates: embeddings are looked up, added or broadcast."""
+        return ()
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """A new space (``creates_channels``), or the input's followed."""
+        if self.creates_channels:
+            source(analysis, layer, inputs[:0], outputs)  # its inputs are ids or pixels
+            for tensor in inputs:
+                analysis.block(analysis.layout(tensor), f"{layer.name!r}: its input is "
+                               "token ids or pixels")
+        else:
+            follow(analysis, layer, inputs, outputs)
+
+    def _mask(self, in_mask, out_mask):
+        return out_mask if self.creates_channels else in_mask
+
+    def _present(self, layer) -> list:
+        """``[(variable, axis)]`` of the listed weights this layer has."""
+        found = []
+        for path, axis in self.channel_weights:
+            try:
+                variable = attribute(layer, path)
+            except AttributeError:
+                continue
+            if variable is not None:
+                found.append((variable, axis))
+        return found
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        """Every listed weight masked on its channel axis."""
+        mask = self._mask(in_mask, out_mask)
+        if mask is None:
+            return []
+        return [(variable, axis_mask(variable.shape, mask, axis))
+                for variable, axis in self._present(layer)]
+
+    def slim(self, layer, context):
+        """Every listed weight sliced on its channel axis; ``size_key`` set to the kept count."""
+        config = layer.get_config()
+        index = (context.output_index(layer) if self.creates_channels
+                 else context.input_index(layer))
+        axes = {id(variable): axis for variable, axis in self._present(layer)}
+        if index is not None and self.size_key:
+            config[self.size_key] = int(index.size)
+        weights = [take(np.asarray(v), index, axes[id(v)]) if id(v) in axes else np.asarray(v)
+                   for v in layer.weights]
+        return config, weights
+
+
+class PositionEmbeddingHandler(ChannelWeights):
+    """``keras_hub.layers.PositionEmbedding``: a table added to its input's channels."""
+
+    channel_weights = (("position_embeddings", -1),)
+    creates_channels = False
+
+
+class TokenAndPositionEmbeddingHandler(ChannelWeights):
+    """``keras_hub.layers.TokenAndPositionEmbedding``: token and position tables."""
+
+    channel_weights = (("token_embedding.embeddings", -1),
+                       ("token_embedding.reverse_embeddings", 0),
+                       ("position_embedding.position_embeddings", -1))
+    size_key = "embedding_dim"
+
+
+class PatchingAndEmbeddingHandler(ChannelWeights):
+    """ViT's ``ViTPatchingAndEmbedding``: patch conv, class token and position table."""
+
+    channel_weights = (("patch_embedding.kernel", -1), ("patch_embedding.bias", 0),
+                       ("class_token", -1), ("position_embedding.embeddings", -1))
+    size_key = "hidden_dim"
+
+    @property
+    def kernel_attributes(self):
+        """The patch convolution's kernel."""
+        return ("patch_embedding.kernel",)
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """Channels first (NCHW) patches are laid out on another axis: kept whole."""
+        if getattr(layer, "data_format", None) == "channels_first":
+            block(analysis, layer, inputs, outputs, "data_format='channels_first'")
+            return
+        super().analyse(analysis, layer, inputs, outputs)
+
+    def slim(self, layer, context):
+        """As ``ChannelWeights``, without the derived keys its own ``from_config`` refuses."""
+        config, weights = super().slim(layer, context)
+        for derived in ("num_patches", "num_positions"):  # keras-hub 0.32 writes, never reads
+            config.pop(derived, None)
+        return config, weights
+
+    def flops(self, call, kept):
+        """The patch convolution at each patch (2 FLOPs per kept kernel entry)."""
+        patches = int(call.operation.num_patches)
+        return 2 * patches * kept(call.operation.patch_embedding.kernel)
+
+
+class HubDecoderAttention(GroupedQueryAttention):
+    """keras-hub's decoder attention (Gemma's ``CachedGemmaAttention``...): query groups.
+
+    Its key and value read the query's input; its other inputs are the
+    attention mask and the cache.
+    """
+
+    projections = ("query_dense", "key_dense", "value_dense", "output_dense")
+    reads_query_only = True
+
+
+class LlamaStyleAttention(GroupedQueryAttention):
+    """Llama's attention: its head size follows its head count, so query groups are kept."""
+
+    reads_query_only = True
+    rebuild_reason = ("its head size is computed as hidden_dim // num_query_heads, so a "
+                      "rebuilt layer with fewer heads would change it: query groups are kept")
+
+
+#: ``(module, class name) -> handler`` for keras-hub's layers; classes this keras-hub
+#: version lacks are skipped.
+HUB_HANDLERS = {
+    ("keras_hub.src.layers.modeling.position_embedding", "PositionEmbedding"):
+        PositionEmbeddingHandler(),
+    ("keras_hub.src.layers.modeling.token_and_position_embedding",
+     "TokenAndPositionEmbedding"): TokenAndPositionEmbeddingHandler(),
+    ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"):
+        PatchingAndEmbeddingHandler(),
+    ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
+        HubDecoderAttention(),
+    ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"): LlamaStyleAttention(),
+    ("keras_hub.src.layers.modeling.rms_normalization", "RMSNormalization"): AcrossChannels(),
+    ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): AcrossChannels(),
+    ("keras_hub.src.models.llama.llama_layernorm", "LlamaLayerNorm"): AcrossChannels(),
+}
+
+def register_handlers() -> None:
+    """Registers the handlers of keras-hub's layers (``handler_for`` calls it once).
+
+    Handlers registered by the user for the same classes are kept.
+    """
+    for (module_name, class_name), handler in HUB_HANDLERS.items():
+        try:
+            layer_type = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        HANDLERS.setdefault(layer_type, handler)
+

@@ -1,0 +1,69 @@
+"""Composite layers rebuilt in place: the layer's own class around its slimmed sublayers.
+
+``slim`` inlines a composite layer (a custom layer whose ``call`` uses only
+its sublayers and keras.ops) when its trace holds for every input size. A
+composite whose ``call`` reads its inputs' batch size or sequence length
+(keras-hub's decoder blocks build a causal mask from them) was traced with
+placeholder sizes (``tfprune.graph.model_graph.traced_concretely``), so its
+traced ops are only right at those sizes. Such a layer is rebuilt instead:
+a new instance of its class from its config, whose sublayer attributes are
+replaced by the slimmed sublayers, then called as the original was, so its
+own ``call`` computes the shapes at run time.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfprune.handlers.base import layer_config
+
+
+def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object],
+                      copies: list):
+    """A new ``type(layer)`` whose sublayers are ``replacements[id(sublayer)]``.
+
+    Sublayers without a replacement that hold replaced sublayers themselves
+    are rebuilt the same way; the others are the new instance's own (fresh
+    from the config, like the originals: the sublayers the plan leaves
+    untouched), and ``(fresh, original)`` is appended to ``copies`` so their
+    weights can be copied once they are built. The result counts as built,
+    so Keras does not build it again over the replaced sublayers.
+
+    Args:
+        layer: The composite layer of the original model.
+        replacements: ``{id(original sublayer): slimmed sublayer}``.
+        copies: Receives ``(fresh sublayer, original sublayer)`` pairs.
+    """
+    clone = type(layer).from_config(layer_config(layer))
+    replaced = []
+    for attribute, value in list(vars(layer).items()):
+        if attribute == "_layers" or not isinstance(value, keras.layers.Layer):
+            continue
+        fresh = getattr(clone, attribute, None)
+        new = _replacement(value, replacements, copies)
+        if new is None:
+            copies.append((fresh, value))
+        else:
+            replaced.append(fresh)
+            setattr(clone, attribute, new)
+    tracked = getattr(clone, "_layers", None)
+    if isinstance(tracked, list):  # the fresh sublayers replaced: no longer part of it
+        tracked[:] = [sub for sub in tracked if not any(sub is old for old in replaced)]
+    clone.built = True
+    return clone
+
+
+def copy_untouched_weights(copies: list) -> None:
+    """Copies each original sublayer's weights into its fresh twin (built by the call)."""
+    for fresh, original in copies:
+        if fresh is not None and fresh.built and original.weights:
+            fresh.set_weights(original.get_weights())
+
+
+def _replacement(value, replacements: dict[int, object], copies: list):
+    if id(value) in replacements:
+        return replacements[id(value)]
+    inner = value._flatten_layers(include_self=False, recursive=True)
+    if any(id(sub) in replacements for sub in inner):
+        return rebuild_composite(value, replacements, copies)
+    return None
