@@ -19,6 +19,7 @@ Usage:
 
 import argparse
 import inspect
+import re
 import subprocess
 import sys
 import traceback
@@ -38,7 +39,7 @@ COMMON = {
 #: Backbones whose arguments are not the common ones: the small config to build them with.
 CONFIGS = {
     "ResNetBackbone": dict(input_conv_filters=[8], input_conv_kernel_sizes=[3],
-                           stackwise_num_filters=[8, 16], stackwise_num_blocks=[1, 1],
+                           stackwise_num_filters=[64, 16], stackwise_num_blocks=[1, 1],
                            stackwise_num_strides=[1, 2], block_type="basic_block",
                            image_shape=(32, 32, 3)),
     "VGGBackbone": dict(stackwise_num_repeats=[1, 1], stackwise_num_filters=[8, 16],
@@ -46,12 +47,29 @@ CONFIGS = {
     "DenseNetBackbone": dict(stackwise_num_repeats=[1, 1], image_shape=(32, 32, 3)),
     "CSPNetBackbone": dict(stem_filters=8, stem_kernel_size=3, stem_strides=1,
                            stackwise_depth=[1, 1], stackwise_strides=[2, 2],
-                           stackwise_num_filters=[8, 16], block_type="basic_block",
-                           image_shape=(32, 32, 3)),
+                           stackwise_num_filters=[8, 16], block_type="bottleneck_block",
+                           stage_type="csp", image_shape=(32, 32, 3)),
     "DeiTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
                          hidden_dim=16, intermediate_dim=32),
     "ViTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
                         hidden_dim=16, mlp_dim=32),
+    "EfficientNetBackbone": dict(
+        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 1],
+        stackwise_input_filters=[8, 8], stackwise_output_filters=[8, 16],
+        stackwise_expansion_ratios=[1, 4], stackwise_squeeze_and_excite_ratios=[0.0, 0.25],
+        stackwise_strides=[1, 2], stackwise_block_types=["fused", "unfused"],
+        width_coefficient=1.0, depth_coefficient=1.0, image_shape=(32, 32, 3)),
+    "XceptionBackbone": dict(stackwise_conv_filters=[[8, 16], [16, 32], [32, 32]],
+                             stackwise_pooling=[True, True, False], image_shape=(71, 71, 3)),
+    "SwinTransformerBackbone": dict(image_shape=(32, 32, 3), embed_dim=16, depths=(2, 2),
+                                    num_heads=(2, 4), window_size=4, patch_size=4),
+    **{name: dict(vocabulary_size=64, hidden_dim=16, intermediate_dim=32, num_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, attention_bias=False,
+                  attention_dropout=0.0, rope_layer_enabled_list=[True, True],
+                  layer_types=["attention", "attention"], mlp_bias=False,
+                  layer_norm_epsilon=1e-5, max_position_embeddings=64, rope_theta=10000.0,
+                  partial_rotary_factor=1.0)
+       for name in ("SmolLMBackbone", "SmolLM3Backbone")},
     "AlbertBackbone": dict(vocabulary_size=64, num_layers=2, num_heads=2, embedding_dim=8,
                            hidden_dim=16, intermediate_dim=32, num_groups=1,
                            num_inner_repetitions=1, max_sequence_length=32),
@@ -130,8 +148,9 @@ def with_head(backbone) -> keras.Model:
 def _flex_ops(error: Exception) -> str:
     """The Flex ops a LiteRT error names, or its first words."""
     text = str(error)
-    if "(Flex" in text:
-        return "the file needs Flex ops " + text.split("(", 1)[1].split(")", 1)[0]
+    ops = sorted(set(re.findall(r"Flex[A-Z]\w+", text)))
+    if ops:
+        return f"the file needs Flex ops {', '.join(ops)}"
     return " ".join(text.split())[:100]
 
 

@@ -66,12 +66,29 @@ def _llama(length=5):
         hidden_dim=16, intermediate_dim=32), length)
 
 
-BUILDERS = {"vit": _vit, "bert": _bert, "gemma": _gemma, "llama": _llama}
+def _gpt2(length=5):
+    """keras-hub's TransformerDecoder passes its attention cache=None (left out in traces)."""
+    return _decoder(keras_hub.models.GPT2Backbone(
+        vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=32), length)
+
+
+def _mistral(length=5):
+    """Its own MistralLayerNormalization (normalizes across: by its name) and attention."""
+    return _decoder(keras_hub.models.MistralBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=16, intermediate_dim=32), length)
+
+
+BUILDERS = {"vit": _vit, "bert": _bert, "gemma": _gemma, "llama": _llama, "gpt2": _gpt2,
+            "mistral": _mistral}
 #: Per model: the prunable unit kinds (a group's first source ends with one of these).
 UNITS = {"vit": ("mha/heads", "mlp/dense_1"),
          "bert": ("self_attention_layer/heads", "feedforward_intermediate_dense"),
          "gemma": ("attention/query_groups", "ffw_gating"),
-         "llama": ("feedforward_gate_dense",)}
+         "llama": ("feedforward_gate_dense",),
+         "gpt2": ("self_attention/heads", "feedforward_intermediate_dense"),
+         "mistral": ("feedforward_gate_dense",)}
 
 
 def _compiled(name):
@@ -119,8 +136,7 @@ def _check_slim_equals_masked(name, model, plan):
     tfprune.apply_plan(masked, plan)
     slimmed = tfprune.slim(model, plan)
     assert slimmed.count_params() < model.count_params()
-    # Decoders: another sequence length than the model was traced at.
-    x = BUILDERS[name](TRACE_LENGTH + 3)[1]
+    x = BUILDERS[name](TRACE_LENGTH + 3)[1]  # decoders: another length than the trace's
     expected, actual = masked.predict(x, verbose=0), slimmed.predict(x, verbose=0)
     assert not np.allclose(expected, model.predict(x, verbose=0))  # the masks do something
     np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max())

@@ -188,6 +188,18 @@ def test_a_softmax_over_the_channels_blocks_them():
     assert set(by_source(channel_groups(model))) == {"d2"}
 
 
+def test_moveaxis_keeping_the_channel_axis_last_passes_and_zeros_like_follows():
+    inputs = keras.Input((4, 5, 3))
+    x = keras.layers.Dense(6, name="d1")(inputs)
+    x = keras.ops.moveaxis(x, 1, 2) + keras.ops.zeros_like(keras.ops.moveaxis(x, 1, 2))
+    moved = keras.ops.moveaxis(keras.layers.Dense(7, name="d2")(inputs), -1, 1)  # channels moved
+    x = keras.ops.mean(x, axis=[1, 2])
+    y = keras.ops.mean(moved, axis=[2, 3])
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.ops.concatenate([x, y], -1)))
+    groups = by_source(channel_groups(model))
+    assert set(groups) == {"d1"} and groups["d1"].size == 6
+
+
 def test_sequential_models_built_either_way():
     def layers():
         return [keras.layers.Conv2D(4, 3, name="c1"), keras.layers.ReLU(),

@@ -27,6 +27,7 @@ from tfprune.graph.model_graph import (
     walk,
 )
 from tfprune.handlers import GraphError, Layout, handler_for
+from tfprune.handlers.base import fallback_handler
 from tfprune.handlers.channel_analysis import ChannelAnalysis
 from tfprune.handlers.structure import Ignored, KeepWhole
 from tfprune.model_cache import cached
@@ -108,6 +109,7 @@ class ChannelGraph:
         self.calls = [step for step in self.steps if isinstance(step, Call)]
         self.operations = {call.name: call.operation for call in self.calls}
         self.names = {id(call.operation): call.name for call in self.calls}
+        self._fallbacks: dict = {}
         unknown = sorted(self.ignored_layers - set(self.operations))
         if unknown:
             raise GraphError(f"ignored_layers: no layer or op named {unknown} in model "
@@ -126,7 +128,11 @@ class ChannelGraph:
         """The handler tfprune uses for the call named ``name``."""
         if name in self.ignored_layers:
             return _IGNORED
-        return handler_for(self.operations[name]) or _UNANALYSED
+        operation = self.operations[name]
+        handler = handler_for(operation)
+        if handler is None and name not in self._fallbacks:
+            self._fallbacks[name] = fallback_handler(operation, opaque_reason(operation))
+        return handler or self._fallbacks.get(name) or _UNANALYSED
 
     def _analyse(self) -> ChannelAnalysis:
         analysis = ChannelAnalysis()

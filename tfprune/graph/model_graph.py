@@ -18,6 +18,7 @@ in a plain functional model therefore stay as they are.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import traceback
@@ -177,7 +178,8 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
         inputs.setdefault(id(tensor), keras.Input(batch_shape=shape, dtype=tensor.dtype))
     try:
         args, kwargs = node.arguments.fill_in(inputs)
-        outputs = operation.call(*args, **kwargs)
+        with _none_arguments_left_out():
+            outputs = operation.call(*args, **kwargs)
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
     except Exception as error:  # noqa: BLE001 - any failure means "not traceable": reported
         _TRACE_ERRORS[operation] = _trace_failure(operation, error)
@@ -185,6 +187,33 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
     _TRACE_ERRORS.pop(operation, None)
     traced._tfprune_concrete = concrete
     return traced
+
+
+@contextlib.contextmanager
+def _none_arguments_left_out():
+    """Sublayer calls inside a trace leave out keyword arguments passed as None.
+
+    A block passes its attention layer ``cache=None`` (keras-hub's
+    ``TransformerDecoder``); on symbolic inputs Keras hands every keyword to
+    the layer's ``compute_output_spec``, which may not take it
+    (``MultiHeadAttention``'s). None is each argument's default, so leaving
+    it out changes nothing else. Only while a composite layer is traced.
+    """
+    originals = {cls: cls.__dict__["symbolic_call"] for cls in (keras.Operation,
+                                                               keras.layers.Layer)}
+
+    def leaving_out_none(original):
+        def symbolic_call(self, *args, **kwargs):
+            return original(self, *args, **{k: v for k, v in kwargs.items() if v is not None})
+        return symbolic_call
+
+    for cls, original in originals.items():
+        cls.symbolic_call = leaving_out_none(original)
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.symbolic_call = original
 
 
 def _trace_failure(operation, error: Exception) -> str:

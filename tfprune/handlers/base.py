@@ -429,6 +429,9 @@ def register_layer_handler(layer_type: type, handler) -> None:
 #: handlers (with ``register_handlers()``), imported the first time such a layer is met.
 OPTIONAL_FAMILIES = {"keras_hub.": "tfprune.handlers.hub"}
 _loaded_families: set[str] = set()
+#: Module prefix -> ``fallback(layer, why) -> LayerHandler`` for that library's layers that no
+#: handler describes (filled by the family's ``register_handlers``); see ``fallback_handler``.
+FALLBACK_HANDLERS: dict = {}
 
 
 def _load_family(layer) -> None:
@@ -437,6 +440,23 @@ def _load_family(layer) -> None:
         if module.startswith(prefix) and family not in _loaded_families:
             _loaded_families.add(family)
             importlib.import_module(family).register_handlers()
+
+
+def fallback_handler(layer, why: str) -> LayerHandler | None:
+    """The handler of a layer nothing describes, from its library's fallback, else None.
+
+    Used only after a layer could neither be handled nor traced: keras-hub's
+    layers are then kept whole rather than refused.
+
+    Args:
+        layer: The layer.
+        why: Why it could not be analysed (for the kept-whole reason).
+    """
+    module = type(layer).__module__
+    for prefix, fallback in FALLBACK_HANDLERS.items():
+        if module.startswith(prefix):
+            return fallback(layer, why)
+    return None
 
 
 def handler_for(layer) -> LayerHandler | None:

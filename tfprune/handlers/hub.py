@@ -13,11 +13,14 @@ is a ``keras.layers.MultiHeadAttention`` and loses whole heads like it.
 from __future__ import annotations
 
 import importlib
+import sys
 
+import keras
 import numpy as np
 
 from tfprune.handlers.attention import GroupedQueryAttention
 from tfprune.handlers.base import (
+    FALLBACK_HANDLERS,
     HANDLERS,
     LayerHandler,
     attribute,
@@ -28,6 +31,7 @@ from tfprune.handlers.base import (
     take,
 )
 from tfprune.handlers.normalization import AcrossChannels
+from tfprune.handlers.structure import KeepWhole
 
 
 class ChannelWeights(LayerHandler):
@@ -194,10 +198,19 @@ HUB_HANDLERS = {
     ("keras_hub.src.models.llama.llama_layernorm", "LlamaLayerNorm"): AcrossChannels(),
 }
 
+#: Class-name endings of keras-hub's per-family normalizations (``MistralLayerNormalization``,
+#: ``GptOssLayerNormalization``, ``Qwen3LayerNorm``...): they normalize across the channels.
+NORMALIZATION_SUFFIXES = ("LayerNorm", "LayerNormalization", "RMSNorm", "RMSNormalization")
+
+
 def register_handlers() -> None:
     """Registers the handlers of keras-hub's layers (``handler_for`` calls it once).
 
-    Handlers registered by the user for the same classes are kept.
+    The listed classes get their handlers; every other keras-hub layer class
+    named like a normalization (``NORMALIZATION_SUFFIXES``) normalizes across
+    the channels. keras-hub layers nothing handles are kept whole
+    (``kept_whole``) rather than refused. Handlers registered by the user for
+    the same classes are kept.
     """
     for (module_name, class_name), handler in HUB_HANDLERS.items():
         try:
@@ -205,4 +218,34 @@ def register_handlers() -> None:
         except (ImportError, AttributeError):
             continue
         HANDLERS.setdefault(layer_type, handler)
+    for layer_type in _hub_layer_classes():
+        if layer_type.__name__.endswith(NORMALIZATION_SUFFIXES):
+            HANDLERS.setdefault(layer_type, AcrossChannels())
+    FALLBACK_HANDLERS["keras_hub."] = kept_whole
+
+
+def _hub_layer_classes() -> list[type]:
+    """The layer classes of the keras-hub modules imported so far (all, once it is imported)."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("keras_hub.src.") and module is not None:
+            found += [value for value in vars(module).values() if isinstance(value, type)
+                      and issubclass(value, keras.layers.Layer)
+                      and value.__module__ == name]
+    return found
+
+
+def kept_whole(layer, why: str) -> LayerHandler:
+    """The handler of a keras-hub layer tfprune cannot see into: kept whole, with why.
+
+    keras-hub's layers cannot be renamed or changed by their users, so such a
+    layer keeps its channels (and those of its neighbours it touches) instead
+    of stopping the analysis; ``ChannelGraph.kept_whole`` lists it.
+
+    Args:
+        layer: The layer.
+        why: Why it could not be analysed (no handler, or its trace failed).
+    """
+    why = why.removesuffix("; register a handler for it")
+    return KeepWhole(f"a keras-hub {type(layer).__name__} tfprune cannot see into ({why})")
 

@@ -13,7 +13,8 @@ These nodes are not layers: they have no weights, and their names (``add``,
 - Concatenation on the channel axis maps index ranges.
 - Reductions over other axes pass channels through; over the channel axis
   they block.
-- Reshapes and transposes that keep the channel axis last pass; others block,
+- ``zeros_like`` / ``ones_like`` / ``full_like`` pass (a constant per channel).
+- Reshapes, transposes and moveaxis that keep the channel axis last pass; others block,
   as do ops that mix channels (softmax, matmul, einsum, slicing, ...).
 """
 
@@ -150,6 +151,18 @@ class TransposeOp(OperationHandler):
         block(analysis, layer, inputs, outputs, "a transpose that moves the channel axis")
 
 
+class MoveaxisOp(OperationHandler):
+    """ops.moveaxis: channels pass when the last axis stays last."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        sizes = np.empty(tuple(range(1, rank + 1)), bool)  # axis i has i + 1 entries
+        if np.moveaxis(sizes, layer.source, layer.destination).shape[-1] == rank:
+            pass_through(analysis, layer, inputs, outputs)
+            return
+        block(analysis, layer, inputs, outputs, "a moveaxis that moves the channel axis")
+
+
 class ShapeOp(OperationHandler):
     """expand_dims / squeeze: channels pass while the last axis keeps its size."""
 
@@ -205,6 +218,8 @@ OPERATION_HANDLERS = {
     _classes(numpy_ops, "Split"): SplitOp(),
     _classes(numpy_ops, "Reshape"): ReshapeHandler("newshape"),
     _classes(numpy_ops, "Transpose"): TransposeOp(),
+    _classes(numpy_ops, "Moveaxis"): MoveaxisOp(),
+    _classes(numpy_ops, "ZerosLike OnesLike FullLike"): ElementwiseOp(),
     _classes(numpy_ops, "ExpandDims Squeeze"): ShapeOp(),
     _MIXING: MixingOp(),
 }

@@ -26,15 +26,26 @@ def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object]
     are rebuilt the same way; the others are the new instance's own (fresh
     from the config, like the originals: the sublayers the plan leaves
     untouched), and ``(fresh, original)`` is appended to ``copies`` so their
-    weights can be copied once they are built. The result counts as built,
-    so Keras does not build it again over the replaced sublayers.
+    weights can be copied once they are built. The new instance is first
+    built as the original was where its ``build`` can run again (it may set
+    more than sublayers), then its sublayers are replaced; it counts as
+    built, so Keras does not build it again over them.
 
     Args:
         layer: The composite layer of the original model.
         replacements: ``{id(original sublayer): slimmed sublayer}``.
         copies: Receives ``(fresh sublayer, original sublayer)`` pairs.
     """
-    clone = type(layer).from_config(layer_config(layer))
+    config = layer_config(layer)
+    clone = type(layer).from_config(config)
+    try:
+        _build_like(clone, layer)
+    except (ValueError, TypeError, AttributeError):  # a build that cannot run again
+        clone = type(layer).from_config(config)  # left unbuilt, marked built below
+    tracker = getattr(clone, "_tracker", None)
+    locked = bool(tracker and tracker.locked)
+    if locked:  # built: Keras locks its state; sublayers are replaced, none added
+        tracker.unlock()
     replaced = []
     for attribute, value in list(vars(layer).items()):
         if attribute == "_layers" or not isinstance(value, keras.layers.Layer):
@@ -46,11 +57,24 @@ def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object]
         else:
             replaced.append(fresh)
             setattr(clone, attribute, new)
+    if locked:
+        tracker.lock()
     tracked = getattr(clone, "_layers", None)
     if isinstance(tracked, list):  # the fresh sublayers replaced: no longer part of it
         tracked[:] = [sub for sub in tracked if not any(sub is old for old in replaced)]
     clone.built = True
     return clone
+
+
+def _build_like(clone, layer) -> None:
+    """Builds the clone as the original was built.
+
+    Its ``build`` may set more than sublayers (a scale factor); the full-size
+    sublayers it makes are replaced afterwards.
+    """
+    config = layer.get_build_config()
+    if config:
+        clone.build_from_config(config)
 
 
 def copy_untouched_weights(copies: list) -> None:

@@ -175,6 +175,8 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
             if weights:
                 pending.append((rebuilt, weights))
         args, kwargs = step.node.arguments.fill_in(tensors)
+        if in_place:  # on stand-ins, as traced: None arguments left out (model_graph)
+            kwargs = {key: value for key, value in kwargs.items() if value is not None}
         outputs = rebuilt(*args, **kwargs)
         for old, new in zip(step.outputs, keras.tree.flatten(outputs), strict=True):
             tensors[id(old)] = new
