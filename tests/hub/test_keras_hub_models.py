@@ -182,3 +182,30 @@ def test_masks_hold_through_fit(hub_model):
     for variable, mask in variable_masks(model, plan):
         assert np.all(np.asarray(variable)[mask == 0] == 0), variable.path
     enforcer.remove()
+
+
+class Opaque(keras.layers.Layer):
+    """A layer with weights of its own and no handler, as if keras-hub defined it."""
+
+    def build(self, shape):
+        self.scale = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def test_a_keras_hub_layer_nothing_handles_is_kept_whole_with_the_reason():
+    """A user's own opaque layer is refused (tests/pruning); keras-hub's cannot be changed by
+    its users, so it keeps its channels instead, listed with why."""
+    hub_kind = type("Opaque", (Opaque,), {"__module__": "keras_hub.src.layers.fake"})
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(8, name="before")(inputs)
+    x = hub_kind(name="opaque")(x)
+    hidden = keras.layers.Dense(5, name="hidden")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    assert [g.sources for g in tfprune.channel_groups(model)] == [["hidden"]]
+    reasons = {tuple(sources): why for sources, _, why in graph_for(model).kept_whole()}
+    assert "a keras-hub Opaque tfprune cannot see into" in reasons[("before",)]
+    with pytest.raises(tfprune.handlers.GraphError, match="'opaque' \\(Opaque\\)"):
+        tfprune.channel_groups(keras.Model(inputs, keras.layers.Dense(2)(
+            Opaque(name="opaque")(keras.layers.Dense(8)(inputs)))))

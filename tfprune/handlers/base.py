@@ -53,7 +53,18 @@ def layer_config(layer) -> dict:
     try:
         return layer.get_config()
     except (NotImplementedError, AttributeError):
-        pass
+        return constructor_config(layer)
+
+
+def constructor_config(layer) -> dict:
+    """A config from the layer's constructor arguments, read back from its attributes.
+
+    Each argument of ``type(layer).__init__`` is read from the attribute of
+    the same name (or with a leading underscore), with the layer's name and
+    dtype policy. For layers whose ``get_config`` is missing, broken, or
+    writes keys its own ``from_config`` refuses (keras-hub 0.32's
+    ``Qwen3TransformerDecoder``).
+    """
     config = {"name": layer.name, "dtype": layer.dtype_policy, "trainable": layer.trainable}
     for name, parameter in inspect.signature(type(layer).__init__).parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
@@ -63,6 +74,21 @@ def layer_config(layer) -> dict:
                 config[name] = getattr(layer, attribute)
                 break
     return config
+
+
+def rebuild(layer, config: dict):
+    """A new layer of ``layer``'s class from ``config``.
+
+    If the class refuses keys of its own config, it is built from the keys
+    its constructor takes, the missing ones read back as ``constructor_config``.
+    """
+    try:
+        return type(layer).from_config(config)
+    except TypeError:  # keras-hub 0.32's WindowAttention writes keys its __init__ refuses
+        parameters = inspect.signature(type(layer).__init__).parameters
+        taken = {key: value for key, value in config.items()
+                 if key in parameters or key in ("name", "dtype", "trainable")}
+        return type(layer).from_config({**constructor_config(layer), **taken})
 
 
 def take(array: np.ndarray, index, axis: int) -> np.ndarray:

@@ -207,7 +207,8 @@ _MIXING = (
                         "Cumsum Cumprod Flip Roll ArraySplit Tile Repeat Stack Pad")
     + _classes(nn_ops, "Softmax LogSoftmax Normalize LayerNorm RMSNorm Glu Sparsemax "
                        "DotProductAttention")
-    + _classes(math_ops, "Logsumexp TopK")
+    + _classes(math_ops, "Logsumexp TopK FFT FFT2 IFFT2 RFFT IRFFT STFT ISTFT")
+    + _classes(nn_ops, "OneHot MultiHot")
 )
 
 #: Built-in keras.ops handlers: operation classes -> handler.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from tfprune.handlers.base import layer_config
+from tfprune.handlers.base import layer_config, rebuild
 
 
 def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object],
@@ -37,11 +37,11 @@ def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object]
         copies: Receives ``(fresh sublayer, original sublayer)`` pairs.
     """
     config = layer_config(layer)
-    clone = type(layer).from_config(config)
+    clone = rebuild(layer, config)
     try:
         _build_like(clone, layer)
     except (ValueError, TypeError, AttributeError):  # a build that cannot run again
-        clone = type(layer).from_config(config)  # left unbuilt, marked built below
+        clone = rebuild(layer, config)  # left unbuilt, marked built below
     tracker = getattr(clone, "_tracker", None)
     locked = bool(tracker and tracker.locked)
     if locked:  # built: Keras locks its state; sublayers are replaced, none added

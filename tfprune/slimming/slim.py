@@ -27,6 +27,7 @@ from tfprune.graph.model_graph import (
     pack_like,
     traced_concretely,
 )
+from tfprune.handlers.base import rebuild
 from tfprune.importance.task_data import task_preprocessor
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
@@ -171,7 +172,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
             config, weights = graph.handler(step.name).slim(step.operation, context)
             if step.name != step.operation.name:  # a sublayer named by its path
                 config = {**config, "name": step.name.replace("/", "_")}
-            rebuilt = rebuilt_layers[step.name] = type(step.operation).from_config(config)
+            rebuilt = rebuilt_layers[step.name] = rebuild(step.operation, config)
             if weights:
                 pending.append((rebuilt, weights))
         args, kwargs = step.node.arguments.fill_in(tensors)
