@@ -128,3 +128,37 @@ def test_a_trace_that_fails_names_the_layer_line_and_call():
     message = str(raised.value)
     assert "'broken' (Broken)" in message
     assert "Broken._helper, line" in message and "tf.math.square(x)" in message
+
+
+class TrainingScaledBlock(BatchScaledBlock):
+    """Reads its sizes and takes ``training`` (a dropout between its dense layers)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.drop = keras.layers.Dropout(0.5)
+
+    def call(self, x, training=None):
+        batch, length = keras.ops.shape(x)[0], keras.ops.shape(x)[1]
+        ones = keras.ops.ones((batch, length, 1))
+        return x + self.down(self.drop(self.up(x), training=training)) * ones
+
+
+def test_a_shared_composite_called_twice_with_training_is_one_group_per_layer():
+    keras.utils.set_random_seed(2)
+    tokens = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    block = TrainingScaledBlock(name="shared")
+    x = block(block(x, training=False), training=False)  # one set of weights, two calls
+    model = keras.Model(tokens, keras.layers.Dense(3, name="head")(
+        keras.layers.GlobalAveragePooling1D()(x)))
+    groups = [g.sources for g in tfprune.channel_groups(model)]
+    assert groups.count(["up"]) == 1  # both calls' hidden units are one group
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    slimmed = tfprune.slim(model, plan)
+    tokens = _tokens(count=3, length=TRACE_LENGTH + 2)
+    np.testing.assert_allclose(slimmed.predict(tokens, verbose=0),
+                               masked.predict(tokens, verbose=0), atol=1e-5)
+    assert slimmed.count_params() < model.count_params()

@@ -13,6 +13,7 @@ own class, around its slimmed sublayers (``tfprune.slimming.composites``).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import keras
@@ -94,8 +95,24 @@ def _rebuilt_in_place(step: Alias) -> bool:
     return traced_concretely(composite_graph(step.container, step.node))
 
 
-def _in_place_boundary(step: Alias, stack: list, rebuilt_layers: dict, graph, tensors,
-                       copies: list) -> None:
+@dataclasses.dataclass
+class _InPlace:
+    """The composites being rebuilt in place: entered ones, rebuilt ones, weights to copy.
+
+    Attributes:
+        stack: The in-place composites entered and not yet left (outermost first).
+        clones: ``{id(original composite): its rebuilt clone}``; a composite
+            called more than once is rebuilt once, and its clone called as often.
+        copies: ``(fresh sublayer, original)`` pairs whose weights are copied last.
+    """
+
+    stack: list = dataclasses.field(default_factory=list)
+    clones: dict = dataclasses.field(default_factory=dict)
+    copies: list = dataclasses.field(default_factory=list)
+
+
+def _in_place_boundary(step: Alias, state: _InPlace, rebuilt_layers: dict, graph,
+                       tensors) -> None:
     """Enters or leaves a composite rebuilt in place.
 
     Entering the outermost one, its traced graph runs on stand-ins of the
@@ -103,21 +120,25 @@ def _in_place_boundary(step: Alias, stack: list, rebuilt_layers: dict, graph, te
     sublayers; leaving it, the rebuilt composite is called on the real tensors.
     """
     if step.entering:
-        if stack:
+        if state.stack:
             _map(step, tensors)
         else:
             for source, target in zip(step.sources, step.targets, strict=True):
                 channels = tensors[id(source)].shape[-1]
                 tensors[id(target)] = keras.Input(batch_shape=(*target.shape[:-1], channels),
                                                   dtype=target.dtype)
-        stack.append(step)
+        state.stack.append(step)
         return
-    stack.pop()
-    if stack:
+    state.stack.pop()
+    if state.stack:
         _map(step, tensors)
         return
-    replacements = {id(graph.operations[name]): layer for name, layer in rebuilt_layers.items()}
-    clone = rebuild_composite(step.container, replacements, copies)
+    clone = state.clones.get(id(step.container))
+    if clone is None:
+        replacements = {id(graph.operations[name]): layer
+                        for name, layer in rebuilt_layers.items()}
+        clone = state.clones[id(step.container)] = rebuild_composite(
+            step.container, replacements, state.copies)
     args, kwargs = step.node.arguments.fill_in(tensors)
     outputs = clone(*args, **kwargs)
     for old, new in zip(step.targets, keras.tree.flatten(outputs), strict=True):
@@ -159,11 +180,11 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     for tensor in original.inputs:
         tensors[id(tensor)] = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
                                           name=tensor._keras_history.operation.name)
-    pending, rebuilt_layers, in_place, copies = [], {}, [], []
+    pending, rebuilt_layers, in_place = [], {}, _InPlace()
     for step in graph.steps:
         if isinstance(step, Alias):
-            if in_place or _rebuilt_in_place(step):
-                _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors, copies)
+            if in_place.stack or _rebuilt_in_place(step):
+                _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors)
             else:
                 _map(step, tensors)
             continue
@@ -176,7 +197,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
             if weights:
                 pending.append((rebuilt, weights))
         args, kwargs = step.node.arguments.fill_in(tensors)
-        if in_place:  # on stand-ins, as traced: None arguments left out (model_graph)
+        if in_place.stack:  # on stand-ins, as traced: None arguments left out (model_graph)
             kwargs = {key: value for key, value in kwargs.items() if value is not None}
         outputs = rebuilt(*args, **kwargs)
         for old, new in zip(step.outputs, keras.tree.flatten(outputs), strict=True):
@@ -187,7 +208,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     slimmed = keras.Model(inputs, outputs, name=f"{model.name}_slim")
     for rebuilt, weights in pending:
         rebuilt.set_weights(weights)
-    copy_untouched_weights(copies)
+    copy_untouched_weights(in_place.copies)
     for step in graph.steps:  # an adapted vocabulary is in neither config nor weights
         if not isinstance(step, Alias) and step.name in rebuilt_layers:
             copy_layer_state(step.operation, rebuilt_layers.pop(step.name))
