@@ -171,8 +171,8 @@ def test_a_pruned_query_group_takes_its_query_heads_with_it():
     assert attention.query_dense.kernel.shape[0] == 2  # Gemma's kernels: heads first
 
 
-def test_masks_hold_through_fit(hub_model):
-    name = hub_model[0]
+@pytest.mark.parametrize("name", ["vit", "bert", "gemma", "llama"])
+def test_masks_hold_through_fit(name):
     model, x, y = _compiled(name)
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
     enforcer = MaskEnforcer(model)

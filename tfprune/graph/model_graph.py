@@ -26,6 +26,8 @@ import weakref
 from collections.abc import Iterator
 
 import keras
+from keras.src.layers import layer as layer_module
+from keras.src.ops.node import Node
 
 from tfprune.handlers import handler_for
 from tfprune.handlers.channel_analysis import GraphError
@@ -180,6 +182,8 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
         args, kwargs = node.arguments.fill_in(inputs)
         with _none_arguments_left_out():
             outputs = operation.call(*args, **kwargs)
+        if len(tensors_only(outputs)) != len(keras.tree.flatten(outputs)):
+            outputs = tensors_only(outputs)
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
     except Exception as error:  # noqa: BLE001 - any failure means "not traceable": reported
         _TRACE_ERRORS[operation] = _trace_failure(operation, error)
@@ -191,13 +195,15 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
 
 @contextlib.contextmanager
 def _none_arguments_left_out():
-    """Sublayer calls inside a trace leave out keyword arguments passed as None.
+    """Sublayer calls inside a trace leave out None: keyword arguments and outputs.
 
     A block passes its attention layer ``cache=None`` (keras-hub's
     ``TransformerDecoder``); on symbolic inputs Keras hands every keyword to
     the layer's ``compute_output_spec``, which may not take it
     (``MultiHeadAttention``'s). None is each argument's default, so leaving
-    it out changes nothing else. Only while a composite layer is traced.
+    it out changes nothing else. A sublayer returning ``(x, None)`` (no cache,
+    no attention scores: GPT-NeoX's attention, DeiT's blocks) gets a node of
+    its tensors only. Only while a composite layer is traced.
     """
     originals = {cls: cls.__dict__["symbolic_call"] for cls in (keras.Operation,
                                                                keras.layers.Layer)}
@@ -209,11 +215,29 @@ def _none_arguments_left_out():
 
     for cls, original in originals.items():
         cls.symbolic_call = leaving_out_none(original)
+    layer_module.Node = _NodeOfTensors
     try:
         yield
     finally:
         for cls, original in originals.items():
             cls.symbolic_call = original
+        layer_module.Node = Node
+
+
+class _NodeOfTensors(Node):
+    """A Keras node whose None outputs (an absent cache) are left out."""
+
+    def __init__(self, operation, call_args=None, call_kwargs=None, outputs=None):
+        kept = tensors_only(outputs)
+        if len(kept) != len(keras.tree.flatten(outputs)):
+            outputs = kept
+        call_kwargs = {k: v for k, v in (call_kwargs or {}).items() if v is not None}
+        super().__init__(operation, call_args, call_kwargs, outputs)
+
+
+def tensors_only(outputs) -> list:
+    """The outputs' tensors, flat, without the Nones (an absent cache or attention scores)."""
+    return [tensor for tensor in keras.tree.flatten(outputs) if tensor is not None]
 
 
 def _trace_failure(operation, error: Exception) -> str:

@@ -341,7 +341,7 @@ class Unprunable(LayerHandler):
             raise GraphError(f"{layer.name!r}: LoRA is enabled on its sublayers, which its "
                              "config does not record, so slim cannot rebuild it; merge the "
                              "LoRA weights into the kernels first.")
-        return layer.get_config(), layer.get_weights()
+        return layer_config(layer), layer.get_weights()
 
     def kernels(self, layer) -> list:
         """The type's own handler's kernels."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, block, merge, pass_through, take
+from tfprune.handlers.base import LayerHandler, block, layer_config, merge, pass_through, take
 from tfprune.handlers.channel_analysis import GraphError, Layout
 
 
@@ -136,7 +136,7 @@ class Ignored(LayerHandler):
         block(analysis, layer, inputs, outputs, "in ignored_layers")
 
     def slim(self, layer, context):
-        return layer.get_config(), layer.get_weights()
+        return layer_config(layer), layer.get_weights()
 
 
 class KeepWhole(LayerHandler):
@@ -153,7 +153,7 @@ class KeepWhole(LayerHandler):
         block(analysis, layer, inputs, outputs, self.reason)
 
     def slim(self, layer, context):
-        return layer.get_config(), layer.get_weights()
+        return layer_config(layer), layer.get_weights()
 
 
 def _available(*names: str) -> tuple:

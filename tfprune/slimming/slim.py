@@ -26,6 +26,7 @@ from tfprune.graph.model_graph import (
     functional_graph,
     is_nested_model,
     pack_like,
+    tensors_only,
     traced_concretely,
 )
 from tfprune.handlers.base import rebuild
@@ -141,7 +142,7 @@ def _in_place_boundary(step: Alias, state: _InPlace, rebuilt_layers: dict, graph
             step.container, replacements, state.copies)
     args, kwargs = step.node.arguments.fill_in(tensors)
     outputs = clone(*args, **kwargs)
-    for old, new in zip(step.targets, keras.tree.flatten(outputs), strict=True):
+    for old, new in zip(step.targets, tensors_only(outputs), strict=True):
         tensors[id(old)] = new
 
 
@@ -200,7 +201,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
         if in_place.stack:  # on stand-ins, as traced: None arguments left out (model_graph)
             kwargs = {key: value for key, value in kwargs.items() if value is not None}
         outputs = rebuilt(*args, **kwargs)
-        for old, new in zip(step.outputs, keras.tree.flatten(outputs), strict=True):
+        for old, new in zip(step.outputs, tensors_only(outputs), strict=True):
             tensors[id(old)] = new
     # The model's own input and output structure (a dict of named outputs stays a dict).
     inputs = pack_like(original, "inputs", [tensors[id(t)] for t in original.inputs])
