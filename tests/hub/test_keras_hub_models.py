@@ -21,13 +21,24 @@ from tfprune.pruning.masks import MaskEnforcer, variable_masks
 CLASSES, COUNT = 3, 16
 
 
+def _inputs(name: str, length: int = 5):
+    """Random inputs of the test models (a decoder's at ``length`` tokens)."""
+    rng = np.random.default_rng(0)
+    if name == "vit":
+        return rng.random((COUNT, 16, 16, 3)).astype("float32")
+    if name == "bert":
+        return {"token_ids": rng.integers(0, 50, (COUNT, 8)),
+                "segment_ids": np.zeros((COUNT, 8), int), "padding_mask": np.ones((COUNT, 8), int)}
+    return {"token_ids": rng.integers(0, 50, (COUNT, length)),
+            "padding_mask": np.ones((COUNT, length), int)}
+
+
 def _vit(length=None):
     backbone = keras_hub.models.ViTBackbone(image_shape=(16, 16, 3), patch_size=8, num_layers=2,
                                             num_heads=2, hidden_dim=16, mlp_dim=32)
     images = keras.Input((16, 16, 3))
     logits = keras.layers.Dense(CLASSES, name="head")(backbone(images)[:, 0])
-    x = np.random.default_rng(0).random((COUNT, 16, 16, 3)).astype("float32")
-    return keras.Model(images, logits), x
+    return keras.Model(images, logits), _inputs("vit")
 
 
 def _bert(length=None):
@@ -37,10 +48,7 @@ def _bert(length=None):
     inputs = {name: keras.Input((8,), dtype="int32", name=name)
               for name in ("token_ids", "segment_ids", "padding_mask")}
     logits = keras.layers.Dense(CLASSES, name="head")(backbone(inputs)["pooled_output"])
-    rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, 50, (COUNT, 8)), "segment_ids": np.zeros((COUNT, 8), int),
-         "padding_mask": np.ones((COUNT, 8), int)}
-    return keras.Model(inputs, logits), x
+    return keras.Model(inputs, logits), _inputs("bert")
 
 
 def _decoder(backbone, length):
@@ -48,10 +56,7 @@ def _decoder(backbone, length):
               for name in ("token_ids", "padding_mask")}
     pooled = keras.layers.GlobalAveragePooling1D()(backbone(inputs))
     logits = keras.layers.Dense(CLASSES, name="head")(pooled)
-    rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(0, 50, (COUNT, length)),
-         "padding_mask": np.ones((COUNT, length), int)}
-    return keras.Model(inputs, logits), x
+    return keras.Model(inputs, logits), _inputs("decoder", length)
 
 
 def _gemma(length=5):
@@ -121,22 +126,32 @@ def test_llama_query_groups_are_kept_whole_with_the_reason():
     assert len(reasons) == 2 and all("hidden_dim // num_query_heads" in r for r in reasons)
 
 
-def test_magnitude_and_snip_score_every_unit_finite_and_slim_equals_masked(hub_model):
+def test_scores_finite_slim_equal_to_masked_and_masks_holding_through_fit(hub_model):
     name, model, x, y = hub_model
     for measure in ("magnitude", "snip"):
         scores = tfprune.score(model, measure, (x, y), num_samples=COUNT, batch_size=8)
         assert all(np.all(np.isfinite(v)) and np.any(v > 0) for v in scores.values()), measure
     plan = tfprune.make_plan(model, scores, 0.4)
     _check_slim_equals_masked(name, model, plan)
+    if name in ("gpt2", "mistral"):  # fit is tested on the four models the issue names
+        return
+    enforcer = MaskEnforcer(model)
+    enforcer.install()
+    enforcer.update(plan, model.optimizer)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for variable, mask in variable_masks(model, plan):
+        assert np.all(np.asarray(variable)[mask == 0] == 0), variable.path
+    enforcer.remove()
 
 
 def _check_slim_equals_masked(name, model, plan):
+    """Slimmed equals masked (at another length than the trace's for decoders)."""
     masked = keras.models.clone_model(model)
     masked.set_weights(model.get_weights())
     tfprune.apply_plan(masked, plan)
     slimmed = tfprune.slim(model, plan)
     assert slimmed.count_params() < model.count_params()
-    x = BUILDERS[name](TRACE_LENGTH + 3)[1]  # decoders: another length than the trace's
+    x = _inputs(name, TRACE_LENGTH + 3)  # decoders: another length than the trace's
     expected, actual = masked.predict(x, verbose=0), slimmed.predict(x, verbose=0)
     assert not np.allclose(expected, model.predict(x, verbose=0))  # the masks do something
     np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max())
@@ -169,19 +184,6 @@ def test_a_pruned_query_group_takes_its_query_heads_with_it():
                      if type(layer).__name__ == "CachedGemmaAttention")
     assert (attention.num_query_heads, attention.num_key_value_heads) == (2, 1)
     assert attention.query_dense.kernel.shape[0] == 2  # Gemma's kernels: heads first
-
-
-@pytest.mark.parametrize("name", ["vit", "bert", "gemma", "llama"])
-def test_masks_hold_through_fit(name):
-    model, x, y = _compiled(name)
-    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
-    enforcer = MaskEnforcer(model)
-    enforcer.install()
-    enforcer.update(plan, model.optimizer)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    for variable, mask in variable_masks(model, plan):
-        assert np.all(np.asarray(variable)[mask == 0] == 0), variable.path
-    enforcer.remove()
 
 
 class Opaque(keras.layers.Layer):

@@ -135,9 +135,12 @@ def composite_graph(operation, node=None) -> keras.Model | None:
     weights, if any, are its sublayers'), is traced (once per input shape): its ``call``
     runs on symbolic inputs shaped like the node's, so its sublayers and
     keras.ops calls become a graph tfprune analyses, masks and slims as part
-    of the model (``slim`` returns them inlined). Anything else, or a call
-    that cannot be traced symbolically, gives None: the layer then needs a
-    handler or ``ignored_layers``.
+    of the model (``slim`` returns them inlined). A call that reads its
+    inputs' unknown sizes is traced again with placeholder sizes
+    (``TRACE_BATCH``, ``TRACE_LENGTH``; ``traced_concretely``), and ``slim``
+    rebuilds such a layer in place instead. Anything else, or a call that
+    cannot be traced either way, gives None: the layer then needs a handler
+    or ``ignored_layers`` (keras-hub's are kept whole).
 
     Args:
         operation: A graph node's operation.
@@ -180,7 +183,7 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
         inputs.setdefault(id(tensor), keras.Input(batch_shape=shape, dtype=tensor.dtype))
     try:
         args, kwargs = node.arguments.fill_in(inputs)
-        with _none_arguments_left_out():
+        with _none_left_out():
             outputs = operation.call(*args, **kwargs)
         if len(tensors_only(outputs)) != len(keras.tree.flatten(outputs)):
             outputs = tensors_only(outputs)
@@ -194,7 +197,7 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
 
 
 @contextlib.contextmanager
-def _none_arguments_left_out():
+def _none_left_out():
     """Sublayer calls inside a trace leave out None: keyword arguments and outputs.
 
     A block passes its attention layer ``cache=None`` (keras-hub's

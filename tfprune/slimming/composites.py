@@ -72,6 +72,8 @@ def _build_like(clone, layer) -> None:
     Its ``build`` may set more than sublayers (a scale factor); the full-size
     sublayers it makes are replaced afterwards.
     """
+    if type(layer).build is keras.layers.Layer.build:  # nothing of its own to build
+        return
     config = layer.get_build_config()
     if config:
         clone.build_from_config(config)
