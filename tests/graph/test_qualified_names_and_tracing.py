@@ -162,3 +162,24 @@ def test_a_shared_composite_called_twice_with_training_is_one_group_per_layer():
     np.testing.assert_allclose(slimmed.predict(tokens, verbose=0),
                                masked.predict(tokens, verbose=0), atol=1e-5)
     assert slimmed.count_params() < model.count_params()
+
+
+def test_path_names_read_back_as_tensorboard_tags(tmp_path):
+    """TensorBoard groups tags by their first part; a path name keeps the whole path."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tfprune.inspection.round_summaries import write_round
+    from tfprune.pruning.stats import layer_table
+
+    model = _model()
+    scores = tfprune.score(model, "magnitude")
+    plan = tfprune.make_plan(model, scores, 0.5)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    write_round(writer, plan, scores, 1, layer_table=layer_table(model, plan))
+    writer.flush()
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = set(events.Tags()["tensors"])
+    assert {"kept_ratio/block_a/up", "kept_ratio/block_b/up", "scores/block_b/up"} <= tags
+    (text,) = events.Tensors("pruning/summary")
+    assert "| block_b/up |" in tf.make_ndarray(text.tensor_proto).item().decode()
