@@ -45,3 +45,13 @@ def image_folder(tmp_path):
 def _isolated_cache(tmp_path, monkeypatch):
     """Zip extraction goes to a per-test cache unless a test uses the shared one."""
     monkeypatch.setenv("TFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+#: Modules of about a minute each (real data, the tour, the README): collected first, so the
+#: two xdist workers (``--dist loadfile``) start them at once and end together, rather than
+#: meeting them last, when one worker would run them while the other idles.
+LONG_MODULES = ("test_real_cifar10.py", "test_docs_tour.py", "test_docs_readme.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)  # stable: the rest in order
