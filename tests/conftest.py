@@ -47,11 +47,18 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
 
 
-#: Modules of about a minute each (real data, the tour, the README): collected first, so the
-#: two xdist workers (``--dist loadfile``) start them at once and end together, rather than
-#: meeting them last, when one worker would run them while the other idles.
-LONG_MODULES = ("test_real_cifar10.py", "test_docs_tour.py", "test_docs_readme.py")
+#: The longest modules, longest first (seconds on 2 idle cores, from ``--durations``): collected
+#: first and in this order, so the two xdist workers (``--dist loadfile``) start them at once
+#: and the short modules fill in at the end (longest-first scheduling), rather than one worker
+#: meeting a long module last while the other idles.
+LONG_MODULES = ("test_real_cifar10.py", "test_prune_run.py", "test_run_safety.py",
+                "test_grid.py", "test_measured_budget.py", "test_distributed_tune.py",
+                "test_model_zoo.py", "test_docs_tour.py", "test_distributed.py",
+                "test_docs_readme.py", "test_finetune.py", "test_cli.py",
+                "test_deploy_commands.py", "test_strategies.py", "test_budget.py",
+                "test_keras_hub_models.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.path.name not in LONG_MODULES)  # stable: the rest in order
+    rank = {name: index for index, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_MODULES)))  # stable

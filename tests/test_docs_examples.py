@@ -14,7 +14,8 @@ def python_blocks(path: Path) -> list[str]:
 
 #: Every page with a Python example.
 PAGES = ["README.md", "docs/handlers.md", "docs/tensorboard.md", "docs/guides/models.md",
-         "docs/guides/scoring.md", "docs/guides/tour.md", "docs/guides/keras-hub.md"]
+         "docs/guides/scoring.md", "docs/guides/tour.md", "docs/guides/keras-hub.md",
+         "docs/guides/distributed.md"]
 SHARED = ROOT.parent / "shared"
 
 

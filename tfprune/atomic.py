@@ -83,6 +83,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             temporary.unlink()
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a new temporary folder to fill; on success it replaces the folder ``path``.
+
+    For outputs that are whole folders (TensorBoard HParams logs): a reader sees
+    the old folder or the complete new one, and a rewrite never leaves the old
+    files mixed with the new. Of two processes replacing one folder at once,
+    one wins and the other's folder is discarded. Whatever the block raises,
+    ``path`` is untouched and the temporary folder removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{path.name}{TEMPORARY_INFIX}"))
+    try:
+        yield temporary
+        old = path.with_name(f"{temporary.name}.old")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, old)
+        try:
+            os.replace(temporary, path)
+        except OSError:  # another writer put its folder there first: keep theirs
+            pass
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_path(path.parent, directory=True)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def ensure_space(folder: str | os.PathLike, needed: int, what: str) -> None:
     """Raises ``OSError(ENOSPC)`` if ``folder``'s disk has less than ``needed`` bytes free.
 

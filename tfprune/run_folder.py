@@ -8,6 +8,7 @@ file names live here and nowhere else:
 RUN_DIR/
   .tfprune-run.json      the ownership marker: written first, when tfprune creates the run
   .tfprune.lock          held (an OS file lock) by the one process using the run
+  .tfprune-claim.json    a grid process's claim on the run (tfprune.study.run_claims)
   config.yaml            the resolved config
   checkpoints/           epoch_<e>.keras + state.json naming it (after each finished epoch),
                          initial.weights.h5 (the weights at initialization)
@@ -77,6 +78,7 @@ class RunFolder:
 
     MARKER = ".tfprune-run.json"
     LOCK = ".tfprune.lock"
+    CLAIM = ".tfprune-claim.json"
     CONFIG = "config.yaml"
     SUMMARY = "summary.json"
     METRICS_CSV = "metrics.csv"
@@ -276,7 +278,7 @@ class RunFolder:
         if not self.path.is_dir():
             return []
         return sorted(entry.name for entry in self.path.iterdir()
-                      if entry.name not in (self.LOCK, self.MARKER))
+                      if entry.name not in (self.LOCK, self.MARKER, self.CLAIM))
 
     def check_claimable(self) -> None:
         """Raises ``RunFolderError`` unless a new run may start here.

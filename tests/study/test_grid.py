@@ -1,6 +1,8 @@
 """``tfprune grid``: configs x seeds into run folders; finished runs skipped, broken resumed."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from cli.test_cli import tiny_config
@@ -45,7 +47,12 @@ def test_grid_runs_skips_and_resumes_then_reports(image_folder, tmp_path, capsys
     assert json.loads((runs / "mag-s0/summary.json").read_text())["fraction_removed"] == 0.5
 
     assert run_grid(items, progress=None) == {"done": [i.run_dir for i in items], "ran": [],
-                                              "failed": []}
+                                              "failed": [], "elsewhere": []}
+    hparams = runs / "hparams"
+    events = sorted(str(p.parent.relative_to(hparams)) for p in hparams.rglob("events.out.*"))
+    assert events == [".", "base-s0", "mag-s0"]
+    assert main(["grid", str(base), str(pruned), "--runs-dir", str(runs)]) == 0  # all skipped
+    assert len(list(hparams.rglob("events.out.*"))) == 3  # rewritten whole, not appended
     assert main(["report", str(runs), "--output", str(tmp_path / "report")]) == 0
     report = (tmp_path / "report/report.md").read_text()
     assert "vgg11 x0.0625 (" in report and "1 round: Mag." in report
@@ -78,3 +85,39 @@ def test_a_run_folder_of_another_config_is_refused_naming_the_keys(image_folder,
                                           r"run, 2 requested\); the grid neither resumes nor "
                                           r"skips it"):
         grid_items([base], runs_dir=runs)
+
+
+def test_three_grid_processes_share_one_grid_and_train_each_run_once(image_folder, tmp_path):
+    config = tmp_path / "mag.yaml"
+    config.write_text(tiny_config(image_folder, epochs=1, prune="{measure: magnitude, "
+                                  "target: 0.5}") + "run: {name: mag}\n")
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "tfprune", "grid", str(config), "--seeds", "3",
+               "--runs-dir", str(runs)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for _ in range(3)]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0], outputs
+    started = [line for out in outputs for line in out.splitlines() if ": starting" in line]
+    assert sorted(line.split("] ")[1].split(":")[0] for line in started) == \
+        ["mag-s0", "mag-s1", "mag-s2"], outputs  # each run trained by exactly one process
+    for seed in range(3):
+        run = runs / f"mag-s{seed}"
+        assert [row["epoch"] for row in json.loads((run / "metrics.json").read_text())] == [1]
+        assert not (run / ".tfprune-claim.json").exists()
+    assert not list(runs.rglob("*.tmp-*"))
+
+
+def test_shards_split_the_grid(image_folder, tmp_path, capsys):
+    base, pruned = write_configs(tmp_path, image_folder)
+    listings = []
+    for shard in ("0/2", "1/2"):
+        assert main(["grid", str(base), str(pruned), "--seeds", "2", "--runs-dir",
+                     str(tmp_path / "runs"), "--shard", shard, "--dry-run"]) == 0
+        listings.append(capsys.readouterr().out)
+    assert "shard 0/2: 2 run(s)" in listings[0]
+    assert all(name in listings[0] for name in ("base-s0", "mag-s0"))
+    assert all(name in listings[1] for name in ("base-s1", "mag-s1"))
+    assert "base-s1" not in listings[0] and "base-s0" not in listings[1]
+    assert main(["grid", str(base), "--shard", "2/2", "--dry-run"]) == 2
+    assert "--shard 2/2: I must be in 0..N-1" in capsys.readouterr().err

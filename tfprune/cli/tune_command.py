@@ -14,7 +14,10 @@ def add_parser(subparsers) -> None:
         description="keras-tuner search (config section 'tune') over the pruning measure, the "
                     "number of rounds, the target fraction and the GraSP temperature, under "
                     "tune.max_params / tune.max_flops. Each trial is a prune run folder in "
-                    "RUN_DIR/trials; running the same command again continues the search.",
+                    "RUN_DIR/trials; running the same command again continues the search. In "
+                    "keras-tuner's distributed mode (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, "
+                    "KERASTUNER_ORACLE_PORT) workers run trials and the chief alone writes "
+                    "tuning.json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_config_arguments(parser)
@@ -25,6 +28,9 @@ def run(args) -> int:
     from tfprune.study.tuning import tune_from_file
 
     result = tune_from_file(args.config, args.overrides)
+    if result["role"] == "worker":
+        print(f"{result['tuner_id']}: the oracle has stopped; the chief writes tuning.json")
+        return 0
     for trial in result["trials"]:
         metrics = trial["metrics"]
         print(f"trial {trial['trial']}: score {metrics['score']:.4f} (test accuracy "

@@ -164,6 +164,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dir": Field(None, (str,), allowed="null (runs/<name>) or a folder", nullable=True),
         "name": Field("run", (str,), lambda v: bool(v) and "/" not in v,
                       "a non-empty name without '/'"),
+        "strategy": _choice("default", "default", "mirrored", "multi_worker", "tpu"),
+        "devices": Field(None, (list,), lambda v: len(v) > 0 and all(
+            isinstance(d, str) and d for d in v), "null (every GPU, or the CPU) or a list of "
+            "device names for mirrored, e.g. [/gpu:0, /gpu:1]", nullable=True),
+        "tpu": Field(None, (str,), allowed="null (the local TPU) or a TPU name or address",
+                     nullable=True),
     },
 }
 

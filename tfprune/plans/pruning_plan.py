@@ -7,6 +7,7 @@ replays on a fresh model of the same architecture (``check_plan_fits``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -77,6 +78,18 @@ class PruningPlan:
             return {name: [int(m.sum()), int(m.size)] for name, m in self.keep.items()}
         return {name: [int(self.keep[str(g["index"])].sum()), g["size"]]
                 for g in self.groups for name in g["sources"]}
+
+    def checksum(self) -> str:
+        """12 hex digits of SHA-256 over the keep-masks: equal plans keep equal channels.
+
+        Scores do not enter it, so replicas or workers whose scores differ in their
+        last bits but keep the same channels have the same checksum.
+        """
+        digest = hashlib.sha256(self.granularity.encode())
+        for key in sorted(self.keep, key=lambda k: (len(k), k)):
+            mask = self.keep[key]
+            digest.update(f"{key}:{mask.size}:".encode() + np.packbits(mask).tobytes())
+        return digest.hexdigest()[:12]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes ``path.npz`` (masks, scores) and ``path.json`` (groups, history, settings)."""

@@ -6,6 +6,12 @@ its last finished epoch, with the config.yaml it started with; anything else
 starts fresh. Configs with a ``prune``
 section run prune-and-train, the others plain training (the base models).
 Every config is loaded and checked before the first run starts.
+
+Many grid processes may share one grid: ``shard_items`` gives each process of
+a job array a fixed share of the runs, and every run is claimed
+(``tfprune.study.run_claims.RunClaim``) before it starts or resumes, so a run
+another live process holds is skipped ("running elsewhere") and none is ever
+trained twice.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from tfprune.config import ConfigError, load_config
 from tfprune.config.loader import read_yaml
 from tfprune.run_folder import RunFolder
+from tfprune.study.run_claims import STALE_SECONDS, RunClaim
 
 
 @dataclasses.dataclass
@@ -88,8 +95,36 @@ def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
     return items
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)``: share I (from 0) of N.
+
+    Raises:
+        ConfigError: Unless N >= 1 and 0 <= I < N.
+    """
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 0/4 (share I of N, counted "
+                          "from 0).") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: I must be in 0..N-1 and N >= 1 (e.g. "
+                          "$SLURM_ARRAY_TASK_ID/4 with --array=0-3).")
+    return index, count
+
+
+def shard_items(items: list[GridItem], index: int, count: int) -> list[GridItem]:
+    """Share ``index`` of ``count``: every count-th item from the index-th, in grid order.
+
+    The shares of 0..count-1 are disjoint and cover the grid, whatever order
+    the processes start in, as long as they are given the same configs, seeds
+    and overrides.
+    """
+    return items[index::count]
+
+
 #: Config keys a run may be resumed or skipped with other values of: they change no result.
-UNCOMPARED_KEYS = frozenset({"run.dir", "run.name", "train.verbose"})
+UNCOMPARED_KEYS = frozenset({"run.dir", "run.name", "run.strategy", "run.devices", "run.tpu",
+                             "train.verbose"})
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -161,37 +196,61 @@ def run_config(config: dict, prune: bool) -> dict:
     return runner(config).summary
 
 
-def run_grid(items: list[GridItem], progress=print) -> dict[str, list[Path]]:
-    """Runs every unfinished item in order; a failed run is reported and the grid goes on.
+def run_grid(items: list[GridItem], progress=print,
+             stale_after: float = STALE_SECONDS) -> dict[str, list[Path]]:
+    """Runs every unfinished, unclaimed item in order; a failed run is reported, the grid goes on.
+
+    Each run is claimed first; a run another live process holds is skipped as
+    ``elsewhere`` (run the grid again later to pick up what such a process left).
 
     Args:
-        items: From ``grid_items``.
+        items: From ``grid_items`` (or ``shard_items``).
         progress: Called with a line of text per step (None: silent).
+        stale_after: Seconds without a heartbeat after which another process's
+            claim is taken over.
 
     Returns:
-        ``{"done": [...], "ran": [...], "failed": [...]}`` run folders.
+        ``{"done": [...], "ran": [...], "failed": [...], "elsewhere": [...]}`` run folders.
     """
     progress = progress or (lambda line: None)
-    outcome = {"done": [], "ran": [], "failed": []}
+    outcome = {"done": [], "ran": [], "failed": [], "elsewhere": []}
+    heartbeat = min(30.0, stale_after / 4)
     for index, item in enumerate(items, 1):
-        state = item.state
         head = f"[{index}/{len(items)}] {item.run_dir.name}"
-        if state == "done":
+        if item.state == "done":
             progress(f"{head}: finished earlier, skipped")
             outcome["done"].append(item.run_dir)
             continue
-        progress(f"{head}: {'resuming' if state == 'resume' else 'starting'} "
-                 f"({'prune' if item.prune else 'train'} {item.source})")
-        started = time.perf_counter()
-        try:
-            run_config(item.config, item.prune)
-        except KeyboardInterrupt:
-            progress(f"{head}: interrupted; run the same grid again to resume it")
-            raise
-        except Exception as error:  # one bad run must not lose the rest of the grid
-            progress(f"{head}: FAILED: {error}\n{traceback.format_exc(limit=3)}")
-            outcome["failed"].append(item.run_dir)
+        claim = RunClaim(item.run_dir, heartbeat=heartbeat, stale_after=stale_after)
+        if not claim.acquire():
+            progress(f"{head}: running elsewhere ({claim.describe_holder()}), skipped")
+            outcome["elsewhere"].append(item.run_dir)
             continue
-        progress(f"{head}: finished in {time.perf_counter() - started:.0f} s")
-        outcome["ran"].append(item.run_dir)
+        with claim.held():
+            state = item.state  # read again under the claim: another process may have ended it
+            if state == "done":
+                progress(f"{head}: finished elsewhere, skipped")
+                outcome["done"].append(item.run_dir)
+                continue
+            outcome[_run_item(item, state, head, progress)].append(item.run_dir)
+        if claim.lost:
+            progress(f"{head}: WARNING: this process's claim was taken over while it ran "
+                     f"(it sent no heartbeat for {stale_after:.0f} s); check the run")
     return outcome
+
+
+def _run_item(item: GridItem, state: str, head: str, progress) -> str:
+    """Runs one claimed item; ``"ran"`` or ``"failed"``."""
+    progress(f"{head}: {'resuming' if state == 'resume' else 'starting'} "
+             f"({'prune' if item.prune else 'train'} {item.source})")
+    started = time.perf_counter()
+    try:
+        run_config(item.config, item.prune)
+    except KeyboardInterrupt:
+        progress(f"{head}: interrupted; run the same grid again to resume it")
+        raise
+    except Exception as error:  # one bad run must not lose the rest of the grid
+        progress(f"{head}: FAILED: {error}\n{traceback.format_exc(limit=3)}")
+        return "failed"
+    progress(f"{head}: finished in {time.perf_counter() - started:.0f} s")
+    return "ran"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfprune.atomic import atomic_folder
 from tfprune.run_folder import RunFolder
 
 #: Metric tag -> (display name, how to read it from the run's record and pipeline.json).
@@ -65,16 +66,21 @@ def write_hparams(records, log_dir: str | os.PathLike) -> Path:
             domains.setdefault(key, set()).add(value)
     params = [hp.HParam(key, hp.Discrete(sorted(values))) for key, values in domains.items()]
     metrics = [hp.Metric(tag, display_name=name) for tag, (name, _) in METRICS.items()]
-    with tf.summary.create_file_writer(str(log_dir)).as_default():
-        hp.hparams_config(hparams=params, metrics=metrics)
-    for record, values in rows:
-        run = RunFolder(record.run_dir)  # a records file's run may have no folder left
-        pipeline = (run.read_json(run.pipeline_summary, "the pipeline summary")
-                    if run.pipeline_summary.is_file() else None)
-        with tf.summary.create_file_writer(str(log_dir / record.run_dir.name)).as_default():
-            hp.hparams(values, trial_id=record.run_dir.name)
-            for tag, (_, read) in METRICS.items():
-                value = read(record, pipeline)
-                if value is not None:
-                    tf.summary.scalar(tag, float(value), step=0)
+    with atomic_folder(log_dir) as folder:  # rewritten whole: no stale trials, no duplicates
+        writer = tf.summary.create_file_writer(str(folder))
+        with writer.as_default():
+            hp.hparams_config(hparams=params, metrics=metrics)
+        writer.close()  # flushed before the folder moves into place
+        for record, values in rows:
+            run = RunFolder(record.run_dir)  # a records file's run may have no folder left
+            pipeline = (run.read_json(run.pipeline_summary, "the pipeline summary")
+                        if run.pipeline_summary.is_file() else None)
+            writer = tf.summary.create_file_writer(str(folder / record.run_dir.name))
+            with writer.as_default():
+                hp.hparams(values, trial_id=record.run_dir.name)
+                for tag, (_, read) in METRICS.items():
+                    value = read(record, pipeline)
+                    if value is not None:
+                        tf.summary.scalar(tag, float(value), step=0)
+            writer.close()
     return log_dir

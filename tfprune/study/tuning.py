@@ -7,17 +7,24 @@ and checkpoints) in ``RUN_DIR/trials/trial_<id>``; the tuner's own state sits
 in ``RUN_DIR/tuner``, so an interrupted search continues where it stopped.
 The objective ``score`` is the best test accuracy of a trial whose pruned
 model meets the budget, and 0 for one that does not.
+
+keras-tuner's distributed mode runs one search over many processes: start the
+same command with ``KERASTUNER_TUNER_ID=chief`` (the oracle) and
+``tuner0``, ``tuner1``, ... (workers), all with the same
+``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` and run folder. Workers
+run trials; only the chief writes ``tuning.json`` and the HParams logs, once
+every trial has ended. A worker returns (exit code 0) when the oracle stops.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 
 import keras_tuner
 
+from tfprune.atomic import write_json
 from tfprune.config import ConfigError, load_config
 from tfprune.study.grid import run_config
 
@@ -127,17 +134,38 @@ class PruningBayesianOptimization(_RunFolderTrials, keras_tuner.BayesianOptimiza
 TUNERS = {"random": PruningRandomSearch, "bayesian": PruningBayesianOptimization}
 
 
+def tuner_role() -> str:
+    """``"single"``, or in keras-tuner's distributed mode ``"chief"`` or ``"worker"``.
+
+    Read from the variables keras-tuner itself reads: ``KERASTUNER_ORACLE_IP``
+    (distributed mode), ``KERASTUNER_TUNER_ID`` (``chief`` for the oracle).
+    """
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    missing = [name for name in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID")
+               if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(f"KERASTUNER_ORACLE_IP is set, so this is a distributed search, but "
+                          f"{' and '.join(missing)} is not: set it for every process (the "
+                          "chief's KERASTUNER_TUNER_ID is 'chief', the workers' tuner0, "
+                          "tuner1, ...).")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
 def tune(config: dict) -> dict:
     """Searches the config's ``tune`` space; returns and saves ``RUN_DIR/tuning.json``.
 
     Every finished trial also becomes a TensorBoard HParams trial in ``RUN_DIR/hparams``.
+    In keras-tuner's distributed mode a worker runs trials, writes nothing
+    else, and returns ``{"role": "worker", ...}`` once the oracle stops.
 
     Returns:
-        ``{"best": {hyperparameters, metrics, run_dir}, "trials": [...]}``, the
-        trials ordered by score.
+        ``{"best": {hyperparameters, metrics, run_dir}, "trials": [...], "role": ...}``,
+        the completed trials ordered by score.
     """
     from tfprune.training import run_folder
 
+    role = tuner_role()
     run_dir = run_folder(config)
     hypermodel = PruningHyperModel(config, run_dir)
     section = config["tune"]
@@ -146,9 +174,15 @@ def tune(config: dict) -> dict:
         seed=config["train"]["seed"], directory=str(run_dir), project_name="tuner",
         overwrite=False,
     )
-    tuner.search()
+    tuner.search()  # the chief serves the oracle until every trial has ended
+    if role == "worker":
+        return {"role": "worker", "tuner_id": os.environ["KERASTUNER_TUNER_ID"],
+                "best": None, "trials": []}
     trials = []
     for trial in tuner.oracle.get_best_trials(num_trials=section["max_trials"]):
+        if trial.status != keras_tuner.engine.trial.TrialStatus.COMPLETED or \
+                not trial.metrics.exists(OBJECTIVE.name):
+            continue  # failed or invalid: no score to report
         trials.append({
             "trial": trial.trial_id,
             "hyperparameters": trial.hyperparameters.values,
@@ -156,8 +190,8 @@ def tune(config: dict) -> dict:
                         for name, history in trial.metrics.metrics.items()},
             "run_dir": str(run_dir / "trials" / f"trial_{trial.trial_id}"),
         })
-    result = {"best": trials[0] if trials else None, "trials": trials}
-    (run_dir / "tuning.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = {"role": role, "best": trials[0] if trials else None, "trials": trials}
+    write_json(run_dir / "tuning.json", result, indent=2)
     if (run_dir / "trials").is_dir():
         from tfprune.study.hparams import write_hparams
         from tfprune.study.report import collect_runs

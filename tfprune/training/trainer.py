@@ -18,8 +18,10 @@ from tfprune.data import DataBundle, DataSpec, load_data
 from tfprune.provenance import code_commit, machine_cpu
 from tfprune.run_folder import RunFolder
 from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger
+from tfprune.training.keras_workarounds import fit_workarounds
 from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
+from tfprune.training.strategy import strategy_for
 
 
 class TrainingExtension:
@@ -174,24 +176,31 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
     """
     run = RunFolder(run_folder(config))
     _check_run_folder(run, resume)  # before the lock: a refused folder is left untouched
+    strategy = strategy_for(config)  # before TensorFlow runs anything (logical devices)
     with run.lock("resume" if resume else "train"):
-        return _train(run, config, resume, extra_callbacks, extension)
+        return _train(run, config, resume, extra_callbacks, extension, strategy)
 
 
 def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
-           extension: TrainingExtension | None) -> TrainResult:
-    """``train``'s work, with the run folder's lock held."""
+           extension: TrainingExtension | None, strategy) -> TrainResult:
+    """``train``'s work, with the run folder's lock held.
+
+    The model, its optimizer and metrics are made under ``strategy``'s scope;
+    ``fit`` then runs its steps on the strategy's replicas by itself, and
+    callbacks (scoring, masks) run in the cross-replica context, as Keras calls them.
+    """
     run_dir = run.path
     start = _check_run_folder(run, resume)  # again under the lock: another process may have run
-    model = run.load_checkpoint() if start else None  # a corrupted checkpoint fails first
-    data = load_data(data_spec(config))
-    epochs = config["train"]["epochs"]
     extension = extension or TrainingExtension()
-    if model is None:
-        model = extension.initial_model(config, data)
-    if model is None:
-        model = build_model(config, data)
-        compile_model(model, config)
+    with strategy.scope():
+        model = run.load_checkpoint() if start else None  # a corrupted checkpoint fails first
+        data = load_data(data_spec(config))
+        if model is None:
+            model = extension.initial_model(config, data)
+        if model is None:
+            model = build_model(config, data)
+            compile_model(model, config)
+    epochs = config["train"]["epochs"]
     extension.check(model, data)
     if not resume:
         run.create()
@@ -210,11 +219,15 @@ def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
     ]
     started = time.perf_counter()
     if start < epochs:
-        extension.fit_model(model, config).fit(
-            data.train_dataset(start, epochs), epochs=epochs, initial_epoch=start,
-            steps_per_epoch=data.steps_per_epoch, validation_data=data.test_dataset(),
-            callbacks=callbacks, shuffle=False, verbose=_verbosity(config["train"]["verbose"]),
-        )
+        with strategy.scope():  # a wrapper (a distiller) and its variables: the strategy's too
+            fitted = extension.fit_model(model, config)
+        with fit_workarounds(fitted):
+            fitted.fit(
+                data.train_dataset(start, epochs), epochs=epochs, initial_epoch=start,
+                steps_per_epoch=data.steps_per_epoch, validation_data=data.test_dataset(),
+                callbacks=callbacks, shuffle=False,
+                verbose=_verbosity(config["train"]["verbose"]),
+            )
     seconds = time.perf_counter() - started
     return TrainResult(run_dir, model, _finish(run_dir, model, seconds, extension.summary(model)))
 
@@ -234,6 +247,7 @@ def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> 
         "params": int(model.count_params()),
         "seconds_this_session": round(seconds, 1),
         "cpu": machine_cpu(),
+        "replicas": model.distribute_strategy.num_replicas_in_sync,
         "code_commit": code_commit(),
         **extras,
     }
