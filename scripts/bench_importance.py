@@ -13,6 +13,11 @@ side by side in one process, alternating the runs:
 - (``--parts bn_mode``) the default Hg-based scoring (``batchnorm="auto"``,
   which checks BatchNorm's inference mode first) against ``batchnorm="inference"``
   (target: within 10%);
+- (``--parts torch``) the default ``score(model, "grasp", samples_per_class=10,
+  num_samples=100)`` and its ``batchnorm="inference"`` variant against the same
+  computation in PyTorch (``scripts/torch_twin.py``, run by ``--torch-python``,
+  by default ``.venv-bench/bin/python`` from ``bash scripts/setup_bench_env.sh``),
+  alternating the two processes, the same thread count each (target: <= 0.7x);
 
 and the peak resident-memory increase of each phase. Targets: g-based <= 1.2x,
 Hg-based <= 3.0x. The images are random normal (timing does not depend on
@@ -20,7 +25,7 @@ their content); the models and batch shapes are CIFAR-10's.
 
 Usage:
     python scripts/bench_importance.py [--widths 0.25 1.0] [--repeats 3]
-        [--parts g hg hg_per_class bn_mode]
+        [--parts g hg hg_per_class bn_mode torch] [--torch-python PATH]
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -114,6 +121,45 @@ def compare(label, baseline, scoring, repeats):
     return score / base
 
 
+def compare_with_torch(model, width, x, y, args):
+    """tfprune's default GraSP scoring and its inference-BN variant against the PyTorch twin."""
+    twin = subprocess.Popen(
+        [args.torch_python, str(Path(__file__).with_name("torch_twin.py")), "--width",
+         str(width), "--samples-per-class", str(args.samples_per_class), "--num-samples", "100",
+         "--threads", str(args.threads)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ready = twin.stdout.readline().strip()
+    if not ready.startswith("ready"):
+        raise SystemExit(f"the PyTorch twin did not start ({args.torch_python}); run "
+                         "bash scripts/setup_bench_env.sh first")
+
+    def torch_run():
+        twin.stdin.write("run\n")
+        twin.stdin.flush()
+        return float(twin.stdout.readline())
+
+    def tfprune_run(**options):
+        started = time.perf_counter()
+        tfprune.score(model, "grasp", (x, y), samples_per_class=args.samples_per_class,
+                      num_samples=100, **options)
+        return time.perf_counter() - started
+
+    tfprune_run(), tfprune_run(batchnorm="inference")  # warm-up: traces
+    times = {"default": [], "inference": [], "torch": []}
+    for _ in range(args.repeats):
+        times["default"].append(tfprune_run())
+        times["inference"].append(tfprune_run(batchnorm="inference"))
+        times["torch"].append(torch_run())
+    twin.stdin.close()
+    twin.wait(timeout=60)
+    median = {key: statistics.median(values) for key, values in times.items()}
+    print(f"  vs torch  tfprune default {median['default']:.3f} s, batchnorm=inference "
+          f"{median['inference']:.3f} s, PyTorch ({ready[6:]}) {median['torch']:.3f} s; "
+          f"default / PyTorch {median['default'] / median['torch']:.2f}x, inference / PyTorch "
+          f"{median['inference'] / median['torch']:.2f}x", flush=True)
+    return median["default"] / median["torch"]
+
+
 def bench_width(width, args):
     keras.utils.set_random_seed(0)
     model = tfprune.models.build("vgg13", width_multiplier=width)
@@ -154,6 +200,8 @@ def bench_width(width, args):
             lambda: tfprune.score(model, "grasp", (x, y), samples_per_class=per_class),
             args.repeats,
         )
+    if "torch" in args.parts:
+        ratios["torch"] = compare_with_torch(model, width, x, y, args)
     if "hg_per_class" in args.parts:
         ratios["hg_per_class"] = compare(
             "Hg/class", lambda: plain(memory),
@@ -172,11 +220,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="+", default=["g", "hg", "hg_per_class"],
-                        choices=["g", "hg", "hg_per_class", "bn_mode"])
+                        choices=["g", "hg", "hg_per_class", "bn_mode", "torch"])
+    parser.add_argument("--torch-python", default=".venv-bench/bin/python",
+                        help="the Python of the environment with PyTorch (for --parts torch)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for TensorFlow and PyTorch alike")
     args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPU cores; median of {args.repeats} alternating runs after warm-up")
-    targets = {"g": 1.2, "hg": 3.0, "hg_per_class": 3.0}
+    targets = {"g": 1.2, "hg": 3.0, "hg_per_class": 3.0, "bn_mode": 1.1, "torch": 0.7}
     for width in args.widths:
         ratios = bench_width(width, args)
         verdicts = [f"{part} {ratio:.2f}x <= {targets[part]}x "

@@ -47,16 +47,29 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
 
 
-#: The longest modules, longest first (seconds on 2 idle cores, from ``--durations``): collected
-#: first and in this order, so the two xdist workers (``--dist loadfile``) start them at once
-#: and the short modules fill in at the end (longest-first scheduling), rather than one worker
-#: meeting a long module last while the other idles.
-LONG_MODULES = ("test_real_cifar10.py", "test_prune_run.py", "test_run_safety.py",
-                "test_grid.py", "test_measured_budget.py", "test_distributed_tune.py",
-                "test_model_zoo.py", "test_docs_tour.py", "test_distributed.py",
-                "test_docs_readme.py", "test_finetune.py", "test_cli.py",
-                "test_deploy_commands.py", "test_strategies.py", "test_budget.py",
-                "test_keras_hub_models.py")
+#: The longest modules, longest first (seconds each on 2 idle cores, one TF thread per worker,
+#: 2026-12-05): collected first and in this order. xdist (``--dist loadfile``) hands a worker
+#: its next module while the one it runs still has a test or two left, so a long module met
+#: late can queue behind another long one while the other worker idles; longest-first keeps
+#: the short modules for the end, where they even out the two workers.
+LONG_MODULES = ("test_real_cifar10.py",  # 70
+                "test_run_safety.py",  # 59
+                "test_grid.py",  # 43
+                "test_distributed.py",  # 41
+                "test_prune_run.py",  # 40
+                "test_distributed_tune.py",  # 39
+                "test_docs_readme.py",  # 39
+                "test_measured_budget.py",  # 38
+                "test_docs_tour.py",  # 37
+                "test_finetune.py",  # 36
+                "test_deploy_commands.py",  # 32
+                "test_keras_hub_models.py",  # 31
+                "test_strategies.py",  # 30
+                "test_cli.py",  # 30
+                "test_golden.py",  # 27
+                "test_slim.py",  # 27
+                "test_budget.py",  # 26
+                "test_model_zoo.py")  # 25
 
 
 def pytest_collection_modifyitems(config, items):
