@@ -55,7 +55,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 LONG_MODULES = ("test_real_cifar10.py",  # 70
                 "test_run_safety.py",  # 59
                 "test_grid.py",  # 43
-                "test_distributed.py",  # 41
+                "test_strategies.py",  # 41 + 30, one subprocess now
                 "test_prune_run.py",  # 40
                 "test_distributed_tune.py",  # 39
                 "test_docs_readme.py",  # 39
@@ -64,7 +64,6 @@ LONG_MODULES = ("test_real_cifar10.py",  # 70
                 "test_finetune.py",  # 36
                 "test_deploy_commands.py",  # 32
                 "test_keras_hub_models.py",  # 31
-                "test_strategies.py",  # 30
                 "test_cli.py",  # 30
                 "test_golden.py",  # 27
                 "test_slim.py",  # 27

@@ -1,4 +1,19 @@
-"""``run.strategy``: the CLI and ``train`` under tf.distribute strategies."""
+"""tf.distribute: ``run.strategy`` through the CLI, pruning under MirroredStrategy, Keras' fit bug.
+
+Logical CPU devices can only be made before TensorFlow starts, so the mirrored
+checks share one fresh interpreter (``mirrored_session``, run once per module):
+
+1. ``tfprune prune CONFIG --set run.strategy=mirrored --set run.devices=[/cpu:0, /cpu:1]``
+   through the CLI's ``main``, first, so the config itself splits the CPU into two
+   logical devices;
+2. Keras' own ``fit`` with a batch that does not split evenly over the replicas,
+   without and with tfprune's workaround;
+3. four measures, each run twice from the same weights and data, on one device
+   and mirrored over two: round 1 (before training) must give the same plan,
+   round 2 (after an epoch, BatchNorm synchronized so both see the global batch)
+   99% of the same channels, and every replica's copy of every masked variable
+   must hold its zeros.
+"""
 
 import json
 import subprocess
@@ -11,26 +26,139 @@ from cli.test_cli import tiny_config
 from tfprune.config import ConfigError, validate
 from tfprune.training.strategy import strategy_for
 
-MIRRORED_PRUNE = """
+SESSION = """
 import sys
 from tfprune.cli.main import main
-sys.exit(main(sys.argv[1:]))
+
+code = main(["prune", sys.argv[1], "--set", "run.strategy=mirrored", "--set",
+             "run.devices=[/cpu:0, /cpu:1]", "--set", "run.dir=" + sys.argv[2]])
+print("cli exit", code, flush=True)
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tfprune
+from tfprune.pruning import PruningCallback, variable_masks
+from tfprune.pruning.tfmot_schedules import RoundsSchedule
+from tfprune.training.keras_workarounds import fit_workarounds
+from tfprune.training.strategy import strategy_for
+
+# The CLI's own strategy (made once per process): a second MirroredStrategy in one process
+# would reuse its collective instance keys.
+mirrored = strategy_for({"run": {"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]}})
+print("replicas", mirrored.num_replicas_in_sync, flush=True)
+
+# -- Keras' fit with 9 rows over 2 replicas (5 + 4), without and with the workaround.
+rows = np.random.default_rng(0).random((18, 8)).astype("float32")
+uneven = tf.data.Dataset.from_tensor_slices((rows, np.arange(18) % 3)).batch(9)
+
+
+def fitted(workaround):
+    with mirrored.scope():
+        inputs = keras.Input((8,))
+        model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    try:
+        with fit_workarounds(model) if workaround else mirrored.scope():
+            model.fit(uneven, epochs=2, validation_data=uneven, verbose=0)
+    except tf.errors.InvalidArgumentError as error:
+        return "fails: " + " ".join(str(error).split())[:200]
+    return "fits"
+
+
+print("keras:", fitted(False), flush=True)
+print("tfprune:", fitted(True), flush=True)
+
+# -- Four measures, one device against two mirrored ones.
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
+y = rng.integers(0, 10, 64)
+keras.utils.set_random_seed(0)
+initial = tfprune.models.build("vgg11", width_multiplier=0.0625).get_weights()
+
+
+class FirstRound(keras.callbacks.Callback):
+    def __init__(self, pruning):
+        super().__init__()
+        self.pruning = pruning
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 0:  # round 1 was made before any training step
+            self.checksum = self.pruning.plan.checksum()
+
+
+def plans(strategy, measure):
+    with strategy.scope():
+        model = tfprune.models.build("vgg11", width_multiplier=0.0625)
+        for layer in model.layers:  # batch statistics over the global batch, as on one device
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+        model.set_weights(initial)
+        model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruning = PruningCallback(measure, RoundsSchedule(0.5, rounds=2, start=0), (x, y),
+                              score_options={"num_samples": 32, "samples_per_class": 2})
+    first = FirstRound(pruning)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    model.fit(dataset, epochs=2, callbacks=[pruning, first], verbose=0)
+    for variable, mask in variable_masks(model, pruning.plan):
+        inner = variable.value  # a tf MirroredVariable under the strategy
+        values = getattr(inner, "values", (inner,))  # one per replica
+        assert len(values) == strategy.num_replicas_in_sync
+        for value in values:
+            assert np.all(np.asarray(value)[mask == 0] == 0), variable.path
+    return first.checksum, pruning.plan
+
+
+for measure in ("magnitude", "snip", "proposed", "grasp"):
+    (one, one_plan), (two, two_plan) = (plans(s, measure) for s in
+                                        (tf.distribute.get_strategy(), mirrored))
+    same = sum(int((a == b).sum()) for a, b in zip(one_plan.keep.values(),
+                                                   two_plan.keep.values()))
+    print("measure", measure, one, two, same / one_plan.total, flush=True)
 """
 
 
-def test_prune_from_the_cli_mirrored_over_two_logical_cpus(image_folder, tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text(tiny_config(image_folder, epochs=1, prune="{measure: snip, target: 0.5, "
-                                "num_samples: 12}"))
-    run = tmp_path / "run"
-    out = subprocess.run(
-        [sys.executable, "-c", MIRRORED_PRUNE, "prune", str(path), "--set",
-         "run.strategy=mirrored", "--set", "run.devices=[/cpu:0, /cpu:1]", "--set",
-         f"run.dir={run}"], capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def mirrored_session(tmp_path_factory):
+    """Runs SESSION once; returns (its stdout lines, the CLI run's folder)."""
+    from conftest import write_image_folder
+
+    root = tmp_path_factory.mktemp("mirrored")
+    config = root / "c.yaml"
+    config.write_text(tiny_config(write_image_folder(root / "images"), epochs=1,
+                                  prune="{measure: snip, target: 0.5, num_samples: 12}"))
+    out = subprocess.run([sys.executable, "-c", SESSION, str(config), str(root / "run")],
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.splitlines(), root / "run"
+
+
+def test_prune_from_the_cli_mirrored_over_two_logical_cpus(mirrored_session):
+    lines, run = mirrored_session
+    assert "cli exit 0" in lines and "replicas 2" in lines
     summary = json.loads((run / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["fraction_removed"] == pytest.approx(0.5, abs=0.01)
     assert [row["epoch"] for row in json.loads((run / "metrics.json").read_text())] == [1]
+
+
+def test_keras_fit_with_uneven_replica_batches_needs_the_workaround(mirrored_session):
+    lines, _ = mirrored_session
+    keras_line = next(line for line in lines if line.startswith("keras:"))
+    # If this fails, Keras fixed the bug: drop tfprune/training/keras_workarounds.py.
+    assert "fails: " in keras_line and "Inputs to operation AddN" in keras_line, keras_line
+    assert "tfprune: fits" in lines
+
+
+def test_mirrored_plans_equal_single_device_plans_for_four_measures(mirrored_session):
+    lines, _ = mirrored_session
+    rows = [line.split()[1:] for line in lines if line.startswith("measure ")]
+    assert [row[0] for row in rows] == ["magnitude", "snip", "proposed", "grasp"], lines
+    assert [row[1] for row in rows] == [row[2] for row in rows], \
+        "round 1, before training: the same plan from the same weights and data"
+    assert all(float(row[3]) >= 0.99 for row in rows), \
+        ("round 2, after an epoch of training: 99% of the same channels", rows)
 
 
 def test_default_is_the_strategy_in_scope():
@@ -55,44 +183,3 @@ def test_bad_strategies_are_refused_before_any_work(monkeypatch):
     with pytest.raises(ConfigError, match="already started with 1"):
         strategy_for(validate({"run": {"strategy": "mirrored",
                                        "devices": ["/cpu:0", "/cpu:1", "/cpu:2"]}}))
-
-
-UNEVEN_BATCHES = """
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras
-import numpy as np
-from tfprune.training.keras_workarounds import fit_workarounds
-
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-x = np.random.default_rng(0).random((18, 8)).astype("float32")
-y = np.arange(18) % 3
-data = tf.data.Dataset.from_tensor_slices((x, y)).batch(9)  # 5 + 4 rows per replica
-
-
-def fitted(workaround):
-    with strategy.scope():
-        inputs = keras.Input((8,))
-        model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    try:
-        with fit_workarounds(model) if workaround else strategy.scope():
-            model.fit(data, epochs=2, validation_data=data, verbose=0)
-    except tf.errors.InvalidArgumentError as error:
-        return "fails: " + str(error).splitlines()[0][:120]
-    return "fits"
-
-
-print("keras:", fitted(False))
-print("tfprune:", fitted(True))
-"""
-
-
-def test_keras_fit_with_uneven_replica_batches_needs_the_workaround():
-    out = subprocess.run([sys.executable, "-c", UNEVEN_BATCHES], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    # If this first line fails, Keras fixed the bug: drop the workaround (keras_workarounds.py).
-    assert "keras: fails: " in out.stdout and "Inputs to operation AddN" in out.stdout
-    assert "tfprune: fits" in out.stdout
