@@ -16,6 +16,8 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-1}
 export TF_NUM_INTEROP_THREADS=${TF_NUM_INTEROP_THREADS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# Two workers, one test module each at a time: most tests wait on tracing and Python, so the
-# 2 cores overlap them (about 1.5x faster than one process); module fixtures stay per worker.
-.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+# Two workers, one test module each at a time (module fixtures stay per worker), handed out in
+# collection order: tests/conftest.py puts the longest modules first. xdist's default would
+# reorder modules by their number of tests, leaving the long one-test modules (real data, the
+# README, the tour) for the end, run one after another by one worker while the other idles.
+.venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@"

@@ -48,10 +48,11 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 #: The longest modules, longest first (seconds each on 2 idle cores, one TF thread per worker,
-#: 2026-12-05): collected first and in this order. xdist (``--dist loadfile``) hands a worker
-#: its next module while the one it runs still has a test or two left, so a long module met
-#: late can queue behind another long one while the other worker idles; longest-first keeps
-#: the short modules for the end, where they even out the two workers.
+#: 2026-12-05): collected first and in this order, which scripts/test.sh keeps
+#: (``--no-loadscope-reorder``). xdist (``--dist loadfile``) hands a worker its next module
+#: while the one it runs has a test or two left, so a long module met late can queue behind
+#: another long one while the other worker idles; longest-first leaves the short modules for
+#: the end, where they even out the two workers.
 LONG_MODULES = ("test_real_cifar10.py",  # 70
                 "test_run_safety.py",  # 59
                 "test_grid.py",  # 43
