@@ -16,6 +16,7 @@ checks share one fresh interpreter (``mirrored_session``, run once per module):
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -129,8 +130,12 @@ def mirrored_session(tmp_path_factory):
     config = root / "c.yaml"
     config.write_text(tiny_config(write_image_folder(root / "images"), epochs=1,
                                   prune="{measure: snip, target: 0.5, num_samples: 12}"))
+    # Two TensorFlow threads (scripts/test.sh gives each test process one): with one, the two
+    # replicas' steps and collectives take turns on it, about twice as slow.
+    threads = {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", SESSION, str(config), str(root / "run")],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900,
+                         env={**os.environ, **threads})
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.splitlines(), root / "run"
 
