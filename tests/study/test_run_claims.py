@@ -97,3 +97,15 @@ def test_shards_are_disjoint_and_cover_the_grid():
     for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
         with pytest.raises(ConfigError, match="--shard"):
             parse_shard(bad)
+
+
+def test_a_run_path_that_is_a_users_file_fails_that_run_and_keeps_the_file(tmp_path):
+    from tfprune.study.grid import GridItem, run_grid
+
+    mine = tmp_path / "runs" / "mag-s0"
+    mine.parent.mkdir()
+    mine.write_text("my notes")
+    item = GridItem(tmp_path / "c.yaml", 0, {"run": {"dir": str(mine)}}, prune=True)
+    lines = []
+    assert run_grid([item], progress=lines.append)["failed"] == [mine]
+    assert "FAILED: cannot claim" in lines[-1] and mine.read_text() == "my notes"

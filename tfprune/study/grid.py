@@ -222,7 +222,13 @@ def run_grid(items: list[GridItem], progress=print,
             outcome["done"].append(item.run_dir)
             continue
         claim = RunClaim(item.run_dir, heartbeat=heartbeat, stale_after=stale_after)
-        if not claim.acquire():
+        try:
+            claimed = claim.acquire()
+        except OSError as error:  # the run's path is a file, or its folder is not writable
+            progress(f"{head}: FAILED: cannot claim {item.run_dir}: {error}")
+            outcome["failed"].append(item.run_dir)
+            continue
+        if not claimed:
             progress(f"{head}: running elsewhere ({claim.describe_holder()}), skipped")
             outcome["elsewhere"].append(item.run_dir)
             continue
