@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from tfprune.data import DataError, balanced_indices, class_balanced_memory, load_data
 from tfprune.data.augment import pad_crop_flip
+from tfprune.data.bundle import channel_statistics
 
 
 def _find_window(padded, crop):
@@ -125,3 +126,16 @@ def test_a_plain_file_as_source_is_refused_clearly(tmp_path):
     notes.write_text("not data")
     with pytest.raises(DataError, match="notes.txt'?: a file tfprune cannot read as data"):
         load_data(str(notes))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_channel_statistics_equal_numpys_over_a_float64_copy(dtype):
+    rng = np.random.default_rng(0)
+    for count in (1, 7, 1500):  # 1500 spans two of the float path's slices
+        images = rng.integers(0, 256, size=(count, 4, 5, 3)).astype(dtype)
+        pixels = images.reshape(-1, 3).astype(np.float64)
+        mean, std = channel_statistics(images)
+        np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(std, pixels.std(axis=0), rtol=1e-10)
+        # Normalization is unchanged in float32, to the bit (the study's runs resume on it).
+        assert np.array_equal(mean.astype(np.float32), pixels.mean(axis=0).astype(np.float32))
