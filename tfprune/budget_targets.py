@@ -6,9 +6,11 @@ A budget is written as a dict with one cost and its limit:
 
 - ``{"flops": F}``: FLOPs as ``summary.json`` counts them (2 x multiply-accumulates);
 - ``{"params": P}``: parameters;
-- ``{"latency_ms": L}`` (optionally ``"threads": n``, default 1): the slimmed
-  model's float .tflite measured in the LiteRT interpreter at batch 1 on this
-  machine;
+- ``{"latency_ms": L}`` (optionally ``"threads": n``, default 1, and
+  ``"ranking": "latency"``, default ``"flops"``): the slimmed model's float
+  .tflite measured in the LiteRT interpreter at batch 1 on this machine;
+  channels go by score per FLOP saved, or with ``"ranking": "latency"`` by a
+  knapsack over each layer's own LiteRT time (``tfprune.export.latency_model``);
 - ``{"tflite_kb": S}``: the slimmed model's float .tflite file size in KiB.
 
 The first two are counted from the channel analysis (``CountedBudget``); the
@@ -121,6 +123,16 @@ class MeasuredBudget(Budget):
         """
         raise NotImplementedError
 
+    def ranking_cost(self, model, graph, round_to: int = 1, progress=None):
+        """The cost the search ranks channels by, if not its counted ``proxy``.
+
+        None (default): channels go by score per unit of ``proxy`` saved. A
+        budget returning a cost of its own (``LatencyBudget(ranking="latency")``:
+        a ``tfprune.pruning.latency_cost.KeepLatency``) is planned for by a
+        knapsack over it (``tfprune.pruning.knapsack``).
+        """
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class FlopsBudget(CountedBudget):
@@ -192,7 +204,8 @@ def is_budget(target) -> bool:
 
 
 _USAGE = ("a budget target is one of {'flops': F}, {'params': P}, {'latency_ms': L} "
-          "(with an optional 'threads': n) or {'tflite_kb': S}, each > 0")
+          "(with optional 'threads': n and 'ranking': 'flops' or 'latency') or "
+          "{'tflite_kb': S}, each > 0")
 
 
 def parse_budget(target: dict | Budget) -> Budget:

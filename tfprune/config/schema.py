@@ -103,7 +103,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "target": Field(0.75, (float, dict), lambda v: _budget(v) if isinstance(v, dict)
                         else 0 <= v < 1, "a number in [0, 1) (the fraction of prunable "
                         "channels removed) or a budget {flops: F} / {params: P} / {latency_ms: L, "
-                        "threads: n} / {tflite_kb: S}"),
+                        "threads: n, ranking: flops or latency} / {tflite_kb: S}"),
         "schedule": _choice("rounds", "rounds", "early_bird"),
         "rounds": Field(1, (int,), _positive, "an integer > 0 (and <= train.epochs)"),
         "split": _choice("even", "even", "front_loaded"),

@@ -16,22 +16,33 @@ import keras
 
 from tfprune.budget_targets import MeasuredBudget, register_budget
 from tfprune.export.latency import litert_latency
+from tfprune.export.latency_model import measure_latency_table
 from tfprune.export.tflite import LiteRTError, export_tflite
+from tfprune.pruning.latency_cost import KeepLatency
+
+#: ``LatencyBudget(ranking=...)`` choices.
+RANKINGS = ("flops", "latency")
 
 
 @register_budget
 @dataclasses.dataclass(frozen=True)
 class LatencyBudget(MeasuredBudget):
-    """``{"latency_ms": L, "threads": n}``: batch-1 LiteRT latency on this machine.
+    """``{"latency_ms": L, "threads": n, "ranking": r}``: batch-1 LiteRT latency on this machine.
 
     The median of timed runs of the float .tflite in the LiteRT interpreter with
-    ``threads`` threads; the search follows FLOPs between measurements.
+    ``threads`` threads. Between measurements the search follows a prediction:
+    ``ranking="flops"`` (default) removes channels by score per FLOP saved;
+    ``ranking="latency"`` times each layer alone in LiteRT at a few channel
+    counts (``tfprune.export.latency_model``, cached per machine) and solves a
+    knapsack over the predicted milliseconds (``tfprune.pruning.knapsack``).
 
     Attributes:
         threads: LiteRT threads (>= 1).
+        ranking: ``"flops"`` or ``"latency"``.
     """
 
     threads: int = 1
+    ranking: str = "flops"
     kind: ClassVar[str] = "latency_ms"
     unit: ClassVar[str] = "ms"
     proxy: ClassVar[str] = "flops"
@@ -42,6 +53,17 @@ class LatencyBudget(MeasuredBudget):
         if (not isinstance(self.threads, int) or isinstance(self.threads, bool)
                 or self.threads < 1):
             raise ValueError(f"budget threads must be an integer >= 1, got {self.threads!r}.")
+        if self.ranking not in RANKINGS:
+            raise ValueError(f"budget ranking must be one of {list(RANKINGS)}, got "
+                             f"{self.ranking!r}.")
+
+    def ranking_cost(self, model, graph, round_to: int = 1, progress=None):
+        """With ``ranking="latency"``: the predicted latency of keep-masks, per layer."""
+        if self.ranking == "flops":
+            return None
+        table = measure_latency_table(model, graph, threads=self.threads, round_to=round_to,
+                                      progress=progress)
+        return KeepLatency(graph, table)
 
     def measure(self, model: keras.Model, repeats: int = 50) -> float:
         """The median batch-1 latency in ms of ``repeats`` runs after warm-up."""

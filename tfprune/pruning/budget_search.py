@@ -123,7 +123,7 @@ def _candidates(groups, units, floors, keep, savings, round_to: int = 1) -> list
         channels = np.flatnonzero(mask)
         order = channels[np.argsort(scores[channels], kind="stable")]
         kept = int(mask.sum())
-        stops = _block_stops(kept, floor, round_to)
+        stops = block_stops(kept, floor, round_to)
         for high, low in zip([kept, *stops], stops, strict=False):
             block = order[kept - high:kept - low]
             found.append((float(np.mean(scores[block])) / saving, group.index, block,
@@ -131,7 +131,7 @@ def _candidates(groups, units, floors, keep, savings, round_to: int = 1) -> list
     return found
 
 
-def _block_stops(kept: int, floor: int, round_to: int) -> list[int]:
+def block_stops(kept: int, floor: int, round_to: int) -> list[int]:
     """The kept counts a group can step down to, largest first.
 
     Every count down to ``floor`` for ``round_to`` 1; else the multiples of

@@ -4,9 +4,11 @@
 channel analysis; they are measured on this machine, by the budget's own
 ``measure`` (``tfprune.export.measured_budgets``: this module never imports
 the export code). The search: the
-measured cost follows a counted proxy closely (latency: FLOPs; file size:
-parameters), so ``measured_keep`` plans for a proxy budget
-(``tfprune.pruning.budget_search``: score per unit of proxy cost), slims the
+measured cost follows a proxy closely (latency: FLOPs, or with the budget's
+``ranking="latency"`` the latency predicted from each layer's own LiteRT
+time; file size: parameters), so ``measured_keep`` plans for a proxy budget
+(``tfprune.pruning.budget_search``: score per unit of proxy cost; for the
+predicted latency, ``tfprune.pruning.knapsack``), slims the
 model, exports it to float .tflite and measures it, then corrects the proxy
 budget by the secant through its last two measurements, aiming a little
 under the limit (the budget's ``aim``: 95% of it for latency, 99% for file size), for at most
@@ -27,6 +29,8 @@ import numpy as np
 from tfprune.budget_targets import MeasuredBudget
 from tfprune.pruning.budget_search import FloorsReached, budget_keep
 from tfprune.pruning.cost import KeepCost
+from tfprune.pruning.knapsack import knapsack_keep
+from tfprune.pruning.latency_cost import KeepLatency
 
 #: Measurements at most.
 MAX_STEPS = 8
@@ -51,8 +55,10 @@ def measured_keep(model: keras.Model, graph, budget: MeasuredBudget, units: list
     Raises:
         ValueError: If no plan within the floors measures under the budget.
     """
-    proxy = KeepCost(model, graph, budget.proxy)
     say = progress or (lambda line: None)
+    proxy = (budget.ranking_cost(model, graph, round_to=round_to, progress=say)
+             or KeepCost(model, graph, budget.proxy))
+    search = knapsack_keep if isinstance(proxy, KeepLatency) else budget_keep
     start = previous or [np.ones(g.size, bool) for g in graph.groups]
     points = [(float(proxy({g.index: k for g, k in zip(graph.groups, start, strict=True)})),
                budget.measure(slimmed(start)))]
@@ -61,10 +67,11 @@ def measured_keep(model: keras.Model, graph, budget: MeasuredBudget, units: list
         return start
     aim = budget.aim * budget.value
     best = None
+    measured: dict[bytes, float] = {}  # each plan is measured once
     proxy_budget = points[0][0] * aim / points[0][1]
     for _ in range(MAX_STEPS):
         try:
-            keep = budget_keep(proxy, units, floors, proxy_budget, previous, round_to=round_to)
+            keep = search(proxy, units, floors, proxy_budget, previous, round_to=round_to)
         except FloorsReached as floored:  # the proxy budget is below the floors'
             keep = floored.keep
             value = budget.measure(slimmed(keep))
@@ -79,18 +86,25 @@ def measured_keep(model: keras.Model, graph, budget: MeasuredBudget, units: list
                 best = (value, keep)
             break
         cost = float(proxy({g.index: k for g, k in zip(graph.groups, keep, strict=True)}))
-        value = budget.measure(slimmed(keep))
-        say(f"{budget.kind}: {value:.3f} at {proxy.kind} {cost:,.0f} (limit {budget.value:g})")
+        signature = b"".join(np.packbits(k).tobytes() for k in keep)
+        if signature in measured:  # a plan measured already (rounding): not timed again
+            value = measured[signature]
+        else:
+            value = measured[signature] = budget.measure(slimmed(keep))
+            shown = f"{cost:.3f} predicted" if search is knapsack_keep else f"{cost:,.0f}"
+            say(f"{budget.kind}: {value:.3f} at {proxy.kind} {shown} (limit {budget.value:g})")
         if value <= budget.value and (best is None or value > best[0]):
             best = (value, keep)
         if value <= budget.value and value >= (2 * budget.aim - 1) * budget.value:
             break
         points.append((cost, value))
         (p0, m0), (p1, m1) = points[-2], points[-1]
-        slope = (m1 - m0) / (p1 - p0) if p1 != p0 else m1 / max(p1, 1.0)
+        proportional = m1 / p1 if p1 > 0 else 1.0
+        slope = (m1 - m0) / (p1 - p0) if p1 != p0 else proportional
         if slope <= 0:
-            slope = m1 / max(p1, 1.0)
-        proxy_budget = float(np.clip(p1 + (aim - m1) / slope, 1.0, points[0][0]))
+            slope = proportional
+        proxy_budget = float(np.clip(p1 + (aim - m1) / slope, 1e-6 * points[0][0],
+                                     points[0][0]))
     if best is None:
         raise ValueError(f"no plan measured under {budget.kind} <= {budget.value:g} in "
                          f"{MAX_STEPS} tries (last {points[-1][1]:.3f}); the floors "
