@@ -1,6 +1,6 @@
-"""Benchmark: does a FLOPs budget turn into LiteRT speed, with and without channel rounding?
+"""Benchmark: do FLOPs and latency budgets turn into LiteRT speed?
 
-For VGG-13 at width 1.0 (CIFAR-10 shapes) and keras.applications MobileNetV2
+Part ``flops``: for VGG-13 at width 1.0 (CIFAR-10 shapes) and keras.applications MobileNetV2
 (alpha 1.0, 96x96 input, weights=None), plans a 50% FLOPs budget
 (``tfprune.make_plan(model, scores, {"flops": F})``, magnitude scores) once
 without rounding and once with ``round_to=8``, slims each, exports the dense
@@ -8,17 +8,27 @@ and slimmed models to float .tflite and times them side by side at batch 1
 (median after warm-up) in the LiteRT interpreter with one thread.
 
 Goal: with rounding, LiteRT speedup >= 0.9 x the FLOPs reduction.
+
+Part ``latency``: for the same models, plans a budget of half the dense
+model's measured LiteRT latency (``{"latency_ms": L, "ranking": r}``,
+``round_to=8``) with channels ranked by score per FLOP saved (``flops``) and
+by the knapsack over each layer's own LiteRT time (``latency``), and times
+the dense and both slimmed models side by side. Goals for the latency-ranked
+plan: measured within 5% under the budget; at equal measured latency, at
+least the FLOPs-ranked plan's parameters and FLOPs.
+
 Weights are at initialization: latency does not depend on their values.
 
 Usage:
-    python scripts/bench_budget.py [--models vgg13 mobilenet_v2] [--budget 0.5]
-        [--repeats 100] [--threads 1]
+    python scripts/bench_budget.py [--parts flops latency] [--models vgg13 mobilenet_v2]
+        [--budget 0.5] [--repeats 100] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,6 +36,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.budget_targets import parse_budget  # noqa: E402
 from tfprune.export.bench import bench_models, format_bench, speedups  # noqa: E402
 from tfprune.pruning.stats import flops  # noqa: E402
 
@@ -41,14 +52,52 @@ def build(name: str) -> keras.Model:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["flops", "latency"],
+                        choices=["flops", "latency"])
     parser.add_argument("--models", nargs="+", default=["vgg13", "mobilenet_v2"])
-    parser.add_argument("--budget", type=float, default=0.5, help="fraction of dense FLOPs")
+    parser.add_argument("--budget", type=float, default=0.5,
+                        help="fraction of dense FLOPs (part flops) or latency (part latency)")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores; "
-          f"FLOPs budget {args.budget:.0%} of dense, magnitude scores; median of "
+          f"budget {args.budget:.0%} of dense, magnitude scores; median of "
           f"{args.repeats} batch-1 LiteRT runs after warm-up", flush=True)
+    if "flops" in args.parts:
+        flops_part(args)
+    if "latency" in args.parts:
+        latency_part(args)
+
+
+def latency_part(args):
+    """Half the dense latency, planned by FLOPs ranking and by latency ranking."""
+    threads = args.threads[0]
+    for name in args.models:
+        dense = build(name)
+        scores = tfprune.score(dense, "magnitude")
+        meter = parse_budget({"latency_ms": 1, "threads": threads})
+        limit = args.budget * min(meter.measure(dense, repeats=args.repeats) for _ in range(3))
+        print(f"\n{name}: latency budget {limit:.3f} ms ({args.budget:.0%} of the dense "
+              f"model's quickest of 3 medians), round_to=8, {threads} thread(s)", flush=True)
+        models = [("dense", dense)]
+        for ranking in ("flops", "latency"):
+            started = time.perf_counter()
+            plan = tfprune.make_plan(dense, scores, {"latency_ms": limit, "threads": threads,
+                                                     "ranking": ranking}, round_to=8)
+            print(f"{ranking}-ranked plan made in {time.perf_counter() - started:.0f} s",
+                  flush=True)
+            models.append((f"{ranking}-ranked", tfprune.slim(dense, plan)))
+        rows = bench_models(models, threads=[threads], repeats=args.repeats)
+        print(format_bench(rows))
+        for label, model in models[1:]:
+            measured = min(meter.measure(model, repeats=args.repeats) for _ in range(3))
+            print(f"{label}: {measured:.3f} ms = {measured / limit:.3f} of the budget "
+                  f"(goal 0.95-1.00), {flops(model) / 1e6:.1f} MFLOPs, "
+                  f"{model.count_params():,} parameters", flush=True)
+
+
+def flops_part(args):
+    """A FLOPs budget, without and with rounding."""
     for name in args.models:
         dense = build(name)
         scores = tfprune.score(dense, "magnitude")

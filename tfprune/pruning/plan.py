@@ -96,7 +96,7 @@ def _layer_quotas(units, limits, count) -> list[int]:
 def make_plan(
     model: keras.Model, scores, target: float | dict | Target, *,
     previous: PruningPlan | None = None, graph: ChannelGraph | None = None,
-    ranking: RankingOptions | None = None, **options,
+    ranking: RankingOptions | None = None, progress=None, **options,
 ) -> PruningPlan:
     """Decides which channels to remove so that ``target`` of them are gone.
 
@@ -112,9 +112,10 @@ def make_plan(
             channels go in order of score per unit of cost saved
             (``tfprune.pruning.budget_search``); or measured on this machine,
             ``{"latency_ms": L, "threads": 1}`` (the slimmed model's float
-            .tflite at batch 1 in LiteRT) or ``{"tflite_kb": S}`` (its file
-            size), searched through FLOPs / parameter budgets
-            (``tfprune.pruning.measured``). Or per-layer ratios ``{layer name:
+            .tflite at batch 1 in LiteRT; with ``"ranking": "latency"`` planned
+            by a knapsack over each layer's own LiteRT time) or
+            ``{"tflite_kb": S}`` (its file size), searched through FLOPs /
+            parameter budgets (``tfprune.pruning.measured``). Or per-layer ratios ``{layer name:
             fraction removed}`` (a group named by any member; by hand or from
             ``tfprune.pruning.sensitivity``); unnamed groups are left whole.
         previous: The plan of the previous round; its removed channels stay removed.
@@ -122,6 +123,8 @@ def make_plan(
             already built (a ``Pruner``'s); None takes the shared one (``graph_for``).
         ranking: How channels are ranked (``tfprune.pruning.ranking.RankingOptions``:
             scope, min_keep, reduction, normalization, round_to, ignored_layers).
+        progress: For a measured budget, called with a line of text after each
+            measurement (the latency table's layers, the search's steps).
         **options: The same options as keywords instead (``scope="layer"``,
             ``round_to=8``, ``min_keep=0.1``...), described in ``RankingOptions``.
 
@@ -166,7 +169,7 @@ def make_plan(
     if previous is not None:
         prior = [previous.keep[str(g.index)] for g in groups]
     if isinstance(target, Budget):
-        keep = _budget_keep(model, graph, target, units, floors, prior, round_to)
+        keep = _budget_keep(model, graph, target, units, floors, prior, round_to, progress)
     elif isinstance(target, LayerRatios):
         keep = ratio_keep(graph, units, floors, target.ratios, prior, round_to)
     else:
@@ -184,20 +187,23 @@ def make_plan(
     return PruningPlan.from_groups(groups, keep, units, history, settings)
 
 
-def _budget_keep(model, graph, budget: Budget, units, floors, prior, round_to: int) -> list:
+def _budget_keep(model, graph, budget: Budget, units, floors, prior, round_to: int,
+                 progress=None) -> list:
     from tfprune.pruning.budget_search import budget_keep
     from tfprune.pruning.cost import KeepCost
 
     try:
         if budget.measured:
-            return _measured_keep(model, graph, budget, units, floors, prior, round_to)
+            return _measured_keep(model, graph, budget, units, floors, prior, round_to,
+                                  progress)
         return budget_keep(KeepCost(model, graph, budget.kind), units, floors, budget.value,
                            prior, round_to=round_to)
     except ValueError as error:
         raise PlanError(str(error)) from None
 
 
-def _measured_keep(model, graph, budget, units, floors, prior, round_to: int) -> list:
+def _measured_keep(model, graph, budget, units, floors, prior, round_to: int,
+                   progress=None) -> list:
     """Keep-masks whose slimmed model measures under a latency / file-size budget."""
     from tfprune.pruning.measured import measured_keep
     from tfprune.slimming import slim
@@ -208,7 +214,8 @@ def _measured_keep(model, graph, budget, units, floors, prior, round_to: int) ->
                                        settings={"ignored_layers": sorted(graph.ignored_layers)})
         return slim(model, plan)
 
-    return measured_keep(model, graph, budget, units, floors, prior, round_to, slimmed)
+    return measured_keep(model, graph, budget, units, floors, prior, round_to, slimmed,
+                         progress)
 
 
 def _splits(groups) -> list[tuple[int, int]]:

@@ -141,7 +141,11 @@ class Pruner:
     def plan_for(self, scores, target, previous: PruningPlan | None = None) -> PruningPlan:
         """The plan ``make_plan`` makes from ``scores`` (the Pruner's plan is not changed)."""
         return make_plan(self.model, scores, target, previous=previous, graph=self.graph,
-                         ranking=self.ranking)
+                         ranking=self.ranking, progress=self._progress if self.verbose else None)
+
+    @staticmethod
+    def _progress(line: str) -> None:
+        print(f"tfprune: {line}", flush=True)
 
     def step(self, target, *, seed: int | None = None) -> PruningPlan:
         """Scores, then removes channels until ``target`` is met; returns the new plan.
