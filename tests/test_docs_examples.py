@@ -15,7 +15,7 @@ def python_blocks(path: Path) -> list[str]:
 #: Every page with a Python example.
 PAGES = ["README.md", "docs/handlers.md", "docs/tensorboard.md", "docs/guides/models.md",
          "docs/guides/scoring.md", "docs/guides/tour.md", "docs/guides/keras-hub.md",
-         "docs/guides/distributed.md"]
+         "docs/guides/distributed.md", "docs/guides/language-models.md"]
 SHARED = ROOT.parent / "shared"
 
 

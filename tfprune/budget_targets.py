@@ -69,9 +69,14 @@ class Budget:
             raise ValueError(f"{_USAGE}; got {self.kind}={self.value!r}.")
 
     def options(self) -> dict:
-        """The budget's options beside its value (``{"threads": 1}``...)."""
+        """The budget's options beside its value (``{"threads": 1}``...).
+
+        An option declared with ``metadata={"omit_default": True}`` is left out
+        at its default, so budgets written before it existed read the same.
+        """
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                if field.name != "value"}
+                if field.name != "value" and not (field.metadata.get("omit_default")
+                                                  and getattr(self, field.name) == field.default)}
 
     def with_value(self, value: float) -> dict:
         """The same budget as a dict, at another limit."""

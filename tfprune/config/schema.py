@@ -120,6 +120,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "num_samples": Field(2560, (int,), _positive, "an integer > 0"),
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
         "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
+        "uniform": Field(_RANKING.uniform, (bool,), allowed="true or false (the same kept "
+                         "count in every block, per kind of group)"),
         "ignored_layers": Field(list(_RANKING.ignored_layers), (list,),
                                 allowed="a list of layer names"),
         "log_gradient_norms": Field(True, (bool,), allowed="true or false"),

@@ -42,7 +42,7 @@ class LatencyBudget(MeasuredBudget):
     """
 
     threads: int = 1
-    ranking: str = "flops"
+    ranking: str = dataclasses.field(default="flops", metadata={"omit_default": True})
     kind: ClassVar[str] = "latency_ms"
     unit: ClassVar[str] = "ms"
     proxy: ClassVar[str] = "flops"

@@ -231,6 +231,31 @@ class ChannelGraph:
                  for unit, layout in self.layer_inner.get(name, {}).items()}
         return {unit: mask for unit, mask in masks.items() if mask is not None}
 
+    def variable_masks(self, keep: dict[int, np.ndarray]) -> list:
+        """``[(variable, mask array)]`` of every variable that group keep-masks touch.
+
+        A variable touched twice (a conv's output filters and its input
+        channels) gets the product of both masks.
+
+        Args:
+            keep: ``{group index: boolean keep-mask}``.
+        """
+        combined: dict[int, list] = {}
+        for call in self.calls:
+            in_mask = self.channel_mask(self.layer_inputs.get(call.name), keep)
+            out_mask = self.channel_mask(self.layer_outputs[call.name], keep)
+            inner = self.inner_masks(call.name, keep)
+            handler = self.handler(call.name)
+            pairs = [] if in_mask is None and out_mask is None else handler.variable_masks(
+                call.operation, in_mask, out_mask)
+            if inner:
+                pairs = [*pairs, *handler.inner_masks(call.operation, inner)]
+            for variable, mask in pairs:
+                entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape,
+                                                                              np.float32)])
+                entry[1] = entry[1] * mask
+        return [tuple(entry) for entry in combined.values()]
+
     def channel_mask(self, layout: Layout | None, keep: dict[int, np.ndarray]):
         """The keep-mask of a tensor's last axis from group masks; None if nothing is removed.
 

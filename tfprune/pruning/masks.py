@@ -43,21 +43,7 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
 
 def graph_variable_masks(graph: ChannelGraph, keep: dict) -> list:
     """``variable_masks`` for an analysed graph and ``{group index: keep-mask}``."""
-    combined: dict[int, list] = {}
-    for call in graph.calls:
-        in_mask = graph.channel_mask(graph.layer_inputs.get(call.name), keep)
-        out_mask = graph.channel_mask(graph.layer_outputs[call.name], keep)
-        inner = graph.inner_masks(call.name, keep)
-        handler = graph.handler(call.name)
-        pairs = [] if in_mask is None and out_mask is None else handler.variable_masks(
-            call.operation, in_mask, out_mask)
-        if inner:
-            pairs = [*pairs, *handler.inner_masks(call.operation, inner)]
-        for variable, mask in pairs:
-            entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape,
-                                                                          np.float32)])
-            entry[1] = entry[1] * mask
-    return [tuple(entry) for entry in combined.values()]
+    return graph.variable_masks(keep)
 
 
 def apply_plan(model: keras.Model, plan: PruningPlan) -> keras.Model:

@@ -23,6 +23,7 @@ from tfprune.pruning.layer_ratios import ratio_keep
 from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, RankingOptions
 from tfprune.pruning.rounding import even_parts, round_keep
 from tfprune.pruning.targets import Fraction, LayerRatios, Target, as_target, to_json
+from tfprune.pruning.uniform import uniform_keep
 
 
 def group_scores(group: ChannelGroup, scores, reduction: str = "sum") -> np.ndarray:
@@ -153,6 +154,11 @@ def make_plan(
                 "normalization": normalization, "measure": getattr(scores, "measure", None),
                 "ignored_layers": list(ignored_layers),
                 "batchnorm": (getattr(scores, "metadata", None) or {}).get("batchnorm")}
+    if ranking.uniform:
+        settings["uniform"] = True
+        if isinstance(target, Budget) and target.measured:
+            raise PlanError(f"uniform=True with a measured budget ({target.kind}) is not "
+                            "supported: use a fraction or a counted budget (flops, params).")
     if granularity == "weight":
         if not isinstance(target, Fraction):
             raise PlanError("budget and per-layer targets ({'flops': ...}, {layer: ratio}) need "
@@ -179,6 +185,10 @@ def make_plan(
         steps = [math.lcm(round_to, g.parts * g.atom) for g in groups]
         keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
                           steps, prior)
+    if ranking.uniform:
+        keep = uniform_keep(groups, units, keep, floors,
+                            [math.lcm(round_to, g.parts * g.atom) for g in groups], prior,
+                            down=isinstance(target, Budget))
     keep = even_parts(units, keep, floors, _splits(groups), round_to, prior,
                       down=isinstance(target, Budget))
     history = (previous.history if previous else []) + [

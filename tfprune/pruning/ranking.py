@@ -47,6 +47,12 @@ class RankingOptions:
             groups and GroupNormalization's in whole groups (rounded to the
             nearest such count; for a budget, down, so it still holds).
         ignored_layers: Layers (or keras.ops nodes) the channel analysis leaves alone.
+        uniform: Every group of a kind (the same layer name once block numbers
+            are left out, and the same size: each decoder block's query groups,
+            each block's MLP units) keeps the same count, the kind's mean
+            (``tfprune.pruning.uniform``). A uniform plan slims a keras-hub
+            backbone into its own class with a smaller config. Not with a
+            measured budget (latency, file size).
     """
 
     scope: str = "global"
@@ -55,6 +61,7 @@ class RankingOptions:
     normalization: str = "none"
     round_to: int = 1
     ignored_layers: tuple = ()
+    uniform: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))

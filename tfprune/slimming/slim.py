@@ -34,6 +34,7 @@ from tfprune.importance.task_data import task_preprocessor
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
 from tfprune.slimming.composites import copy_untouched_weights, rebuild_composite
+from tfprune.slimming.same_class import is_hub_model, same_class_slim
 
 _FRAMEWORKS = ("keras.", "tensorflow.")  # the classes every model inherits from
 
@@ -165,17 +166,30 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
         PlanError: For an unstructured plan or one made for another architecture.
         GraphError: For a layer slim cannot rebuild (naming it and its type).
 
+    A keras-hub backbone (or a causal LM whose weights are all its backbone's)
+    under a uniform plan comes out as its own class with a smaller config
+    (``tfprune.slimming.same_class``); under any other plan, as a flat
+    functional model, with a warning saying why.
+
     Warns:
         UserWarning: When ``model`` is an instance of your own ``keras.Model``
             subclass built functionally: the slimmed model is a plain
             ``keras.Model``, without the subclass's methods (``train_step``...).
     """
-    _warn_of_own_methods(model)
     if plan.granularity != "filter":
         raise PlanError("slim needs a structured (filter) plan; unstructured masks keep shapes.")
     graph = graph_for(model, plan.settings.get("ignored_layers", ()))
     check_plan_fits(graph, plan)
-    context = SlimContext(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
+    keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
+    if is_hub_model(model):
+        rebuilt, why = same_class_slim(model, {id(v): m for v, m in graph.variable_masks(keep)})
+        if rebuilt is not None:
+            return rebuilt
+        warnings.warn(f"model {model.name!r} is slimmed to a flat functional model, not a "
+                      f"{type(model).__name__}: {why}.", stacklevel=2)
+    if not is_hub_model(model) or task_preprocessor(model) is not None:
+        _warn_of_own_methods(model)
+    context = SlimContext(graph, keep)
     original = functional_graph(model)
     tensors = {}
     for tensor in original.inputs:

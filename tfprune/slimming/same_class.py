@@ -1,0 +1,141 @@
+"""A uniform plan slims a keras-hub backbone (or its causal LM) into its own class.
+
+A plan that keeps the same count in every block on each axis (``make_plan(...,
+uniform=True)``) gives every block's weights the same smaller shapes, which a
+smaller config of the model's own class builds: ``GemmaBackbone`` with fewer
+``num_query_heads`` / ``num_key_value_heads`` or a smaller
+``intermediate_dim``. The config is found from the shapes, not from a table
+per family: every size entry of the config (``SIZE_KEYS``) that one of the shortened axes
+measures (the axis is as long as the entry, or twice or half as long) gets the
+value scaled as that axis was, is kept if a model built with that one
+change differs only where, and as, the plan shortens it; the model built with
+all kept changes must have exactly the kept shapes; the kept weights are copied
+into it, variable by variable, in the order both models create them. A task
+model whose weights are all its backbone's (a ``CausalLM`` with its tied
+output embedding) is rebuilt as its own class around the slimmed backbone,
+with the same preprocessor, so ``generate()`` works as before.
+
+When no config fits (the plan is not uniform, or the class derives a size
+from another, as Llama's ``head_dim = hidden_dim // num_query_heads``), the
+reason is returned and ``slim`` builds the flat functional model instead.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+#: The config entries that size a model's blocks, tried in this order. A class whose
+#: config names its sizes otherwise can be served by adding its keys here.
+SIZE_KEYS = ["num_query_heads", "num_key_value_heads", "num_heads", "intermediate_dim",
+             "mlp_dim", "hidden_dim", "num_layers"]
+
+
+def is_hub_model(model) -> bool:
+    """Whether ``model`` is a keras-hub backbone or a task holding one."""
+    return type(model).__module__.startswith("keras_hub.")
+
+
+def same_class_slim(model: keras.Model, masks: dict) -> tuple[keras.Model | None, str]:
+    """``model``'s own class, built smaller, holding the kept weights; or ``(None, why)``.
+
+    Args:
+        model: A keras-hub backbone, or a task model whose weights are all its backbone's.
+        masks: ``{id(variable): keep mask}`` of the plan (``tfprune.pruning.variable_masks``).
+    """
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and backbone is not model:
+        if {id(v) for v in model.weights} != {id(v) for v in backbone.weights}:
+            return None, (f"{type(model).__name__} has weights outside its backbone; only a "
+                          "task whose weights are all its backbone's is rebuilt as its class")
+        slimmed, why = same_class_slim(backbone, masks)
+        if slimmed is None:
+            return None, why
+        task = type(model)(backbone=slimmed, preprocessor=getattr(model, "preprocessor", None))
+        return task, ""
+    kept = []
+    for variable in model.weights:
+        index = _kept_indices(variable, masks.get(id(variable)))
+        if index is None:
+            return None, (f"the plan's mask of {variable.path} is not a whole slice along each "
+                          "axis")
+        kept.append(index)
+    shapes = [tuple(len(i) for i in index) for index in kept]
+    config = model.get_config()
+    changes = _config_changes(model, config, shapes)
+    if not changes:
+        return None, (f"no config of {type(model).__name__} gives the kept shapes: no entry of "
+                      f"its config ({', '.join(SIZE_KEYS)}) changes only the shapes the plan "
+                      "shortens (a plan made with uniform=True keeps the same count in every "
+                      "block)")
+    rebuilt = type(model).from_config({**config, **changes})
+    mismatch = _mismatch(rebuilt.weights, shapes)
+    if mismatch is not None:
+        path, built, wanted = mismatch
+        said = ", ".join(f"{key}={value}" for key, value in changes.items())
+        return None, (f"no config of {type(model).__name__} gives the kept shapes: with {said} "
+                      f"{path} is {built}, the plan keeps {wanted} (a plan made with "
+                      "uniform=True keeps the same count in every block)")
+    for target, source, index in zip(rebuilt.weights, model.weights, kept, strict=True):
+        target.assign(np.asarray(source)[np.ix_(*index)])
+    return rebuilt, ""
+
+
+def _mismatch(variables, shapes) -> tuple | None:
+    """The first variable whose shape is not the kept one, as ``(path, shape, kept)``."""
+    if len(variables) != len(shapes):
+        return ("the weights", f"{len(variables)} variables", f"{len(shapes)}")
+    return next(((v.path, tuple(v.shape), shape) for v, shape in
+                 zip(variables, shapes, strict=True) if tuple(v.shape) != shape), None)
+
+
+def _config_changes(model, config: dict, shapes: list) -> dict:
+    """The size entries to change, each found alone (see the module docstring).
+
+    A candidate value of an entry is kept when the model built with only that
+    change differs from ``model`` in some shapes, and only where (and as) the
+    plan shortens them.
+    """
+    original = [tuple(v.shape) for v in model.weights]
+    wanted = {(i, axis): new for i, (old_shape, shape) in enumerate(zip(original, shapes,
+                                                                          strict=True))
+              for axis, (old, new) in enumerate(zip(old_shape, shape, strict=True)) if new != old}
+    ratios = {(original[i][axis], new) for (i, axis), new in wanted.items()}
+    changes = {}
+    for key in SIZE_KEYS:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        for old, new in sorted(ratios):
+            if old not in (value, 2 * value) and 2 * old != value:
+                continue
+            candidate = value * new // old
+            if candidate < 1 or (value * new) % old:
+                continue
+            try:
+                built = type(model).from_config({**config, key: candidate})
+            except Exception:  # noqa: BLE001 - a value the class refuses is no candidate
+                continue
+            shape_changes = {(i, axis): length for i, v in enumerate(built.weights)
+                             if i < len(original)
+                             for axis, length in enumerate(v.shape)
+                             if axis < len(original[i]) and length != original[i][axis]}
+            if (len(built.weights) == len(original) and shape_changes
+                    and all(wanted.get(place) == length
+                            for place, length in shape_changes.items())):
+                changes[key] = candidate
+                break
+    return changes
+
+
+def _kept_indices(variable, mask) -> list[np.ndarray] | None:
+    """Per axis, the kept indices, if the mask is their product (else None)."""
+    shape = tuple(variable.shape)
+    if mask is None:
+        return [np.arange(n) for n in shape]
+    mask = np.asarray(mask) != 0
+    axes = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+            for axis in range(mask.ndim)]
+    product = np.zeros(shape, bool)
+    product[np.ix_(*axes)] = True
+    return axes if np.array_equal(product, mask) else None
