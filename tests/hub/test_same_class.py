@@ -59,21 +59,38 @@ def test_a_uniform_plan_slims_to_the_same_class_equal_to_the_masked_backbone(nam
         assert (config["num_query_heads"], config["num_key_value_heads"]) == (2, 1)
 
 
+@pytest.mark.parametrize("name", ["gemma", "gemma_one_kv_head"])
+def test_in_heads_mode_query_heads_go_evenly_and_the_key_value_heads_stay(name):
+    keras.utils.set_random_seed(1)
+    backbone = BACKBONES[name]()
+    dense = backbone.get_config()
+    plan = tfprune.make_plan(backbone, tfprune.score(backbone, "magnitude"), 0.3,
+                             uniform=True, gqa="heads")
+    groups = [g for g in tfprune.channel_groups(backbone, gqa="heads")
+              if g.sources[0].endswith("query_heads")]
+    assert len(groups) == 2 and all(g.parts == dense["num_key_value_heads"] for g in groups)
+    for group in groups:  # half the query heads of every group, in every block
+        plan.keep[str(group.index)] = np.arange(4) % 2 == 0
+    config = _check_same_class(backbone, plan)
+    assert config["num_query_heads"] == 2
+    assert config["num_key_value_heads"] == dense["num_key_value_heads"]
+
+
 def _check_same_class(backbone, plan) -> dict:
     """Slims to the backbone's class, config as the plan keeps, equal to the masked backbone."""
     slimmed = tfprune.slim(backbone, plan)
     assert type(slimmed) is type(backbone)
     config, dense = slimmed.get_config(), backbone.get_config()
     kept = {group.sources[0].split("/")[-1]: int(plan.keep[str(group.index)].sum())
-            for group in tfprune.channel_groups(backbone)}
+            for group in tfprune.channel_groups(backbone, gqa=plan.settings.get("gqa", "groups"))}
     gated = kept.get("ffw_gating", kept.get("feedforward_gate_dense"))
     # Gemma's intermediate_dim counts the gate and the up projection: twice the units.
     assert config["intermediate_dim"] == gated * (2 if "ffw_gating" in kept else 1) < \
         dense["intermediate_dim"]
     groups = kept.get("query_groups", dense["num_key_value_heads"])
     assert config["num_key_value_heads"] == groups
-    assert config["num_query_heads"] == groups * (dense["num_query_heads"] //
-                                                  dense["num_key_value_heads"])
+    assert config["num_query_heads"] == kept.get("query_heads", groups * (
+        dense["num_query_heads"] // dense["num_key_value_heads"]))
     assert type(backbone).from_config(config).get_config() == config  # round-trips
     assert slimmed.count_params() < backbone.count_params()
     expected = masked_copy(backbone, plan)(TOKENS)

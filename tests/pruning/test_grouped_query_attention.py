@@ -3,9 +3,11 @@ heads): scores over the four projections' slices, masks, slim with fewer heads."
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tfprune
+from tfprune.handlers import GraphError
 
 TOKENS, WIDTH = 5, 8
 
@@ -66,3 +68,41 @@ def test_removing_a_query_group_equals_a_smaller_layer():
     expected = masked.predict(x, verbose=0)
     assert not np.allclose(expected, model.predict(x, verbose=0))
     np.testing.assert_allclose(slimmed.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_in_heads_mode_query_heads_go_evenly_from_every_group_and_slim_equals_masked():
+    keras.utils.set_random_seed(5)
+    model = _model()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile("sgd", loss)
+    groups = tfprune.channel_groups(model, gqa="heads")
+    heads = next(g for g in groups if g.sources == ["gqa/query_heads"])
+    assert (heads.size, heads.parts) == (4, 2)  # 4 query heads in 2 groups
+    x, y = _data()
+    scores = tfprune.score(model, "snip", (x, y), num_samples=8, batch_size=8)
+    layer = model.get_layer("gqa")
+    kernels = [layer._query_dense.kernel, layer._output_dense.kernel]
+    with tf.GradientTape() as tape:
+        value = loss(y, model(x, training=False))
+    expected = np.zeros(4)  # a query head's slices of the query and output kernels
+    for kernel, grad, axis in zip(kernels, tape.gradient(value, kernels), (1, 0), strict=True):
+        product = np.abs(np.moveaxis(kernel.numpy() * grad.numpy(), axis, 0))
+        expected += product.reshape(4, -1).sum(axis=1)
+    np.testing.assert_allclose(scores["gqa/query_heads"], expected, rtol=1e-4)
+    plan = tfprune.make_plan(model, scores, 0.0, gqa="heads")
+    plan.keep[str(heads.index)] = np.array([True, True, False, False])  # group 1 emptied
+    with pytest.raises(GraphError, match=r"keeps \[2, 0\] query heads in its groups"):
+        tfprune.slim(model, plan)
+    plan.keep[str(heads.index)] = np.array([True, False, False, True])  # one head per group
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    slimmed = tfprune.slim(model, plan)
+    layer = slimmed.get_layer("gqa")
+    assert (layer.num_query_heads, layer.num_key_value_heads) == (2, 2)
+    expected = masked.predict(x, verbose=0)
+    assert not np.allclose(expected, model.predict(x, verbose=0))
+    np.testing.assert_allclose(slimmed.predict(x, verbose=0), expected, atol=1e-5)
+    chosen = tfprune.make_plan(model, scores, 0.5, gqa="heads")  # even parts by construction
+    kept = chosen.keep[str(heads.index)]
+    assert kept[:2].sum() == kept[2:].sum() == 1 and chosen.settings["gqa"] == "heads"

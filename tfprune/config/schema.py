@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tfprune.budget_targets import parse_budget
+from tfprune.graph.channels import GQA_MODES
 from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, SCOPES, RankingOptions
 
 
@@ -120,6 +121,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "num_samples": Field(2560, (int,), _positive, "an integer > 0"),
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
         "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
+        "gqa": _choice(_RANKING.gqa, *GQA_MODES),
         "uniform": Field(_RANKING.uniform, (bool,), allowed="true or false (the same kept "
                          "count in every block, per kind of group)"),
         "ignored_layers": Field(list(_RANKING.ignored_layers), (list,),

@@ -79,6 +79,10 @@ class ChannelGroup:
 _IGNORED, _UNANALYSED = Ignored(), KeepWhole()
 
 
+#: ``ChannelGraph(gqa=...)`` choices.
+GQA_MODES = ("groups", "heads")
+
+
 class ChannelGraph:
     """The dependency analysis of one model: its groups and each layer's channel parts.
 
@@ -87,6 +91,10 @@ class ChannelGraph:
             it are analysed as part of it).
         ignored_layers: Names of layers or keras.ops nodes to leave alone; their
             channels (and their neighbours' channels they touch) are never pruned.
+        gqa: How grouped-query attention loses heads: ``"groups"`` (default:
+            whole query groups, a key/value head with its query heads) or
+            ``"heads"`` (query heads, the same count from every group; the
+            key/value heads stay).
 
     Attributes:
         groups: The prunable ``ChannelGroup``s in graph order.
@@ -102,9 +110,12 @@ class ChannelGraph:
             why) with the fix, two layers with one name, or a subclassed model.
     """
 
-    def __init__(self, model, ignored_layers=()):
+    def __init__(self, model, ignored_layers=(), gqa: str = "groups"):
+        if gqa not in GQA_MODES:
+            raise GraphError(f"gqa must be one of {list(GQA_MODES)}, got {gqa!r}.")
         self.model = model
         self.ignored_layers = set(ignored_layers)
+        self.gqa = gqa
         self.steps = list(walk(model))
         self.calls = [step for step in self.steps if isinstance(step, Call)]
         self.operations = {call.name: call.operation for call in self.calls}
@@ -137,6 +148,7 @@ class ChannelGraph:
     def _analyse(self) -> ChannelAnalysis:
         analysis = ChannelAnalysis()
         analysis.names = self.names
+        analysis.gqa = self.gqa
         graph = functional_graph(self.model)
         for tensor in graph.inputs:
             analysis.new_tensor_space(tensor, blocked="the model input")
@@ -331,7 +343,7 @@ def _problems_message(model, problems: list) -> str:
     return "\n".join(lines)
 
 
-def channel_groups(model, ignored_layers=()) -> list[ChannelGroup]:
+def channel_groups(model, ignored_layers=(), gqa: str = "groups") -> list[ChannelGroup]:
     """Finds the groups of channels that must be pruned together.
 
     Args:
@@ -339,6 +351,8 @@ def channel_groups(model, ignored_layers=()) -> list[ChannelGroup]:
             models, keras.applications models, nested models, your own).
         ignored_layers: Names of layers to leave alone (their channels are
             never pruned), e.g. a custom layer the analysis does not know.
+        gqa: ``"groups"`` or ``"heads"``: how grouped-query attention loses
+            heads (``ChannelGraph``).
 
     Returns:
         The prunable groups in graph order; each has ``.members`` (layer names
@@ -352,7 +366,7 @@ def channel_groups(model, ignored_layers=()) -> list[ChannelGroup]:
         >>> for group in tfprune.channel_groups(model):
         ...     print(group.size, group.members)
     """
-    return graph_for(model, ignored_layers).groups
+    return graph_for(model, ignored_layers, gqa).groups
 
 
 class _GraphCache:
@@ -364,7 +378,7 @@ class _GraphCache:
 
     def __init__(self):
         self.structure = None
-        self.graphs: dict[frozenset, ChannelGraph] = {}
+        self.graphs: dict[tuple, ChannelGraph] = {}
 
 
 def _structure(model) -> tuple:
@@ -373,7 +387,7 @@ def _structure(model) -> tuple:
                  for layer in model.layers)
 
 
-def graph_for(model, ignored_layers=()) -> ChannelGraph:
+def graph_for(model, ignored_layers=(), gqa: str = "groups") -> ChannelGraph:
     """The model's ``ChannelGraph`` with these ignored layers, analysed once and then shared.
 
     The Pruner, masks, plans, sensitivity, slim and the CLI all get their graph
@@ -383,6 +397,7 @@ def graph_for(model, ignored_layers=()) -> ChannelGraph:
     Args:
         model: A built Keras model.
         ignored_layers: Names of layers or ops the analysis leaves alone.
+        gqa: ``"groups"`` or ``"heads"`` (``ChannelGraph``).
 
     Raises:
         GraphError: As ``ChannelGraph`` (never cached).
@@ -391,7 +406,7 @@ def graph_for(model, ignored_layers=()) -> ChannelGraph:
     structure = _structure(model)
     if cache.structure != structure:
         cache.structure, cache.graphs = structure, {}
-    key = frozenset(ignored_layers)
+    key = (frozenset(ignored_layers), gqa)
     if key not in cache.graphs:
-        cache.graphs[key] = ChannelGraph(model, ignored_layers)
+        cache.graphs[key] = ChannelGraph(model, ignored_layers, gqa)
     return cache.graphs[key]

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from tfprune.handlers.base import LayerHandler, axis_mask, block, layer_config, take
+from tfprune.handlers.channel_analysis import GraphError, Layout
 
 #: Per projection: (attribute, kernel axis indexing the heads, bias axis indexing them or None).
 _PROJECTIONS = (("query_dense", 1, 0), ("key_dense", 1, 0), ("value_dense", 1, 0),
@@ -40,14 +41,14 @@ def kept_whole_because(layer, outputs) -> str | None:
 
 
 def attention_spaces(analysis, layer, inputs, outputs, unit: str, size: int,
-                     why: str | None) -> None:
+                     why: str | None) -> int:
     """The channel rule of attention layers, whose heads are an inner unit.
 
     The query's channels are consumed (the projections' rows); other inputs
     (cross-attention keys and values, masks, caches) keep theirs; the output
     projection's columns are a new space; further outputs (attention scores,
     caches) are kept whole; the heads are the inner unit ``unit`` of ``size``
-    channels, kept whole for ``why``.
+    channels, kept whole for ``why``. Returns the inner unit's space.
     """
     query = inputs[0]
     analysis.add_role(analysis.layout(query), "consumers", analysis.name_of(layer))
@@ -59,7 +60,7 @@ def attention_spaces(analysis, layer, inputs, outputs, unit: str, size: int,
     analysis.roles[space]["sources"].append(analysis.name_of(layer))
     for tensor in outputs[1:]:
         analysis.new_tensor_space(tensor, blocked=f"{layer.name!r}: attention scores or cache")
-    analysis.new_inner_space(layer, unit, size, blocked=why and f"{layer.name!r}: {why}")
+    return analysis.new_inner_space(layer, unit, size, blocked=why and f"{layer.name!r}: {why}")
 
 
 class MultiHeadAttentionHandler(LayerHandler):
@@ -200,6 +201,10 @@ class GroupedQueryAttention(LayerHandler):
     ``query_groups``, is one key/value head with its query heads: zeroing its
     slices of all four projections removes exactly its contribution to the
     output, and ``slim`` rebuilds the layer with fewer heads of each kind.
+    With the graph's ``gqa="heads"``, the unit is ``query_heads`` instead: the
+    query heads, the same count removed from every group (the query and
+    output projections' slices), the key/value heads kept; ``slim`` rebuilds
+    the layer with fewer query heads. Both units are scored.
 
     ``keras.layers.GroupQueryAttention``'s biases (``use_bias=True``) follow:
     the query's, key's and value's per head, the output's per hidden channel.
@@ -250,10 +255,18 @@ class GroupedQueryAttention(LayerHandler):
         return [self._axes(d, i == 3) for i, d in enumerate(dense)]
 
     def analyse(self, analysis, layer, inputs, outputs):
-        """Consumes the hidden channels, makes the output's, and holds the query groups."""
-        attention_spaces(analysis, layer, inputs, outputs, "query_groups",
-                         getattr(layer, self.head_keys[1]),
-                         self.rebuild_reason or kept_whole_because(layer, outputs))
+        """Consumes the hidden channels, makes the output's, and holds the query groups.
+
+        (Or, with the graph's ``gqa="heads"``, the query heads, in equal parts per group.)
+        """
+        why = self.rebuild_reason or kept_whole_because(layer, outputs)
+        groups = getattr(layer, self.head_keys[1])
+        if getattr(analysis, "gqa", "groups") == "groups":
+            attention_spaces(analysis, layer, inputs, outputs, "query_groups", groups, why)
+            return
+        heads = getattr(layer, self.head_keys[0])
+        space = attention_spaces(analysis, layer, inputs, outputs, "query_heads", heads, why)
+        analysis.constrain(Layout.single(space, heads), analysis.name_of(layer), parts=groups)
 
     def _rows_follow(self, layer) -> tuple:
         """Which projections' rows are the query input's channels (all three in self-attention)."""
@@ -264,21 +277,30 @@ class GroupedQueryAttention(LayerHandler):
         return (0, 1, 2) if tensors and all(t is tensors[0] for t in tensors) else (0,)
 
     def inner_units(self, layer):
-        """``query_groups``: one key/value head and its query heads, over all four kernels."""
+        """The scored units: ``query_groups`` and ``query_heads``.
+
+        A query group is a key/value head and its query heads, over all four
+        kernels; a query head is its slices of the query and output kernels.
+        """
         axes = [head for head, _ in self._kernel_axes(layer)]
         parts = tuple((f"{name}.kernel", axis) for name, axis in zip(self.projections, axes,
                                                                     strict=True))
-        return {"query_groups": (getattr(layer, self.head_keys[1]), parts)}
+        return {"query_groups": (getattr(layer, self.head_keys[1]), parts),
+                "query_heads": (getattr(layer, self.head_keys[0]), (parts[0], parts[3]))}
 
     def _group_size(self, layer) -> int:
         return getattr(layer, self.head_keys[0]) // getattr(layer, self.head_keys[1])
 
     def inner_masks(self, layer, masks):
         """The kept groups' slices of the four kernels (query heads repeated per group)."""
-        groups = masks.get("query_groups")
-        if groups is None:
+        groups, heads = masks.get("query_groups"), masks.get("query_heads")
+        if groups is None and heads is None:
             return []
-        per_head = np.repeat(np.asarray(groups, bool), self._group_size(layer))
+        if groups is None:  # query heads alone: the key/value heads stay
+            kept = np.ones(getattr(layer, self.head_keys[1]), bool)
+            per_head, groups = np.asarray(heads, bool), kept
+        else:
+            per_head = np.repeat(np.asarray(groups, bool), self._group_size(layer))
         masks = (per_head, groups, groups, per_head)
         pairs = [(dense.kernel, axis_mask(dense.kernel.shape, mask, head))
                  for dense, mask, (head, _) in zip(self._dense(layer), masks,
@@ -306,9 +328,18 @@ class GroupedQueryAttention(LayerHandler):
         """Fewer query and key/value heads; the kept hidden rows and output columns."""
         config = layer_config(layer)
         groups = context.inner_index(layer, "query_groups")
+        heads = context.inner_index(layer, "query_heads")  # gqa="heads": even per group
         in_index, out_index = context.input_index(layer), context.output_index(layer)
         size = self._group_size(layer)
-        heads = None if groups is None else (groups[:, None] * size + np.arange(size)).ravel()
+        if groups is not None:
+            heads = (groups[:, None] * size + np.arange(size)).ravel()
+        elif heads is not None:
+            per_group = np.bincount(heads // size, minlength=getattr(layer, self.head_keys[1]))
+            if len(set(per_group.tolist())) > 1:
+                raise GraphError(f"{layer.name!r}: the plan keeps {per_group.tolist()} query "
+                                 "heads in its groups; a grouped-query layer needs the same "
+                                 "count in every group (make_plan with gqa='heads' rounds to "
+                                 "it)")
         sliced, rows = {}, self._rows_follow(layer)
         for i, (dense, (head, hidden)) in enumerate(zip(self._dense(layer),
                                                          self._kernel_axes(layer), strict=True)):
@@ -319,8 +350,9 @@ class GroupedQueryAttention(LayerHandler):
             if dense.bias is not None:
                 sliced[id(dense.bias)] = take(np.asarray(dense.bias),
                                               out_index if i == 3 else kept_heads, 0)
-        if groups is not None:
+        if heads is not None:
             config[self.head_keys[0]] = int(heads.size)
+        if groups is not None:
             config[self.head_keys[1]] = int(groups.size)
         return config, [sliced.get(id(v), np.asarray(v)) for v in layer.weights]
 

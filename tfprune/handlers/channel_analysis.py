@@ -53,6 +53,8 @@ class ChannelAnalysis:
             channels (a grouped convolution's groups), and into atoms of
             ``atom`` contiguous channels kept or removed whole
             (GroupNormalization's groups); ``(1, 1)`` when unconstrained.
+        gqa: How grouped-query attention loses heads: ``"groups"`` (whole
+            query groups) or ``"heads"`` (query heads, evenly in every group).
         tensors: ``id(tensor) -> Layout``.
         inner: ``{layer name: {unit: space}}``: channel spaces inside layers
             that no tensor shows (attention heads).
@@ -70,6 +72,7 @@ class ChannelAnalysis:
         self.tensors: dict[int, Layout] = {}
         self.inner: dict[str, dict[str, int]] = {}
         self.names: dict[int, str] = {}
+        self.gqa = "groups"
 
     def name_of(self, layer) -> str:
         """The name ``layer`` is known by in the graph: handlers record roles under it."""

@@ -63,7 +63,7 @@ def coverage(model: keras.Model, graph: ChannelGraph | None = None, ignored_laye
     if removable > 0:
         try:
             plan = make_plan(model, score(model, "magnitude"), removable / total, min_keep=0.0,
-                             ignored_layers=ignored_layers)
+                             ignored_layers=ignored_layers, gqa=graph.gqa)
         except (PlanError, ValueError):
             plan = None
         if plan is not None:

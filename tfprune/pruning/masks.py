@@ -36,7 +36,8 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
             raise PlanError(f"the plan masks layers {missing}, which have no prunable kernel "
                             "in this model.")
         return [(layers[n].kernel, plan.keep[n].astype(np.float32)) for n in plan.keep]
-    graph = graph_for(model, plan.settings.get("ignored_layers", ignored_layers))
+    graph = graph_for(model, plan.settings.get("ignored_layers", ignored_layers),
+                      plan.settings.get("gqa", "groups"))
     check_plan_fits(graph, plan)
     return graph_variable_masks(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
 

@@ -159,13 +159,16 @@ def make_plan(
         if isinstance(target, Budget) and target.measured:
             raise PlanError(f"uniform=True with a measured budget ({target.kind}) is not "
                             "supported: use a fraction or a counted budget (flops, params).")
+    if ranking.gqa != "groups":
+        settings["gqa"] = ranking.gqa
     if granularity == "weight":
         if not isinstance(target, Fraction):
             raise PlanError("budget and per-layer targets ({'flops': ...}, {layer: ratio}) need "
                             "a structured (filter) plan.")
         return _weight_plan(scores, target, scope, min_keep, normalization, previous, settings)
-    if graph is None or graph.model is not model or graph.ignored_layers != set(ignored_layers):
-        graph = graph_for(model, ignored_layers)
+    if (graph is None or graph.model is not model or graph.ignored_layers != set(ignored_layers)
+            or graph.gqa != ranking.gqa):
+        graph = graph_for(model, ignored_layers, ranking.gqa)
     groups = graph.groups
     if not groups:
         raise PlanError(f"model {model.name!r} has no prunable channel group.")

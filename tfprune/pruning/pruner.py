@@ -83,7 +83,8 @@ class Pruner:
             raise TypeError(f"score_options {sorted(unknown)} configure the measure; give "
                             "them with it: {'name': ..., " + ", ".join(sorted(unknown)) + "}.")
         self.seed = int(seed)
-        self.graph = (graph_for(model, self.ranking.ignored_layers) if granularity == "filter"
+        self.graph = (graph_for(model, self.ranking.ignored_layers, self.ranking.gqa)
+                      if granularity == "filter"
                       else None)
         self.plan: PruningPlan | None = None
         self.scores: ImportanceScores | None = None

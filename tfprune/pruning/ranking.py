@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 
+from tfprune.graph.channels import GQA_MODES
 from tfprune.plans.pruning_plan import PlanError
 
 SCOPES = ("global", "layer")
@@ -53,6 +54,10 @@ class RankingOptions:
             (``tfprune.pruning.uniform``). A uniform plan slims a keras-hub
             backbone into its own class with a smaller config. Not with a
             measured budget (latency, file size).
+        gqa: How grouped-query attention loses heads: ``"groups"`` (whole
+            query groups: a key/value head with its query heads) or
+            ``"heads"`` (query heads, the same count from every group; the
+            key/value heads stay). ``tfprune.graph.channels.ChannelGraph``.
     """
 
     scope: str = "global"
@@ -62,6 +67,7 @@ class RankingOptions:
     round_to: int = 1
     ignored_layers: tuple = ()
     uniform: bool = False
+    gqa: str = "groups"
 
     def __post_init__(self):
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
@@ -111,6 +117,8 @@ class RankingOptions:
             raise PlanError(f"min_keep must be in [0, 1], got {self.min_keep}.")
         if reduction not in REDUCTIONS:
             raise PlanError(f"reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}.")
+        if self.gqa not in GQA_MODES:
+            raise PlanError(f"gqa must be one of {list(GQA_MODES)}, got {self.gqa!r}.")
         if self.normalization not in NORMALIZATIONS:
             raise PlanError(f"normalization must be one of {sorted(NORMALIZATIONS)}, "
                             f"got {self.normalization!r}.")

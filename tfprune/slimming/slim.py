@@ -178,7 +178,8 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     """
     if plan.granularity != "filter":
         raise PlanError("slim needs a structured (filter) plan; unstructured masks keep shapes.")
-    graph = graph_for(model, plan.settings.get("ignored_layers", ()))
+    graph = graph_for(model, plan.settings.get("ignored_layers", ()),
+                      plan.settings.get("gqa", "groups"))
     check_plan_fits(graph, plan)
     keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
     if is_hub_model(model):

@@ -89,7 +89,7 @@ class PruneExtension(TrainingExtension):
         """
         section = self.config["prune"]
         try:
-            graph_for(model, section["ignored_layers"])
+            graph_for(model, section["ignored_layers"], section["gqa"])
         except ValueError as error:
             raise ConfigError(f"prune.ignored_layers / model: {error}") from None
         if "hessian_gradient" in self.measure.requires:
