@@ -58,16 +58,21 @@ def test_removing_a_query_group_equals_a_smaller_layer():
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.0)
     group = next(g for g in tfprune.channel_groups(model) if g.sources == ["gqa/query_groups"])
     plan.keep[str(group.index)] = np.array([True, False])
+    assert _slim_equals_masked(model, plan) == (2, 1)
+
+
+def _slim_equals_masked(model, plan) -> tuple[int, int]:
+    """Checks slimmed == masked (and != dense); returns the slimmed layer's head counts."""
     masked = keras.models.clone_model(model)
     masked.set_weights(model.get_weights())
     tfprune.apply_plan(masked, plan)
     slimmed = tfprune.slim(model, plan)
-    layer = slimmed.get_layer("gqa")
-    assert (layer.num_query_heads, layer.num_key_value_heads) == (2, 1)
     x, _ = _data()
     expected = masked.predict(x, verbose=0)
     assert not np.allclose(expected, model.predict(x, verbose=0))
     np.testing.assert_allclose(slimmed.predict(x, verbose=0), expected, atol=1e-5)
+    layer = slimmed.get_layer("gqa")
+    return layer.num_query_heads, layer.num_key_value_heads
 
 
 def test_in_heads_mode_query_heads_go_evenly_from_every_group_and_slim_equals_masked():
@@ -94,15 +99,7 @@ def test_in_heads_mode_query_heads_go_evenly_from_every_group_and_slim_equals_ma
     with pytest.raises(GraphError, match=r"keeps \[2, 0\] query heads in its groups"):
         tfprune.slim(model, plan)
     plan.keep[str(heads.index)] = np.array([True, False, False, True])  # one head per group
-    masked = keras.models.clone_model(model)
-    masked.set_weights(model.get_weights())
-    tfprune.apply_plan(masked, plan)
-    slimmed = tfprune.slim(model, plan)
-    layer = slimmed.get_layer("gqa")
-    assert (layer.num_query_heads, layer.num_key_value_heads) == (2, 2)
-    expected = masked.predict(x, verbose=0)
-    assert not np.allclose(expected, model.predict(x, verbose=0))
-    np.testing.assert_allclose(slimmed.predict(x, verbose=0), expected, atol=1e-5)
+    assert _slim_equals_masked(model, plan) == (2, 2)
     chosen = tfprune.make_plan(model, scores, 0.5, gqa="heads")  # even parts by construction
     kept = chosen.keep[str(heads.index)]
     assert kept[:2].sum() == kept[2:].sum() == 1 and chosen.settings["gqa"] == "heads"
