@@ -138,8 +138,18 @@ def _dataset_batches(dataset: tf.data.Dataset, input_rank: int, batch_size: int,
             f"data: inputs of rank {rank} do not fit a model input of rank {input_rank} "
             "(batched) or its examples."
         )
-    for element in dataset.as_numpy_iterator():
-        yield as_batch(element, keys)
+    try:
+        for element in dataset.as_numpy_iterator():
+            yield as_batch(element, keys)
+    except tf.errors.NotFoundError as error:
+        if "Sentencepiece" not in str(error):
+            raise
+        raise SampleError(
+            "data: the task's preprocessor cannot tokenize in tf.data: its SentencePiece "
+            "tokenizer's resource no longer exists. This happens when "
+            "keras.utils.set_random_seed (or tf.random.set_seed) is called after the tokenizer "
+            "was made (keras-hub's own fit fails the same way): set the seed first, then make "
+            "the tokenizer and the task.") from None
 
 
 def _py_dataset_batches(data: keras.utils.PyDataset, keys):
