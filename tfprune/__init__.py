@@ -36,7 +36,8 @@ _SUBPACKAGES = ("check", "config", "data", "export", "graph", "handlers", "impor
 _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "pruning",
               "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
               "run_pipeline": "pipeline", "register_layer_handler": "handlers",
-              "check_model": "check", "ScoreMonitor": "analysis", "Pruner": "pruning"}
+              "check_model": "check", "ScoreMonitor": "analysis", "Pruner": "pruning",
+              "drop_blocks": "slimming", "block_importance": "importance"}
 
 
 def __getattr__(name):

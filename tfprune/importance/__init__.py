@@ -8,6 +8,7 @@ Example:
 
 from tfprune.importance import builtin_measures as _builtin_measures  # noqa: F401 - registers them
 from tfprune.importance.api import score
+from tfprune.importance.blocks import block_importance
 from tfprune.importance.context import LayerView, ScoringContext
 from tfprune.importance.gradients import GradientEstimator
 from tfprune.importance.measure_registry import (
@@ -32,7 +33,8 @@ __all__ = [
     "MEASURES", "FunctionMeasure", "GradientEstimator",
     "ImportanceMeasure", "ImportanceScores", "LayerView", "NonFiniteScoreError", "PrunableLayer",
     "UninformativeScoreError",
-    "SampleError", "ScoringContext", "ScoringError", "available_measures", "get_measure",
+    "SampleError", "ScoringContext", "ScoringError", "available_measures", "block_importance",
+    "get_measure",
     "prunable_layers", "register_measure", "score",
     "serialize_measure",
 ]
