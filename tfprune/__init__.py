@@ -37,7 +37,8 @@ _FUNCTIONS = {"score": "importance", "channel_groups": "pruning", "make_plan": "
               "apply_plan": "pruning", "PruningPlan": "pruning", "slim": "slimming",
               "run_pipeline": "pipeline", "register_layer_handler": "handlers",
               "check_model": "check", "ScoreMonitor": "analysis", "Pruner": "pruning",
-              "drop_blocks": "slimming", "block_importance": "importance"}
+              "drop_blocks": "slimming", "block_importance": "importance",
+              "distill_causal_lm": "training", "perplexity": "training"}
 
 
 def __getattr__(name):
