@@ -47,6 +47,9 @@ def test_the_loss_is_keras_losses_over_the_real_tokens_only():
     kl = (p * np.log(np.clip(p, 1e-7, 1) / np.clip(q, 1e-7, 1))).sum(-1).mean() * 4
     got = float(distiller.compute_loss(x, y, student(x), w))
     assert got == pytest.approx(0.3 * ce + 0.7 * kl, rel=1e-4)
+    # keras-hub's preprocessors give the padding mask as booleans.
+    assert float(distiller.compute_loss(x, y, student(x), w.astype(bool))) == \
+        pytest.approx(got, rel=1e-6)
     # Padding does not count: other logits there change nothing, unlike Keras' own Distiller.
     noisy = np.asarray(student(x)) + 50 * (~real)[..., None] * np.random.default_rng(1).normal(
         size=s.shape)

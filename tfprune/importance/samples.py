@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from tfprune.data import DataBundle, DataError, class_balanced_memory
 from tfprune.data.sampling import balanced_indices
+from tfprune.importance.task_data import LOST_TOKENIZER, lost_tokenizer
 
 #: Examples scanned for a memory, as a multiple of its size, before giving up.
 MEMORY_SCAN_FACTOR = 50
@@ -142,14 +143,9 @@ def _dataset_batches(dataset: tf.data.Dataset, input_rank: int, batch_size: int,
         for element in dataset.as_numpy_iterator():
             yield as_batch(element, keys)
     except tf.errors.NotFoundError as error:
-        if "Sentencepiece" not in str(error):
+        if not lost_tokenizer(error):
             raise
-        raise SampleError(
-            "data: the task's preprocessor cannot tokenize in tf.data: its SentencePiece "
-            "tokenizer's resource no longer exists. This happens when "
-            "keras.utils.set_random_seed (or tf.random.set_seed) is called after the tokenizer "
-            "was made (keras-hub's own fit fails the same way): set the seed first, then make "
-            "the tokenizer and the task.") from None
+        raise SampleError(f"data: {LOST_TOKENIZER}") from None
 
 
 def _py_dataset_batches(data: keras.utils.PyDataset, keys):

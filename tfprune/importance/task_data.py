@@ -37,3 +37,17 @@ def through_preprocessor(model, data, batch_size: int):
     if not isinstance(data, tf.data.Dataset):
         return data
     return data.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+#: Why a SentencePiece tokenizer stops working in ``tf.data``, and the fix.
+LOST_TOKENIZER = (
+    "the task's preprocessor cannot tokenize in tf.data: its SentencePiece tokenizer's "
+    "resource no longer exists. This happens when keras.utils.set_random_seed (or "
+    "tf.random.set_seed) is called after the tokenizer was made (keras-hub's own fit fails "
+    "the same way): set the seed first, then make the tokenizer and the task.")
+
+
+def lost_tokenizer(error: Exception) -> bool:
+    """Whether ``error`` is TensorFlow's for a SentencePiece resource that no longer exists."""
+    return isinstance(error, tf.errors.NotFoundError) and "Sentencepiece" in str(error)
+

@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.importance.task_data import LOST_TOKENIZER, lost_tokenizer
+
 
 class TokenDistiller(keras.distillation.Distiller):
     """A ``keras.distillation.Distiller`` over tokens, padding masked out (module docstring).
@@ -37,7 +39,7 @@ class TokenDistiller(keras.distillation.Distiller):
         if y_pred is None:
             y_pred = self(x, training=training)
         keep = (tf.ones(tf.shape(y_pred)[:-1], tf.bool) if sample_weight is None
-                else tf.not_equal(sample_weight, 0))
+                else tf.not_equal(tf.cast(sample_weight, tf.float32), 0.0))  # bool masks too
         student = tf.boolean_mask(y_pred, keep)
         student_loss = 0.0
         if self.student_loss_weight > 0.0 and y is not None:
@@ -91,7 +93,8 @@ def distill_causal_lm(student: keras.Model, teacher: keras.Model, data, *, epoch
         ``fit``'s History (``student_loss``, ``distillation_loss``, ``total_loss``).
 
     Raises:
-        ValueError: If the two models' vocabularies differ, or a weight is out of [0, 1].
+        ValueError: If the two models' vocabularies differ, a weight is out of [0, 1], or
+            the student's SentencePiece tokenizer was broken by a seed set after it.
     """
     if not 0.0 <= student_loss_weight <= 1.0:
         raise ValueError(f"student_loss_weight must be in [0, 1], got {student_loss_weight}.")
@@ -115,6 +118,10 @@ def distill_causal_lm(student: keras.Model, teacher: keras.Model, data, *, epoch
         return distiller.fit(preprocessed(student, data), epochs=epochs,
                              steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                              verbose=verbose)
+    except tf.errors.NotFoundError as error:
+        if not lost_tokenizer(error):
+            raise
+        raise ValueError(f"data: {LOST_TOKENIZER}") from None
     finally:
         teacher.trainable = trainable
 
