@@ -141,3 +141,28 @@ def test_uniform_with_a_measured_budget_is_refused():
     with pytest.raises(tfprune.pruning.PlanError, match="uniform=True with a measured budget"):
         tfprune.make_plan(backbone, tfprune.score(backbone, "magnitude"),
                           {"tflite_kb": 10}, uniform=True)
+
+
+def test_axes_choose_what_a_plan_may_shorten():
+    from tfprune.graph.channels import ChannelGroup
+    from tfprune.pruning.axes import axis_of
+
+    backbone = BACKBONES["gemma"]()
+    scores = tfprune.score(backbone, "magnitude")
+    groups = tfprune.channel_groups(backbone)
+    for axes, pruned in ((("heads",), "heads"), (("mlp",), "mlp")):
+        plan = tfprune.make_plan(backbone, scores, 0.3, axes=axes)
+        removed = {axis_of(g): 0 for g in groups}
+        for group in groups:
+            removed[axis_of(group)] += group.size - int(plan.keep[str(group.index)].sum())
+        on_axis = sum(g.size for g in groups if axis_of(g) == pruned)
+        # 30% of the axis' own channels go, and nothing else.
+        assert removed == {**{a: 0 for a in removed}, pruned: round(0.3 * on_axis)}, axes
+        assert plan.settings["axes"] == list(axes)
+    assert {axis_of(g) for g in groups} == {"heads", "mlp"}
+    residual = ChannelGroup(0, 4, sources=["block_0/dense"], followers=["block_1/norm"])
+    assert axis_of(residual) == "hidden"
+    with pytest.raises(tfprune.pruning.PlanError, match="tfprune.drop_blocks"):
+        tfprune.make_plan(backbone, scores, 0.3, axes=("mlp", "depth"))
+    with pytest.raises(tfprune.pruning.PlanError, match="axes must be"):
+        tfprune.make_plan(backbone, scores, 0.3, axes=("width",))

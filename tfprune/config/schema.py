@@ -122,6 +122,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
         "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
         "gqa": _choice(_RANKING.gqa, *GQA_MODES),
+        "axes": Field(None, (list,), lambda v: bool(v) and set(v) <= {"heads", "mlp", "hidden"},
+                      "null (every group) or a list of heads, mlp, hidden", nullable=True),
         "uniform": Field(_RANKING.uniform, (bool,), allowed="true or false (the same kept "
                          "count in every block, per kind of group)"),
         "ignored_layers": Field(list(_RANKING.ignored_layers), (list,),

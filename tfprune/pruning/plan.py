@@ -19,6 +19,7 @@ from tfprune.budget_targets import Budget
 from tfprune.graph.channels import ChannelGraph, ChannelGroup, graph_for
 from tfprune.importance.scores import check_finite, check_informative
 from tfprune.plans.pruning_plan import PlanError, PruningPlan
+from tfprune.pruning.axes import axis_floors, axis_of
 from tfprune.pruning.layer_ratios import ratio_keep
 from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, RankingOptions
 from tfprune.pruning.rounding import even_parts, round_keep
@@ -161,6 +162,8 @@ def make_plan(
                             "supported: use a fraction or a counted budget (flops, params).")
     if ranking.gqa != "groups":
         settings["gqa"] = ranking.gqa
+    if ranking.axes is not None:
+        settings["axes"] = list(ranking.axes)
     if granularity == "weight":
         if not isinstance(target, Fraction):
             raise PlanError("budget and per-layer targets ({'flops': ...}, {layer: ratio}) need "
@@ -173,7 +176,7 @@ def make_plan(
     if not groups:
         raise PlanError(f"model {model.name!r} has no prunable channel group.")
     units = [NORMALIZATIONS[normalization](group_scores(g, scores, reduction)) for g in groups]
-    floors = [_floor(g.size, min_keep) for g in groups]
+    floors = axis_floors(groups, [_floor(g.size, min_keep) for g in groups], ranking.axes)
     prior = None
     if previous is not None:
         prior = [previous.keep[str(g.index)] for g in groups]
@@ -182,7 +185,9 @@ def make_plan(
     elif isinstance(target, LayerRatios):
         keep = ratio_keep(graph, units, floors, target.ratios, prior, round_to)
     else:
-        count = round(target.value * sum(g.size for g in groups))
+        # With axes, the fraction is of the channels on those axes.
+        count = round(target.value * sum(g.size for g in groups
+                                         if ranking.axes is None or axis_of(g) in ranking.axes))
         if previous is not None:  # removed channels stay removed, even if rounding overshot
             count = max(count, previous.removed)
         steps = [math.lcm(round_to, g.parts * g.atom) for g in groups]

@@ -13,6 +13,7 @@ import numpy as np
 
 from tfprune.graph.channels import GQA_MODES
 from tfprune.plans.pruning_plan import PlanError
+from tfprune.pruning.axes import check_axes
 
 SCOPES = ("global", "layer")
 #: How a group's member scores (rows) combine into one score per channel.
@@ -58,6 +59,10 @@ class RankingOptions:
             query groups: a key/value head with its query heads) or
             ``"heads"`` (query heads, the same count from every group; the
             key/value heads stay). ``tfprune.graph.channels.ChannelGraph``.
+        axes: The axes a plan may shorten, of ``("heads", "mlp", "hidden")``
+            (``tfprune.pruning.axes``); the other groups are kept whole, and a
+            fraction target is of the channels on these axes. None (default):
+            every group.
     """
 
     scope: str = "global"
@@ -68,9 +73,11 @@ class RankingOptions:
     ignored_layers: tuple = ()
     uniform: bool = False
     gqa: str = "groups"
+    axes: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+        object.__setattr__(self, "axes", check_axes(self.axes))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
