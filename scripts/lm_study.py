@@ -10,7 +10,8 @@ heads of 48, MLP 768), about 2.5 M parameters, with random weights.
 
 Part ``pretrain`` trains it on next-token prediction for ``--minutes``
 (resumable: ``keras.callbacks.BackupAndRestore`` in ``OUT/backup``; run it
-again to continue). Part ``measure`` prunes the pretrained model to half its
+again to continue), keeping the weights of the epoch (100 steps) with the
+lowest held-out loss. Part ``measure`` prunes the pretrained model to half its
 parameters three ways:
 
 - width: a uniform plan (``uniform=True``) of snip scores on training text
@@ -114,20 +115,29 @@ class StopAfter(keras.callbacks.Callback):
 
 def pretrain(out: Path, minutes: float) -> None:
     """Next-token training for ``minutes``, resumable; the weights in ``OUT/dense.weights.h5``."""
-    model, train_ds, _ = datasets(out)
+    model, train_ds, held_ds = datasets(out)
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   weighted_metrics=[])
     state = out / "pretrain.json"
     done = json.loads(state.read_text())["epochs"] if state.exists() else 0
     print(f"pretraining {model.count_params():,} parameters from epoch {done}", flush=True)
+    # The weights kept are those of the epoch with the lowest held-out loss (a model this
+    # size overfits a corpus this small within a few passes).
+    best = keras.callbacks.ModelCheckpoint(str(out / "dense.weights.h5"), monitor="val_loss",
+                                           save_best_only=True, save_weights_only=True)
+    if state.exists():
+        best.best = json.loads(state.read_text())["best_val_loss"]
     history = model.fit(train_ds.repeat(), steps_per_epoch=100, epochs=10_000, verbose=2,
+                        validation_data=held_ds,
                         callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")),
-                                   StopAfter(minutes)])
-    epochs = done + len(history.history.get("loss", []))
-    model.save_weights(out / "dense.weights.h5")
+                                   best, StopAfter(minutes)])
+    losses = history.history.get("val_loss", [])
+    epochs = done + len(losses)
     state.write_text(json.dumps({"epochs": epochs, "steps": 100 * epochs,
-                                 "last_loss": history.history["loss"][-1]}))
+                                 "best_val_loss": float(best.best),
+                                 "val_losses": [*(json.loads(state.read_text())["val_losses"]
+                                                  if state.exists() else []), *losses]}))
     print(f"pretrained to epoch {epochs} (step {100 * epochs})", flush=True)
 
 

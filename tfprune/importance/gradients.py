@@ -43,11 +43,23 @@ class _TracedByRank:
         key = tuple(None if x is None else len(x.shape) for x in keras.tree.flatten(args))
         if key not in self.traced:
             self.traced[key] = tf.function(self.fn, reduce_retracing=True)
+            # Traced at once with the batch size open: a last smaller batch, or another
+            # number of samples (a check before training, then the rounds), adds no trace.
+            self.traced[key].get_concrete_function(*keras.tree.map_structure(_open_batch, args))
         return self.traced[key](*args)
 
     def experimental_get_tracing_count(self) -> int:
         """Traces made so far, over every rank signature (as ``tf.function`` counts them)."""
         return sum(fn.experimental_get_tracing_count() for fn in self.traced.values())
+
+
+def _open_batch(value):
+    """A ``TensorSpec`` of ``value`` with its first (batch) dimension left open."""
+    if value is None:
+        return None
+    tensor = tf.convert_to_tensor(value)
+    shape = tensor.shape
+    return tf.TensorSpec([None, *shape[1:]] if shape.rank else [], tensor.dtype)
 
 
 def _batch(batch) -> tuple:

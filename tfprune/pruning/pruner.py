@@ -10,6 +10,7 @@ previous ones.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import keras
@@ -131,13 +132,19 @@ class Pruner:
         return self.scores
 
     def check(self) -> None:
-        """Scores once on a handful of samples.
+        """Scores once on one batch of samples (and the whole Hessian memory).
 
         A loss, data or model that cannot be scored then fails now rather than
-        after an epoch of training.
+        after an epoch of training. The batch and the memory have the shapes
+        the rounds will use, so the functions traced here are the rounds' own:
+        the first round traces nothing again.
         """
         if self.measure.requires:
-            self.score(num_samples=8, samples_per_class=1, verbose=0)
+            defaults = inspect.signature(ScoringContext).parameters
+            options = {name: defaults[name].default for name in ("num_samples", "batch_size")}
+            options.update(self.score_options)
+            self.score(num_samples=min(int(options["num_samples"]), int(options["batch_size"])),
+                       verbose=0)
 
     def plan_for(self, scores, target, previous: PruningPlan | None = None) -> PruningPlan:
         """The plan ``make_plan`` makes from ``scores`` (the Pruner's plan is not changed)."""
