@@ -229,7 +229,8 @@ def _measured_keep(model, graph, budget, units, floors, prior, round_to: int,
     def slimmed(keep: list) -> keras.Model:
         keep = even_parts(units, keep, floors, _splits(graph.groups), round_to, prior, down=True)
         plan = PruningPlan.from_groups(graph.groups, keep, units,
-                                       settings={"ignored_layers": sorted(graph.ignored_layers)})
+                                       settings={"ignored_layers": sorted(graph.ignored_layers),
+                                                 "gqa": graph.gqa})
         return slim(model, plan)
 
     return measured_keep(model, graph, budget, units, floors, prior, round_to, slimmed,
