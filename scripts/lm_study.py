@@ -128,16 +128,20 @@ def pretrain(out: Path, minutes: float) -> None:
                                            save_best_only=True, save_weights_only=True)
     if state.exists():
         best.best = json.loads(state.read_text())["best_val_loss"]
-    history = model.fit(train_ds.repeat(), steps_per_epoch=100, epochs=10_000, verbose=2,
-                        validation_data=held_ds,
-                        callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")),
-                                   best, StopAfter(minutes)])
-    losses = history.history.get("val_loss", [])
-    epochs = done + len(losses)
-    state.write_text(json.dumps({"epochs": epochs, "steps": 100 * epochs,
-                                 "best_val_loss": float(best.best),
-                                 "val_losses": [*(json.loads(state.read_text())["val_losses"]
-                                                  if state.exists() else []), *losses]}))
+    losses = json.loads(state.read_text())["val_losses"] if state.exists() else []
+
+    def record(epoch, logs):  # after every epoch, so a killed run keeps its state
+        losses.append(float(logs["val_loss"]))
+        state.write_text(json.dumps({"epochs": len(losses), "steps": 100 * len(losses),
+                                     "best_val_loss": float(best.best),
+                                     "val_losses": losses}))
+
+    model.fit(train_ds.repeat(), steps_per_epoch=100, epochs=10_000, verbose=2,
+              validation_data=held_ds,
+              callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")), best,
+                         keras.callbacks.LambdaCallback(on_epoch_end=record),
+                         StopAfter(minutes)])
+    epochs = len(losses)
     print(f"pretrained to epoch {epochs} (step {100 * epochs})", flush=True)
 
 
