@@ -128,6 +128,23 @@ def test_groups_of_a_users_keras_file_say_what_is_kept_whole_and_why(tmp_path, c
     assert "no such .keras file" in capsys.readouterr().err
 
 
+def test_groups_of_grouped_query_attention_in_either_mode(tmp_path, capsys):
+    import keras
+
+    tokens = keras.Input((5,), dtype="int32")
+    x = keras.layers.Embedding(30, 8, name="embed")(tokens)
+    y = keras.layers.GroupQueryAttention(head_dim=3, num_query_heads=4, num_key_value_heads=2,
+                                         name="gqa")(x, x)
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(x + y))
+    path = tmp_path / "gqa.keras"
+    keras.Model(tokens, keras.layers.Dense(3, name="logits")(pooled)).save(path)
+    assert main(["groups", str(path)]) == 0
+    assert "2 channels  ranked by gqa/query_groups" in capsys.readouterr().out
+    assert main(["groups", str(path), "--gqa", "heads"]) == 0
+    assert ("4 channels  ranked by gqa/query_heads  (removed evenly from 2 parts, 1 at a time)"
+            in capsys.readouterr().out)
+
+
 def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(tiny_config(

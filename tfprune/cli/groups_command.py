@@ -26,10 +26,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--ignore", nargs="+", default=[], metavar="LAYER",
                         help="layers to leave alone (their channels are kept whole), added to "
                              "a config's prune.ignored_layers")
+    parser.add_argument("--gqa", choices=["groups", "heads"], default=None,
+                        help="how grouped-query attention loses heads: whole query groups, or "
+                             "query heads evenly from every group (default: a config's "
+                             "prune.gqa, else groups)")
 
 
 def _model(args):
-    """``(model, ignored layers, label)`` for a config or a .keras file."""
+    """``(model, ignored layers, GQA mode, label)`` for a config or a .keras file."""
     from tfprune.config import ConfigError, load_config
     from tfprune.model_files import load_model_file
     from tfprune.training import model_builder
@@ -40,21 +44,21 @@ def _model(args):
             raise ConfigError(f"{source}: no such .keras file.")
         if args.overrides:
             raise ConfigError("--set applies to a CONFIG, not to a .keras model.")
-        return load_model_file(source), list(args.ignore), source.name
+        return load_model_file(source), list(args.ignore), args.gqa or "groups", source.name
     config = load_config(source, args.overrides)
     section = config["model"]
     model = model_builder(config)(width_multiplier=section["width_multiplier"],
                                   **section["options"])
     ignored = [*config["prune"]["ignored_layers"], *args.ignore]
-    return model, ignored, repr(section["name"])
+    return model, ignored, args.gqa or config["prune"]["gqa"], repr(section["name"])
 
 
 def run(args) -> int:
     """Prints one line per group, the channels kept whole, and a total; returns 0."""
     from tfprune.graph.channels import graph_for
 
-    model, ignored, label = _model(args)
-    graph = graph_for(model, ignored)
+    model, ignored, gqa, label = _model(args)
+    graph = graph_for(model, ignored, gqa)
     for group in graph.groups:
         split = "" if group.parts * group.atom == 1 else (
             f"  (removed evenly from {group.parts} parts, {group.atom} at a time)")
