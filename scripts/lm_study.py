@@ -253,7 +253,7 @@ def write_report(out: Path, result: dict) -> None:
     axis.set_xticks(positions, names)
     axis.set_yscale("log")
     axis.set_ylabel("held-out perplexity")
-    axis.set_title(f"{result['fraction']:.0%} of the parameters; "
+    axis.set_title(f"Budget {result['fraction']:.0%} of the parameters; "
                    f"{result['recover_steps']} recovery steps")
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -262,7 +262,8 @@ def write_report(out: Path, result: dict) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["pretrain", "measure"], required=True)
+    parser.add_argument("--part", choices=["pretrain", "measure", "report"], required=True,
+                        help="report: rewrite results.md and the figure from results.json")
     parser.add_argument("--out", default="runs/lm_study")
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--recover-steps", type=int, default=300)
@@ -278,6 +279,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     if args.part == "pretrain":
         pretrain(out, args.minutes)
+    elif args.part == "report":
+        write_report(out, json.loads((out / "results.json").read_text()))
     else:
         measure(out, args.recover_steps, args.fraction)
 
