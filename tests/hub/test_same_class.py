@@ -166,3 +166,22 @@ def test_axes_choose_what_a_plan_may_shorten():
         tfprune.make_plan(backbone, scores, 0.3, axes=("mlp", "depth"))
     with pytest.raises(tfprune.pruning.PlanError, match="axes must be"):
         tfprune.make_plan(backbone, scores, 0.3, axes=("width",))
+
+
+def test_a_uniform_plan_under_a_parameter_budget_fits_it_closely():
+    """The budget search takes one query group, in block 0 only (its scores say so); made
+    uniform, both blocks keeping 1 would overshoot by a whole group: MLP units go instead."""
+    backbone = BACKBONES["gemma"]()
+    scores = dict(tfprune.score(backbone, "magnitude"))
+    for key in scores:
+        if key.endswith("query_groups"):
+            scores[key] = np.array([1e-6, 1e3]) if "block_0" in key else np.array([1e3, 2e3])
+    dense = backbone.count_params()
+    group = 3 * 16 * 2 * 4 + 16 * 2 * 4  # a query group's q (2 heads), k, v and output slices
+    budget = dense - group
+    plan = tfprune.make_plan(backbone, scores, {"params": budget}, uniform=True)
+    slimmed = tfprune.slim(backbone, plan)
+    assert type(slimmed) is type(backbone)
+    assert slimmed.get_config()["num_key_value_heads"] == 2  # no query group in either block
+    mlp_unit = 3 * 16 * 2  # gate, up and down rows of one unit, in each of the 2 blocks
+    assert budget - mlp_unit <= slimmed.count_params() <= budget

@@ -20,6 +20,7 @@ from tfprune.graph.channels import ChannelGraph, ChannelGroup, graph_for
 from tfprune.importance.scores import check_finite, check_informative
 from tfprune.plans.pruning_plan import PlanError, PruningPlan
 from tfprune.pruning.axes import axis_floors, axis_of
+from tfprune.pruning.cost import KeepCost
 from tfprune.pruning.layer_ratios import ratio_keep
 from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, RankingOptions
 from tfprune.pruning.rounding import even_parts, round_keep
@@ -194,9 +195,12 @@ def make_plan(
         keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
                           steps, prior)
     if ranking.uniform:
+        counted = isinstance(target, Budget) and not target.measured
         keep = uniform_keep(groups, units, keep, floors,
                             [math.lcm(round_to, g.parts * g.atom) for g in groups], prior,
-                            down=isinstance(target, Budget))
+                            down=isinstance(target, Budget),
+                            cost=KeepCost(model, graph, target.kind) if counted else None,
+                            budget=target.value if counted else None)
     keep = even_parts(units, keep, floors, _splits(groups), round_to, prior,
                       down=isinstance(target, Budget))
     history = (previous.history if previous else []) + [
