@@ -6,8 +6,10 @@ source has the same name once block numbers are left out
 ``decoder_block_1/attention/query_groups``) and the same size. After the
 ranking has chosen how many channels each group keeps, every group of a kind
 keeps the kind's mean count (rounded to the group's step, ``round_to`` and
-its parts; down for a budget, so the budget still holds), its best-scored
-channels. A uniform plan slims a keras-hub backbone into its own class
+its parts), its best-scored channels. Under a counted budget (FLOPs,
+parameters) the kinds then lose a step at a time, the one losing the least
+score per unit of cost saved first, until the budget holds. A uniform plan
+slims a keras-hub backbone into its own class
 (``tfprune.slimming.same_class``).
 """
 
