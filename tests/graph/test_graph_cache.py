@@ -17,9 +17,9 @@ def test_one_analysis_is_shared_by_the_pruner_plans_masks_and_slim(monkeypatch):
     analysed = []
     original = ChannelGraph.__init__
 
-    def counting(self, model, ignored_layers=()):
+    def counting(self, model, ignored_layers=(), gqa="groups"):
         analysed.append(tuple(sorted(ignored_layers)))
-        original(self, model, ignored_layers)
+        original(self, model, ignored_layers, gqa)
 
     monkeypatch.setattr(ChannelGraph, "__init__", counting)
     model = cnn()

@@ -41,7 +41,7 @@ def masked_copy(backbone, plan):
     return copy
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", ["gemma", "llama", "mistral"])  # gemma_one_kv_head: below
 def test_a_uniform_plan_slims_to_the_same_class_equal_to_the_masked_backbone(name):
     keras.utils.set_random_seed(0)
     backbone = BACKBONES[name]()
