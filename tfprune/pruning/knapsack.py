@@ -112,23 +112,14 @@ def _calls_touching(cost: KeepLatency) -> dict[int, list]:
     return touching
 
 
-def _calls_time(cost: KeepLatency, calls: list, counts: dict[int, int]) -> float:
-    total = 0.0
-    for times in calls:
-        inputs, outputs = cost.counts[times.name]
-        total += times.at(inputs(counts) if inputs else times.in_counts[-1],
-                          outputs(counts) if outputs else times.out_counts[-1])
-    return total
-
-
 def _solve(cost, groups, choices, counts, touching, budget, resolution) -> dict | None:
     """One knapsack around ``counts``; the counts it picks, or None if none fits."""
     need = cost.from_counts(counts) - budget  # the ms to save (negative: room to spare)
     savings = []
     for group, choice in zip(groups, choices, strict=True):
         calls = touching[group.index]
-        now = _calls_time(cost, calls, counts)
-        savings.append(np.array([now - _calls_time(cost, calls, {**counts, group.index: k})
+        now = cost.calls_time(calls, counts)
+        savings.append(np.array([now - cost.calls_time(calls, {**counts, group.index: k})
                                  for k in choice.counts]))
     spread = sum(float(s.max() - s.min()) for s in savings)
     step = max(spread, 1e-9) / resolution

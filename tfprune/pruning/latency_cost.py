@@ -158,11 +158,16 @@ class KeepLatency:
     def from_counts(self, kept: dict[int, int], residual: float | None = None) -> float:
         """The latency with ``kept[g]`` channels kept in each group ``g``."""
         total = self.residual if residual is None else residual
-        for times in self.table.calls:
+        return float(total + self.calls_time(self.table.calls, kept))
+
+    def calls_time(self, calls: list[CallTimes], kept: dict[int, int]) -> float:
+        """The predicted time of some timed calls, with ``kept[g]`` channels in each group."""
+        total = 0.0
+        for times in calls:
             inputs, outputs = self.counts[times.name]
             total += times.at(inputs(kept) if inputs else times.in_counts[-1],
                               outputs(kept) if outputs else times.out_counts[-1])
-        return float(total)
+        return total
 
     def __call__(self, keep: dict[int, np.ndarray]) -> float:
         """The latency with ``{group index: keep-mask}`` applied."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 
 from tfprune.importance.blocks import transformer_blocks
+from tfprune.slimming.same_class import around, weights_are_the_backbones
 
 
 def drop_blocks(model: keras.Model, blocks) -> keras.Model:
@@ -30,11 +31,10 @@ def drop_blocks(model: keras.Model, blocks) -> keras.Model:
     """
     backbone = getattr(model, "backbone", model)
     if backbone is not model:
-        if {id(v) for v in model.weights} != {id(v) for v in backbone.weights}:
+        if not weights_are_the_backbones(model):
             raise ValueError(f"{type(model).__name__} has weights outside its backbone; drop "
                              "the blocks of its backbone and rebuild the task around it.")
-        slimmed = drop_blocks(backbone, blocks)
-        return type(model)(backbone=slimmed, preprocessor=getattr(model, "preprocessor", None))
+        return around(model, drop_blocks(backbone, blocks))
     existing = transformer_blocks(backbone)
     removed = sorted({int(b) for b in blocks})
     if any(not 0 <= b < len(existing) for b in removed):

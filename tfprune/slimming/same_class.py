@@ -36,6 +36,16 @@ def is_hub_model(model) -> bool:
     return type(model).__module__.startswith("keras_hub.")
 
 
+def weights_are_the_backbones(task) -> bool:
+    """Whether every weight of a keras-hub task is its backbone's (a causal LM's are)."""
+    return {id(v) for v in task.weights} == {id(v) for v in task.backbone.weights}
+
+
+def around(task, backbone):
+    """``task``'s own class rebuilt around another ``backbone``, with the same preprocessor."""
+    return type(task)(backbone=backbone, preprocessor=getattr(task, "preprocessor", None))
+
+
 def same_class_slim(model: keras.Model, masks: dict) -> tuple[keras.Model | None, str]:
     """``model``'s own class, built smaller, holding the kept weights; or ``(None, why)``.
 
@@ -45,14 +55,11 @@ def same_class_slim(model: keras.Model, masks: dict) -> tuple[keras.Model | None
     """
     backbone = getattr(model, "backbone", None)
     if backbone is not None and backbone is not model:
-        if {id(v) for v in model.weights} != {id(v) for v in backbone.weights}:
+        if not weights_are_the_backbones(model):
             return None, (f"{type(model).__name__} has weights outside its backbone; only a "
                           "task whose weights are all its backbone's is rebuilt as its class")
         slimmed, why = same_class_slim(backbone, masks)
-        if slimmed is None:
-            return None, why
-        task = type(model)(backbone=slimmed, preprocessor=getattr(model, "preprocessor", None))
-        return task, ""
+        return (None, why) if slimmed is None else (around(model, slimmed), "")
     kept = []
     for variable in model.weights:
         index = _kept_indices(variable, masks.get(id(variable)))
