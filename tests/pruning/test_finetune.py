@@ -12,14 +12,26 @@ from tfprune.run_folder import RunFolder
 from tfprune.workflows.finetune import finetune, resume_finetune
 
 
-def base_and_config(image_folder, tmp_path, **finetune_options):
-    """A trained base run, and a fine-tuning config pruning it to half its FLOPs."""
-    base = tmp_path / "base"
-    config = tmp_path / "train.yaml"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(an image folder, a base run trained on it for one epoch), shared by the module."""
+    from conftest import write_image_folder
+
+    root = tmp_path_factory.mktemp("finetune")
+    image_folder, base, config = write_image_folder(root / "images"), root / "base", \
+        root / "train.yaml"
     config.write_text("model: {name: vgg11, width_multiplier: 0.0625}\n"
                       f"data: {{source: {image_folder}, batch_size: 9}}\n"
                       "train: {epochs: 1, verbose: 0}\n")
-    assert main(["train", str(config), "--set", f"run.dir={base}"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TFPRUNE_CACHE_DIR", str(root / "cache"))
+        assert main(["train", str(config), "--set", f"run.dir={base}"]) == 0
+    return image_folder, base
+
+
+def base_and_config(trained, tmp_path, **finetune_options):
+    """The trained base run, and a fine-tuning config of it (2 rounds of snip, 3 epochs)."""
+    image_folder, base = trained
     overrides = [f"data.source={image_folder}", "data.batch_size=9", "train.epochs=3",
                  "train.verbose=0", "model.name=vgg11", "model.width_multiplier=0.0625",
                  f"finetune.source={base}", "prune.rounds=2", "prune.measure=snip",
@@ -29,10 +41,10 @@ def base_and_config(image_folder, tmp_path, **finetune_options):
     return base, load_config(None, overrides)
 
 
-def test_distilled_fine_tuning_prunes_before_training_and_resumes(image_folder, tmp_path):
+def test_distilled_fine_tuning_prunes_before_training_and_resumes(trained, tmp_path):
     from tfprune.pruning.stats import flops
 
-    base, config = base_and_config(image_folder, tmp_path, distill="true")
+    base, config = base_and_config(trained, tmp_path, distill="true")
     dense = keras.models.load_model(base / "model.keras", compile=False)
     config["prune"]["target"] = {"flops": 0.5 * flops(dense)}
     result = finetune(config)
@@ -54,11 +66,11 @@ def test_distilled_fine_tuning_prunes_before_training_and_resumes(image_folder, 
     assert run.summary.read_bytes() == before
 
 
-def test_an_interrupted_distilled_run_resumes_from_its_student(image_folder, tmp_path):
+def test_an_interrupted_distilled_run_resumes_from_its_student(trained, tmp_path):
     """Stopped after epoch 2 of 3 and resumed, it ends where an uninterrupted run ends."""
     from tfprune.config import save_config
 
-    base, config = base_and_config(image_folder, tmp_path, distill="true")
+    base, config = base_and_config(trained, tmp_path, distill="true")
     config["prune"]["target"] = 0.5
     config["train"]["lr_values"], config["train"]["lr_phases"] = [0.01], [1]  # one phase
     stopped = json.loads(json.dumps(config))
@@ -90,15 +102,14 @@ def test_bad_sources_are_refused_before_training(image_folder, tmp_path):
         finetune(config)
 
 
-def test_the_distillation_loss_is_the_kl_divergence_of_the_softened_outputs(image_folder,
-                                                                          tmp_path):
+def test_the_distillation_loss_is_the_kl_divergence_of_the_softened_outputs(trained, tmp_path):
     """Checked by hand: T^2 KL(softmax(t / T) || softmax(s / T)) / scale^2, T = scale x 3."""
     import tensorflow as tf
 
     from tfprune.training import compile_model
     from tfprune.workflows.finetune import FinetuneExtension
 
-    base, config = base_and_config(image_folder, tmp_path, distill="true")
+    base, config = base_and_config(trained, tmp_path, distill="true")
     extension = FinetuneExtension(config)
     student = keras.models.load_model(base / "model.keras", compile=False)
     rng = np.random.default_rng(0)
