@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfprune.handlers import LayerHandler, handler_for
 from tfprune.model_cache import cached
+from tfprune.workers import model_strategy, sum_across_workers, worker_count
 
 
 def batch_norm_layers(model: keras.Model) -> list:
@@ -53,13 +54,15 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
     the moving mean (variance) is the plain average of the batch means
     (variances). Other training-mode layers (dropout) also run in training mode
     while this happens; their outputs are discarded. The momenta are restored.
+    Under a multi-worker strategy the average is over every worker's batches
+    (summed with ``tfprune.workers.sum_across_workers``), the same on each.
 
     Args:
         model: A built Keras model.
         batches: An iterable of ``(inputs, targets)`` or of inputs.
 
     Returns:
-        The number of batches used.
+        The number of batches used (over all workers).
     """
     batches = list(batches)
     layers = batch_norm_layers(model)
@@ -89,9 +92,28 @@ def recalibrate_batchnorm(model: keras.Model, batches) -> int:
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+    strategy = model_strategy(model)
+    if worker_count(strategy) > 1:
+        running, count = _mean_over_workers(layers, running, count, strategy)
     if running is not None:
         _restore_statistics(layers, running)
     return count
+
+
+def _mean_over_workers(layers, running, count: int, strategy) -> tuple[list | None, int]:
+    """The mean batch statistics over every worker's batches, and their number."""
+    if running is None:
+        running = [(np.zeros_like(mean), np.zeros_like(variance))
+                   for mean, variance in _saved_statistics(layers)]
+    flat = [value * np.float64(count) for pair in running for value in pair]
+    *sums, total = sum_across_workers([*flat, np.float64(count)], strategy)
+    total = int(total)
+    if not total:
+        return None, 0
+    means = [np.asarray(value, np.float64) / total for value in sums]
+    pairs = [(means[i].astype(np.float32), means[i + 1].astype(np.float32))
+             for i in range(0, len(means), 2)]
+    return pairs, total
 
 
 @contextlib.contextmanager
@@ -182,3 +204,29 @@ def _spread_pass(model: keras.Model, forward, key):
 def _spread(outputs: list) -> float:
     """The mean over outputs and units of the standard deviation over the batch."""
     return float(np.mean([np.asarray(out, np.float64).std(axis=0).mean() for out in outputs]))
+
+
+def average_batchnorm_across_workers(model: keras.Model, strategy=None) -> bool:
+    """Sets every BN moving mean and variance to its mean over the workers; True if it did.
+
+    Keras keeps BatchNormalization's moving statistics per worker under a
+    multi-worker strategy (they are not aggregated), so each worker's follow
+    its own batches. Scores taken in inference mode, checkpoints and the final
+    model would then depend on the worker. Averaged at each epoch end, they are
+    the same on every worker. With one worker this does nothing.
+
+    Args:
+        model: The model (its nested BatchNormalization layers included).
+        strategy: Default: the strategy in scope, else the model's.
+    """
+    strategy = strategy or model_strategy(model)
+    workers = worker_count(strategy)
+    layers = batch_norm_layers(model)
+    if workers == 1 or not layers:
+        return False
+    flat = [value for pair in _saved_statistics(layers) for value in pair]
+    sums = sum_across_workers(flat, strategy)
+    means = [np.asarray(value, np.float64) / workers for value in sums]
+    _restore_statistics(layers, [(means[i].astype(np.float32), means[i + 1].astype(np.float32))
+                                 for i in range(0, len(means), 2)])
+    return True

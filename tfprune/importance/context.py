@@ -15,7 +15,9 @@ import weakref
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from tfprune.data import DataBundle
 from tfprune.graph.model_graph import calls
 from tfprune.importance.batchnorm import (
     DEGENERATE_RATIO,
@@ -32,12 +34,14 @@ from tfprune.importance.samples import (
     gradient_batches,
     memory_batches,
     scoring_memory,
+    take_rows,
 )
 from tfprune.importance.scores import ScoringError
 from tfprune.importance.task_data import through_preprocessor
 from tfprune.model_cache import model_cache
 from tfprune.model_files import ModelFileError, load_model_file
 from tfprune.precision import float32_model
+from tfprune.workers import model_strategy, sum_across_workers, worker_count, worker_index
 
 #: Largest memory the default ``hessian_batch_size`` takes in one nested pass.
 FUSED_MEMORY_LIMIT = 256
@@ -155,6 +159,14 @@ class ScoringContext:
             when the data holds fewer than asked) and the loss, then a progress
             bar; 0 (default) is silent.
 
+    Under a multi-worker strategy (``tfprune.workers``), each worker's sums are
+    added over the workers, so every worker gets the scores of the union of
+    their samples. A ``DataBundle`` is the same dataset on every worker: each
+    worker then takes every n-th of the samples drawn from it (n workers), and
+    together they score exactly the samples one process would, each worker
+    doing 1/n of the work. Other data (arrays, datasets) is taken as this
+    worker's own shard.
+
     Example:
         >>> context = ScoringContext(model, (x_train, y_train), num_samples=512)
         >>> snip = get_measure("snip").score(context)
@@ -186,6 +198,8 @@ class ScoringContext:
         self.model = float32_model(model)
         self.layers: list[PrunableLayer] = prunable_layers(self.model, include_output_layers)
         self.data = through_preprocessor(model, data, int(batch_size))
+        #: Whether the data is the same on every worker (a DataBundle), to be shared out.
+        self._same_on_every_worker = isinstance(data, DataBundle)
         self.num_samples = int(num_samples)
         self.samples_per_class = int(samples_per_class)
         self.batch_size = int(batch_size)
@@ -234,10 +248,10 @@ class ScoringContext:
         """The batches g is averaged over (drawn once)."""
         if self._stream is None:
             self._require_data("a gradient-based measure")
-            self._stream = gradient_batches(
+            self._stream = self._worker_share(gradient_batches(
                 self.data, self.num_samples, input_rank=self._input_rank,
                 batch_size=self.batch_size, seed=self.seed, keys=self.data_keys,
-            )
+            ))
             self.samples_used["gradient"] = sum(map(batch_size_of, self._stream))
             if not self.samples_used["gradient"]:
                 raise SampleError("data: no samples for the gradient.")
@@ -250,12 +264,27 @@ class ScoringContext:
         """
         if self._memory is None:
             self._require_data("a Hessian-gradient measure")
-            self._memory = scoring_memory(
+            (self._memory,) = self._worker_share([scoring_memory(
                 self.data, self.objective, self.samples_per_class,
                 input_rank=self._input_rank, seed=self.seed, keys=self.data_keys,
-            )
+            )], whole=True)
             self.samples_used["hessian"] = batch_size_of(self._memory)
         return self._memory
+
+    def _worker_share(self, batches: list, whole: bool = False) -> list:
+        """This worker's every n-th row of the batches, when the data is on every worker.
+
+        Unchanged with one worker, for a worker's own data, or when there are
+        fewer samples than workers. ``whole``: keep one batch (the memory) even
+        if this worker's share of it is small.
+        """
+        workers = worker_count(model_strategy(self.source_model))
+        if workers == 1 or not self._same_on_every_worker or \
+                sum(map(batch_size_of, batches)) < workers:
+            return batches
+        index = worker_index(model_strategy(self.source_model))
+        shares = [take_rows(batch, slice(index, None, workers)) for batch in batches]
+        return shares if whole else [share for share in shares if batch_size_of(share)]
 
     def _memory_batches(self, size: int) -> list:
         return memory_batches(self.memory(), size)
@@ -294,13 +323,20 @@ class ScoringContext:
         if self.batchnorm == "recalibrate":
             return "recalibrated"
         # "auto": decided once per weights, loss and batch (kept on the model), so scoring
-        # the same weights again (another measure, a monitor) skips the check.
+        # the same weights again (another measure, a monitor) skips the check. Several
+        # workers decide together, on the mean spreads of their batches, every time.
+        strategy = model_strategy(self.source_model)
+        workers = worker_count(strategy)
         key = (self.objective.key, _fingerprint(self.model.weights), _fingerprint(images))
         known = model_cache(self.model).get("batchnorm_decision")
-        if known is not None and known[0] == key:
+        if known is not None and known[0] == key and workers == 1:
             return known[1]
         inference, training = inference_spread(self.model, self.objective.forward, images,
                                                cache_key=self.objective.key)
+        if workers > 1:
+            inference, training = (float(v) / workers for v in sum_across_workers(
+                [tf.constant(inference, tf.float64), tf.constant(training, tf.float64)],
+                strategy))
         decision = "inference"
         if inference < DEGENERATE_RATIO * training:
             decision = (f"recalibrated (auto: inference-mode logit spread {inference:.3g} vs "
@@ -338,7 +374,10 @@ class ScoringContext:
         size = batch_size_of(memory)
         self._announce("g and Hg (the Hessian-gradient memory)", size, size)
         hg_batch = self.hessian_batch_size or min(size, FUSED_MEMORY_LIMIT)
-        if hg_batch >= size:  # the whole memory at once: one fused pass
+        # The fused pass multiplies H by this memory's own g; several workers need the g of
+        # all their memories together first.
+        alone = worker_count(model_strategy(self.source_model)) == 1
+        if hg_batch >= size and alone:  # the whole memory at once: one fused pass
             g, hg = estimator.gradient_and_hessian_gradient(*memory, temperature=key)
         else:
             # g is a plain mean, so its pass may take larger batches than the Hg passes.

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from tfprune.importance.objective import ScoringObjective
+from tfprune.workers import model_strategy, sum_across_workers, worker_count
 
 
 def _dense(gradients, variables) -> list:
@@ -196,7 +197,8 @@ class GradientEstimator:
             temperature: Overrides the estimator's temperature for this call.
         """
         t = self._temperature(temperature)
-        return self._weighted_mean(batches, lambda *batch: self._gradient_fn(*batch, t))
+        return self._weighted_mean(batches, lambda *batch: self._gradient_fn(*batch, t),
+                                   self.variables)
 
     def hessian_gradient_product(
         self, g, batches, temperature: float | None = None
@@ -213,9 +215,16 @@ class GradientEstimator:
         """
         g = [tf.cast(gi, v.dtype) for gi, v in zip(g, self.variables, strict=True)]
         t = self._temperature(temperature)
-        return self._weighted_mean(batches, lambda *batch: self._hvp_fn(*batch, t, g))
+        return self._weighted_mean(batches, lambda *batch: self._hvp_fn(*batch, t, g),
+                                   self.hessian_variables)
 
-    def _weighted_mean(self, batches, fn) -> list[tf.Tensor]:
+    def _weighted_mean(self, batches, fn, variables) -> list[tf.Tensor]:
+        """The example-weighted mean of ``fn`` over the batches (of every worker's batches).
+
+        Under a multi-worker strategy, each worker's sums and example count are
+        added across workers (``tfprune.workers``): every worker returns the
+        mean over the union of their batches.
+        """
         total, count = None, 0
         batches = list(batches)
         bar = None
@@ -231,6 +240,12 @@ class GradientEstimator:
             count += size
             if bar is not None:
                 bar.add(size)
+        strategy = model_strategy(self.objective.model)  # the given model, not a float32 copy
+        if worker_count(strategy) > 1:
+            total = total or [tf.zeros(v.shape, v.dtype) for v in variables]
+            *total, count = sum_across_workers([*total, tf.constant(count, tf.float64)],
+                                               strategy)
+            count = int(count)
         if not count:
             raise ValueError("no batches to estimate from.")
         return [t / count for t in total]

@@ -54,7 +54,8 @@ def batch_size_of(batch) -> int:
     return int(len(keras.tree.flatten(batch[0])[0]))
 
 
-def _take(batch, index):
+def take_rows(batch, index):
+    """The rows ``index`` (an index array or a slice) of every part of a ``(x, y, w)`` batch."""
     return tuple(None if part is None else keras.tree.map_structure(lambda a: a[index], part)
                  for part in batch)
 
@@ -68,7 +69,7 @@ def _concatenate(batches: list):
 
 def _split(batch, size: int) -> list:
     total = batch_size_of(batch)
-    return [_take(batch, slice(start, start + size)) for start in range(0, total, size)]
+    return [take_rows(batch, slice(start, start + size)) for start in range(0, total, size)]
 
 
 def _numpy(structure):
@@ -175,7 +176,7 @@ def _unsupported(data):
 def _(data, *, input_rank, batch_size, seed, keys=None):
     batch = _checked_arrays(data)
     order = np.random.default_rng(seed).permutation(batch_size_of(batch))
-    return iter(_split(_take(batch, order), batch_size))
+    return iter(_split(take_rows(batch, order), batch_size))
 
 
 @stream_batches.register(tf.data.Dataset)
@@ -213,7 +214,7 @@ def gradient_batches(data, num_samples: int, *, input_rank: int, batch_size: int
     for batch in stream_batches(data, input_rank=input_rank, batch_size=batch_size, seed=seed,
                                 keys=keys):
         keep = min(batch_size_of(batch), num_samples - count)
-        taken.append(_take(batch, slice(0, keep)))
+        taken.append(take_rows(batch, slice(0, keep)))
         count += keep
         if count >= num_samples:
             break
@@ -263,14 +264,14 @@ def scoring_memory(data, objective, per_class: int, *, input_rank: int, seed: in
                               f"({per_class} x {RANDOM_MEMORY_CLASSES}); lower "
                               "samples_per_class.")
         chosen = np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
-        return _take(pool, chosen)
+        return take_rows(pool, chosen)
     labels = objective.class_ids(pool[1])
     try:
         indices = balanced_indices(labels, per_class, num_classes, seed, where="data")
     except DataError as error:
         scanned = "" if isinstance(data, tuple | list) else f" (in the first {total} examples)"
         raise SampleError(f"{error}{scanned} Lower samples_per_class.") from None
-    return _take(pool, indices)
+    return take_rows(pool, indices)
 
 
 def _class_counter(objective, num_classes: int, per_class: int):

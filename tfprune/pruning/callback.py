@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfprune.budget_targets import parse_budget
 from tfprune.graph.channels import channel_groups
 from tfprune.importance import get_measure
+from tfprune.importance.batchnorm import average_batchnorm_across_workers
 from tfprune.importance.measure_registry import measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
 from tfprune.inspection.round_summaries import write_round
@@ -242,8 +243,13 @@ class PruningCallback(keras.callbacks.Callback):
         self._previous_probe = masks
 
     def on_epoch_end(self, epoch, logs=None):
-        """Prunes if the schedule says so; adds ``kept_filters`` to the logs."""
+        """Prunes if the schedule says so; adds ``kept_filters`` to the logs.
+
+        Under a multi-worker strategy the BatchNorm moving statistics are first
+        averaged over the workers, so every worker scores the same model.
+        """
         step = epoch + 1
+        average_batchnorm_across_workers(self.model)
         if getattr(self.schedule, "observes_masks", False) and self.plan is None:
             self._probe_early_bird(step)
         self._round(step)

@@ -21,6 +21,7 @@ from tfprune.handlers import handler_for
 from tfprune.importance.prunable import prunable_layers
 from tfprune.keras_objects import MaskConstraint
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
+from tfprune.workers import model_strategy, require_same_plan
 
 
 def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> list:
@@ -56,7 +57,12 @@ def apply_plan(model: keras.Model, plan: PruningPlan) -> keras.Model:
 
     Returns:
         The same model.
+
+    Raises:
+        tfprune.workers.WorkersDisagreeError: Under a multi-worker strategy, when
+            another worker's plan differs (checked before any weight changes).
     """
+    require_same_plan(plan, model_strategy(model))
     for variable, mask in variable_masks(model, plan):
         variable.assign(variable * tf.cast(mask, variable.dtype))
     return model
@@ -138,7 +144,12 @@ class MaskEnforcer:
         self._variables = {}
 
     def update(self, plan: PruningPlan, optimizer=None) -> None:
-        """Sets the masks from a plan, zeroes the weights and the optimizer's slots for them."""
+        """Sets the masks from a plan, zeroes the weights and the optimizer's slots for them.
+
+        Under a multi-worker strategy every worker's plan must be the same
+        (``tfprune.workers.require_same_plan``), checked before any mask changes.
+        """
+        require_same_plan(plan, model_strategy(self.model))
         if not self.masks:
             self.install()
         for variable, mask in variable_masks(self.model, plan, self.ignored_layers):

@@ -11,6 +11,7 @@ import time
 import keras
 
 from tfprune.atomic import atomic_path, write_text
+from tfprune.importance.batchnorm import average_batchnorm_across_workers
 from tfprune.run_folder import RunFolder
 from tfprune.trained_model import trained_model
 
@@ -21,6 +22,20 @@ METRIC_COLUMNS = {
     "val_loss": "test_loss",
     "val_accuracy": "test_accuracy",
 }
+
+
+class AverageBatchNormAcrossWorkers(keras.callbacks.Callback):
+    """At each epoch end, BatchNorm moving statistics become their mean over the workers.
+
+    Under a multi-worker strategy Keras keeps them per worker; averaged before the
+    checkpoint, every worker holds the same model, and a resumed run (every
+    worker loads the chief's checkpoint) goes on as an uninterrupted one. With one
+    worker it does nothing.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Averages the statistics (before the run folder's callbacks save anything)."""
+        average_batchnorm_across_workers(self.model)
 
 
 class MetricsLogger(keras.callbacks.Callback):

@@ -16,6 +16,19 @@ build needs.
 (a plain ``fit`` fails) and that the workaround fits. When Keras fixes it, that
 first check fails: delete ``_first_replica_build`` and ``fit_workarounds``'s
 use of it, and the check.
+
+**Scalar metrics under a multi-worker strategy (Keras 3.15.1).** After each
+step, ``fit`` averages the step's logs over the replicas with
+``reduce_per_replica(..., reduction="auto")``. Under
+``MultiWorkerMirroredStrategy`` that is ``strategy.reduce("MEAN", v, axis=0)``,
+which asks for a mean over the first axis of a scalar loss or metric and fails
+on every worker (``Invalid reduction dimension 0 for input with 0
+dimensions``). The workaround averages over the replicas only
+(``axis=None``), which is what Keras does with one worker. It replaces the
+function in ``keras.src.backend.tensorflow.trainer`` while ``fit`` runs and
+restores it after. ``tests/training/test_multi_worker.py`` checks that a plain
+``fit`` still fails with two workers; when it no longer does, delete
+``_replica_mean_reduce`` and its use below, and that check.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import contextlib
 
 import keras
 import tensorflow as tf
+from keras.src.backend.tensorflow import trainer as keras_trainer
 
 
 def _first_replica(value):
@@ -47,6 +61,27 @@ def _first_replica_build(model: keras.Model):
     return build
 
 
+def _replica_mean_reduce(original):
+    """``reduce_per_replica`` whose multi-worker mean is over the replicas, not an axis."""
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or \
+                not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return original(values, strategy, reduction)
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+
+    return reduce_per_replica
+
+
+@contextlib.contextmanager
+def _multi_worker_reduce():
+    original = keras_trainer.reduce_per_replica
+    keras_trainer.reduce_per_replica = _replica_mean_reduce(original)
+    try:
+        yield
+    finally:
+        keras_trainer.reduce_per_replica = original
+
+
 @contextlib.contextmanager
 def fit_workarounds(model: keras.Model):
     """Applies the workarounds to ``model`` while the block runs ``fit`` / ``evaluate``.
@@ -59,8 +94,10 @@ def fit_workarounds(model: keras.Model):
         yield model
         return
     object.__setattr__(model, "_maybe_symbolic_build", _first_replica_build(model))
+    multi_worker = isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     try:
-        yield model
+        with _multi_worker_reduce() if multi_worker else contextlib.nullcontext():
+            yield model
     finally:
         with contextlib.suppress(AttributeError):
             object.__delattr__(model, "_maybe_symbolic_build")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,11 +19,12 @@ from tfprune.config import ConfigError, load_config, save_config
 from tfprune.data import DataBundle, DataSpec, load_data
 from tfprune.provenance import code_commit, machine_cpu
 from tfprune.run_folder import RunFolder
-from tfprune.training.callbacks import EpochCheckpoint, MetricsLogger
+from tfprune.training.callbacks import AverageBatchNormAcrossWorkers, EpochCheckpoint, MetricsLogger
 from tfprune.training.keras_workarounds import fit_workarounds
 from tfprune.training.loss import TemperatureCrossEntropy
 from tfprune.training.lr_schedule import EpochPhaseSchedule, scale_phases
 from tfprune.training.strategy import strategy_for
+from tfprune.workers import is_chief, worker_index
 
 
 class TrainingExtension:
@@ -175,10 +178,38 @@ def train(config: dict, *, resume: bool = False, extra_callbacks=(),
         tfprune.data.DataError: For bad data, before any training.
     """
     run = RunFolder(run_folder(config))
-    _check_run_folder(run, resume)  # before the lock: a refused folder is left untouched
     strategy = strategy_for(config)  # before TensorFlow runs anything (logical devices)
+    if not is_chief(strategy):
+        if resume:  # the chief's folder, read only; a new run's is the chief's to create
+            _check_run_folder(run, resume)
+        return _train_beside_the_chief(run, config, resume, extra_callbacks, extension, strategy)
+    _check_run_folder(run, resume)  # before the lock: a refused folder is left untouched
     with run.lock("resume" if resume else "train"):
         return _train(run, config, resume, extra_callbacks, extension, strategy)
+
+
+def _train_beside_the_chief(run: RunFolder, config: dict, resume: bool, extra_callbacks,
+                            extension: TrainingExtension | None, strategy) -> TrainResult:
+    """A multi-worker run on a worker other than the chief: its files go to a scratch folder.
+
+    Every worker trains (``fit`` needs them all), but only the chief writes the
+    run folder. As Keras' multi-worker guide prescribes, the others write their
+    checkpoints, plans and logs to a temporary folder of their own and remove it at
+    the end. A resumed worker starts from a copy of the chief's folder (its last
+    checkpoint and plans), read and never written.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=f"tfprune-worker{worker_index(strategy)}-"))
+    local = json.loads(json.dumps(config))
+    local["run"]["dir"] = str(scratch / run.path.name)
+    try:
+        if resume:
+            shutil.copytree(run.path, local["run"]["dir"], ignore=shutil.ignore_patterns(
+                RunFolder.LOCK, RunFolder.CLAIM, RunFolder.TENSORBOARD))
+        result = _train(RunFolder(local["run"]["dir"]), local, resume, extra_callbacks,
+                        extension, strategy)
+        return TrainResult(run.path, result.model, result.summary)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
@@ -212,6 +243,7 @@ def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
             model.save_weights(temporary)
     callbacks = [
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
+        AverageBatchNormAcrossWorkers(),
         *extension.callbacks(model, data, run_dir, start),
         MetricsLogger(run_dir, start, extension.columns), EpochCheckpoint(run_dir),
         keras.callbacks.TensorBoard(log_dir=str(run.tensorboard)),
