@@ -53,7 +53,8 @@ def _isolated_cache(tmp_path, monkeypatch):
 #: while the one it runs has a test or two left, so a long module met late can queue behind
 #: another long one while the other worker idles; longest-first leaves the short modules for
 #: the end, where they even out the two workers.
-LONG_MODULES = ("test_real_cifar10.py",  # 70
+LONG_MODULES = ("test_multi_worker.py",  # 67, two clusters of two processes
+                "test_real_cifar10.py",  # 70
                 "test_run_safety.py",  # 59
                 "test_grid.py",  # 43
                 "test_strategies.py",  # 41 + 30, one subprocess now

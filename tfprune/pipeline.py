@@ -29,6 +29,8 @@ from tfprune.training import (
     read_run_config,
     run_folder,
 )
+from tfprune.training.strategy import strategy_for
+from tfprune.workers import is_chief
 from tfprune.workflows.model_sources import run_data, slim_run
 from tfprune.workflows.prune_run import prune
 
@@ -65,6 +67,9 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
     except RunFinishedError:  # training had finished; a later step was interrupted
         say("training had finished; going on from its saved model ...")
         result = finished_run(run_dir)
+    if not is_chief(strategy_for(config)):  # one process slims, exports and times: the chief
+        say("training done; the chief slims, exports and times the model")
+        return result
     run_dir, section = result.run_dir, config["deploy"]
     say("slimming the pruned model with its last plan ...")
     masked, slimmed, slim_path = slim_run(run_dir)

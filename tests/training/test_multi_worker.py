@@ -8,9 +8,9 @@ the cluster twice:
    alone and compares), checks that workers with different plans are stopped,
    prunes inside ``fit`` (``tfprune.workflows.prune_run.prune`` with
    run.strategy=multi_worker), and checks Keras' multi-worker ``fit`` bugs. Then
-   the same prune run again into another folder: worker 1 dies after epoch 1's
-   checkpoint, and worker 0 must stop by itself (TensorFlow's health check
-   aborts its collectives).
+   the same prune run again from the command line into another folder: worker 1
+   dies after epoch 1's checkpoint, and worker 0 must stop by itself
+   (TensorFlow's health check aborts its collectives) with a one-line error.
 2. ``resume``: both workers resume the cut run; it finishes with the plan and
    weights of the uninterrupted run.
 """
@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -57,21 +58,23 @@ import numpy as np
 import tensorflow as tf
 
 import tfprune
-from tfprune.config import load_config
+from tfprune.cli.main import main
+from tfprune.config import load_config, save_config
 from tfprune.data import load_data
 from tfprune.importance import ScoringContext, get_measure
 from tfprune.importance.batchnorm import batch_norm_layers, recalibrated_batchnorm
-from tfprune.training import data_spec, keras_workarounds, train
+from tfprune.run_folder import RunFolder
+from tfprune.training import data_spec, keras_workarounds
 from tfprune.training.strategy import strategy_for
 from tfprune.workers import WorkersDisagreeError, is_chief, require_same_plan
-from tfprune.workflows.prune_run import PruneExtension, prune, resume_prune
+from tfprune.workflows.prune_run import prune, resume_prune
 
 BUNDLE_OPTIONS = {"num_samples": 18, "samples_per_class": 2, "batchnorm": "inference"}
-config = load_config(None, [
+SETTINGS = [
     "model.name=vgg11", "model.width_multiplier=0.0625", f"data.source={out / 'images'}",
     "data.batch_size=9", "train.epochs=2", "train.verbose=0", "run.strategy=multi_worker",
-    "prune.measure=snip", "prune.target=0.5", "prune.rounds=2", "prune.num_samples=12",
-    "run.dir=" + str(out / "whole")])
+    "prune.measure=snip", "prune.target=0.5", "prune.rounds=2", "prune.num_samples=12"]
+config = load_config(None, [*SETTINGS, "run.dir=" + str(out / "whole")])
 strategy = strategy_for(config)
 
 
@@ -142,15 +145,21 @@ if phase == "run":
 
     report("keras", [fitted(True, True), fitted(True, False), fitted(False, False)])
 
-    # The same run into "cut": worker 1 dies after epoch 1's checkpoint, worker 0 must stop.
-    class DieAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):  # after the epoch's checkpoint
-            if index == 1:
+    # The same run from the command line into "cut": worker 1 dies right after writing
+    # epoch 1's checkpoint (into its scratch folder); worker 0 must stop by itself.
+    if index == 1:
+        commit = RunFolder.commit_checkpoint
+
+        def dying_commit(self, epoch, path):
+            commit(self, epoch, path)
+            if epoch == 1:
                 os._exit(9)
 
-    config["run"]["dir"] = str(out / "cut")
+        RunFolder.commit_checkpoint = dying_commit
+    save_config(load_config(None, [*SETTINGS, f"run.dir={out / 'cut'}"]),
+                out / f"cut_{index}.yaml")
     report("cutting", True)
-    train(config, extension=PruneExtension(config), extra_callbacks=[DieAfterFirstEpoch()])
+    sys.exit(main(["prune", str(out / f"cut_{index}.yaml")]))
 else:
     result = resume_prune(out / "cut")
     report("final", [tfprune.PruningPlan.load(result.run_dir / "plans" / "epoch_002").checksum(),
@@ -181,6 +190,7 @@ def _cluster(out: Path, phase: str, timeout=240):
             [sys.executable, "-c", WORKER, str(index), ports, str(out), phase], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
+    started = time.time()
     try:
         for process in processes:
             stdout, stderr = process.communicate(timeout=timeout)
@@ -188,6 +198,7 @@ def _cluster(out: Path, phase: str, timeout=240):
                            if line.startswith("@@ "))
             results.append((process.returncode, {k: json.loads(v) for k, v in reports.items()},
                             stderr))
+            print(phase, len(results) - 1, "ended after", round(time.time() - started), "s")
     finally:
         for process in processes:
             process.kill()
@@ -259,8 +270,8 @@ def test_workers_prune_inside_fit_to_one_plan_and_one_model_and_only_the_chief_w
     summary = json.loads((run / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["rounds_done"] == 2
     assert chief["scratch"] == worker["scratch"] == []  # worker 1's scratch folder is gone
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("whole", "cut"))) == \
-        ["cut", "whole"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and
+                  p.name.startswith(("whole", "cut"))) == ["cut", "whole"]
 
 
 def test_keras_multi_worker_fit_needs_both_workarounds(cluster):
@@ -276,9 +287,11 @@ def test_keras_multi_worker_fit_needs_both_workarounds(cluster):
 
 def test_a_killed_worker_stops_the_other_and_the_resumed_run_ends_as_the_uninterrupted(cluster):
     phases, _ = cluster
-    (chief_code, _, chief_err), (worker_code, _, _) = phases["run"]
-    assert worker_code == 9
-    assert chief_code != 0 and "UnavailableError" in chief_err, chief_err[-2000:]
+    (chief_code, _, chief_err), (worker_code, _, worker_err) = phases["run"]
+    assert worker_code == 9, worker_err[-3000:]
+    assert chief_code == 3 and "Traceback" not in chief_err, chief_err[-3000:]
+    (line,) = [line for line in chief_err.splitlines() if line.startswith("tfprune prune")]
+    assert "the cluster lost a worker" in line and "--resume RUN_DIR" in line, line
     for code, reports, stderr in phases["resume"]:
         assert code == 0, stderr[-3000:]
         assert reports["scratch"] == []

@@ -57,14 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     from tfprune.importance.scores import ScoringError
     from tfprune.pruning.plan import PlanError
     from tfprune.storage import StorageError
+    from tfprune.workers import WorkersDisagreeError
 
     try:
         import_modules(args.imports)
         return COMMANDS[args.command].run(args)
     except (ConfigError, DataError, ScoringError, GraphError, PlanError, StorageError,
-            LiteRTError) as error:
+            LiteRTError, WorkersDisagreeError) as error:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except _lost_worker_errors() as error:
+        print(f"tfprune {args.command}: error: {describe_lost_worker(error)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("\ninterrupted; finished epochs are checkpointed: resume with --resume RUN_DIR",
               file=sys.stderr)
@@ -72,6 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a full disk, a permission: one line, never a traceback
         print(f"tfprune {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
+
+
+def _lost_worker_errors() -> tuple:
+    """TensorFlow's errors for a collective whose peer died or never answered."""
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)
+
+
+def describe_lost_worker(error) -> str:
+    """One line for a multi-worker run whose collectives were aborted (a worker was lost)."""
+    reason = " ".join(str(getattr(error, "message", error)).split())[:300]
+    return (f"the cluster lost a worker ({reason}). Every worker stops when one does: the "
+            "chief's run folder keeps its last finished epoch. Restart every worker with "
+            "the same TF_CONFIG and `--resume RUN_DIR`; they go on from that epoch with "
+            "the same plan.")
 
 
 #: errno values that mean "the disk is full" (or a file-size limit stands in for it).
