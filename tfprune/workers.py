@@ -61,13 +61,17 @@ def is_chief(strategy=None) -> bool:
     return worker_count(strategy) == 1 or bool(_strategy(strategy).extended.should_checkpoint)
 
 
-def _local_replicas(strategy) -> int:
-    return len(strategy.extended.worker_devices)
+def local_replicas(strategy=None) -> int:
+    """Replicas (devices) of this process: 2 for ``MirroredStrategy`` over 2 GPUs."""
+    try:
+        return len(_strategy(strategy).extended.worker_devices) or 1
+    except (RuntimeError, NotImplementedError, AttributeError):  # the default strategy
+        return 1
 
 
 def _all_reduce_fn(strategy):
     """A traced all-reduce (sum) of one float64 vector, made once per strategy."""
-    local = _local_replicas(strategy)
+    local = local_replicas(strategy)
 
     def reduce(flat):
         def replica(value):
@@ -85,7 +89,7 @@ def _all_reduce_fn(strategy):
 
 def _all_gather_fn(strategy):
     """A traced all-gather of one float64 scalar per worker, made once per strategy."""
-    local = _local_replicas(strategy)
+    local = local_replicas(strategy)
 
     def gather(value):
         def replica(value):

@@ -103,10 +103,27 @@ def _kill_between_checkpoint_and_state(image_folder, run_dir):
     assert result.returncode == 9, result.stderr
 
 
-def test_a_kill_between_checkpoint_and_state_resumes_bit_identical(image_folder, tmp_path):
-    straight = train(tiny_config(image_folder, tmp_path / "straight"))
-    _kill_between_checkpoint_and_state(image_folder, tmp_path / "killed")
-    run = RunFolder(tmp_path / "killed")
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """(image folder, a run killed between epoch 2's checkpoint and its state), made once."""
+    from conftest import write_image_folder
+
+    root = tmp_path_factory.mktemp("killed")
+    image_folder = write_image_folder(root / "images")
+    _kill_between_checkpoint_and_state(image_folder, root / "run")
+    return image_folder, root / "run"
+
+
+def _copy_of(killed_run, destination):
+    import shutil
+
+    shutil.copytree(killed_run[1], destination)
+    return RunFolder(destination)
+
+
+def test_a_kill_between_checkpoint_and_state_resumes_bit_identical(killed_run, tmp_path):
+    straight = train(tiny_config(killed_run[0], tmp_path / "straight"))
+    run = _copy_of(killed_run, tmp_path / "killed")
     # epoch 2's checkpoint is on disk, but the state still names epoch 1's
     assert run.finished_epochs() == 1 and run.last_checkpoint.name == "epoch_0001.keras"
     assert (run.checkpoints / "epoch_0002.keras").is_file()
@@ -117,9 +134,8 @@ def test_a_kill_between_checkpoint_and_state_resumes_bit_identical(image_folder,
     assert sorted(p.name for p in run.checkpoints.glob("epoch_*")) == ["epoch_0003.keras"]
 
 
-def test_a_checkpoint_that_does_not_match_its_state_is_refused(image_folder, tmp_path):
-    _kill_between_checkpoint_and_state(image_folder, tmp_path / "run")
-    run = RunFolder(tmp_path / "run")
+def test_a_checkpoint_that_does_not_match_its_state_is_refused(killed_run, tmp_path):
+    run = _copy_of(killed_run, tmp_path / "run")
     # a checkpoint swapped under its state (copied from elsewhere, or a half-restored backup)
     (run.checkpoints / "epoch_0002.keras").replace(run.last_checkpoint)
     with pytest.raises(ConfigError, match=r"epoch_0001.keras: does not match its checkpoint "

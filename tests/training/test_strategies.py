@@ -13,7 +13,8 @@ checks share one fresh interpreter (``mirrored_session``, run once per module):
    four measures make a plan before the first step (which must be the same on
    both) and after the epoch (99% of the same channels), and a snip
    ``PruningCallback`` prunes the model: every replica's copy of every masked
-   variable must hold its zeros.
+   variable must hold its zeros;
+4. snip and GraSP scores split over the two replicas against one device's.
 """
 
 import json
@@ -133,6 +134,19 @@ for measure in MEASURES:
     same = sum(int((m == n).sum()) for m, n in zip(a.keep.values(), b.keep.values()))
     print("measure", measure, one.before[measure].checksum(), two.before[measure].checksum(),
           same / a.total, flush=True)
+
+# -- Scoring split over the two replicas (each takes every other sample) gives the scores of
+# one device, from the same weights and data.
+models = []
+for strategy in (tf.distribute.get_strategy(), mirrored):
+    with strategy.scope():
+        models.append(tfprune.models.build("vgg11", width_multiplier=0.0625))
+        models[-1].set_weights(initial)
+for measure in ("snip", "grasp"):
+    alone = tfprune.score(models[0], measure, (x, y), **OPTIONS)
+    split = tfprune.score(models[1], measure, (x, y), **OPTIONS, verbose=1)
+    error = max(float(np.abs(alone[k] - split[k]).max() / np.abs(alone[k]).max()) for k in alone)
+    print("split", measure, error, flush=True)
 """
 
 
@@ -180,6 +194,15 @@ def test_mirrored_plans_equal_single_device_plans_for_four_measures(mirrored_ses
         "round 1, before training: the same plan from the same weights and data"
     assert all(float(row[3]) >= 0.99 for row in rows), \
         ("round 2, after an epoch of training: 99% of the same channels", rows)
+
+
+def test_scoring_is_split_over_the_replicas_into_the_single_device_scores(mirrored_session):
+    lines, _ = mirrored_session
+    assert any(line.startswith("scoring: g over 32 samples, split over 2 replicas")
+               for line in lines), lines
+    errors = {line.split()[1]: float(line.split()[2]) for line in lines
+              if line.startswith("split ")}
+    assert set(errors) == {"snip", "grasp"} and max(errors.values()) < 1e-4, errors
 
 
 def test_default_is_the_strategy_in_scope():

@@ -41,7 +41,13 @@ from tfprune.importance.task_data import through_preprocessor
 from tfprune.model_cache import model_cache
 from tfprune.model_files import ModelFileError, load_model_file
 from tfprune.precision import float32_model
-from tfprune.workers import model_strategy, sum_across_workers, worker_count, worker_index
+from tfprune.workers import (
+    local_replicas,
+    model_strategy,
+    sum_across_workers,
+    worker_count,
+    worker_index,
+)
 
 #: Largest memory the default ``hessian_batch_size`` takes in one nested pass.
 FUSED_MEMORY_LIMIT = 256
@@ -306,7 +312,11 @@ class ScoringContext:
         if not self.verbose:
             return
         fewer = f" (all the data given: fewer than the {asked} asked)" if used < asked else ""
-        print(f"scoring: {what} over {used} samples{fewer}; loss "
+        strategy = model_strategy(self.source_model)
+        workers, replicas = worker_count(strategy), local_replicas(strategy)
+        where = (f" on this worker, summed over {workers} workers" if workers > 1 else
+                 f", split over {replicas} replicas" if replicas > 1 else "")
+        print(f"scoring: {what} over {used} samples{fewer}{where}; loss "
               f"{'; '.join(self.objective.description)}", flush=True)
 
     def _batchnorm_scope(self, batches: list):
@@ -374,9 +384,9 @@ class ScoringContext:
         size = batch_size_of(memory)
         self._announce("g and Hg (the Hessian-gradient memory)", size, size)
         hg_batch = self.hessian_batch_size or min(size, FUSED_MEMORY_LIMIT)
-        # The fused pass multiplies H by this memory's own g; several workers need the g of
-        # all their memories together first.
-        alone = worker_count(model_strategy(self.source_model)) == 1
+        # The fused pass multiplies H by this memory's own g; several workers or replicas,
+        # each with a part of the memory, need the g of all the parts together first.
+        alone = model_strategy(self.source_model).num_replicas_in_sync == 1
         if hg_batch >= size and alone:  # the whole memory at once: one fused pass
             g, hg = estimator.gradient_and_hessian_gradient(*memory, temperature=key)
         else:

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from tfprune.importance.objective import ScoringObjective
-from tfprune.workers import model_strategy, sum_across_workers, worker_count
+from tfprune.workers import local_replicas, model_strategy, sum_across_workers, worker_count
 
 
 def _dense(gradients, variables) -> list:
@@ -107,6 +107,8 @@ class GradientEstimator:
         self.model = model
         #: 1 shows a progress bar over the samples of each multi-batch pass.
         self.verbose = 0
+        #: Replicas of this machine the last batch was split over (``MirroredStrategy``).
+        self.replicas_used = 1
         self.temperature = float(temperature)
         self.variables = list(model.trainable_variables if variables is None else variables)
         self.hessian_variables = self._check_hessian_variables(hessian_variables)
@@ -231,16 +233,15 @@ class GradientEstimator:
         if self.verbose and len(batches) > 1:
             bar = keras.utils.Progbar(sum(int(keras.tree.flatten(_batch(b)[0])[0].shape[0])
                                           for b in batches), unit_name="sample")
+        strategy = model_strategy(self.objective.model)  # the given model, not a float32 copy
         for batch in batches:
             inputs, targets, weights = _batch(batch)
             size = int(keras.tree.flatten(inputs)[0].shape[0])
-            values = fn(*self._tensors(inputs, targets, weights))
-            scaled = [v * size for v in values]
+            scaled = self._summed(fn, self._tensors(inputs, targets, weights), size, strategy)
             total = scaled if total is None else [t + s for t, s in zip(total, scaled, strict=True)]
             count += size
             if bar is not None:
                 bar.add(size)
-        strategy = model_strategy(self.objective.model)  # the given model, not a float32 copy
         if worker_count(strategy) > 1:
             total = total or [tf.zeros(v.shape, v.dtype) for v in variables]
             *total, count = sum_across_workers([*total, tf.constant(count, tf.float64)],
@@ -249,3 +250,30 @@ class GradientEstimator:
         if not count:
             raise ValueError("no batches to estimate from.")
         return [t / count for t in total]
+
+    def _summed(self, fn, tensors: tuple, size: int, strategy) -> list[tf.Tensor]:
+        """``fn``'s values on one batch times its size: sums over its examples.
+
+        On one machine with several replicas (``MirroredStrategy``), the rows
+        are split over the replicas (every r-th row to each), each replica sums
+        over its own, and the strategy adds them: data-parallel, as ``fit`` is.
+        ``replicas_used`` records how many took part.
+        """
+        replicas = local_replicas(strategy)
+        if replicas == 1 or worker_count(strategy) > 1 or size < replicas:
+            self.replicas_used = 1
+            return [v * size for v in fn(*tensors)]
+        self.replicas_used = replicas
+
+        def rows(context):
+            index = context.replica_id_in_sync_group
+            return keras.tree.map_structure(
+                lambda t: None if t is None else t[index::replicas], tensors)
+
+        def replica(*part):
+            rows_here = tf.shape(keras.tree.flatten(part[0])[0])[0]
+            return [v * tf.cast(rows_here, v.dtype) for v in fn(*part)]
+
+        parts = strategy.experimental_distribute_values_from_function(rows)
+        per_replica = strategy.run(replica, args=parts)
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
