@@ -69,9 +69,9 @@ def test_prune_run_folder_counts_and_tensorboard(finished_run):
 
 
 def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
-    whole = prune(prune_config(image_folder, tmp_path / "whole", measure="grasp",
-                               samples_per_class=2))
-    config = prune_config(image_folder, tmp_path / "cut", measure="grasp", samples_per_class=2)
+    whole = prune(prune_config(image_folder, tmp_path / "whole", measure="snip",
+                               num_samples=12))
+    config = prune_config(image_folder, tmp_path / "cut", measure="snip", num_samples=12)
     with pytest.raises(KeyboardInterrupt):
         train(config, extension=PruneExtension(config), extra_callbacks=[StopAfterEpoch(1)])
     with pytest.raises(ConfigError, match="is a prune run; resume it with tfprune prune"):
