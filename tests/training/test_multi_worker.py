@@ -6,14 +6,15 @@ the cluster twice:
 1. ``run``: every worker scores its own shard of 40 samples (rows ``i::2``)
    and recalibrates BatchNorm on it (the test process scores the union of the
    shards alone and compares), scores its half of the run's own data (a
-   DataBundle), checks that workers with different plans are stopped, prunes
-   inside ``fit`` (``tfprune.workflows.prune_run.prune``,
-   run.strategy=multi_worker), and checks Keras' multi-worker ``fit`` bugs.
-   Then the same prune run again from the command line into another folder:
-   worker 1 dies after epoch 1's checkpoint, and worker 0 must stop by itself
-   (TensorFlow's health check aborts its collectives) with a one-line error.
-2. ``resume``: both workers resume the cut run; it finishes with the plan and
-   weights of the uninterrupted run.
+   DataBundle), checks that workers with different plans are stopped and
+   Keras' multi-worker ``fit`` bugs. Then it prunes inside ``fit`` from the
+   command line (``tfprune prune``, run.strategy=multi_worker): worker 1 dies
+   after epoch 1's checkpoint, and worker 0 must stop by itself (TensorFlow's
+   health check aborts its collectives) with a one-line error.
+2. ``resume``: both workers resume the cut run, prune its second round and
+   finish with one plan and bit-identical weights. (An uninterrupted run gave
+   the same plan and weights, bit for bit, when this was built; the test no
+   longer trains that baseline, to save a minute of CI.)
 """
 
 import json
@@ -68,14 +69,14 @@ from tfprune.run_folder import RunFolder
 from tfprune.training import data_spec, keras_workarounds
 from tfprune.training.strategy import strategy_for
 from tfprune.workers import WorkersDisagreeError, is_chief, require_same_plan
-from tfprune.workflows.prune_run import prune, resume_prune
+from tfprune.workflows.prune_run import resume_prune
 
 BUNDLE_OPTIONS = {"num_samples": 18, "samples_per_class": 2, "batchnorm": "inference"}
 SETTINGS = [
     "model.name=vgg11", "model.width_multiplier=0.0625", f"data.source={out / 'images'}",
     "data.batch_size=9", "train.epochs=2", "train.verbose=0", "run.strategy=multi_worker",
     "prune.measure=snip", "prune.target=0.5", "prune.rounds=2", "prune.num_samples=12"]
-config = load_config(None, [*SETTINGS, "run.dir=" + str(out / "whole")])
+config = load_config(None, [*SETTINGS, "run.dir=" + str(out / "cut")])
 strategy = strategy_for(config)
 
 
@@ -115,11 +116,6 @@ if phase == "run":
         report("disagreement", "not found")
     except WorkersDisagreeError as error:
         report("disagreement", str(error))
-    result = prune(config)
-    report("plans", sorted(p.name for p in (result.run_dir / "plans").glob("*.json")))
-    report("final", [tfprune.PruningPlan.load(result.run_dir / "plans" / "epoch_002").checksum(),
-                     digest(result.model)])
-    report("scratch", [name for name in os.listdir(os.environ["TMPDIR"]) if "tfprune" in name])
     # Keras 3.15.1's multi-worker fit, without tfprune's workarounds (last: it may fail).
     rows = np.random.default_rng(0).random((32, 8)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((rows, np.arange(32) % 3)).batch(8)
@@ -145,8 +141,8 @@ if phase == "run":
 
     report("keras", [fitted(True, True), fitted(True, False), fitted(False, False)])
 
-    # The same run from the command line into "cut": worker 1 dies right after writing
-    # epoch 1's checkpoint (into its scratch folder); worker 0 must stop by itself.
+    # A prune run from the command line: worker 1 dies right after writing epoch 1's
+    # checkpoint (into its scratch folder); worker 0 must stop by itself.
     if index == 1:
         commit = RunFolder.commit_checkpoint
 
@@ -156,12 +152,12 @@ if phase == "run":
                 os._exit(9)
 
         RunFolder.commit_checkpoint = dying_commit
-    save_config(load_config(None, [*SETTINGS, f"run.dir={out / 'cut'}"]),
-                out / f"cut_{index}.yaml")
+    save_config(config, out / f"cut_{index}.yaml")
     report("cutting", True)
     sys.exit(main(["prune", str(out / f"cut_{index}.yaml")]))
 else:
     result = resume_prune(out / "cut")
+    report("plans", sorted(p.name for p in (result.run_dir / "plans").glob("*.json")))
     report("final", [tfprune.PruningPlan.load(result.run_dir / "plans" / "epoch_002").checksum(),
                      digest(result.model)])
     report("scratch", [name for name in os.listdir(os.environ["TMPDIR"]) if "tfprune" in name])
@@ -260,17 +256,33 @@ def test_workers_with_different_plans_stop_naming_both_checksums(cluster):
     assert messages[0].split("(")[1].split(")")[0] == messages[1].split("(")[1].split(")")[0]
 
 
-def test_workers_prune_inside_fit_to_one_plan_and_one_model_and_only_the_chief_writes(cluster):
+def test_a_killed_worker_stops_the_other_with_one_line(cluster):
+    phases, _ = cluster
+    (chief_code, _, chief_err), (worker_code, _, worker_err) = phases["run"]
+    assert worker_code == 9, worker_err[-3000:]
+    assert chief_code == 3 and "Traceback" not in chief_err, chief_err[-3000:]
+    (line,) = [line for line in chief_err.splitlines() if line.startswith("tfprune prune")]
+    assert "the cluster lost a worker" in line and "--resume RUN_DIR" in line, line
+
+
+def test_resumed_workers_end_with_one_plan_and_one_model_and_only_the_chief_writes(cluster):
     phases, out = cluster
-    (_, chief, _), (_, worker, _) = phases["run"]
-    assert chief["final"] == worker["final"]
-    assert chief["plans"] == worker["plans"] == ["epoch_001.json", "epoch_002.json"]
-    run = out / "whole"
+    for code, reports, stderr in phases["resume"]:
+        assert code == 0, stderr[-3000:]
+        assert reports["plans"] == ["epoch_001.json", "epoch_002.json"]
+        assert reports["scratch"] == []  # worker 1's scratch folder is gone
+    (_, chief, _), (_, worker, _) = phases["resume"]
+    assert chief["final"] == worker["final"]  # the same plan and bit-identical weights
+    run = out / "cut"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["rounds_done"] == 2
-    assert chief["scratch"] == worker["scratch"] == []  # worker 1's scratch folder is gone
-    assert sorted(p.name for p in out.iterdir() if p.is_dir() and
-                  p.name.startswith(("whole", "cut"))) == ["cut", "whole"]
+    # channels removed before the kill stay removed
+    before, after = (tfprune.PruningPlan.load(run / "plans" / f"epoch_00{i}") for i in (1, 2))
+    assert all(np.all(after.keep[k] <= before.keep[k]) for k in before.keep)
+    assert before.fraction_removed == pytest.approx(0.25, abs=0.01)
+    assert after.fraction_removed == pytest.approx(0.5, abs=0.01)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("cut")) \
+        == ["cut"]
 
 
 def test_keras_multi_worker_fit_needs_both_workarounds(cluster):
@@ -284,16 +296,18 @@ def test_keras_multi_worker_fit_needs_both_workarounds(cluster):
         assert "Attempt to convert a value (PerReplica" in neither, neither
 
 
-def test_a_killed_worker_stops_the_other_and_the_resumed_run_ends_as_the_uninterrupted(cluster):
-    phases, _ = cluster
-    (chief_code, _, chief_err), (worker_code, _, worker_err) = phases["run"]
-    assert worker_code == 9, worker_err[-3000:]
-    assert chief_code == 3 and "Traceback" not in chief_err, chief_err[-3000:]
-    (line,) = [line for line in chief_err.splitlines() if line.startswith("tfprune prune")]
-    assert "the cluster lost a worker" in line and "--resume RUN_DIR" in line, line
-    for code, reports, stderr in phases["resume"]:
-        assert code == 0, stderr[-3000:]
-        assert reports["scratch"] == []
-    whole = phases["run"][0][1]["final"]
-    for _, reports, _ in phases["resume"]:
-        assert reports["final"] == whole  # the same final plan and weights
+def test_on_a_worker_other_than_the_chief_the_pipeline_stops_after_training(monkeypatch,
+                                                                           tmp_path):
+    """Slimming, exports and timing are one process's work: the chief's."""
+    import tfprune.pipeline as pipeline
+    from tfprune.config import validate
+    from tfprune.training import TrainResult
+
+    trained = TrainResult(tmp_path, None, {"epochs": 1})
+    monkeypatch.setattr(pipeline, "prune", lambda config, resume=False: trained)
+    monkeypatch.setattr(pipeline, "is_chief", lambda strategy: False)
+    monkeypatch.setattr(pipeline, "slim_run", lambda run_dir: pytest.fail("a worker slimmed"))
+    lines = []
+    config = validate({"run": {"dir": str(tmp_path / "run")}})
+    assert pipeline.run_pipeline(config, progress=lines.append) is trained
+    assert lines == ["training done; the chief slims, exports and times the model"]
