@@ -70,6 +70,9 @@ def test_grid_checks_every_config_before_running(image_folder, tmp_path):
         grid_items([tmp_path / "missing.yaml"])
     with pytest.raises(ConfigError, match="both write"):
         grid_items([base, base], runs_dir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="base.yaml: run.strategy: multi_worker: the workers "
+                                          "of one cluster must train the same run in step"):
+        grid_items([base], runs_dir=tmp_path / "runs", overrides=["run.strategy=multi_worker"])
     assert not (tmp_path / "runs").exists()
 
 

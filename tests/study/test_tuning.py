@@ -42,6 +42,10 @@ def test_bad_spaces_fail_before_searching(image_folder, tmp_path):
     path.write_text(tiny_config(image_folder, epochs=1) + "tune: {rounds: [3]}\n")
     with pytest.raises(ConfigError, match="tune.rounds: 3 rounds need as many epochs"):
         PruningHyperModel(load_config(path), tmp_path)
+    path.write_text(tiny_config(image_folder, epochs=1))
+    assert main(["tune", str(path), "--set", "run.strategy=multi_worker", "--set",
+                 f"run.dir={tmp_path / 'tuned'}"]) == 2
+    assert not (tmp_path / "tuned").exists()
 
 
 def test_tune_runs_trials_as_run_folders_and_continues(image_folder, tmp_path, capsys):

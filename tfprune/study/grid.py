@@ -68,6 +68,7 @@ def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
         ConfigError: For a missing or invalid config, a bad prune section or
             two items that would share a run folder, before anything runs.
     """
+    from tfprune.training.strategy import refuse_multi_worker
     from tfprune.workflows.prune_run import PruneExtension
 
     if seeds < 1:
@@ -79,6 +80,9 @@ def grid_items(paths, seeds: int = 1, runs_dir: str | os.PathLike = "runs/grid",
         prune = "prune" in (read_yaml(path) or {})
         for seed in range(first_seed, first_seed + seeds):
             config = load_config(path, [*overrides, f"train.seed={seed}"])
+            refuse_multi_worker(config, str(path), "Share a grid between processes with "
+                                "claims or --shard (each run on one machine, mirrored over its "
+                                "devices if you like).")
             run_dir = Path(runs_dir) / f"{config['run']['name']}-s{seed}"
             config["run"]["dir"] = str(run_dir)
             if prune:

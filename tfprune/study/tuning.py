@@ -164,7 +164,10 @@ def tune(config: dict) -> dict:
         the completed trials ordered by score.
     """
     from tfprune.training import run_folder
+    from tfprune.training.strategy import refuse_multi_worker
 
+    refuse_multi_worker(config, "tune", "Spread trials over processes with keras-tuner's "
+                        "distributed mode (KERASTUNER_TUNER_ID, docs/guides/distributed.md).")
     role = tuner_role()
     run_dir = run_folder(config)
     hypermodel = PruningHyperModel(config, run_dir)

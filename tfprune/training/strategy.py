@@ -101,6 +101,27 @@ def strategy_for(config: dict) -> tf.distribute.Strategy:
     return _CREATED[key]
 
 
+def refuse_multi_worker(config: dict, where: str, instead: str) -> None:
+    """Refuses ``run.strategy: multi_worker`` for a command whose processes each pick runs.
+
+    The workers of one cluster must train the same run in step; grid processes
+    and keras-tuner workers each take runs of their own.
+
+    Args:
+        config: A validated config.
+        where: What the message starts with (a config file, a command).
+        instead: How to share the work out instead.
+
+    Raises:
+        ConfigError: When ``run.strategy`` is ``multi_worker``.
+    """
+    if config["run"].get("strategy") == "multi_worker":
+        raise ConfigError(
+            f"{where}: run.strategy: multi_worker: the workers of one cluster must train the "
+            f"same run in step, while these processes each take runs of their own. {instead} "
+            "Train one run on several workers with tfprune prune / train.")
+
+
 def _split_cpu_if_asked(devices: list[str]) -> None:
     """Makes logical CPU devices when ``devices`` names more CPUs than exist."""
     wanted = {int(name.rsplit(":", 1)[1]) for name in devices
