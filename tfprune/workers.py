@@ -13,8 +13,11 @@ With one worker (no strategy, ``MirroredStrategy`` on one machine) every
 function here returns at once, without a collective: the process already
 holds all of its data.
 
-The strategy is the one in scope (``strategy.scope()``; Keras enters the
-model's own while ``fit`` calls callbacks), else TensorFlow's default.
+Each function takes the strategy to use; by default, the one in scope
+(``strategy.scope()``), else TensorFlow's default. Keras does not enter a
+model's strategy while ``fit`` calls callbacks, so tfprune's scoring, masks
+and BatchNorm averaging pass ``model_strategy(model)``: the strategy in scope,
+else the one the model was made under.
 
 Example:
     >>> total, count = sum_across_workers([local_total, tf.constant(local_count, tf.float64)])
