@@ -12,9 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _commit_seen_from(package_parent: Path) -> str:
+    # The module alone (standard library only), loaded from that copy's file: importing the
+    # package would start TensorFlow, 4 s per process for nothing this test looks at.
     script = textwrap.dedent("""
-        from tfprune.provenance import code_commit
-        print(code_commit())
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("provenance", "tfprune/provenance.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(module.code_commit())
     """)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=package_parent, env={"PYTHONPATH": str(package_parent),

@@ -145,7 +145,7 @@ def test_groups_of_grouped_query_attention_in_either_mode(tmp_path, capsys):
             in capsys.readouterr().out)
 
 
-def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
+def test_prune_then_slim_from_the_command_line(image_folder, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(tiny_config(
         image_folder, epochs=2,
@@ -154,26 +154,17 @@ def test_prune_from_the_command_line(image_folder, tmp_path, capsys):
     assert main(["prune", str(config), "--set", f"run.dir={run}"]) == 0
     out = capsys.readouterr().out
     assert "pruned 50.0% of prunable filters (86 of 172 kept)" in out
+    assert main(["slim", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "block1_unit1_conv" in out and "params" in out and (run / "slim.keras").is_file()
+    assert main(["slim", str(tmp_path)]) == 2
+    assert "no model.keras" in capsys.readouterr().err
     assert main(["prune", str(config), "--set", f"run.dir={run}", "--set", "prune.rounds=3"]) == 2
     assert "prune.rounds: pruning may run until epoch 3" in capsys.readouterr().err
     assert main(["prune", str(config), "--set", f"run.dir={tmp_path / 'grasp'}", "--set",
                  "prune.measure=grasp"]) == 2  # the Hg memory wants 10 per class; there are 6
     assert "prune.samples_per_class: 10 per class requested" in capsys.readouterr().err
     assert not (tmp_path / "grasp" / "metrics.csv").exists()
-
-
-def test_slim_a_prune_run(image_folder, tmp_path, capsys):
-    config = tmp_path / "c.yaml"
-    config.write_text(tiny_config(image_folder, epochs=1,
-                                  prune="{measure: magnitude, target: 0.5}"))
-    run = tmp_path / "run"
-    assert main(["prune", str(config), "--set", f"run.dir={run}"]) == 0
-    capsys.readouterr()
-    assert main(["slim", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert "block1_unit1_conv" in out and "params" in out and (run / "slim.keras").is_file()
-    assert main(["slim", str(tmp_path)]) == 2
-    assert "no model.keras" in capsys.readouterr().err
 
 
 def test_a_full_disk_during_training_is_one_line_with_how_to_resume(image_folder, tmp_path):
