@@ -190,3 +190,29 @@ def test_a_full_disk_during_training_is_one_line_with_how_to_resume(image_folder
     assert len(error) == 1 and "no space left on the device" in error[0], result.stderr
     assert "--resume RUN_DIR" in error[0] and "Traceback" not in result.stderr
     assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_lost_worker_is_one_line_in_a_cluster_and_raised_as_it_is_elsewhere(monkeypatch,
+                                                                               capsys):
+    import tensorflow as tf
+
+    from tfprune.cli import main as cli
+
+    original = cli.COMMANDS["train"]
+
+    class LosesAWorker:
+        add_parser = staticmethod(original.add_parser)
+
+        @staticmethod
+        def run(args):
+            raise tf.errors.UnavailableError(None, None, "peer down")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", LosesAWorker)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(tf.errors.UnavailableError):
+        cli.main(["train", "c.yaml"])
+    monkeypatch.setenv("TF_CONFIG", "{}")
+    assert cli.main(["train", "c.yaml"]) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("tfprune train: error: the cluster lost a worker (peer down)")
+    assert "--resume RUN_DIR" in line

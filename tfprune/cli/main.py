@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfprune {args.command}: error: {error}", file=sys.stderr)
         return 2
     except _lost_worker_errors() as error:
+        if not os.environ.get("TF_CONFIG"):  # not a cluster: no worker to have lost
+            raise
         print(f"tfprune {args.command}: error: {describe_lost_worker(error)}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _lost_worker_errors() -> tuple:
-    """TensorFlow's errors for a collective whose peer died or never answered."""
+    """TensorFlow's errors for a collective whose peer died or never answered.
+
+    Described as a lost worker only in a cluster (``TF_CONFIG`` set); elsewhere
+    they are not expected, and propagate as they are.
+    """
     import tensorflow as tf
 
     return (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)
