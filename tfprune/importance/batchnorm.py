@@ -105,15 +105,22 @@ def _mean_over_workers(layers, running, count: int, strategy) -> tuple[list | No
     if running is None:
         running = [(np.zeros_like(mean), np.zeros_like(variance))
                    for mean, variance in _saved_statistics(layers)]
-    flat = [value * np.float64(count) for pair in running for value in pair]
-    *sums, total = sum_across_workers([*flat, np.float64(count)], strategy)
+    return _weighted_mean_over_workers(running, count, strategy)
+
+
+def _weighted_mean_over_workers(pairs: list, weight: int, strategy) -> tuple[list | None, int]:
+    """``(mean, variance)`` pairs averaged over the workers, each weighted by its ``weight``.
+
+    Returns the averaged pairs (float32; None if every weight is 0) and the summed weight.
+    """
+    flat = [value * np.float64(weight) for pair in pairs for value in pair]
+    *sums, total = sum_across_workers([*flat, np.float64(weight)], strategy)
     total = int(total)
     if not total:
         return None, 0
     means = [np.asarray(value, np.float64) / total for value in sums]
-    pairs = [(means[i].astype(np.float32), means[i + 1].astype(np.float32))
-             for i in range(0, len(means), 2)]
-    return pairs, total
+    return [(means[i].astype(np.float32), means[i + 1].astype(np.float32))
+            for i in range(0, len(means), 2)], total
 
 
 @contextlib.contextmanager
@@ -224,9 +231,6 @@ def average_batchnorm_across_workers(model: keras.Model, strategy=None) -> bool:
     layers = batch_norm_layers(model)
     if workers == 1 or not layers:
         return False
-    flat = [value for pair in _saved_statistics(layers) for value in pair]
-    sums = sum_across_workers(flat, strategy)
-    means = [np.asarray(value, np.float64) / workers for value in sums]
-    _restore_statistics(layers, [(means[i].astype(np.float32), means[i + 1].astype(np.float32))
-                                 for i in range(0, len(means), 2)])
+    means, _ = _weighted_mean_over_workers(_saved_statistics(layers), 1, strategy)
+    _restore_statistics(layers, means)
     return True
