@@ -72,6 +72,28 @@ def test_every_gradient_measure_is_finite_on_raw_strings(causal_lm):
         assert all(np.all(np.isfinite(v)) for v in scores.values()), measure
 
 
+def test_activation_scores_leave_the_padding_out(causal_lm):
+    """A causal LM's real tokens never see the padding after them, so the padded batch's
+    activations, padding masked, are those of each string alone, unpadded."""
+    raw = tf.data.Dataset.from_tensor_slices(TEXTS).batch(len(TEXTS))
+    padded = tfprune.score(causal_lm, "activation", raw)
+    x, _, mask = causal_lm.preprocessor(tf.constant(TEXTS))
+    lengths = np.asarray(mask).sum(axis=1)
+    assert lengths.min() < lengths.max() == 10  # some strings are padded
+    alone = [(({"token_ids": np.asarray(x["token_ids"])[i:i + 1, :n],
+                "padding_mask": np.ones((1, n), int)}, np.zeros((1, n), int)), n)
+             for i, n in enumerate(lengths)]
+    expected = {}
+    for batch, count in alone:
+        context = tfprune.importance.ScoringContext(causal_lm.backbone, batch)
+        for name, values in context.activations().items():
+            expected[name] = expected.get(name, 0) + values * count
+    for name, values in padded.items():
+        key = name.removeprefix(f"{causal_lm.backbone.name}/")
+        reference = expected.get(name, expected.get(key))
+        np.testing.assert_allclose(values, reference / lengths.sum(), rtol=1e-4, err_msg=name)
+
+
 def test_a_seed_set_after_the_tokenizer_is_one_clear_error(causal_lm):
     """Last in this module: the seed breaks every SentencePiece tokenizer made before it."""
     tokenizer = keras_hub.models.GemmaTokenizer(proto=causal_lm.preprocessor.tokenizer.proto)
@@ -82,3 +104,4 @@ def test_a_seed_set_after_the_tokenizer_is_one_clear_error(causal_lm):
     raw = tf.data.Dataset.from_tensor_slices(TEXTS).batch(4)
     with pytest.raises(tfprune.importance.SampleError, match="set the seed first"):
         tfprune.score(task, "snip", raw, num_samples=8, batch_size=4)
+

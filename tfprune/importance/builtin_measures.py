@@ -19,10 +19,15 @@ uniform                per-layer ranks in (0, 1]            per-layer ranks in (
 bn_scale               |gamma| of the following BN          (filter only)
 taylor_fo              (gamma g_gamma + beta g_beta)^2      (theta_i g_i)^2
 distance_from_init     sum (theta_i - theta_i(0))^2         (theta_i - theta_i(0))^2
+activation             mean |a_p| on the data (Minitron)    (filter only)
 =====================  ===================================  ==========================
 
 ``loss_preservation`` is the paper's Eq. 3: the absolute value of the
 filter-level inner product, so positive and negative element terms cancel.
+``activation`` reads no weight: it is the mean absolute output of the
+filter (a head's attention output) over the data, in inference mode
+(``tfprune.importance.activations``).
+
 ``snip`` is what the reference code calls "loss-based": absolute values per
 element, then summed, so they never cancel. The two rank filters differently.
 """
@@ -238,3 +243,20 @@ class DistanceFromInit(ImportanceMeasure):
 
     def weight_scores(self, view):
         return (view.kernel - view.initial_kernel) ** 2
+
+
+@register_measure("activation")
+class Activation(ImportanceMeasure):
+    """Mean |activation| per channel or head on calibration data (Minitron).
+
+    A neuron's or filter's output, a head's attention output (the input of
+    the output projection), averaged over the data's positions with the
+    padding masked (``tfprune.importance.activations``). Data-driven but
+    gradient-free: one inference-mode forward pass per batch.
+    """
+
+    requires = frozenset({"activations"})
+    granularities = ("filter",)
+
+    def filter_scores(self, view):
+        return view.activation

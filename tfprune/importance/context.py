@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfprune.data import DataBundle
 from tfprune.graph.model_graph import calls
+from tfprune.importance.activations import mean_activations
 from tfprune.importance.batchnorm import (
     DEGENERATE_RATIO,
     batch_norm_layers,
@@ -217,6 +218,7 @@ class ScoringContext:
         self._positions = {id(v): i for i, v in enumerate(self._variables)}
         self._gradients: dict[float, list[np.ndarray]] = {}
         self._hessian_gradients: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._activations: dict[str, np.ndarray] | None = None
         self._stream = None
         self._memory = None
         self.samples_used: dict[str, int] = {}
@@ -305,6 +307,21 @@ class ScoringContext:
                 values = self._estimator().mean_gradient(self.stream(), key)
             self._gradients[key] = [v.numpy() for v in values]
         return self._gradients[key]
+
+    def activations(self) -> dict[str, np.ndarray]:
+        """Mean ``|activation|`` per channel of every scored unit over the stream (cached).
+
+        See ``tfprune.importance.activations``: one inference-mode forward pass
+        per batch, positions weighted by the sample weights (padding masked).
+        """
+        if self._activations is None:
+            stream = self.stream()
+            if self.verbose:
+                print(f"scoring: activations over {self.samples_used['gradient']} samples "
+                      "(inference mode)", flush=True)
+            self._activations = mean_activations(self.model, self.layers, stream,
+                                                 model_strategy(self.source_model))
+        return self._activations
 
     def _announce(self, what: str, used: int, asked: int) -> None:
         """Prints, when verbose, what a pass averages over and the loss it differentiates."""
@@ -518,6 +535,11 @@ class LayerView:
     def hessian_gradient(self) -> np.ndarray:
         """Hg over the class-balanced memory (g taken over the memory too, as GraSP)."""
         return self._gathered(self.context.hessian_gradients(self.temperature)[1])
+
+    @property
+    def activation(self) -> np.ndarray:
+        """Mean ``|activation|`` per filter over the data (``ScoringContext.activations``)."""
+        return self.context.activations()[self.layer.name]
 
     @property
     def initial_kernel(self) -> np.ndarray:

@@ -34,8 +34,9 @@ class ImportanceMeasure:
     Attributes:
         name: The registered short name.
         requires: What the measure reads besides the kernel: any of
-            ``"gradient"``, ``"hessian_gradient"``, ``"initial_weights"``,
-            ``"batch_norm"``. Checked before any gradient pass starts.
+            ``"gradient"``, ``"hessian_gradient"``, ``"activations"``,
+            ``"initial_weights"``, ``"batch_norm"``. Checked before any
+            gradient pass starts.
         granularities: The granularities it supports.
         uses_training_temperature: Its g is the training loss's gradient, so
             configs and the CLI default its temperature to the training one.
@@ -85,7 +86,7 @@ class ImportanceMeasure:
                 f"measure {self.name!r} supports granularity {list(self.granularities)}, "
                 f"not {granularity!r}."
             )
-        if self.requires & {"gradient", "hessian_gradient"}:
+        if self.requires & {"gradient", "hessian_gradient", "activations"}:
             context._require_data(f"measure {self.name!r}")
         if "initial_weights" in self.requires:
             for layer in context.layers:
