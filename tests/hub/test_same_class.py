@@ -162,8 +162,11 @@ def test_axes_choose_what_a_plan_may_shorten():
     assert {axis_of(g) for g in groups} == {"heads", "mlp"}
     residual = ChannelGroup(0, 4, sources=["block_0/dense"], followers=["block_1/norm"])
     assert axis_of(residual) == "hidden"
-    with pytest.raises(tfprune.pruning.PlanError, match="tfprune.drop_blocks"):
-        tfprune.make_plan(backbone, scores, 0.3, axes=("mlp", "depth"))
+    # with depth, each side keeps sqrt(0.7): no block of two goes (round(0.33)), 16% of MLP
+    plan = tfprune.make_plan(backbone, scores, 0.3, axes=("mlp", "depth"))
+    assert plan.blocks["keep"] == [True, True]
+    assert plan.removed == round((1 - 0.7 ** 0.5) * sum(
+        g.size for g in groups if axis_of(g) == "mlp"))
     with pytest.raises(tfprune.pruning.PlanError, match="axes must be"):
         tfprune.make_plan(backbone, scores, 0.3, axes=("width",))
 

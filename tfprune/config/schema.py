@@ -8,6 +8,7 @@ from typing import Any
 
 from tfprune.budget_targets import parse_budget
 from tfprune.graph.channels import GQA_MODES
+from tfprune.pruning.axes import AXES
 from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, SCOPES, RankingOptions
 
 
@@ -122,8 +123,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "samples_per_class": Field(10, (int,), _positive, "an integer > 0"),
         "batchnorm": _choice("auto", "auto", "inference", "recalibrate"),
         "gqa": _choice(_RANKING.gqa, *GQA_MODES),
-        "axes": Field(None, (list,), lambda v: bool(v) and set(v) <= {"heads", "mlp", "hidden"},
-                      "null (every group) or a list of heads, mlp, hidden", nullable=True),
+        "axes": Field(None, (list,), lambda v: bool(v) and set(v) <= set(AXES),
+                      "null (every channel group) or a list of heads, mlp, hidden, depth",
+                      nullable=True),
         "uniform": Field(_RANKING.uniform, (bool,), allowed="true or false (the same kept "
                          "count in every block, per kind of group)"),
         "ignored_layers": Field(list(_RANKING.ignored_layers), (list,),

@@ -233,6 +233,30 @@ class ChannelGraph:
                           analysis.blocked[space]))
         return sorted(found, key=lambda item: order(item[0][0]))
 
+    def stream_writers(self, inside) -> list[str]:
+        """Calls inside a part of the model that write a channel space the rest also writes.
+
+        In a transformer block, these are what the block adds to the residual
+        stream (its attention and MLP output projections): zeroing their
+        output makes a pre-norm block pass its input on unchanged.
+
+        Args:
+            inside: ``inside(call name) -> bool``: whether a call is in the part.
+        """
+        analysis = self._analysis
+        found = []
+        for space in range(len(analysis.parent)):
+            sources = analysis.roles[space]["sources"] if analysis.find(space) == space else []
+            mine = [name for name in sources if inside(name)]
+            if mine and len(mine) < len(sources):
+                found += mine
+        return sorted(set(found), key=_order_key(self.model))
+
+    def output_size(self, name: str) -> int:
+        """The channel count of call ``name``'s first output's last axis."""
+        layout = self.layer_outputs[name]
+        return sum(size for _, size in layout.spaces) * layout.tiles
+
     def group_of_space(self, space: int) -> ChannelGroup | None:
         """The prunable group a channel space belongs to, or None if it is not prunable."""
         return self._roots.get(self._analysis.find(space))

@@ -40,7 +40,8 @@ def block_importance(model: keras.Model, data, num_samples: int = 256) -> np.nda
             then goes through the task's preprocessor, as in ``fit``).
         data: A ``tf.data.Dataset`` of batches (raw inputs for a task with a
             preprocessor, else the backbone's input dicts; targets, if any, are
-            ignored), or one batch of backbone inputs.
+            ignored), one batch of backbone inputs, or, for a task with a
+            preprocessor, an array of raw inputs.
         num_samples: Sequences averaged over at most.
 
     Returns:
@@ -54,6 +55,8 @@ def block_importance(model: keras.Model, data, num_samples: int = 256) -> np.nda
         ends += [node.input_tensors[0], node.output_tensors[0]]
     probe = keras.Model(backbone.inputs, ends)
     preprocessor = task_preprocessor(model)
+    if preprocessor is not None and not isinstance(data, (tf.data.Dataset, dict)):
+        data = tf.data.Dataset.from_tensor_slices(data).batch(32)  # raw strings or images
     if isinstance(data, tf.data.Dataset):
         if preprocessor is not None:
             data = data.map(preprocessor)

@@ -30,18 +30,33 @@ class PruningPlan:
         scores: ``{key: float array}``: the scores the masks were made from.
         history: One entry per round: ``{"round", "target", "removed", "total"}``.
         settings: How the plan was made (scope, reduction, normalization, min_keep, measure).
+        blocks: The transformer blocks a depth plan removes (``axes`` with
+            ``"depth"``; ``tfprune.pruning.depth``): ``{"names": [block path,
+            ...], "keep": [bool per block], "scores": [float per block]}``;
+            None when no block is considered.
     """
 
-    def __init__(self, granularity, groups, keep, scores, history=(), settings=None):
+    def __init__(self, granularity, groups, keep, scores, history=(), settings=None,
+                 blocks=None):
         self.granularity = granularity
         self.groups = [dict(g) for g in groups]
         self.keep = {str(k): np.asarray(v, bool) for k, v in keep.items()}
         self.scores = {str(k): np.asarray(v, np.float64) for k, v in scores.items()}
         self.history = [dict(h) for h in history]
         self.settings = dict(settings or {})
+        self.blocks = None if blocks is None else {
+            "names": list(blocks["names"]), "keep": [bool(k) for k in blocks["keep"]],
+            "scores": [float(v) for v in blocks["scores"]]}
+
+    @property
+    def removed_blocks(self) -> list[int]:
+        """Indices of the transformer blocks the plan removes (none without depth)."""
+        return [] if self.blocks is None else [
+            index for index, kept in enumerate(self.blocks["keep"]) if not kept]
 
     @classmethod
-    def from_groups(cls, groups, keep, scores=None, history=(), settings=None) -> PruningPlan:
+    def from_groups(cls, groups, keep, scores=None, history=(), settings=None,
+                    blocks=None) -> PruningPlan:
         """A structured plan over analysed channel groups.
 
         Args:
@@ -50,12 +65,13 @@ class PruningPlan:
             scores: Per group, in order, its channel scores (None: none kept).
             history: The rounds so far.
             settings: How the plan was made.
+            blocks: The blocks a depth plan removes (see the class), or None.
         """
         def by_index(values):
             return {str(g.index): v for g, v in zip(groups, values, strict=True)}
 
         return cls("filter", [g.to_dict() for g in groups], by_index(keep),
-                   by_index(scores) if scores is not None else {}, history, settings)
+                   by_index(scores) if scores is not None else {}, history, settings, blocks)
 
     @property
     def total(self) -> int:
@@ -89,12 +105,16 @@ class PruningPlan:
         for key in sorted(self.keep, key=lambda k: (len(k), k)):
             mask = self.keep[key]
             digest.update(f"{key}:{mask.size}:".encode() + np.packbits(mask).tobytes())
+        if self.removed_blocks:
+            digest.update(f"blocks:{self.removed_blocks}".encode())
         return digest.hexdigest()[:12]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes ``path.npz`` (masks, scores) and ``path.json`` (groups, history, settings)."""
         description = {"granularity": self.granularity, "groups": self.groups,
                        "history": self.history, "settings": self.settings}
+        if self.blocks is not None:
+            description["blocks"] = self.blocks
         return write_pair(path, {"keep": self.keep, "score": self.scores}, description)
 
     @classmethod
@@ -103,7 +123,8 @@ class PruningPlan:
         tables, description = read_pair(path, "pruning plan")
         try:
             return cls(description["granularity"], description["groups"], tables["keep"],
-                       tables["score"], description["history"], description["settings"])
+                       tables["score"], description["history"], description["settings"],
+                       description.get("blocks"))
         except KeyError as error:
             raise StorageError(f"{stem(path)}.json / .npz: not a pruning plan (no {error}); "
                                "write it again.") from None

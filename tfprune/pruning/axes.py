@@ -6,8 +6,8 @@ units. Every other group is kept whole. A group's axis is read from its
 first source: an attention layer's head unit (``.../heads``,
 ``.../query_groups``, ``.../query_heads``) is ``heads``; a group whose members
 sit in more than one block (the residual stream) is ``hidden``; any other is
-``mlp``. ``depth`` is not a channel axis: blocks are ranked and removed by
-``tfprune.block_importance`` and ``tfprune.drop_blocks``.
+``mlp``. ``depth`` removes whole transformer blocks (``tfprune.pruning.depth``);
+it is not a channel axis, and is chosen only when named.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 
 from tfprune.plans.pruning_plan import PlanError
 
-#: The axes ``axes=`` names; depth is refused with where to find it.
+#: The axes ``axes=`` names.
 AXES = ("heads", "mlp", "hidden", "depth")
 #: Inner units of attention layers: the ``heads`` axis.
 HEAD_UNITS = ("heads", "query_groups", "query_heads")
@@ -33,20 +33,17 @@ def axis_of(group) -> str:
 
 
 def check_axes(axes) -> tuple[str, ...] | None:
-    """``axes`` as a tuple (None: every group may be pruned).
+    """``axes`` as a tuple (None: every channel group may be pruned, no block removed).
 
     Raises:
-        PlanError: For an unknown axis, or ``depth`` (which no plan removes).
+        PlanError: For an unknown axis or an empty list.
     """
     if axes is None:
         return None
     axes = (axes,) if isinstance(axes, str) else tuple(axes)
     unknown = [axis for axis in axes if axis not in AXES]
     if unknown or not axes:
-        raise PlanError(f"axes must be a non-empty list of {list(AXES[:3])}, got {list(axes)}.")
-    if "depth" in axes:
-        raise PlanError("axes: depth is not a channel axis; rank the blocks with "
-                        "tfprune.block_importance and remove them with tfprune.drop_blocks.")
+        raise PlanError(f"axes must be a non-empty list of {list(AXES)}, got {list(axes)}.")
     return axes
 
 

@@ -21,6 +21,8 @@ from tfprune.handlers import handler_for
 from tfprune.importance.prunable import prunable_layers
 from tfprune.keras_objects import MaskConstraint
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
+from tfprune.pruning.depth import depth_masks
+from tfprune.slimming.depth import block_calls, block_names, has_blocks
 from tfprune.workers import model_strategy, require_same_plan
 
 
@@ -40,7 +42,26 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
     graph = graph_for(model, plan.settings.get("ignored_layers", ignored_layers),
                       plan.settings.get("gqa", "groups"))
     check_plan_fits(graph, plan)
-    return graph_variable_masks(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
+    pairs = graph_variable_masks(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
+    return _combined(pairs + _block_masks(graph, plan)) if plan.removed_blocks else pairs
+
+
+def _block_masks(graph: ChannelGraph, plan: PruningPlan) -> list:
+    """The masks zeroing the residual writes of the plan's removed blocks."""
+    names = block_names(graph.model)
+    if names != plan.blocks["names"]:
+        raise PlanError(f"the plan removes blocks of another model: its blocks are "
+                        f"{plan.blocks['names'][:2]}..., the model's {names[:2]}...")
+    return depth_masks(graph, block_calls(graph), np.asarray(plan.blocks["keep"], bool))
+
+
+def _combined(pairs: list) -> list:
+    """``[(variable, mask)]`` with one entry per variable, its masks multiplied."""
+    combined: dict[int, list] = {}
+    for variable, mask in pairs:
+        entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape, np.float32)])
+        entry[1] = entry[1] * mask
+    return [tuple(entry) for entry in combined.values()]
 
 
 def graph_variable_masks(graph: ChannelGraph, keep: dict) -> list:
@@ -73,8 +94,14 @@ def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=())
     if granularity == "weight":
         return [layer.kernel for layer in prunable_layers(model, units=False)]
     graph = graph_for(model, ignored_layers)
-    return [variable for variable, _ in graph_variable_masks(
-        graph, {g.index: np.ones(g.size, bool) for g in graph.groups})]
+    pairs = graph_variable_masks(graph, {g.index: np.ones(g.size, bool) for g in graph.groups})
+    if has_blocks(model):  # a depth plan masks what each block writes to the residual stream
+        try:
+            blocks = block_calls(graph)
+            pairs = _combined(pairs + depth_masks(graph, blocks, np.zeros(len(blocks), bool)))
+        except PlanError:
+            pass  # blocks that cannot be masked out: a depth plan is refused when made
+    return [variable for variable, _ in pairs]
 
 
 def _constraint_slots(model: keras.Model) -> dict[int, tuple]:

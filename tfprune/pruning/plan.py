@@ -21,6 +21,7 @@ from tfprune.importance.scores import check_finite, check_informative
 from tfprune.plans.pruning_plan import PlanError, PruningPlan
 from tfprune.pruning.axes import axis_floors, axis_of
 from tfprune.pruning.cost import KeepCost
+from tfprune.pruning.depth import plan_blocks
 from tfprune.pruning.layer_ratios import ratio_keep
 from tfprune.pruning.ranking import NORMALIZATIONS, REDUCTIONS, RankingOptions
 from tfprune.pruning.rounding import even_parts, round_keep
@@ -99,7 +100,7 @@ def _layer_quotas(units, limits, count) -> list[int]:
 def make_plan(
     model: keras.Model, scores, target: float | dict | Target, *,
     previous: PruningPlan | None = None, graph: ChannelGraph | None = None,
-    ranking: RankingOptions | None = None, progress=None, **options,
+    ranking: RankingOptions | None = None, progress=None, block_scores=None, **options,
 ) -> PruningPlan:
     """Decides which channels to remove so that ``target`` of them are gone.
 
@@ -128,6 +129,9 @@ def make_plan(
             scope, min_keep, reduction, normalization, round_to, ignored_layers).
         progress: For a measured budget, called with a line of text after each
             measurement (the latency table's layers, the search's steps).
+        block_scores: With ``"depth"`` among ``axes``, one score per transformer
+            block (``tfprune.block_importance``); None sums the measure's scores
+            of each block's units (``tfprune.pruning.depth``).
         **options: The same options as keywords instead (``scope="layer"``,
             ``round_to=8``, ``min_keep=0.1``...), described in ``RankingOptions``.
 
@@ -144,7 +148,7 @@ def make_plan(
     ranking = RankingOptions.from_keywords("make_plan", ranking, options)
     scope, min_keep, normalization = ranking.scope, ranking.min_keep, ranking.normalization
     round_to, ignored_layers = ranking.round_to, ranking.ignored_layers
-    target = as_target(target)
+    target = original = as_target(target)
     reduction = (getattr(scores, "metadata", None) or {}).get("group_reduction",
                                                                ranking.reduction)
     ranking.check(reduction)
@@ -181,6 +185,35 @@ def make_plan(
     prior = None
     if previous is not None:
         prior = [previous.keep[str(g.index)] for g in groups]
+    blocks = None
+    if ranking.axes is not None and "depth" in ranking.axes:
+        blocks, target, gone = plan_blocks(model, graph, scores, target, ranking.axes,
+                                           block_scores, previous)
+        active = [i for i, out in enumerate(gone) if not out]
+        keep = [np.ones(g.size, bool) for g in groups]
+        if active and target is not None:
+            pick = [groups[i] for i in active]
+            chosen = _channel_keep(model, graph, pick, [units[i] for i in active],
+                                   [floors[i] for i in active],
+                                   None if prior is None else [prior[i] for i in active],
+                                   target, ranking, previous, progress)
+            for i, mask in zip(active, chosen, strict=True):
+                keep[i] = mask
+    else:
+        keep = _channel_keep(model, graph, groups, units, floors, prior, target, ranking,
+                             previous, progress)
+    entry = {"round": len(previous.history) + 1 if previous else 1, "target": to_json(original),
+             "removed": int(sum((~k).sum() for k in keep)), "total": sum(g.size for g in groups)}
+    if blocks is not None:
+        entry["blocks_removed"] = int(len(blocks["keep"]) - sum(blocks["keep"]))
+    history = (previous.history if previous else []) + [entry]
+    return PruningPlan.from_groups(groups, keep, units, history, settings, blocks)
+
+
+def _channel_keep(model, graph, groups, units, floors, prior, target, ranking, previous,
+                  progress) -> list:
+    """Per group, its keep-mask for ``target`` (see ``make_plan``)."""
+    round_to = ranking.round_to
     if isinstance(target, Budget):
         keep = _budget_keep(model, graph, target, units, floors, prior, round_to, progress)
     elif isinstance(target, LayerRatios):
@@ -192,7 +225,7 @@ def make_plan(
         if previous is not None:  # removed channels stay removed, even if rounding overshot
             count = max(count, previous.removed)
         steps = [math.lcm(round_to, g.parts * g.atom) for g in groups]
-        keep = round_keep(units, _select(units, floors, count, scope, prior), floors, count,
+        keep = round_keep(units, _select(units, floors, count, ranking.scope, prior), floors, count,
                           steps, prior)
     if ranking.uniform:
         counted = isinstance(target, Budget) and not target.measured
@@ -201,12 +234,8 @@ def make_plan(
                             down=isinstance(target, Budget),
                             cost=KeepCost(model, graph, target.kind) if counted else None,
                             budget=target.value if counted else None)
-    keep = even_parts(units, keep, floors, _splits(groups), round_to, prior,
+    return even_parts(units, keep, floors, _splits(groups), round_to, prior,
                       down=isinstance(target, Budget))
-    history = (previous.history if previous else []) + [
-        {"round": len(previous.history) + 1 if previous else 1, "target": to_json(target),
-         "removed": int(sum((~k).sum() for k in keep)), "total": sum(g.size for g in groups)}]
-    return PruningPlan.from_groups(groups, keep, units, history, settings)
 
 
 def _budget_keep(model, graph, budget: Budget, units, floors, prior, round_to: int,

@@ -18,6 +18,7 @@ import keras
 from tfprune.graph.channels import graph_for
 from tfprune.importance import ScoringContext, get_measure
 from tfprune.importance.api import split_options
+from tfprune.importance.blocks import block_importance
 from tfprune.importance.measure_registry import ImportanceMeasure, measure_for_model
 from tfprune.importance.prunable import prunable_weight_count
 from tfprune.importance.scores import ImportanceScores
@@ -149,7 +150,23 @@ class Pruner:
     def plan_for(self, scores, target, previous: PruningPlan | None = None) -> PruningPlan:
         """The plan ``make_plan`` makes from ``scores`` (the Pruner's plan is not changed)."""
         return make_plan(self.model, scores, target, previous=previous, graph=self.graph,
-                         ranking=self.ranking, progress=self._progress if self.verbose else None)
+                         ranking=self.ranking, progress=self._progress if self.verbose else None,
+                         block_scores=self.block_scores())
+
+    def block_scores(self):
+        """With ``"depth"`` among the axes and data, each block's Block Influence on the data.
+
+        ``tfprune.block_importance``: how much each transformer block turns its
+        hidden states. None otherwise (``make_plan`` then sums the measure's
+        scores of each block's units).
+        """
+        if self.ranking.axes is None or "depth" not in self.ranking.axes or self.data is None:
+            return None
+        data = self.data
+        if isinstance(data, (tuple, list)):
+            data = data[0]  # (x, y[, sample_weight]): the inputs
+        return block_importance(self.model, data,
+                                num_samples=int(self.score_options.get("num_samples", 256)))
 
     @staticmethod
     def _progress(line: str) -> None:

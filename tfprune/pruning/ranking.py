@@ -59,10 +59,12 @@ class RankingOptions:
             query groups: a key/value head with its query heads) or
             ``"heads"`` (query heads, the same count from every group; the
             key/value heads stay). ``tfprune.graph.channels.ChannelGraph``.
-        axes: The axes a plan may shorten, of ``("heads", "mlp", "hidden")``
-            (``tfprune.pruning.axes``); the other groups are kept whole, and a
-            fraction target is of the channels on these axes. None (default):
-            every group.
+        axes: The axes a plan may shorten, of ``("heads", "mlp", "hidden",
+            "depth")`` (``tfprune.pruning.axes``); the other groups are kept
+            whole, and a fraction target is of the channels on these axes.
+            ``"depth"`` removes whole transformer blocks
+            (``tfprune.pruning.depth``). None (default): every channel group,
+            no block.
     """
 
     scope: str = "global"

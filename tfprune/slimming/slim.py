@@ -34,6 +34,7 @@ from tfprune.importance.task_data import task_preprocessor
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
 from tfprune.slimming.composites import copy_untouched_weights, rebuild_composite
+from tfprune.slimming.depth import drop_blocks, plan_without_blocks
 from tfprune.slimming.same_class import is_hub_model, same_class_slim
 
 _FRAMEWORKS = ("keras.", "tensorflow.")  # the classes every model inherits from
@@ -166,8 +167,10 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
         PlanError: For an unstructured plan or one made for another architecture.
         GraphError: For a layer slim cannot rebuild (naming it and its type).
 
-    A keras-hub backbone (or a causal LM whose weights are all its backbone's)
-    under a uniform plan comes out as its own class with a smaller config
+    A plan that removes transformer blocks (depth) first rebuilds the model
+    without them (``tfprune.slimming.depth``). A keras-hub backbone (or a
+    causal LM whose weights are all its backbone's) under a uniform plan
+    comes out as its own class with a smaller config
     (``tfprune.slimming.same_class``); under any other plan, as a flat
     functional model, with a warning saying why.
 
@@ -181,6 +184,13 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     graph = graph_for(model, plan.settings.get("ignored_layers", ()),
                       plan.settings.get("gqa", "groups"))
     check_plan_fits(graph, plan)
+    if plan.removed_blocks:  # depth: the model without those blocks, then its channels
+        try:
+            shallow = drop_blocks(model, plan.removed_blocks)
+        except ValueError as error:
+            raise PlanError(f"slim: {error}") from None
+        channels = plan_without_blocks(plan, graph, shallow)
+        return shallow if channels.removed == 0 else slim(shallow, channels)
     keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
     if is_hub_model(model):
         rebuilt, why = same_class_slim(model, {id(v): m for v, m in graph.variable_masks(keep)})
