@@ -64,9 +64,10 @@ class RunCommand:
         result = resume(args.resume) if args.resume else start(args.config, args.overrides)
         summary = result.summary
         print(f"run folder: {result.run_dir}")
-        print(f"test accuracy: final {summary['final_test_accuracy']:.4f}, "
-              f"best {summary['best_test_accuracy']:.4f} (epoch {summary['best_epoch']}); "
-              f"params {summary['params']:,}")
+        if "final_test_accuracy" in summary:  # a language model's run reports perplexity
+            print(f"test accuracy: final {summary['final_test_accuracy']:.4f}, "
+                  f"best {summary['best_test_accuracy']:.4f} (epoch {summary['best_epoch']}); "
+                  f"params {summary['params']:,}")
         if self.report is not None:
             print(self.report(summary))
         return 0
@@ -79,6 +80,15 @@ def pruning_report(summary: dict) -> str:
             f"({sum(k for k, _ in kept):,} of {sum(n for _, n in kept):,} kept); params "
             f"{summary['params_before']:,} -> {summary['params_after']:,}; FLOPs "
             f"{summary['flops_before']:,} -> {summary['flops_after']:,}")
+
+
+def finetune_report(summary: dict) -> str:
+    """A fine-tuning run's lines: pruning and accuracy, or a language model's perplexities."""
+    if summary.get("kind") == "causal_lm":
+        from tfprune.workflows.lm_finetune import lm_report
+
+        return lm_report(summary)
+    return pruning_report(summary)
 
 
 def pipeline_report(summary: dict) -> str:
@@ -122,8 +132,11 @@ FINETUNE = RunCommand(
     "the 'prune' section (round 1 before the first epoch, then one per epoch), fine-tune it "
     "for train.epochs with masks enforced, and with finetune.distill: true learn from the "
     "dense model too (keras.distillation.Distiller, LogitsDistillation). An interrupted run "
-    "continues with --resume RUN_DIR.",
-    "tfprune.workflows.finetune:finetune_from_file:resume_finetune", pruning_report,
+    "continues with --resume RUN_DIR. With lm.text set, finetune.source is a saved keras-hub "
+    "causal LM: it is pruned (prune.axes: heads, mlp, hidden, depth), slimmed and recovered on "
+    "that text by distillation (finetune.distill) or on the labels, reporting held-out "
+    "perplexity.",
+    "tfprune.workflows.finetune:finetune_from_file:resume_finetune", finetune_report,
 )
 PIPELINE = RunCommand(
     "pipeline", "prune, train, slim, export to TFLite, verify in LiteRT and time: end to end",

@@ -142,6 +142,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "student_loss_weight": Field(0.5, (float,), lambda v: 0 <= v <= 1,
                                      "a number in [0, 1] (the rest goes to distillation)"),
     },
+    "lm": {
+        "text": Field(None, (str,), allowed="null, or a UTF-8 text file (paragraphs separated "
+                      "by blank lines): finetune then prunes and recovers the causal LM of "
+                      "finetune.source on it", nullable=True),
+        "holdout_every": Field(10, (int,), lambda v: isinstance(v, int) and v >= 2,
+                               "an integer >= 2 (every n-th paragraph held out)"),
+        "batch_size": Field(16, (int,), _positive, "an integer > 0"),
+        "steps_per_epoch": Field(50, (int,), _positive, "an integer > 0"),
+        "learning_rate": Field(1e-3, (float,), _positive, "a number > 0 (AdamW)"),
+    },
     "deploy": {
         "quantize": Field(["none", "int8"], (list,), lambda v: len(v) > 0 and all(
             q in ("none", "dynamic", "float16", "int8") for q in v),

@@ -161,7 +161,9 @@ class ChannelGraph:
                     analysis.set_layout(target, analysis.layout(source))
                 continue
             problems += self._analyse_call(analysis, step)
-            if not (self.handler(step.name).calls_independent and not step.operation.weights):
+            handler = self.handler(step.name)
+            if not (handler.joins_own_calls or (handler.calls_independent
+                                                and not step.operation.weights)):
                 _join_shared_calls(analysis, step, first_calls)
             if step.inputs:
                 self.layer_inputs[step.name] = analysis.layout(step.inputs[0])

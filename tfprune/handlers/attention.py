@@ -225,7 +225,11 @@ class GroupedQueryAttention(LayerHandler):
     head_keys = ("num_query_heads", "num_key_value_heads")
     reads_query_only = False
     rebuild_reason: str | None = None
-    scored_kernel = None
+
+    @property
+    def scored_kernel(self):
+        """The output projection's kernel: its last axis writes the hidden channels."""
+        return f"{self.projections[3]}.kernel"
 
     @property
     def kernel_attributes(self):
@@ -260,6 +264,7 @@ class GroupedQueryAttention(LayerHandler):
         (Or, with the graph's ``gqa="heads"``, the query heads, in equal parts per group.)
         """
         why = self.rebuild_reason or kept_whole_because(layer, outputs)
+        inputs = self._query_first(layer, inputs)
         groups = getattr(layer, self.head_keys[1])
         if getattr(analysis, "gqa", "groups") == "groups":
             attention_spaces(analysis, layer, inputs, outputs, "query_groups", groups, why)
@@ -267,6 +272,18 @@ class GroupedQueryAttention(LayerHandler):
         heads = getattr(layer, self.head_keys[0])
         space = attention_spaces(analysis, layer, inputs, outputs, "query_heads", heads, why)
         analysis.constrain(Layout.single(space, heads), analysis.name_of(layer), parts=groups)
+
+    def _query_first(self, layer, inputs: list) -> list:
+        """``inputs`` with the query first: the floating input as wide as the query's rows.
+
+        Llama's attention is called with its attention mask before its hidden
+        states (keyword arguments, in the order the block passes them).
+        """
+        query = self._dense(layer)[0]
+        width = query.kernel.shape[self._kernel_axes(layer)[0][1]]
+        found = next((t for t in inputs if "float" in str(t.dtype) and t.shape[-1] == width),
+                     None)
+        return inputs if found is None else [found, *(t for t in inputs if t is not found)]
 
     def _rows_follow(self, layer) -> tuple:
         """Which projections' rows are the query input's channels (all three in self-attention)."""

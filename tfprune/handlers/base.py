@@ -130,6 +130,7 @@ class LayerHandler:
             count as FLOPs.
         calls_independent: The calls of one shared layer need not keep the
             same channels (its config and weights do not depend on them).
+        joins_own_calls: The handler relates a shared layer's calls itself.
 
     Example:
         A custom layer scaling each channel by a trainable vector:
@@ -152,6 +153,14 @@ class LayerHandler:
     #: true when neither its config nor its weights depend on the channel count (Dropout,
     #: pooling, activations), so ViT's MLP may reuse one Dropout on 3072 and 768 channels.
     calls_independent: bool = False
+    #: Whether the handler relates the calls of one shared layer itself, instead of their
+    #: tensors being joined position by position: a ``ReversibleEmbedding`` reads token ids
+    #: forward and hidden states in reverse.
+    joins_own_calls: bool = False
+    #: Whether its scored filters are its output channels, so that a layer making a model
+    #: output (a classifier) is not scored unless asked: a ``ReversibleEmbedding``'s are its
+    #: table's columns (the hidden width), though its reverse call makes a causal LM's logits.
+    scores_output_channels: bool = True
     #: Weight attribute -> the layer attributes its constraint may live in (the first one
     #: the layer has): where ``get_config`` finds the mask constraint, so it is saved with
     #: the model. Override for a type whose weights have other names.
@@ -195,6 +204,18 @@ class LayerHandler:
                              "to channels that its handler cannot slice; register a handler "
                              "with a slim method for it.")
         return layer_config(layer), layer.get_weights()
+
+    def rescaled_weights(self, layer, context) -> list:
+        """``[(variable, array)]``: weights whose kept values change when channels go.
+
+        Most weights are only sliced. An RMS normalization's scale is also
+        multiplied, since its mean divides by fewer channels. Each array has
+        the variable's full shape; slicing it as the plan slices the variable
+        gives the slimmed layer's values. Used where weights are copied by
+        slicing rather than by ``slim`` (a model rebuilt as its own class,
+        ``tfprune.slimming.same_class``).
+        """
+        return []
 
     def bind(self, layer) -> LayerHandler:
         """The handler of this one layer: ``self``, unless the type delegates.

@@ -61,6 +61,9 @@ class ChannelAnalysis:
         names: ``{id(layer): name}``: the name each layer is known by in the
             graph (its path when several layers share its own name); see
             ``name_of``.
+        shared: ``{id(layer): space}``: a space a handler keeps for a layer
+            across its calls (the table columns of a ``ReversibleEmbedding``,
+            called forward on token ids and in reverse on hidden states).
     """
 
     def __init__(self):
@@ -72,6 +75,7 @@ class ChannelAnalysis:
         self.tensors: dict[int, Layout] = {}
         self.inner: dict[str, dict[str, int]] = {}
         self.names: dict[int, str] = {}
+        self.shared: dict[int, int] = {}
         self.gqa = "groups"
 
     def name_of(self, layer) -> str:

@@ -30,7 +30,7 @@ from tfprune.handlers.base import (
     source,
     take,
 )
-from tfprune.handlers.normalization import AcrossChannels
+from tfprune.handlers.normalization import RootMeanSquare
 from tfprune.handlers.structure import KeepWhole
 
 
@@ -174,11 +174,24 @@ class HubDecoderAttention(GroupedQueryAttention):
 
 
 class LlamaStyleAttention(GroupedQueryAttention):
-    """Llama's attention: its head size follows its head count, so query groups are kept."""
+    """Llama's attention: its head size is its input width over its head count.
+
+    A rebuilt layer with fewer heads, or a narrower input, would have another
+    head size: its query groups and the hidden width it reads and writes are
+    kept whole.
+    """
 
     reads_query_only = True
     rebuild_reason = ("its head size is computed as hidden_dim // num_query_heads, so a "
                       "rebuilt layer with fewer heads would change it: query groups are kept")
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """As any grouped-query attention, with its input and output channels kept whole."""
+        super().analyse(analysis, layer, inputs, outputs)
+        why = (f"{layer.name!r}: its head size is computed as its input width // "
+               "num_query_heads, so the hidden width it reads and writes is kept")
+        analysis.block(analysis.layout(self._query_first(layer, inputs)[0]), why)
+        analysis.block(analysis.layout(outputs[0]), why)
 
 
 #: ``(module, class name) -> handler`` for keras-hub's layers; classes this keras-hub
@@ -193,13 +206,14 @@ HUB_HANDLERS = {
     ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
         HubDecoderAttention(),
     ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"): LlamaStyleAttention(),
-    ("keras_hub.src.layers.modeling.rms_normalization", "RMSNormalization"): AcrossChannels(),
-    ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): AcrossChannels(),
-    ("keras_hub.src.models.llama.llama_layernorm", "LlamaLayerNorm"): AcrossChannels(),
+    ("keras_hub.src.layers.modeling.rms_normalization", "RMSNormalization"): RootMeanSquare(),
+    ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): RootMeanSquare(),
+    ("keras_hub.src.models.llama.llama_layernorm", "LlamaLayerNorm"): RootMeanSquare(),
 }
 
 #: Class-name endings of keras-hub's per-family normalizations (``MistralLayerNormalization``,
-#: ``GptOssLayerNormalization``, ``Qwen3LayerNorm``...): they normalize across the channels.
+#: ``GptOssLayerNormalization``, ``Qwen3LayerNorm``...): they normalize across the channels;
+#: the RMS ones among them (found by calling them: ``rms_form``) let the channels follow.
 NORMALIZATION_SUFFIXES = ("LayerNorm", "LayerNormalization", "RMSNorm", "RMSNormalization")
 
 
@@ -220,7 +234,7 @@ def register_handlers() -> None:
         HANDLERS.setdefault(layer_type, handler)
     for layer_type in _hub_layer_classes():
         if layer_type.__name__.endswith(NORMALIZATION_SUFFIXES):
-            HANDLERS.setdefault(layer_type, AcrossChannels())
+            HANDLERS.setdefault(layer_type, RootMeanSquare())
     FALLBACK_HANDLERS["keras_hub."] = kept_whole
 
 

@@ -288,24 +288,62 @@ class EmbeddingHandler(LayerHandler):
 
 
 class ReversibleEmbeddingHandler(EmbeddingHandler):
-    """``ReversibleEmbedding`` (Keras', keras-hub's): its untied output projection follows too.
+    """``ReversibleEmbedding`` (Keras', keras-hub's): the table and the output projection.
 
-    ``reverse_embeddings`` (``(output_dim, input_dim)``, present unless the
-    projection is tied to the table) loses the rows of the removed columns.
+    Called forward on token ids, its output channels are the table's columns
+    (a new space: the hidden width of a language model). Called in reverse on
+    hidden states (``reverse=True``: the logits of a causal LM), its input
+    channels are those same columns, so the two calls share one space and the
+    vocabulary logits keep their channels. ``reverse_embeddings`` (``(output_dim,
+    input_dim)``, present unless the projection is tied to the table) loses the
+    rows of the removed columns.
     """
+
+    joins_own_calls = True
+    scores_output_channels = False
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        """A forward call makes (or joins) the columns' space; a reverse call reads it."""
+        name = analysis.name_of(layer)
+        columns = analysis.shared.get(id(layer))
+        if inputs and "int" not in str(inputs[0].dtype):  # reverse: hidden -> vocabulary
+            layout = analysis.layout(inputs[0])
+            if columns is None or not layout.plain:
+                analysis.block(layout, f"{name!r}: a reverse call on channels other than its "
+                                       "table's columns")
+            else:
+                analysis.union(columns, layout.spaces[0][0], name)
+                analysis.add_role(layout, "consumers", name)
+            for tensor in outputs:
+                analysis.new_tensor_space(tensor, blocked=f"{name!r}: vocabulary logits")
+            return
+        super().analyse(analysis, layer, inputs, outputs)
+        space = analysis.layout(outputs[0]).spaces[0][0]
+        if columns is None:
+            analysis.shared[id(layer)] = space
+        else:  # called forward again: the same columns
+            analysis.union(columns, space, name)
+
+    @staticmethod
+    def _columns(in_mask, out_mask):
+        """The columns' mask: a forward call's output, or (the last call) a reverse call's input."""
+        return out_mask if out_mask is not None else in_mask
 
     def variable_masks(self, layer, in_mask, out_mask):
         """The table's columns and the untied projection's rows."""
-        pairs = super().variable_masks(layer, in_mask, out_mask)
+        columns = self._columns(in_mask, out_mask)
+        pairs = super().variable_masks(layer, None, columns)
         reverse = getattr(layer, "reverse_embeddings", None)
-        if out_mask is not None and reverse is not None:
-            pairs.append((reverse, axis_mask(reverse.shape, out_mask, 0)))
+        if columns is not None and reverse is not None:
+            pairs.append((reverse, axis_mask(reverse.shape, columns, 0)))
         return pairs
 
     def slim(self, layer, context):
         """The table's columns and the untied projection's rows sliced."""
         config = layer.get_config()
         index = context.output_index(layer)
+        if index is None:
+            index = context.input_index(layer)
         if index is not None:
             config["output_dim"] = int(index.size)
         reverse = getattr(layer, "reverse_embeddings", None)

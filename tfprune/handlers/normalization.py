@@ -1,11 +1,19 @@
-"""Handlers of normalization layers: per-channel (BatchNorm) or across channels (LayerNorm)."""
+"""Handlers of normalization layers: per-channel (BatchNorm), across channels (LayerNorm, RMS)."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, block, follow, follow_unless, pass_through, take
+from tfprune.handlers.base import (
+    LayerHandler,
+    block,
+    follow,
+    follow_unless,
+    layer_config,
+    pass_through,
+    take,
+)
 
 
 def _channel_axes(layer, rank: int) -> set[int]:
@@ -102,6 +110,87 @@ class AcrossChannels(LayerHandler):
               f"{type(layer).__name__} normalizes across the channels")
 
 
+#: What an RMS normalization multiplies ``x / rms(x)`` by: its ``scale`` (Keras, Llama) or
+#: ``1 + scale`` (Gemma).
+RMS_FORMS = {"scale": lambda scale: scale, "one_plus_scale": lambda scale: 1.0 + scale}
+
+
+def rms_form(layer) -> str | None:
+    """How a normalization scales ``x / sqrt(mean(x^2) + epsilon)``, found by calling it.
+
+    Returns ``"scale"`` or ``"one_plus_scale"`` (``RMS_FORMS``) for a layer with one
+    weight of the channels' size that computes that on a probe with a nonzero mean
+    (which a LayerNormalization would subtract), else None.
+    """
+    weights = layer.get_weights()
+    if len(weights) != 1 or np.ndim(weights[0]) != 1:
+        return None
+    scale = weights[0].astype(np.float64)
+    probe = np.random.default_rng(0).normal(1.0, 1.0, (2, scale.size))
+    try:
+        output = np.asarray(layer(probe.astype(np.float32)), np.float64)
+    except Exception:  # noqa: BLE001 - a layer that cannot take the probe is not this kind
+        return None
+    epsilon = float(layer_config(layer).get("epsilon", 1e-6))
+    normed = probe / np.sqrt(np.mean(probe ** 2, axis=-1, keepdims=True) + epsilon)
+    for form, factor in RMS_FORMS.items():
+        if np.allclose(output, normed * factor(scale), rtol=1e-3, atol=1e-4):
+            return form
+    return None
+
+
+class RootMeanSquare(AcrossChannels):
+    """RMS normalizations (Keras', keras-hub's Gemma, Llama, Mistral...): channels follow.
+
+    ``x / sqrt(mean(x^2) + epsilon) * scale`` (or ``1 + scale``) over the last
+    axis. A removed channel is zero in the masked model, so it adds nothing to
+    the sum of squares, but the mean still divides by all ``d`` channels where
+    the slimmed layer divides by the ``k`` kept. ``slim`` makes up for it:
+    epsilon times ``d / k`` (where the config has ``epsilon``) and the scale
+    times ``sqrt(d / k)``, so the slimmed layer computes exactly what the
+    masked one does. (keras-hub's generic ``RMSNormalization`` fixes its
+    epsilon at 1e-6, so there the two differ by about 1e-6 relative.) A layer
+    that turns out not to compute this form (``rms_form``), such as a
+    LayerNormalization named like one, keeps its channels whole.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        if hasattr(layer, "axis") and _channel_axes(layer, rank) != {rank - 1}:
+            super().analyse(analysis, layer, inputs, outputs)
+        elif rms_form(layer) is None:
+            block(analysis, layer, inputs, outputs,
+                  f"{type(layer).__name__} normalizes across the channels, and is not an "
+                  "RMS normalization tfprune can rescale")
+        else:
+            follow(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if in_mask is None:
+            return []
+        return [(layer.weights[0], np.asarray(in_mask, np.float32))]
+
+    def slim(self, layer, context):
+        config, weights = layer_config(layer), layer.get_weights()
+        index = context.input_index(layer)
+        if index is None:
+            return config, weights
+        if "epsilon" in config:
+            config["epsilon"] = float(config["epsilon"]) * weights[0].shape[0] / index.size
+        return config, [take(self.rescaled_weights(layer, context)[0][1], index, -1)]
+
+    def rescaled_weights(self, layer, context):
+        """The scale, times ``sqrt(d / k)`` (``1 + scale`` in Gemma's form)."""
+        index = context.input_index(layer)
+        if index is None:
+            return []
+        variable = layer.weights[0]
+        scale = np.asarray(variable, np.float64)
+        gain = np.sqrt(scale.shape[0] / index.size)
+        scale = scale * gain if rms_form(layer) == "scale" else (1.0 + scale) * gain - 1.0
+        return [(variable, scale.astype(variable.dtype))]
+
+
 class SoftmaxLayer(AcrossChannels):
     """``keras.layers.Softmax``: normalizes across the channels; its input is logits."""
 
@@ -124,7 +213,8 @@ def _available(*names: str) -> tuple:
 NORMALIZATION_HANDLERS = {
     _available("BatchNormalization"): BatchNorm(),
     _available("GroupNormalization"): GroupNorm(),
-    _available("LayerNormalization", "RMSNormalization"): AcrossChannels(),
+    _available("LayerNormalization"): AcrossChannels(),
+    _available("RMSNormalization"): RootMeanSquare(),
     _available("Softmax"): SoftmaxLayer(),
     _available("UnitNormalization"): UnitNorm(),
 }

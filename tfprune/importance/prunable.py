@@ -187,7 +187,8 @@ def prunable_layers(model: keras.Model, include_output_layers: bool = False,
     found, seen = [], set()
     for call in calls:
         handler = handler_for(call.operation)
-        if handler is None or id(call.operation) in outputs or id(call.operation) in seen:
+        if handler is None or id(call.operation) in seen or (
+                id(call.operation) in outputs and handler.scores_output_channels):
             continue
         seen.add(id(call.operation))  # a shared layer is one set of weights
         if handler.scored_kernel is not None:

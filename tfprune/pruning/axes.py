@@ -27,9 +27,19 @@ def axis_of(group) -> str:
     source = group.sources[0] if group.sources else ""
     if source.rsplit("/", 1)[-1] in HEAD_UNITS:
         return "heads"
-    blocks = {re.match(r"(.*?\d+)/", name).group(1) for name in group.members
-              if re.match(r"(.*?\d+)/", name)}
+    blocks = {block for block in map(_block_of, group.members) if block}
     return "hidden" if len(blocks) > 1 else "mlp"
+
+
+def _block_of(name: str) -> str | None:
+    """The path of the numbered block a layer sits in: up to its last numbered parent.
+
+    ``gemma_backbone_1/decoder_block_0/attention`` is in
+    ``gemma_backbone_1/decoder_block_0``; ``token_embedding`` is in none.
+    """
+    parents = name.split("/")[:-1]
+    numbered = [i for i, part in enumerate(parents) if re.search(r"\d+$", part)]
+    return "/".join(parents[:numbered[-1] + 1]) if numbered else None
 
 
 def check_axes(axes) -> tuple[str, ...] | None:

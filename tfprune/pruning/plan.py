@@ -29,8 +29,18 @@ from tfprune.pruning.targets import Fraction, LayerRatios, Target, as_target, to
 from tfprune.pruning.uniform import uniform_keep
 
 
-def group_scores(group: ChannelGroup, scores, reduction: str = "sum") -> np.ndarray:
-    """Reduces the scores of a group's source layers into one score per channel."""
+def group_scores(group: ChannelGroup, scores, reduction: str = "sum",
+                 informative: bool = True) -> np.ndarray:
+    """Reduces the scores of a group's source layers into one score per channel.
+
+    Args:
+        group: The channel group.
+        scores: The scores by layer name.
+        reduction: How its sources' scores combine.
+        informative: Refuse scores that are all zero or all equal
+            (``UninformativeScoreError``): a lone source's, or, for a group of
+            several sources (a residual stream), their combination's.
+    """
     rows = []
     for name in group.sources:
         if name not in scores:
@@ -41,9 +51,13 @@ def group_scores(group: ChannelGroup, scores, reduction: str = "sum") -> np.ndar
             raise PlanError(f"scores of layer {name!r} have shape {values.shape}; the group "
                             f"needs {group.size} filter scores (granularity 'filter').")
         check_finite(_measure_name(scores), name, values)
-        check_informative(_measure_name(scores), name, values)
         rows.append(values)
-    return REDUCTIONS[reduction](np.stack(rows), axis=0)
+    combined = REDUCTIONS[reduction](np.stack(rows), axis=0)
+    if informative:
+        check_informative(_measure_name(scores), group.sources[0] if len(rows) == 1 else
+                          f"{len(rows)} layers ({', '.join(group.sources[:3])}...)",
+                          combined if len(rows) > 1 else rows[0])
+    return combined
 
 
 def _measure_name(scores) -> str:
@@ -180,7 +194,11 @@ def make_plan(
     groups = graph.groups
     if not groups:
         raise PlanError(f"model {model.name!r} has no prunable channel group.")
-    units = [NORMALIZATIONS[normalization](group_scores(g, scores, reduction)) for g in groups]
+    _require_groups_on_axes(graph, ranking.axes)
+    # Groups off the chosen axes are kept whole: their scores are not checked for ties.
+    units = [NORMALIZATIONS[normalization](group_scores(
+        g, scores, reduction, ranking.axes is None or axis_of(g) in ranking.axes))
+        for g in groups]
     floors = axis_floors(groups, [_floor(g.size, min_keep) for g in groups], ranking.axes)
     prior = None
     if previous is not None:
@@ -208,6 +226,21 @@ def make_plan(
         entry["blocks_removed"] = int(len(blocks["keep"]) - sum(blocks["keep"]))
     history = (previous.history if previous else []) + [entry]
     return PruningPlan.from_groups(groups, keep, units, history, settings, blocks)
+
+
+def _require_groups_on_axes(graph: ChannelGraph, axes) -> None:
+    """Raises PlanError when channel axes are asked for and no group lies on them.
+
+    A plan that could remove nothing on the chosen axes would otherwise be
+    made silently; the error says what keeps those channels whole.
+    """
+    wanted = [axis for axis in axes or () if axis != "depth"]
+    if not wanted or any(axis_of(group) in wanted for group in graph.groups):
+        return
+    reasons = sorted({why for _, _, why in graph.kept_whole()})
+    raise PlanError(f"axes {wanted}: model {graph.model.name!r} has no prunable channel group "
+                    f"on {'this axis' if len(wanted) == 1 else 'these axes'}"
+                    + (f"; kept whole: {'; '.join(reasons[:4])}" if reasons else "") + ".")
 
 
 def _channel_keep(model, graph, groups, units, floors, prior, target, ranking, previous,

@@ -46,20 +46,34 @@ def around(task, backbone):
     return type(task)(backbone=backbone, preprocessor=getattr(task, "preprocessor", None))
 
 
-def same_class_slim(model: keras.Model, masks: dict) -> tuple[keras.Model | None, str]:
+def same_class_slim(model: keras.Model, masks: dict, rescaled: dict | None = None,
+                    task: keras.Model | None = None) -> tuple[keras.Model | None, str]:
     """``model``'s own class, built smaller, holding the kept weights; or ``(None, why)``.
+
+    The rebuilt model is checked against the masked one on a probe input
+    (``_gap_to_masked``): a class that derives a constant from a size
+    (``SIZE_CONSTANTS``) the rebuilt weights do not make up for is refused
+    with why, rather than returned wrong.
 
     Args:
         model: A keras-hub backbone, or a task model whose weights are all its backbone's.
         masks: ``{id(variable): keep mask}`` of the plan (``tfprune.pruning.variable_masks``).
+        rescaled: ``{id(variable): full-shape array}`` to slice instead of the
+            variable's value (``LayerHandler.rescaled_weights``: RMS norm scales).
+        task: The task ``model`` is the backbone of, if any: its outputs are
+            the ones checked.
     """
+    rescaled = rescaled or {}
     backbone = getattr(model, "backbone", None)
     if backbone is not None and backbone is not model:
         if not weights_are_the_backbones(model):
             return None, (f"{type(model).__name__} has weights outside its backbone; only a "
                           "task whose weights are all its backbone's is rebuilt as its class")
-        slimmed, why = same_class_slim(backbone, masks)
-        return (None, why) if slimmed is None else (around(model, slimmed), "")
+        slimmed, why = same_class_slim(backbone, masks, rescaled, task=model)
+        if slimmed is None:
+            return None, why
+        rebuilt = around(model, slimmed)
+        return _checked(model, rebuilt, masks, "")
     kept = []
     for variable in model.weights:
         index = _kept_indices(variable, masks.get(id(variable)))
@@ -84,8 +98,84 @@ def same_class_slim(model: keras.Model, masks: dict) -> tuple[keras.Model | None
                       f"{path} is {built}, the plan keeps {wanted} (a plan made with "
                       "uniform=True keeps the same count in every block)")
     for target, source, index in zip(rebuilt.weights, model.weights, kept, strict=True):
-        target.assign(np.asarray(source)[np.ix_(*index)])
-    return rebuilt, ""
+        target.assign(np.asarray(rescaled.get(id(source), source))[np.ix_(*index)])
+    for compensate in SIZE_CONSTANTS.get(type(model).__name__, ()):
+        compensate(rebuilt, config, {**config, **changes}, task is not None)
+    said = ", ".join(f"{key}={value}" for key, value in changes.items())
+    return (rebuilt, "") if task is not None else _checked(model, rebuilt, masks, said)
+
+
+def _checked(model, rebuilt, masks: dict, said: str) -> tuple[keras.Model | None, str]:
+    """``(rebuilt, "")`` if it computes what the masked model does, else ``(None, why)``."""
+    gap = _gap_to_masked(model, rebuilt, masks)
+    if gap <= 1e-4:
+        return rebuilt, ""
+    config = (getattr(rebuilt, "backbone", rebuilt)).get_config()
+    said = said or ", ".join(f"{key}={config[key]}" for key in SIZE_KEYS if key in config)
+    return None, (f"{type(rebuilt).__name__} with {said} holds the kept weights but computes "
+                  f"other outputs than the masked model (relative gap {gap:.2g}): the class "
+                  "derives something else from those sizes")
+
+
+def _gemma_embedding_scale(rebuilt, old: dict, new: dict, tied_logits: bool) -> None:
+    """Gemma multiplies its embeddings by ``sqrt(hidden_dim)``: a smaller one is made up for.
+
+    The table is scaled by ``sqrt(d / k)``, so the blocks get what they got.
+    In a causal LM the logits read the same table: the final normalization's
+    ``1 + scale`` is then divided by that factor again, so the logits are
+    those of the masked model (the backbone's own output is that factor
+    smaller).
+    """
+    if new["hidden_dim"] == old["hidden_dim"]:
+        return
+    gain = np.sqrt(old["hidden_dim"] / new["hidden_dim"])
+    table = rebuilt.token_embedding.embeddings
+    table.assign(np.asarray(table) * gain)
+    if tied_logits:
+        scale = rebuilt.layer_norm.scale
+        scale.assign((1.0 + np.asarray(scale, np.float64)) / gain - 1.0)
+
+
+#: Class name -> functions ``(rebuilt, old config, new config, tied_logits)`` that make up,
+#: in the rebuilt model's weights, for a constant the class computes from a size of its
+#: config (``tied_logits``: the backbone is a task's whose logits read its embedding table).
+#: The rebuilt model is then checked against the masked one (``_gap_to_masked``) either way.
+SIZE_CONSTANTS = {name: (_gemma_embedding_scale,) for name in ("GemmaBackbone", "Gemma3Backbone")}
+
+
+def _probe(model) -> object:
+    """Inputs of the model's structure: integer inputs 1 or 2, float inputs normal."""
+    rng = np.random.default_rng(0)
+
+    def make(tensor):
+        shape = [2 if axis == 0 else (size or 6) for axis, size in enumerate(tensor.shape)]
+        if "int" in str(tensor.dtype) or "bool" in str(tensor.dtype):
+            return rng.integers(1, 3, shape).astype(str(tensor.dtype).replace("bool", "int32"))
+        return rng.normal(size=shape).astype("float32")
+
+    return keras.tree.map_structure(make, model.input)
+
+
+def _gap_to_masked(model, rebuilt, masks: dict) -> float:
+    """The largest difference of the two models' outputs on a probe, relative to the masked."""
+    probe = _probe(model)
+    saved = [(v, np.asarray(v)) for v in model.weights if id(v) in masks]
+    try:
+        for variable, value in saved:
+            variable.assign(value * np.asarray(masks[id(variable)], value.dtype))
+        expected = [np.asarray(o, np.float64) for o in keras.tree.flatten(model(probe))]
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
+    actual = [np.asarray(o, np.float64) for o in keras.tree.flatten(rebuilt(probe))]
+    # A pruned hidden width shortens a backbone's output: its removed channels are zero
+    # in the masked model's, and absent from the rebuilt model's.
+    expected = [e if e.shape == a.shape else e[..., np.abs(e).reshape(-1, e.shape[-1]).any(0)]
+                for e, a in zip(expected, actual, strict=True)]
+    if [e.shape for e in expected] != [a.shape for a in actual]:
+        return float("inf")
+    scale = max(max(float(np.abs(e).max()) for e in expected), 1e-12)
+    return max(float(np.abs(e - a).max()) for e, a in zip(expected, actual, strict=True)) / scale
 
 
 def _mismatch(variables, shapes) -> tuple | None:

@@ -193,7 +193,12 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
         return shallow if channels.removed == 0 else slim(shallow, channels)
     keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
     if is_hub_model(model):
-        rebuilt, why = same_class_slim(model, {id(v): m for v, m in graph.variable_masks(keep)})
+        context = SlimContext(graph, keep)
+        rescaled = {id(variable): value for call in graph.calls
+                    for variable, value in graph.handler(call.name).rescaled_weights(
+                        call.operation, context)}
+        rebuilt, why = same_class_slim(model, {id(v): m for v, m in graph.variable_masks(keep)},
+                                       rescaled)
         if rebuilt is not None:
             return rebuilt
         warnings.warn(f"model {model.name!r} is slimmed to a flat functional model, not a "

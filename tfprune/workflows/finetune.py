@@ -18,7 +18,9 @@ finetune.temperature`` and the distillation loss is weighed by ``1 / T^2``
 teacher trained at T = 5 distilled at 3 gives near one-hot soft targets whose
 clipped KL divergence even goes negative. The run
 folder is that of ``tfprune prune``; the student is what is checkpointed,
-resumed and saved.
+resumed and saved. With ``lm.text`` set, the source is a keras-hub causal
+language model, pruned and recovered on that text instead
+(``tfprune.workflows.lm_finetune``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tfprune.losses import training_temperature
 from tfprune.model_files import load_model_file
 from tfprune.pruning.tfmot_schedules import RoundsSchedule
 from tfprune.run_folder import RunFolder
-from tfprune.training import TrainResult, compile_model, read_run_config, train
+from tfprune.training import compile_model, read_run_config, train
 from tfprune.workflows.prune_run import PruneExtension
 
 
@@ -122,16 +124,24 @@ class FinetuneExtension(PruneExtension):
                 "distilled": bool(section["distill"])}
 
 
-def finetune(config: dict, *, resume: bool = False) -> TrainResult:
-    """Prunes ``finetune.source`` and fine-tunes it (see the module docstring)."""
+def finetune(config: dict, *, resume: bool = False):
+    """Prunes ``finetune.source`` and fine-tunes it (see the module docstring).
+
+    With ``lm.text`` set, the source is a causal language model, pruned and
+    recovered on that text (``tfprune.workflows.lm_finetune``).
+    """
+    if config["lm"]["text"]:
+        from tfprune.workflows.lm_finetune import finetune_lm
+
+        return finetune_lm(config, resume=resume)
     return train(config, resume=resume, extension=FinetuneExtension(config))
 
 
-def finetune_from_file(path: str | os.PathLike | None, overrides=None) -> TrainResult:
+def finetune_from_file(path: str | os.PathLike | None, overrides=None):
     """Loads a YAML config with ``section.key=value`` overrides and runs ``finetune``."""
     return finetune(load_config(path, overrides))
 
 
-def resume_finetune(run_dir: str | os.PathLike) -> TrainResult:
+def resume_finetune(run_dir: str | os.PathLike):
     """Continues an interrupted fine-tuning run (masks, optimizer state and all)."""
     return finetune(read_run_config(run_dir), resume=True)
