@@ -33,12 +33,12 @@ def _gemma(key_value_heads=1):
     return lm
 
 
-def _masked(lm, plan):
-    """``(logits, greedy tokens)`` of ``lm`` under the plan's masks (weights restored)."""
+def _masked(lm, plan, generate=True):
+    """``(logits, greedy tokens or None)`` of ``lm`` under the plan's masks (weights restored)."""
     saved = lm.get_weights()
     tfprune.apply_plan(lm, plan)
     try:
-        return np.asarray(lm(TOKENS)), _greedy(lm)
+        return np.asarray(lm(TOKENS)), _greedy(lm) if generate else None
     finally:
         lm.set_weights(saved)
 
@@ -67,7 +67,7 @@ def test_a_gemma_slimmed_in_width_keeps_its_class_and_generates_as_masked(axes):
     # ranking its scores, summed over its five writers, would keep it whole)
     plan = tfprune.make_plan(lm, scores, 0.25, axes=axes, uniform=True, gqa="heads",
                              scope="layer")
-    expected, generated = _masked(lm, plan)
+    expected, generated = _masked(lm, plan, generate="mlp" in axes)  # generate() once
     small = tfprune.slim(lm, plan)
     config = small.backbone.get_config()
     assert type(small) is keras_hub.models.GemmaCausalLM and config["hidden_dim"] == 12
@@ -75,7 +75,8 @@ def test_a_gemma_slimmed_in_width_keeps_its_class_and_generates_as_masked(axes):
         assert config["intermediate_dim"] < 32 and config["num_query_heads"] == 3
     assert type(small.backbone).from_config(config).get_config() == config
     np.testing.assert_allclose(small(TOKENS), expected, atol=1e-4 * np.abs(expected).max())
-    np.testing.assert_array_equal(_greedy(small), generated)
+    if generated is not None:
+        np.testing.assert_array_equal(_greedy(small), generated)
 
 
 def test_the_flat_model_matches_the_masked_one_with_epsilon_rescaled():

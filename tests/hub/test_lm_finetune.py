@@ -47,7 +47,7 @@ def files(tmp_path_factory):
     lm.save(folder / "dense.keras")
     config = {"run": {"name": "lm", "dir": str(folder / "run")},
               "finetune": {"source": str(folder / "dense.keras"), "distill": True},
-              "lm": {"text": str(folder / "text.txt"), "batch_size": 4, "steps_per_epoch": 2},
+              "lm": {"text": str(folder / "text.txt"), "batch_size": 4, "steps_per_epoch": 1},
               "prune": {"measure": "magnitude", "target": 0.4, "uniform": True, "num_samples": 16,
                         "axes": ["heads", "mlp"]},
               "train": {"epochs": 2}}
