@@ -75,6 +75,14 @@ def budget_keep(cost: KeepCost, units: list[np.ndarray], floors: list[int], budg
     keep = {g.index: (np.ones(g.size, bool) if previous is None else previous[i].copy())
             for i, g in enumerate(groups)}
     current = cost(keep)
+    if current > budget:  # the smallest plan first: a budget it misses fails at once
+        smallest = _at_floors(groups, units, floors, keep, round_to)
+        least = cost(smallest)
+        if least > budget:
+            raise FloorsReached(f"the budget {cost.kind} <= {budget:,.0f} cannot be met: "
+                                f"with every group at its floor (min_keep"
+                                f"{'' if round_to == 1 else f', round_to={round_to}'}) the "
+                                f"model has {least:,.0f}.", [smallest[g.index] for g in groups])
     while current > budget:
         savings = _savings(cost, keep, current)
         candidates = _candidates(groups, units, floors, keep, savings, round_to)
@@ -93,6 +101,21 @@ def budget_keep(cost: KeepCost, units: list[np.ndarray], floors: list[int], budg
         if progress is not None:
             progress(current)
     return [keep[g.index] for g in groups]
+
+
+def _at_floors(groups, units, floors, keep: dict, round_to: int) -> dict:
+    """Every group at the fewest channels it can step down to, its best-scored kept ones."""
+    smallest = {}
+    for group, scores, floor in zip(groups, units, floors, strict=True):
+        mask = keep[group.index]
+        kept = int(mask.sum())
+        stops = block_stops(kept, floor, round_to)
+        count = stops[-1] if stops else kept
+        channels = np.flatnonzero(mask)
+        best = channels[np.argsort(-np.asarray(scores)[channels], kind="stable")[:count]]
+        smallest[group.index] = np.zeros_like(mask)
+        smallest[group.index][best] = True
+    return smallest
 
 
 def _savings(cost: KeepCost, keep: dict, current: int) -> dict[int, float]:
