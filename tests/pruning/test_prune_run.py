@@ -68,9 +68,12 @@ def test_prune_run_folder_counts_and_tensorboard(finished_run):
         assert {"epoch_accuracy", "epoch_loss"} <= set(curves.Tags()["tensors"])
 
 
-def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
-    whole = prune(prune_config(image_folder, tmp_path / "whole", measure="snip",
-                               num_samples=12))
+def test_resumed_prune_run_matches_an_uninterrupted_one(finished_run, image_folder, tmp_path):
+    """Cut after epoch 1 and resumed, it ends as the module's run, which had the same config
+    and the same images (``write_image_folder`` is seeded) and was never interrupted."""
+    from tfprune.run_folder import RunFolder
+
+    whole_dir, whole_model = finished_run, RunFolder(finished_run).load_model(compile=False)
     config = prune_config(image_folder, tmp_path / "cut", measure="snip", num_samples=12)
     with pytest.raises(KeyboardInterrupt):
         train(config, extension=PruneExtension(config), extra_callbacks=[StopAfterEpoch(1)])
@@ -78,10 +81,10 @@ def test_resumed_prune_run_matches_an_uninterrupted_one(image_folder, tmp_path):
         resume_run(tmp_path / "cut")
     resumed = resume_prune(tmp_path / "cut")
     for name in ("epoch_001", "epoch_002"):
-        a = PruningPlan.load(whole.run_dir / "plans" / name)
+        a = PruningPlan.load(whole_dir / "plans" / name)
         b = PruningPlan.load(resumed.run_dir / "plans" / name)
         assert all(np.array_equal(a.keep[k], b.keep[k]) for k in a.keep)
-    for a, b in zip(whole.model.weights, resumed.model.weights, strict=True):
+    for a, b in zip(whole_model.weights, resumed.model.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
