@@ -21,9 +21,19 @@ def tiny_config(image_folder, run_dir, epochs=3, **train_keys):
 
 
 
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """One uninterrupted 3-epoch run, shared: its folder is checked, and resumes must end at it."""
+    from conftest import write_image_folder
 
-def test_run_folder_contents(image_folder, tmp_path):
-    result = train(tiny_config(image_folder, tmp_path / "run"))
+    root = tmp_path_factory.mktemp("trainer")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TFPRUNE_CACHE_DIR", str(root / "cache"))
+        return train(tiny_config(write_image_folder(root / "images"), root / "run"))
+
+
+def test_run_folder_contents(straight_run):
+    result = straight_run
     run = result.run_dir
     for name in ("config.yaml", "metrics.csv", "metrics.json", "summary.json", "model.keras",
                  "checkpoints/epoch_0003.keras", "checkpoints/state.json", ".tfprune-run.json"):
@@ -50,8 +60,9 @@ def test_run_folder_contents(image_folder, tmp_path):
     assert loaded.optimizer.iterations.numpy() == 3 * 3  # 18 images / batch 6, 3 epochs
 
 
-def test_interrupted_run_resumes_to_the_same_weights(image_folder, tmp_path):
-    straight = train(tiny_config(image_folder, tmp_path / "straight"))
+def test_interrupted_run_resumes_to_the_same_weights(straight_run, image_folder, tmp_path):
+    """Same config and seeded images as the shared run, cut after epoch 2 and resumed."""
+    straight = straight_run
     config = tiny_config(image_folder, tmp_path / "broken")
     with pytest.raises(KeyboardInterrupt):
         train(config, extra_callbacks=[StopAfterEpoch(1)])
