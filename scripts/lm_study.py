@@ -12,11 +12,13 @@ Part ``pretrain`` trains it on next-token prediction for ``--minutes``
 (resumable: ``keras.callbacks.BackupAndRestore`` in ``OUT/backup``; run it
 again to continue), keeping the weights of the epoch (100 steps) with the
 lowest held-out loss. Part ``measure`` prunes the pretrained model to half its
-parameters three ways:
+parameters four ways:
 
 - width: a uniform plan (``uniform=True``) of snip scores on training text
-  under a parameter budget, slimmed to a ``GemmaCausalLM`` with fewer query
-  groups and MLP units;
+  under a parameter budget, over every channel axis (query groups, MLP units,
+  the hidden width), slimmed to a ``GemmaCausalLM``;
+- width (activation): the same with the activation measure (Minitron: mean
+  absolute activation per head and unit on the training text);
 - depth: the blocks with the least Block Influence on training text removed
   (``tfprune.block_importance``, ``tfprune.drop_blocks``);
 - both: width to three quarters of the parameters, then depth to half;
@@ -168,7 +170,7 @@ def token_latency_ms(model) -> float:
 
 
 def measure(out: Path, recover_steps: int, fraction: float = 0.5) -> None:
-    """Prunes the pretrained model three ways and recovers each two ways (module docstring)."""
+    """Prunes the pretrained model four ways and recovers each two ways (module docstring)."""
     import tfprune
 
     teacher, train_ds, held_ds = datasets(out)
@@ -180,8 +182,8 @@ def measure(out: Path, recover_steps: int, fraction: float = 0.5) -> None:
              "ms_per_token": token_latency_ms(teacher)}]
     print(rows[-1], flush=True)
 
-    def width(model, params):
-        scores = tfprune.score(model, "snip", calibration, num_samples=BATCH * 8,
+    def width(model, params, measure="snip"):
+        scores = tfprune.score(model, measure, calibration, num_samples=BATCH * 8,
                                batch_size=BATCH)
         plan = tfprune.make_plan(model, scores, {"params": params}, uniform=True)
         return tfprune.slim(model, plan)
@@ -196,6 +198,7 @@ def measure(out: Path, recover_steps: int, fraction: float = 0.5) -> None:
 
     target = fraction * dense_params
     prunings = {"width": lambda: width(teacher, target),
+                "width (activation)": lambda: width(teacher, target, "activation"),
                 "depth": lambda: depth(teacher, target),
                 "width and depth": lambda: depth(width(teacher, (1 + fraction) / 2 * dense_params),
                                                  target)}
