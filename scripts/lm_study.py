@@ -30,9 +30,13 @@ perplexity (dense, pruned, recovered both ways), parameters, and greedy
 generation latency per token (Keras, batch 1, 60 new tokens, median of 5)
 in ``OUT/results.json``, ``OUT/results.md`` and ``OUT/perplexity.png``.
 
+Part ``export`` writes the pretrained model (with its preprocessor) and the
+corpus for ``tfprune finetune configs/finetune/gemma_lm_half.yaml``.
+
 Usage:
     nice python scripts/lm_study.py --part pretrain --minutes 40
     nice python scripts/lm_study.py --part measure [--recover-steps 300]
+    nice python scripts/lm_study.py --part export
 """
 
 from __future__ import annotations
@@ -227,6 +231,26 @@ def measure(out: Path, recover_steps: int, fraction: float = 0.5) -> None:
     write_report(out, result)
 
 
+def export(out: Path) -> None:
+    """``OUT/dense.keras`` (the pretrained model with its preprocessor) and ``OUT/corpus.txt``.
+
+    The inputs of ``tfprune finetune configs/finetune/gemma_lm_half.yaml``: the
+    corpus's paragraphs in order, blank-line separated, so ``lm.holdout_every:
+    10`` holds out the same paragraphs as this script.
+    """
+    import pydoc_data.topics  # noqa: F401 - corpus() reads it
+
+    model, _, _ = datasets(out)
+    model.load_weights(out / "dense.weights.h5")
+    model.save(out / "dense.keras")
+    texts = list(pydoc_data.topics.topics.values())
+    if PAPER.exists():
+        texts.append(PAPER.read_text())
+    paragraphs = [" ".join(p.split()) for text in texts for p in text.split("\n\n")]
+    (out / "corpus.txt").write_text("\n\n".join(p for p in paragraphs if len(p) > 40))
+    print(f"wrote {out / 'dense.keras'} and {out / 'corpus.txt'}", flush=True)
+
+
 def write_report(out: Path, result: dict) -> None:
     """``results.md`` (a table) and ``perplexity.png`` (a bar chart)."""
     import matplotlib
@@ -265,8 +289,9 @@ def write_report(out: Path, result: dict) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["pretrain", "measure", "report"], required=True,
-                        help="report: rewrite results.md and the figure from results.json")
+    parser.add_argument("--part", choices=["pretrain", "measure", "report", "export"],
+                        required=True, help="report: rewrite results.md and the figure from "
+                        "results.json; export: dense.keras and corpus.txt for tfprune finetune")
     parser.add_argument("--out", default="runs/lm_study")
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--recover-steps", type=int, default=300)
@@ -282,6 +307,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     if args.part == "pretrain":
         pretrain(out, args.minutes)
+    elif args.part == "export":
+        export(out)
     elif args.part == "report":
         write_report(out, json.loads((out / "results.json").read_text()))
     else:
