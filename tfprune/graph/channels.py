@@ -278,21 +278,17 @@ class ChannelGraph:
         Args:
             keep: ``{group index: boolean keep-mask}``.
         """
-        combined: dict[int, list] = {}
+        pairs = []
         for call in self.calls:
             in_mask = self.channel_mask(self.layer_inputs.get(call.name), keep)
             out_mask = self.channel_mask(self.layer_outputs[call.name], keep)
             inner = self.inner_masks(call.name, keep)
             handler = self.handler(call.name)
-            pairs = [] if in_mask is None and out_mask is None else handler.variable_masks(
-                call.operation, in_mask, out_mask)
+            if in_mask is not None or out_mask is not None:
+                pairs += handler.variable_masks(call.operation, in_mask, out_mask)
             if inner:
-                pairs = [*pairs, *handler.inner_masks(call.operation, inner)]
-            for variable, mask in pairs:
-                entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape,
-                                                                              np.float32)])
-                entry[1] = entry[1] * mask
-        return [tuple(entry) for entry in combined.values()]
+                pairs += handler.inner_masks(call.operation, inner)
+        return combined_masks(pairs)
 
     def channel_mask(self, layout: Layout | None, keep: dict[int, np.ndarray]):
         """The keep-mask of a tensor's last axis from group masks; None if nothing is removed.
@@ -310,6 +306,15 @@ class ChannelGraph:
             touched = touched or mask is not None
             pieces.append(np.ones(size, bool) if mask is None else np.asarray(mask, bool))
         return np.tile(np.concatenate(pieces), layout.tiles) if touched else None
+
+
+def combined_masks(pairs: list) -> list:
+    """``[(variable, mask)]`` with one entry per variable, the masks it got multiplied."""
+    combined: dict[int, list] = {}
+    for variable, mask in pairs:
+        entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape, np.float32)])
+        entry[1] = entry[1] * mask
+    return [tuple(entry) for entry in combined.values()]
 
 
 def _order_key(model):

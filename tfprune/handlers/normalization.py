@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -115,13 +117,24 @@ class AcrossChannels(LayerHandler):
 RMS_FORMS = {"scale": lambda scale: scale, "one_plus_scale": lambda scale: 1.0 + scale}
 
 
+#: ``rms_form`` per layer, found once: the analysis, ``slim`` and the rescaled weights ask.
+_FORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def rms_form(layer) -> str | None:
     """How a normalization scales ``x / sqrt(mean(x^2) + epsilon)``, found by calling it.
 
     Returns ``"scale"`` or ``"one_plus_scale"`` (``RMS_FORMS``) for a layer with one
     weight of the channels' size that computes that on a probe with a nonzero mean
-    (which a LayerNormalization would subtract), else None.
+    (which a LayerNormalization would subtract), else None. Found once per layer.
     """
+    if layer not in _FORMS:
+        _FORMS[layer] = _probed_form(layer)
+    return _FORMS[layer]
+
+
+def _probed_form(layer) -> str | None:
+    """``rms_form``, computed: the layer called on a probe, compared with each form."""
     weights = layer.get_weights()
     if len(weights) != 1 or np.ndim(weights[0]) != 1:
         return None

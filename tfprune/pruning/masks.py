@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfprune.graph.channels import ChannelGraph, graph_for
+from tfprune.graph.channels import ChannelGraph, combined_masks, graph_for
 from tfprune.graph.model_graph import calls
 from tfprune.handlers import handler_for
 from tfprune.importance.prunable import prunable_layers
@@ -43,7 +43,7 @@ def variable_masks(model: keras.Model, plan: PruningPlan, ignored_layers=()) -> 
                       plan.settings.get("gqa", "groups"))
     check_plan_fits(graph, plan)
     pairs = graph_variable_masks(graph, {g.index: plan.keep[str(g.index)] for g in graph.groups})
-    return _combined(pairs + _block_masks(graph, plan)) if plan.removed_blocks else pairs
+    return combined_masks(pairs + _block_masks(graph, plan)) if plan.removed_blocks else pairs
 
 
 def _block_masks(graph: ChannelGraph, plan: PruningPlan) -> list:
@@ -53,15 +53,6 @@ def _block_masks(graph: ChannelGraph, plan: PruningPlan) -> list:
         raise PlanError(f"the plan removes blocks of another model: its blocks are "
                         f"{plan.blocks['names'][:2]}..., the model's {names[:2]}...")
     return depth_masks(graph, block_calls(graph), np.asarray(plan.blocks["keep"], bool))
-
-
-def _combined(pairs: list) -> list:
-    """``[(variable, mask)]`` with one entry per variable, its masks multiplied."""
-    combined: dict[int, list] = {}
-    for variable, mask in pairs:
-        entry = combined.setdefault(id(variable), [variable, np.ones(variable.shape, np.float32)])
-        entry[1] = entry[1] * mask
-    return [tuple(entry) for entry in combined.values()]
 
 
 def graph_variable_masks(graph: ChannelGraph, keep: dict) -> list:
@@ -98,7 +89,7 @@ def _maskable_variables(model: keras.Model, granularity: str, ignored_layers=())
     if has_blocks(model):  # a depth plan masks what each block writes to the residual stream
         try:
             blocks = block_calls(graph)
-            pairs = _combined(pairs + depth_masks(graph, blocks, np.zeros(len(blocks), bool)))
+            pairs = combined_masks(pairs + depth_masks(graph, blocks, np.zeros(len(blocks), bool)))
         except PlanError:
             pass  # blocks that cannot be masked out: a depth plan is refused when made
     return [variable for variable, _ in pairs]

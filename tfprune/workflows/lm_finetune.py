@@ -198,6 +198,7 @@ def finetune_lm(config: dict, *, resume: bool = False, verbose: int = 1) -> LMFi
     preprocessor = teacher.preprocessor
     held_data = _held_out(held, preprocessor, lm["batch_size"])
     with run.lock("resume" if resume else "finetune"):
+        _check_folder(run, resume)  # again: another process may have run while the model loaded
         if not resume:
             run.create()
             save_config(config, run.config)
