@@ -80,8 +80,10 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
                          representative_samples=section["representative_samples"],
                          progress=say)
     say("timing the dense (masked) and the slimmed model at batch 1 ...")
+    float_export = [report.path for report in reports if report.quantize == "none"]
     rows = bench_models([("dense", masked), ("slim", slimmed)], threads=section["threads"],
-                        repeats=section["bench_repeats"], progress=say)
+                        repeats=section["bench_repeats"], progress=say,
+                        tflite_files={"slim": float_export[0]} if float_export else None)
     summary = {
         **result.summary,
         "slim_model": str(slim_path),

@@ -109,3 +109,30 @@ def test_extraction_goes_through_a_private_folder_and_replaces_an_unfinished_one
     assert (folder / "train/a/x.bin").read_bytes() == b"12345"
     assert not (folder / "half-written.bin").exists()
     assert [p.name for p in cache.iterdir()] == [target.name]  # no private folder left
+
+
+def test_the_cache_follows_the_zips_contents_not_its_place_or_time(tmp_path):
+    """A copy, or the same zip mounted again with a new time, is not extracted again."""
+    archive_path = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        archive.writestr("train/a/x.bin", b"12345")
+    cache = tmp_path / "cache"
+    folder = extract_zip_once(archive_path, cache)
+    (folder / "train/a/x.bin").write_bytes(b"seen")  # tells a reuse from a new extraction
+    copy = tmp_path / "elsewhere" / "data.zip"
+    copy.parent.mkdir()
+    copy.write_bytes(archive_path.read_bytes())
+    os.utime(copy, (1, 1))
+    assert extract_zip_once(copy, cache) == folder
+    assert (folder / "train/a/x.bin").read_bytes() == b"seen"
+    with zipfile.ZipFile(copy, "w") as archive:  # one byte changed: a new extraction
+        archive.writestr("train/a/x.bin", b"12346")
+    changed = extract_zip_once(copy, cache)
+    assert changed != folder and (changed / "train/a/x.bin").read_bytes() == b"12346"
+
+
+def test_a_file_that_is_not_a_zip_is_named(tmp_path):
+    broken = tmp_path / "data.zip"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match=r"data.zip: not a readable zip file"):
+        extract_zip_once(broken, tmp_path / "cache")

@@ -87,3 +87,19 @@ def test_litert_latency_times_a_real_file(trained, tmp_path):
     path = tfprune.export.export_tflite(model, tmp_path / "m.tflite")
     latency = litert_latency(path, threads=2, repeats=3, warmup=1)
     assert latency.runs == 3 and 0 < latency.median_ms < 1000
+
+
+def test_bench_times_an_exported_file_as_it_is(trained, tmp_path, monkeypatch):
+    """The pipeline's float export is timed, not converted again."""
+    from tfprune.export import bench
+
+    model, _ = trained
+    path = tfprune.export.export_tflite(model, tmp_path / "m.tflite")
+    converted = []
+    monkeypatch.setattr(bench, "export_tflite", lambda *a, **k: converted.append(a) or path)
+    (row,) = bench.bench_models([("slim", model)], threads=(1,), repeats=2, warmup=0,
+                                progress=None, tflite_files={"slim": path})
+    assert not converted and row.tflite_bytes == path.stat().st_size and row.litert_ms[1] > 0
+    bench.bench_models([("other", model)], threads=(1,), repeats=2, warmup=0, progress=None,
+                       tflite_files={"slim": path})
+    assert len(converted) == 1  # a label without a file is converted

@@ -90,7 +90,7 @@ def test_a_run_folder_of_another_config_is_refused_naming_the_keys(image_folder,
         grid_items([base], runs_dir=runs)
 
 
-def test_three_grid_processes_share_one_grid_and_train_each_run_once(image_folder, tmp_path):
+def test_two_grid_processes_share_one_grid_and_train_each_run_once(image_folder, tmp_path):
     config = tmp_path / "mag.yaml"
     config.write_text(tiny_config(image_folder, epochs=1, prune="{measure: magnitude, "
                                   "target: 0.5}") + "run: {name: mag}\n")
@@ -98,9 +98,9 @@ def test_three_grid_processes_share_one_grid_and_train_each_run_once(image_folde
     command = [sys.executable, "-m", "tfprune", "grid", str(config), "--seeds", "3",
                "--runs-dir", str(runs)]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) for _ in range(3)]
+                                  text=True) for _ in range(2)]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
-    assert [process.returncode for process in processes] == [0, 0, 0], outputs
+    assert [process.returncode for process in processes] == [0, 0], outputs
     started = [line for out in outputs for line in out.splitlines() if ": starting" in line]
     assert sorted(line.split("] ")[1].split(":")[0] for line in started) == \
         ["mag-s0", "mag-s1", "mag-s2"], outputs  # each run trained by exactly one process

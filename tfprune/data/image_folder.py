@@ -150,12 +150,18 @@ def load_split_folder(split_dir: Path, class_names: list[str] | None = None) -> 
 def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
     """Extracts ``zip_path`` into the cache (once; later calls reuse it) and returns the folder.
 
+    The cache folder is named by the zip's contents (``cache_folder_for``), so the
+    same archive copied elsewhere or mounted again is not extracted again.
+
     The archive is extracted into a private temporary folder beside the target,
     which is then renamed into place: two processes extracting the same zip at
     once never see each other's half-written files (one rename wins, the other
     extraction is discarded).
     """
-    target = cache_folder_for(zip_path, cache_dir)
+    try:
+        target = cache_folder_for(zip_path, cache_dir)
+    except zipfile.BadZipFile as error:
+        raise DataError(f"{zip_path}: not a readable zip file ({error}).") from None
     if (target / _COMPLETE_MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

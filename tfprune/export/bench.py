@@ -40,7 +40,8 @@ class BenchRow:
 
 
 def bench_models(models: list[tuple[str, keras.Model]], threads=(1, 2), repeats: int = 50,
-                 warmup: int = 5, progress=print) -> list[BenchRow]:
+                 warmup: int = 5, progress=print,
+                 tflite_files: dict[str, Path] | None = None) -> list[BenchRow]:
     """Times every ``(label, model)`` pair; see the module docstring.
 
     Args:
@@ -49,6 +50,9 @@ def bench_models(models: list[tuple[str, keras.Model]], threads=(1, 2), repeats:
         repeats: Timed runs per measurement (the median is kept).
         warmup: Untimed runs first.
         progress: Called with a line of text before each model (None: silent).
+        tflite_files: ``{label: .tflite file}`` already exported from those models
+            (float, as ``export_tflite`` writes them): timed as they are instead of
+            converting the model again.
     """
     if not models:
         raise ValueError("bench_models needs at least one model.")
@@ -57,7 +61,8 @@ def bench_models(models: list[tuple[str, keras.Model]], threads=(1, 2), repeats:
         for index, (label, model) in enumerate(models):
             if progress:
                 progress(f"[{index + 1}/{len(models)}] timing {label} ...")
-            path = export_tflite(model, Path(scratch) / f"model_{index}.tflite")
+            path = (tflite_files or {}).get(label) or export_tflite(
+                model, Path(scratch) / f"model_{index}.tflite")
             rows.append(BenchRow(
                 label=label, params=int(model.count_params()), flops=flops(model),
                 tflite_bytes=path.stat().st_size,
