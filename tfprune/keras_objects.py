@@ -1,8 +1,10 @@
-"""tfprune's Keras-serializable objects that saved models refer to: the mask constraint.
+"""tfprune's Keras-serializable objects that saved models refer to.
 
+The mask constraint, and the LayerNormalization of a slimmed hidden width.
 ``import tfprune`` imports this module (and ``tfprune.losses``), so a model saved
 by tfprune (a pruned run's ``model.keras``, whose layers carry
-``MaskConstraint``s, compiled with ``TemperatureCrossEntropy``) loads with plain
+``MaskConstraint``s, compiled with ``TemperatureCrossEntropy``; a slimmed
+transformer with ``KeptChannelsLayerNormalization``) loads with plain
 ``keras.saving.load_model`` after ``import tfprune``. It is tfprune's one
 deliberate import-time effect: Keras' registry of custom objects.
 """
@@ -14,6 +16,7 @@ import base64
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -57,3 +60,53 @@ class MaskConstraint(keras.constraints.Constraint):
         mask = bits[:int(np.prod(shape))].reshape(shape).astype(np.float32)
         inner = config.get("inner")
         return cls(mask, keras.constraints.deserialize(inner) if inner else None)
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class KeptChannelsLayerNormalization(keras.layers.LayerNormalization):
+    """A LayerNormalization over the kept channels of a wider, zero-padded stream.
+
+    ``slim`` puts it where a ``keras.layers.LayerNormalization`` lost channels of
+    its input (the hidden width of a transformer). In the masked model the
+    removed channels are zero and the layer's mean and variance still run over
+    all ``full_width`` of them; this layer computes the same statistics from
+    the kept channels alone:
+
+    ``mean = sum(x) / D`` and
+    ``variance = (sum((x - mean)^2) + (D - k) * mean^2) / D``,
+
+    with ``k`` kept channels of ``D = full_width``. So the slimmed model
+    computes what the masked one does; a plain LayerNormalization over ``k``
+    channels would not (its mean divides by ``k``). The last axis only, and
+    not ``rms_scaling``.
+
+    Args:
+        full_width: ``D``, the channel count of the original layer.
+        **kwargs: ``keras.layers.LayerNormalization``'s arguments.
+    """
+
+    def __init__(self, full_width: int, **kwargs):
+        super().__init__(**kwargs)
+        if self.rms_scaling:
+            raise ValueError("KeptChannelsLayerNormalization does not take rms_scaling.")
+        self.full_width = int(full_width)
+
+    def call(self, inputs):
+        """Normalizes over the last axis as a LayerNormalization of ``full_width`` would."""
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        width = float(self.full_width)
+        missing = width - x.shape[-1]
+        mean = ops.sum(x, axis=-1, keepdims=True) / width
+        centred = x - mean
+        variance = (ops.sum(ops.square(centred), axis=-1, keepdims=True)
+                    + missing * ops.square(mean)) / width
+        outputs = centred * ops.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            outputs = outputs * ops.cast(self.gamma, outputs.dtype)
+        if self.beta is not None:
+            outputs = outputs + ops.cast(self.beta, outputs.dtype)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self) -> dict:
+        """LayerNormalization's config and ``full_width``."""
+        return {**super().get_config(), "full_width": self.full_width}

@@ -64,12 +64,15 @@ def test_what_each_hand_written_model_prunes():
         return {name for g in tfprune.channel_groups(model) for name in g.sources}
 
     assert sources(unet()) == {"down1", "down2", "bottom", "up2", "dec2", "dec1"}
-    # whole heads and MLP units; the residual stream meets LayerNorm
-    assert sources(transformer()) == {"attention/heads", "mlp_in"}
+    # whole heads, MLP units, and the residual stream (the embedding, the attention's and the
+    # MLP's outputs) through its LayerNorms
+    assert sources(transformer()) == {"attention/heads", "mlp_in", "embed", "attention",
+                                      "mlp_out"}
     assert sources(einsum_mlp()) == {"mlp_in"}  # "heads" (abc,cde->abde) is kept whole
     assert sources(group_norm_cnn()) == {"c1", "c2", "c3"}  # c1 in whole GroupNorm groups
     assert sources(grouped_conv_cnn()) == {"c1", "grouped", "c3"}  # evenly per conv group
-    assert sources(vit()) == {"attention0/heads", "mlp0", "attention1/heads", "mlp1"}
+    assert sources(vit()) == {"attention0/heads", "mlp0", "attention1/heads", "mlp1",
+                              "patchify", "attention0", "mlp0_out", "attention1", "mlp1_out"}
     nested = sources(nested_backbone())
     assert "head" in nested and "Conv1" in nested
 

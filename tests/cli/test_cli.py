@@ -111,7 +111,7 @@ def test_groups_of_a_users_keras_file_say_what_is_kept_whole_and_why(tmp_path, c
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, name="stem")(inputs)
     x = keras.layers.Conv2D(8, 3, name="mixer")(x)
-    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.LayerNormalization(axis=(1, 2, 3), name="norm")(x)  # over every axis
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 1, name="proj")(x))
     path = tmp_path / "mine.keras"
     keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)).save(path)

@@ -3,8 +3,11 @@
 RMS normalizations divide by the mean over all their channels: a removed
 channel is zero in the masked model but absent from the slimmed one, so the
 slimmed norm's scale is multiplied by sqrt(d / k) and its epsilon by d / k.
-Each check here compares the slimmed model with the masked one, computed by
-Keras on the masked weights, and Gemma's generation token by token.
+LayerNormalizations also subtract the mean: the slimmed one is a
+KeptChannelsLayerNormalization, which computes the statistics of all d
+channels from the k kept. Each check here compares the slimmed model with the
+masked one, computed by Keras on the masked weights, and Gemma's generation
+token by token.
 """
 
 import keras
@@ -14,6 +17,7 @@ import pytest
 
 import tfprune
 from tfprune.handlers.normalization import rms_form
+from tfprune.keras_objects import KeptChannelsLayerNormalization
 from tfprune.pruning.axes import axis_of
 
 TOKENS = {"token_ids": np.random.default_rng(0).integers(1, 50, (4, 9)),
@@ -126,3 +130,108 @@ def test_a_keras_rms_norm_between_dense_layers_slims_exactly():
     tfprune.apply_plan(model, plan)
     assert small.get_layer("norm").epsilon == pytest.approx(2e-2)  # 8 channels, 4 kept
     np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_kept_channels_layer_norm_equals_a_layer_norm_over_the_zero_padded_width():
+    """Against NumPy's LayerNorm of the full vector, zeros in the removed channels."""
+    rng = np.random.default_rng(0)
+    kept = np.array([0, 2, 3, 6])  # 4 of 7 channels
+    x = rng.normal(0.7, 1.3, (5, 3, 4)).astype("float32")
+    gamma, beta = rng.normal(1, 0.3, 4), rng.normal(0, 0.3, 4)
+    layer = KeptChannelsLayerNormalization(full_width=7, epsilon=1e-3)
+    layer.build((None, 3, 4))
+    layer.set_weights([gamma, beta])
+    full = np.zeros((5, 3, 7))
+    full[..., kept] = x
+    mean, variance = full.mean(-1, keepdims=True), full.var(-1, keepdims=True)
+    expected = ((full - mean) / np.sqrt(variance + 1e-3))[..., kept] * gamma + beta
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+    again = KeptChannelsLayerNormalization.from_config(layer.get_config())
+    assert again.full_width == 7 and again.epsilon == pytest.approx(1e-3)
+
+
+def test_a_layer_norm_between_dense_layers_slims_exactly_and_the_file_loads(tmp_path):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((5,))
+    hidden = keras.layers.Dense(8, name="wide")(inputs)
+    normed = keras.layers.LayerNormalization(epsilon=1e-2, name="norm")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(3)(normed))
+    model.get_layer("norm").set_weights([np.linspace(0.5, 2.0, 8), np.linspace(-1, 1, 8)])
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
+    small = tfprune.slim(model, plan)
+    tfprune.apply_plan(model, plan)
+    norm = small.get_layer("norm")
+    assert type(norm) is KeptChannelsLayerNormalization and norm.full_width == 8
+    assert norm.gamma.shape == (4,)
+    np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-6)
+    small.save(tmp_path / "small.keras")  # loads with `import tfprune` alone
+    loaded = keras.saving.load_model(tmp_path / "small.keras")
+    np.testing.assert_allclose(loaded(x), small(x), rtol=1e-6, atol=1e-6)
+
+
+def _with_head(backbone, inputs, pick):
+    """``backbone`` under a Dense head on ``pick(its outputs)``, its norms made to matter."""
+    rng = np.random.default_rng(1)
+    for variable in backbone.weights:
+        if "norm" in variable.path:
+            variable.assign(rng.normal(0.5, 0.4, variable.shape))
+    symbolic = {name: keras.Input((None,) if np.ndim(value) == 2 else value.shape[1:],
+                                  dtype="int32" if np.ndim(value) == 2 else "float32",
+                                  name=name) for name, value in inputs.items()}
+    return keras.Model(symbolic, keras.layers.Dense(3, name="head")(pick(backbone(symbolic))))
+
+
+TEXT = {"token_ids": np.random.default_rng(0).integers(1, 50, (2, 9)),
+        "padding_mask": np.array([[1] * 9, [1] * 5 + [0] * 4])}
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "vit"])
+def test_layer_norm_transformers_slim_their_hidden_width_as_masked(family):
+    """BERT (post-norm, the pooled [CLS] token), GPT-2 (pre-norm, the last token by
+    indexing), ViT (pre-norm, patches): the stream is one group, slimmed as masked."""
+    keras.utils.set_random_seed(4)
+    if family == "bert":
+        backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2,
+                                                 hidden_dim=16, intermediate_dim=32)
+        inputs = {**TEXT, "segment_ids": np.zeros((2, 9), "int32")}
+        model = _with_head(backbone, inputs, lambda outputs: outputs["pooled_output"])
+    elif family == "gpt2":
+        backbone = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=2, num_heads=2,
+                                                 hidden_dim=16, intermediate_dim=32,
+                                                 max_sequence_length=16)
+        inputs = dict(TEXT)
+        model = _with_head(backbone, inputs, lambda outputs: outputs[:, -1, :])
+    else:
+        backbone = keras_hub.models.ViTBackbone(image_shape=(16, 16, 3), patch_size=8,
+                                                num_layers=2, num_heads=2, hidden_dim=16,
+                                                mlp_dim=32)
+        image = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+        inputs = {"images": image}
+        model = _with_head(backbone, inputs, lambda outputs: outputs[:, 0, :])
+    (hidden,) = [g for g in tfprune.channel_groups(model) if axis_of(g) == "hidden"]
+    assert hidden.size == 16
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.3, axes=("hidden",),
+                             scope="layer")
+    assert plan.kept_per_layer()[hidden.sources[0]][0] < 16
+    saved = model.get_weights()
+    tfprune.apply_plan(model, plan)
+    expected = np.asarray(model(inputs))
+    model.set_weights(saved)
+    small = tfprune.slim(model, plan)
+    assert any(isinstance(layer, KeptChannelsLayerNormalization) for layer in small.layers)
+    np.testing.assert_allclose(small(inputs), expected, atol=1e-5 * np.abs(expected).max())
+    assert tfprune.pruning.stats.flops(small) < tfprune.pruning.stats.flops(model)
+
+
+def test_indexing_passes_channels_only_when_it_leaves_them_whole():
+    tokens = keras.Input((6, 8))
+    x = keras.layers.Dense(8, name="wide")(tokens)
+    picked = {"first_token": x[:, 0, :], "last_token": x[:, -1], "reversed": x[:, ::-1],
+              "some_channels": x[..., :4], "channels_reversed": x[..., ::-1]}
+    for name, tensor in picked.items():
+        pooled = tensor if len(tensor.shape) == 2 else keras.ops.mean(tensor, axis=1)
+        model = keras.Model(tokens, keras.layers.Dense(2)(pooled))
+        groups = tfprune.channel_groups(model)
+        whole = name.startswith(("some", "channels"))
+        assert any("wide" in g.sources for g in groups) is not whole, name

@@ -100,8 +100,8 @@ class ChannelGraph:
         groups: The prunable ``ChannelGroup``s in graph order.
         calls: The graph's layer and op calls in order (nested models inlined).
         operations: ``{name: layer or op}`` of every call.
-        layer_inputs / layer_outputs: ``{name: Layout}`` of each call's first
-            input / output tensor.
+        layer_inputs / layer_outputs: ``{name: Layout}`` of each call's main
+            input (``LayerHandler.main_input``) / first output tensor.
         layer_inner: ``{name: {unit: Layout}}`` of the channel spaces inside a
             layer (MultiHeadAttention's heads).
 
@@ -166,7 +166,8 @@ class ChannelGraph:
                                                 and not step.operation.weights)):
                 _join_shared_calls(analysis, step, first_calls)
             if step.inputs:
-                self.layer_inputs[step.name] = analysis.layout(step.inputs[0])
+                self.layer_inputs[step.name] = analysis.layout(
+                    handler.main_input(step.operation, step.inputs))
             self.layer_outputs[step.name] = analysis.layout(step.outputs[0])
         for tensor in graph.outputs:
             analysis.block(analysis.layout(tensor), "a model output")

@@ -20,6 +20,8 @@ was); its output is a weighted sum of the values, with the value's channels.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -63,6 +65,29 @@ def attention_spaces(analysis, layer, inputs, outputs, unit: str, size: int,
     return analysis.new_inner_space(layer, unit, size, blocked=why and f"{layer.name!r}: {why}")
 
 
+def query_first(inputs: list, width: int) -> list:
+    """``inputs`` with the query first: the first floating input ``width`` channels wide.
+
+    Attention layers called with keyword arguments (keras-hub's blocks:
+    ``query=x, value=x, attention_mask=mask``) may list their mask before
+    their hidden states.
+    """
+    found = next((t for t in inputs if "float" in str(t.dtype) and t.shape[-1] == width), None)
+    return inputs if found is None else [found, *(t for t in inputs if t is not found)]
+
+
+def _hidden_inputs(layer, width: int) -> list:
+    """The floating tensors ``width`` channels wide the layer was first called on (no masks)."""
+    node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+    tensors = [] if node is None else list(node.input_tensors)
+    return [t for t in tensors if "float" in str(t.dtype) and t.shape[-1] == width]
+
+
+#: Per MultiHeadAttention layer, whether the analysis saw it called on one tensor as query,
+#: key and value.
+_SELF_ATTENTION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class MultiHeadAttentionHandler(LayerHandler):
     """MultiHeadAttention: whole heads, output channels and query input channels.
 
@@ -77,8 +102,16 @@ class MultiHeadAttentionHandler(LayerHandler):
                          "output_dense.kernel")
 
     def analyse(self, analysis, layer, inputs, outputs):
+        width = layer.query_dense.kernel.shape[0]
+        inputs = query_first(inputs, width)
+        others = [t for t in inputs[1:] if "float" in str(t.dtype) and t.shape[-1] == width]
+        _SELF_ATTENTION[layer] = all(tensor is inputs[0] for tensor in others)
         attention_spaces(analysis, layer, inputs, outputs, "heads", layer.num_heads,
                          kept_whole_because(layer, outputs))
+
+    def main_input(self, layer, inputs):
+        """The query (called with keywords, the mask may come first)."""
+        return query_first(inputs, layer.query_dense.kernel.shape[0])[0]
 
     def inner_units(self, layer):
         parts = tuple((f"{name}.kernel", axis) for name, axis, _ in _PROJECTIONS)
@@ -86,9 +119,14 @@ class MultiHeadAttentionHandler(LayerHandler):
 
     @staticmethod
     def _self_attention(layer) -> bool:
-        """Whether key and value read the query tensor (their rows follow the query's)."""
-        node = layer._inbound_nodes[0] if layer._inbound_nodes else None
-        tensors = [] if node is None else list(node.input_tensors)
+        """Whether key and value read the query tensor (their rows follow the query's).
+
+        As the analysis saw the layer called (a sublayer of a composite layer
+        has no call of its own in the model's graph), else from its first call.
+        """
+        if layer in _SELF_ATTENTION:
+            return _SELF_ATTENTION[layer]
+        tensors = _hidden_inputs(layer, layer.query_dense.kernel.shape[0])
         return bool(tensors) and all(tensor is tensors[0] for tensor in tensors)
 
     def variable_masks(self, layer, in_mask, out_mask):
@@ -151,10 +189,13 @@ class MultiHeadAttentionHandler(LayerHandler):
         query kernel, exact while the query's input channels are all kept).
         """
         layer = call.operation
-        query_positions = int(np.prod(call.inputs[0].shape[1:-1]))
-        key_positions = int(np.prod(call.inputs[1 if len(call.inputs) > 1 else 0]
-                                    .shape[1:-1]))
         query, key, value, output = (getattr(layer, n) for n, _, _ in _PROJECTIONS)
+        inputs = query_first(list(call.inputs), query.kernel.shape[0])
+        values = [t for t in inputs[1:] if "float" in str(t.dtype)
+                  and t.shape[-1] == value.kernel.shape[0]] or inputs  # not the masks
+        # an axis of unknown size (a sequence of any length) counts once, as in GQA below
+        query_positions = int(np.prod([size or 1 for size in inputs[0].shape[1:-1]]))
+        key_positions = int(np.prod([size or 1 for size in values[0].shape[1:-1]]))
         reference = query.bias if query.bias is not None else query.kernel
         heads = layer.num_heads * kept(reference) / int(np.prod(reference.shape))
         key_dim, value_dim = query.kernel.shape[-1], value.kernel.shape[-1]
@@ -273,6 +314,10 @@ class GroupedQueryAttention(LayerHandler):
         space = attention_spaces(analysis, layer, inputs, outputs, "query_heads", heads, why)
         analysis.constrain(Layout.single(space, heads), analysis.name_of(layer), parts=groups)
 
+    def main_input(self, layer, inputs):
+        """The hidden states (Llama's attention is called with its mask first)."""
+        return self._query_first(layer, inputs)[0]
+
     def _query_first(self, layer, inputs: list) -> list:
         """``inputs`` with the query first: the floating input as wide as the query's rows.
 
@@ -280,10 +325,7 @@ class GroupedQueryAttention(LayerHandler):
         states (keyword arguments, in the order the block passes them).
         """
         query = self._dense(layer)[0]
-        width = query.kernel.shape[self._kernel_axes(layer)[0][1]]
-        found = next((t for t in inputs if "float" in str(t.dtype) and t.shape[-1] == width),
-                     None)
-        return inputs if found is None else [found, *(t for t in inputs if t is not found)]
+        return query_first(inputs, query.kernel.shape[self._kernel_axes(layer)[0][1]])
 
     def _rows_follow(self, layer) -> tuple:
         """Which projections' rows are the query input's channels (all three in self-attention)."""

@@ -76,19 +76,20 @@ def constructor_config(layer) -> dict:
     return config
 
 
-def rebuild(layer, config: dict):
-    """A new layer of ``layer``'s class from ``config``.
+def rebuild(layer, config: dict, layer_type: type | None = None):
+    """A new layer of ``layer``'s class (or ``layer_type``) from ``config``.
 
     If the class refuses keys of its own config, it is built from the keys
     its constructor takes, the missing ones read back as ``constructor_config``.
     """
+    layer_type = layer_type or type(layer)
     try:
-        return type(layer).from_config(config)
+        return layer_type.from_config(config)
     except TypeError:  # keras-hub 0.32's WindowAttention writes keys its __init__ refuses
-        parameters = inspect.signature(type(layer).__init__).parameters
+        parameters = inspect.signature(layer_type.__init__).parameters
         taken = {key: value for key, value in config.items()
                  if key in parameters or key in ("name", "dtype", "trainable")}
-        return type(layer).from_config({**constructor_config(layer), **taken})
+        return layer_type.from_config({**constructor_config(layer), **taken})
 
 
 def take(array: np.ndarray, index, axis: int) -> np.ndarray:
@@ -205,6 +206,26 @@ class LayerHandler:
                              "with a slim method for it.")
         return layer_config(layer), layer.get_weights()
 
+    def main_input(self, layer, inputs: list):
+        """The input whose channels ``variable_masks`` and ``slim`` see as ``in_mask``.
+
+        The first (default); an attention layer's query, wherever it comes.
+        """
+        return inputs[0]
+
+    def rebuilt_class(self, layer, context) -> type:
+        """The class ``slim`` builds the smaller layer as (default: the layer's own)."""
+        return type(layer)
+
+    def same_class_obstacle(self, layer, context) -> str | None:
+        """Why a keras-hub model holding this layer cannot be slimmed into its own class.
+
+        None (the default) if nothing about this layer stands in the way. The
+        reason is said in the warning that ``slim`` builds a flat functional
+        model instead.
+        """
+        return None
+
     def rescaled_weights(self, layer, context) -> list:
         """``[(variable, array)]``: weights whose kept values change when channels go.
 
@@ -295,9 +316,14 @@ def channels_first(layer) -> bool:
 
 
 def spatial_positions(tensor, layer) -> int:
-    """Positions of a tensor's spatial axes: all but the batch and ``layer``'s channel axis."""
+    """Positions of a tensor's spatial axes: all but the batch and ``layer``'s channel axis.
+
+    An axis of unknown size (a sequence of any length) counts once: FLOPs are
+    then per position along it.
+    """
     shape = tensor.shape
-    return int(np.prod(shape[2:] if channels_first(layer) else shape[1:-1]))
+    return int(np.prod([size or 1 for size in (shape[2:] if channels_first(layer)
+                                                else shape[1:-1])]))
 
 
 def unprunable_reason(layer) -> str | None:
@@ -367,6 +393,10 @@ class Unprunable(LayerHandler):
     def kernels(self, layer) -> list:
         """The type's own handler's kernels."""
         return self.handler.kernels(layer)
+
+    def main_input(self, layer, inputs: list):
+        """The type's own handler's main input."""
+        return self.handler.main_input(layer, inputs)
 
     def flops(self, call, kept) -> int:
         """The type's own handler's FLOPs (spatial positions of channels_first on axes 2+)."""

@@ -16,6 +16,7 @@ from tfprune.handlers.base import (
     pass_through,
     take,
 )
+from tfprune.keras_objects import KeptChannelsLayerNormalization
 
 
 def _channel_axes(layer, rank: int) -> set[int]:
@@ -96,7 +97,7 @@ class GroupNorm(BatchNorm):
 
 
 class AcrossChannels(LayerHandler):
-    """Normalizes across the channels (LayerNormalization, RMSNormalization, Softmax).
+    """Normalizes across the channels (Softmax, normalizations tfprune cannot rescale).
 
     A removed channel is zero in the masked model but absent from the slimmed
     one, and either way it would change the mean, variance or sum the other
@@ -110,6 +111,55 @@ class AcrossChannels(LayerHandler):
             return
         block(analysis, layer, inputs, outputs,
               f"{type(layer).__name__} normalizes across the channels")
+
+
+class LayerNorm(AcrossChannels):
+    """``keras.layers.LayerNormalization`` over the last axis: its channels follow.
+
+    A removed channel is zero in the masked model (every layer writing the
+    stream is masked, and so are this layer's gamma and beta), but the mean and
+    variance still run over all ``d`` channels. A LayerNormalization over the
+    ``k`` kept channels would divide by ``k``; ``slim`` builds a
+    ``tfprune.keras_objects.KeptChannelsLayerNormalization`` instead, which
+    computes the ``d``-channel statistics from the kept ones, so the slimmed
+    model computes what the masked one does. keras-hub's classes build plain
+    LayerNormalizations, so a model holding one that loses channels is not
+    slimmed into its own class (``same_class_obstacle``). Other axes, or
+    ``rms_scaling``, keep the channels whole.
+    """
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        if _channel_axes(layer, rank) != {rank - 1} or layer.rms_scaling:
+            super().analyse(analysis, layer, inputs, outputs)
+        else:
+            follow(analysis, layer, inputs, outputs)
+
+    def variable_masks(self, layer, in_mask, out_mask):
+        if in_mask is None:
+            return []
+        return [(weight, np.asarray(in_mask, np.float32))
+                for weight in (layer.gamma, layer.beta) if weight is not None]
+
+    def slim(self, layer, context):
+        config, weights = layer_config(layer), layer.get_weights()
+        index = context.input_index(layer)
+        if index is None:
+            return config, weights
+        config["full_width"] = int(getattr(layer, "full_width", weights[0].shape[0]))
+        return config, [take(weight, index, 0) for weight in weights]
+
+    def rebuilt_class(self, layer, context):
+        """``KeptChannelsLayerNormalization`` when the layer loses channels."""
+        if context.input_index(layer) is None:
+            return type(layer)
+        return KeptChannelsLayerNormalization
+
+    def same_class_obstacle(self, layer, context):
+        if context.input_index(layer) is None:
+            return None
+        return (f"its LayerNormalization {layer.name!r} loses channels: the class would "
+                "normalize over the kept ones, the masked model over all of them")
 
 
 #: What an RMS normalization multiplies ``x / rms(x)`` by: its ``scale`` (Keras, Llama) or
@@ -226,7 +276,7 @@ def _available(*names: str) -> tuple:
 NORMALIZATION_HANDLERS = {
     _available("BatchNormalization"): BatchNorm(),
     _available("GroupNormalization"): GroupNorm(),
-    _available("LayerNormalization"): AcrossChannels(),
+    _available("LayerNormalization"): LayerNorm(),
     _available("RMSNormalization"): RootMeanSquare(),
     _available("Softmax"): SoftmaxLayer(),
     _available("UnitNormalization"): UnitNorm(),

@@ -15,7 +15,8 @@ These nodes are not layers: they have no weights, and their names (``add``,
   they block.
 - ``zeros_like`` / ``ones_like`` / ``full_like`` pass (a constant per channel).
 - Reshapes, transposes and moveaxis that keep the channel axis last pass; others block,
-  as do ops that mix channels (softmax, matmul, einsum, slicing, ...).
+  as do ops that mix channels (softmax, matmul, einsum, ...).
+- Indexing (``x[:, 0, :]``) passes when its key leaves the channel axis whole and last.
 """
 
 from __future__ import annotations
@@ -181,6 +182,44 @@ class MixingOp(OperationHandler):
               f"keras.ops.{type(layer).__name__.lower()} mixes or selects channels")
 
 
+class GetItemOp(OperationHandler):
+    """``x[key]``: channels pass when the key leaves the channel axis whole and last.
+
+    The key (read from the op's call) is tried on a probe holding each
+    channel's index: ``x[:, 0, :]`` (BERT's pooled token) or ``x[:, -1]``
+    keeps every channel in order and passes; a key that slices, reorders or
+    moves the channel axis, or is a tensor, keeps the channels whole.
+    """
+
+    #: The size an axis of unknown size (a sequence) takes in the probe.
+    UNKNOWN_SIZE = 64
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        if self._keeps_channels(layer, inputs[0], outputs[0]):
+            pass_through(analysis, layer, inputs, outputs)
+            return
+        block(analysis, layer, inputs, outputs,
+              "keras.ops.getitem selects or moves channels (or its key is a tensor)")
+
+    def _keeps_channels(self, layer, tensor, output) -> bool:
+        nodes = getattr(layer, "_inbound_nodes", None)
+        arguments = nodes[0].arguments if nodes else None
+        if arguments is None or len(arguments.args) != 2 or arguments.kwargs:
+            return False
+        key = arguments.args[1]
+        channels = tensor.shape[-1]
+        if channels is None or output.shape[-1] != channels or len(output.shape) < 2:
+            return False
+        shape = [self.UNKNOWN_SIZE if size is None else size for size in tensor.shape]
+        probe = np.broadcast_to(np.arange(channels), shape)
+        try:
+            selected = np.asarray(probe[key])
+        except (IndexError, TypeError, ValueError):  # a tensor key, or one the probe cannot take
+            return False
+        return (selected.ndim == len(output.shape) and selected.shape[-1] == channels
+                and bool(np.all(selected.reshape(-1, channels) == np.arange(channels))))
+
+
 def _classes(module, names: str) -> tuple:
     return tuple(getattr(module, name) for name in names.split() if hasattr(module, name))
 
@@ -203,7 +242,7 @@ _BINARY = _classes(numpy_ops, "Add Subtract Multiply Divide TrueDivide DivideNoN
 _REDUCTIONS = _classes(numpy_ops, "Mean Sum Max Min Amax Amin Prod Std Var Median Nanmean "
                                   "Nansum Nanmax Nanmin Any All Argmax Argmin")
 _MIXING = (
-    _classes(numpy_ops, "Matmul Einsum Dot Tensordot GetItem Take TakeAlongAxis Sort Argsort "
+    _classes(numpy_ops, "Matmul Einsum Dot Tensordot Take TakeAlongAxis Sort Argsort "
                         "Cumsum Cumprod Flip Roll ArraySplit Tile Repeat Stack Pad")
     + _classes(nn_ops, "Softmax LogSoftmax Normalize LayerNorm RMSNorm Glu Sparsemax "
                        "DotProductAttention")
@@ -222,5 +261,6 @@ OPERATION_HANDLERS = {
     _classes(numpy_ops, "Moveaxis"): MoveaxisOp(),
     _classes(numpy_ops, "ZerosLike OnesLike FullLike"): ElementwiseOp(),
     _classes(numpy_ops, "ExpandDims Squeeze"): ShapeOp(),
+    _classes(numpy_ops, "GetItem"): GetItemOp(),
     _MIXING: MixingOp(),
 }

@@ -5,7 +5,8 @@ heads, query groups, or query heads: ``gqa``); ``("mlp",)`` only the MLP
 units. Every other group is kept whole. A group's axis is read from its
 first source: an attention layer's head unit (``.../heads``,
 ``.../query_groups``, ``.../query_heads``) is ``heads``; a group whose members
-sit in more than one block (the residual stream) is ``hidden``; any other is
+sit in more than one numbered block, or in one and outside it (the residual
+stream, from the embedding into the blocks), is ``hidden``; any other is
 ``mlp``. ``depth`` removes whole transformer blocks (``tfprune.pruning.depth``);
 it is not a channel axis, and is chosen only when named.
 """
@@ -27,8 +28,10 @@ def axis_of(group) -> str:
     source = group.sources[0] if group.sources else ""
     if source.rsplit("/", 1)[-1] in HEAD_UNITS:
         return "heads"
-    blocks = {block for block in map(_block_of, group.members) if block}
-    return "hidden" if len(blocks) > 1 else "mlp"
+    blocks = [_block_of(member) for member in group.members]
+    inside = {block for block in blocks if block}
+    # the residual stream crosses blocks, or enters one from outside (an embedding)
+    return "hidden" if len(inside) > 1 or (inside and None in blocks) else "mlp"
 
 
 def _block_of(name: str) -> str | None:

@@ -194,13 +194,16 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     keep = {g.index: plan.keep[str(g.index)] for g in graph.groups}
     if is_hub_model(model):
         context = SlimContext(graph, keep)
-        rescaled = {id(variable): value for call in graph.calls
-                    for variable, value in graph.handler(call.name).rescaled_weights(
-                        call.operation, context)}
-        rebuilt, why = same_class_slim(model, {id(v): m for v, m in graph.variable_masks(keep)},
-                                       rescaled)
-        if rebuilt is not None:
-            return rebuilt
+        why = next(filter(None, (graph.handler(call.name).same_class_obstacle(
+            call.operation, context) for call in graph.calls)), None)
+        if why is None:
+            rescaled = {id(variable): value for call in graph.calls
+                        for variable, value in graph.handler(call.name).rescaled_weights(
+                            call.operation, context)}
+            rebuilt, why = same_class_slim(
+                model, {id(v): m for v, m in graph.variable_masks(keep)}, rescaled)
+            if rebuilt is not None:
+                return rebuilt
         warnings.warn(f"model {model.name!r} is slimmed to a flat functional model, not a "
                       f"{type(model).__name__}: {why}.", stacklevel=2)
     if not is_hub_model(model) or task_preprocessor(model) is not None:
@@ -221,10 +224,12 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
             continue
         rebuilt = rebuilt_layers.get(step.name)  # a shared layer stays shared
         if rebuilt is None:
-            config, weights = graph.handler(step.name).slim(step.operation, context)
+            handler = graph.handler(step.name)
+            config, weights = handler.slim(step.operation, context)
             if step.name != step.operation.name:  # a sublayer named by its path
                 config = {**config, "name": step.name.replace("/", "_")}
-            rebuilt = rebuilt_layers[step.name] = rebuild(step.operation, config)
+            rebuilt = rebuilt_layers[step.name] = rebuild(
+                step.operation, config, handler.rebuilt_class(step.operation, context))
             if weights:
                 pending.append((rebuilt, weights))
         args, kwargs = step.node.arguments.fill_in(tensors)
