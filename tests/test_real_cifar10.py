@@ -2,10 +2,11 @@
 
 A narrow VGG-13 is pruned by half after its first epoch with the paper's proposed measure
 (g over 512 samples, not the reference's 2560, to save the test 13 s),
-trained on for 3 epochs in all, slimmed, exported to float and int8 .tflite files and
-verified in LiteRT. Measured on 2 CPU cores (2026-12-05, one TensorFlow thread as in the
-test command): test accuracy 0.239, int8 top-1 agreement 0.978 (with 5 epochs, 2026-11-23:
-0.30 and 0.959); with TensorFlow's default threads (another order of float sums) 0.217.
+trained on for 3 epochs in all, slimmed, exported to a float .tflite file and verified in
+LiteRT. (int8 is checked on a confidently trained model in tests/export/test_deploy.py, and
+on real data by the main job, scripts/main.sh.) Measured on 2 CPU cores (2026-12-05, one
+TensorFlow thread as in the test command): test accuracy 0.239 (with 5 epochs, 2026-11-23:
+0.30); with TensorFlow's default threads (another order of float sums) 0.217.
 Chance is 0.10, and an accuracy measured on 1000 test images has a standard error of
 about 0.01 near it: the threshold 0.15 is five of them above chance, so passing says the
 pipeline learns from real data, while run-to-run noise of a barely trained model
@@ -30,7 +31,7 @@ def test_pipeline_on_real_cifar10_learns_slims_and_exports(tmp_path, monkeypatch
                  "train_per_class": 300, "test_per_class": 100},
         "train": {"epochs": 3, "verbose": 2},
         "prune": {"measure": "proposed", "target": 0.5, "rounds": 1, "num_samples": 512},
-        "deploy": {"quantize": ["none", "int8"], "verify_samples": 300, "bench_repeats": 1,
+        "deploy": {"quantize": ["none"], "verify_samples": 300, "bench_repeats": 1,
                    "threads": [1]},
         "run": {"dir": str(tmp_path / "run")},
     })
@@ -45,11 +46,5 @@ def test_pipeline_on_real_cifar10_learns_slims_and_exports(tmp_path, monkeypatch
     assert summary["slim_test_accuracy"] == pytest.approx(summary["final_test_accuracy"],
                                                           abs=0.002)
     assert exports["none"]["verification"]["max_abs_diff"] <= 1e-3
-    # This 3-epoch model is barely trained (near-tied logits), so int8 flips some top-1 classes:
-    # 0.978 measured. The 97% criterion is asserted on a confidently trained model in
-    # tests/export/test_deploy.py; the main job's model reaches 0.988 (README).
-    int8 = exports["int8"]
-    assert int8["verification"]["top1_agreement"] >= 0.9
-    assert int8["passed"] == (int8["verification"]["top1_agreement"] >= 0.97)
-    assert int8["verification"]["examples"] == 300 and exports["none"]["passed"]
-    assert exports["int8"]["size_bytes"] < exports["none"]["size_bytes"] / 3
+    assert exports["none"]["verification"]["examples"] == 300 and exports["none"]["passed"]
+    assert [row["label"] for row in summary["bench"]] == ["dense", "slim"]
