@@ -235,3 +235,26 @@ def test_indexing_passes_channels_only_when_it_leaves_them_whole():
         groups = tfprune.channel_groups(model)
         whole = name.startswith(("some", "channels"))
         assert any("wide" in g.sources for g in groups) is not whole, name
+
+
+def test_a_mistral_causal_lm_slims_heads_and_hidden_width_as_masked():
+    """Mistral's attention keeps its head size (a config entry); the class rebuilt with a
+    smaller hidden_dim would not match, so the flat model is built, and says why."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.MistralBackbone(vocabulary_size=50, num_layers=2,
+                                                num_query_heads=4, num_key_value_heads=2,
+                                                hidden_dim=16, intermediate_dim=32)
+    lm = keras_hub.models.MistralCausalLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(1)
+    for variable in lm.weights:
+        if "norm" in variable.path:
+            variable.assign(rng.normal(0.5, 0.4, variable.shape))
+    axes = {axis_of(group) for group in tfprune.channel_groups(lm)}
+    assert axes == {"heads", "mlp", "hidden"}
+    plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.3, scope="layer",
+                             axes=("heads", "hidden"))
+    expected, _ = _masked(lm, plan, generate=False)
+    with pytest.warns(UserWarning, match="computes other outputs than the masked model"):
+        small = tfprune.slim(lm, plan)
+    assert small.count_params() < lm.count_params()
+    np.testing.assert_allclose(small(TOKENS), expected, atol=1e-5 * np.abs(expected).max())

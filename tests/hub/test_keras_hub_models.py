@@ -79,7 +79,8 @@ def _gpt2(length=5):
 
 
 def _mistral(length=5):
-    """Its own MistralLayerNormalization (normalizes across: by its name) and attention."""
+    """Its own MistralLayerNormalization (an RMS norm, found by calling it) and attention
+    (query groups; its head size a config entry)."""
     return _decoder(keras_hub.models.MistralBackbone(
         vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
         hidden_dim=16, intermediate_dim=32), length)
@@ -93,7 +94,7 @@ UNITS = {"vit": ("mha/heads", "mlp/dense_1"),
          "gemma": ("attention/query_groups", "ffw_gating"),
          "llama": ("feedforward_gate_dense",),
          "gpt2": ("self_attention/heads", "feedforward_intermediate_dense"),
-         "mistral": ("feedforward_gate_dense",)}
+         "mistral": ("self_attention/query_groups", "feedforward_gate_dense")}
 
 
 def _compiled(name):

@@ -51,12 +51,14 @@ def test_a_uniform_plan_slims_to_the_same_class_equal_to_the_masked_backbone(nam
         kept.setdefault(kind_of(group), set()).add(int(plan.keep[str(group.index)].sum()))
     assert all(len(counts) == 1 for counts in kept.values()), kept
     _check_same_class(backbone, plan)
-    if name == "gemma":  # a query group gone from every block: its key/value and query heads
+    if name in ("gemma", "mistral"):  # a query group gone from every block: its heads too
         for group in tfprune.channel_groups(backbone):
             if group.sources[0].endswith("query_groups"):
                 plan.keep[str(group.index)] = np.array([False, True])
         config = _check_same_class(backbone, plan)
         assert (config["num_query_heads"], config["num_key_value_heads"]) == (2, 1)
+        if name == "mistral":  # left to hidden_dim // num_query_heads (None), pinned at 4
+            assert backbone.get_config()["head_dim"] is None and config["head_dim"] == 4
 
 
 @pytest.mark.parametrize("name", ["gemma", "gemma_one_kv_head"])

@@ -10,7 +10,7 @@ checks share one fresh interpreter (``mirrored_session``, run once per module):
    without and with tfprune's workaround;
 3. one fit on one device and one mirrored over two, from the same weights and
    data, BatchNorm synchronized so both see the global batch. Inside each fit,
-   four measures make a plan before the first step (which must be the same on
+   three measures make a plan before the first step (which must be the same on
    both) and after the epoch (99% of the same channels), and a snip
    ``PruningCallback`` prunes the model: every replica's copy of every masked
    variable must hold its zeros;
@@ -73,7 +73,7 @@ def fitted(workaround):
 print("keras:", fitted(False), flush=True)
 print("tfprune:", fitted(True), flush=True)
 
-# -- Four measures, one device against two mirrored ones: one fit per strategy, in which
+# -- Three measures, one device against two mirrored ones: one fit per strategy, in which
 # every measure makes a plan before the first step (inside fit, as a round does) and again
 # after an epoch; a snip PruningCallback prunes the model itself, so its masks must hold on
 # every replica.
@@ -82,7 +82,7 @@ x = rng.normal(size=(64, 32, 32, 3)).astype("float32")
 y = rng.integers(0, 10, 64)
 keras.utils.set_random_seed(0)
 initial = tfprune.models.build("vgg11", width_multiplier=0.0625).get_weights()
-MEASURES = ("magnitude", "snip", "proposed", "grasp")
+MEASURES = ("magnitude", "snip", "grasp")  # no data; g; g and Hg
 OPTIONS = {"num_samples": 32, "samples_per_class": 2}
 
 
@@ -185,10 +185,10 @@ def test_keras_fit_with_uneven_replica_batches_needs_the_workaround(mirrored_ses
     assert "tfprune: fits" in lines
 
 
-def test_mirrored_plans_equal_single_device_plans_for_four_measures(mirrored_session):
+def test_mirrored_plans_equal_single_device_plans_for_three_measures(mirrored_session):
     lines, _ = mirrored_session
     rows = [line.split()[1:] for line in lines if line.startswith("measure ")]
-    assert [row[0] for row in rows] == ["pruning", "magnitude", "snip", "proposed", "grasp"], \
+    assert [row[0] for row in rows] == ["pruning", "magnitude", "snip", "grasp"], \
         lines
     assert [row[1] for row in rows] == [row[2] for row in rows], \
         "round 1, before training: the same plan from the same weights and data"

@@ -256,6 +256,8 @@ class GroupedQueryAttention(LayerHandler):
     Attributes:
         projections: Attribute names of the query, key, value and output projections.
         head_keys: Config keys of the query and key/value head counts.
+        head_attributes: The layer's attributes holding those counts (None: the
+            config keys).
         reads_query_only: The key and value always read the query's input (the
             layer's other inputs are masks and caches).
         rebuild_reason: Why ``slim`` cannot rebuild this type with fewer heads
@@ -264,6 +266,7 @@ class GroupedQueryAttention(LayerHandler):
 
     projections = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
     head_keys = ("num_query_heads", "num_key_value_heads")
+    head_attributes: tuple[str, str] | None = None
     reads_query_only = False
     rebuild_reason: str | None = None
 
@@ -279,6 +282,10 @@ class GroupedQueryAttention(LayerHandler):
 
     def _dense(self, layer):
         return [getattr(layer, name) for name in self.projections]
+
+    def _heads(self, layer, kind: int) -> int:
+        """The layer's query (``kind`` 0) or key/value (1) head count."""
+        return getattr(layer, (self.head_attributes or self.head_keys)[kind])
 
     @staticmethod
     def _axes(dense, output_projection: bool) -> tuple[int, int]:
@@ -306,11 +313,11 @@ class GroupedQueryAttention(LayerHandler):
         """
         why = self.rebuild_reason or kept_whole_because(layer, outputs)
         inputs = self._query_first(layer, inputs)
-        groups = getattr(layer, self.head_keys[1])
+        groups = self._heads(layer, 1)
         if getattr(analysis, "gqa", "groups") == "groups":
             attention_spaces(analysis, layer, inputs, outputs, "query_groups", groups, why)
             return
-        heads = getattr(layer, self.head_keys[0])
+        heads = self._heads(layer, 0)
         space = attention_spaces(analysis, layer, inputs, outputs, "query_heads", heads, why)
         analysis.constrain(Layout.single(space, heads), analysis.name_of(layer), parts=groups)
 
@@ -344,11 +351,11 @@ class GroupedQueryAttention(LayerHandler):
         axes = [head for head, _ in self._kernel_axes(layer)]
         parts = tuple((f"{name}.kernel", axis) for name, axis in zip(self.projections, axes,
                                                                     strict=True))
-        return {"query_groups": (getattr(layer, self.head_keys[1]), parts),
-                "query_heads": (getattr(layer, self.head_keys[0]), (parts[0], parts[3]))}
+        return {"query_groups": (self._heads(layer, 1), parts),
+                "query_heads": (self._heads(layer, 0), (parts[0], parts[3]))}
 
     def _group_size(self, layer) -> int:
-        return getattr(layer, self.head_keys[0]) // getattr(layer, self.head_keys[1])
+        return self._heads(layer, 0) // self._heads(layer, 1)
 
     def inner_masks(self, layer, masks):
         """The kept groups' slices of the four kernels (query heads repeated per group)."""
@@ -356,7 +363,7 @@ class GroupedQueryAttention(LayerHandler):
         if groups is None and heads is None:
             return []
         if groups is None:  # query heads alone: the key/value heads stay
-            kept = np.ones(getattr(layer, self.head_keys[1]), bool)
+            kept = np.ones(self._heads(layer, 1), bool)
             per_head, groups = np.asarray(heads, bool), kept
         else:
             per_head = np.repeat(np.asarray(groups, bool), self._group_size(layer))
@@ -393,7 +400,7 @@ class GroupedQueryAttention(LayerHandler):
         if groups is not None:
             heads = (groups[:, None] * size + np.arange(size)).ravel()
         elif heads is not None:
-            per_group = np.bincount(heads // size, minlength=getattr(layer, self.head_keys[1]))
+            per_group = np.bincount(heads // size, minlength=self._heads(layer, 1))
             if len(set(per_group.tolist())) > 1:
                 raise GraphError(f"{layer.name!r}: the plan keeps {per_group.tolist()} query "
                                  "heads in its groups; a grouped-query layer needs the same "
@@ -426,7 +433,7 @@ class GroupedQueryAttention(LayerHandler):
         query, key, value, output = self._dense(layer)
         projections = sum(kept(dense.kernel) for dense in (query, key, value, output))
         head_dim = query.kernel.shape[-1]
-        heads = getattr(layer, self.head_keys[0]) * kept(query.kernel) / int(
+        heads = self._heads(layer, 0) * kept(query.kernel) / int(
             np.prod(query.kernel.shape))
         products = positions * positions * heads * 2 * head_dim
         return int(round(2 * (positions * projections + products)))

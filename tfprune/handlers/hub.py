@@ -194,6 +194,18 @@ class LlamaStyleAttention(GroupedQueryAttention):
         analysis.block(analysis.layout(outputs[0]), why)
 
 
+class MistralStyleAttention(HubDecoderAttention):
+    """Mistral's attention: query groups and the hidden width.
+
+    Its head size is a config entry (``head_dim``, filled in when the layer is
+    built), so a rebuilt layer with fewer heads or a narrower input keeps it.
+    Its head counts are private attributes.
+    """
+
+    projections = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+    head_attributes = ("_num_query_heads", "_num_key_value_heads")
+
+
 #: ``(module, class name) -> handler`` for keras-hub's layers; classes this keras-hub
 #: version lacks are skipped.
 HUB_HANDLERS = {
@@ -206,6 +218,8 @@ HUB_HANDLERS = {
     ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
         HubDecoderAttention(),
     ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"): LlamaStyleAttention(),
+    ("keras_hub.src.models.mistral.mistral_attention", "CachedMistralAttention"):
+        MistralStyleAttention(),
     ("keras_hub.src.layers.modeling.rms_normalization", "RMSNormalization"): RootMeanSquare(),
     ("keras_hub.src.models.gemma.rms_normalization", "RMSNormalization"): RootMeanSquare(),
     ("keras_hub.src.models.llama.llama_layernorm", "LlamaLayerNorm"): RootMeanSquare(),

@@ -82,7 +82,7 @@ def same_class_slim(model: keras.Model, masks: dict, rescaled: dict | None = Non
                           "axis")
         kept.append(index)
     shapes = [tuple(len(i) for i in index) for index in kept]
-    config = model.get_config()
+    config = {**model.get_config(), **_pinned_head_size(model)}
     changes = _config_changes(model, config, shapes)
     if not changes:
         return None, (f"no config of {type(model).__name__} gives the kept shapes: no entry of "
@@ -103,6 +103,23 @@ def same_class_slim(model: keras.Model, masks: dict, rescaled: dict | None = Non
         compensate(rebuilt, config, {**config, **changes}, task is not None)
     said = ", ".join(f"{key}={value}" for key, value in changes.items())
     return (rebuilt, "") if task is not None else _checked(model, rebuilt, masks, said)
+
+
+def _pinned_head_size(model) -> dict:
+    """``{"head_dim": size}`` when the config leaves it to be derived (None), else ``{}``.
+
+    Mistral's backbone computes its head size as ``hidden_dim // num_query_heads``
+    when ``head_dim`` is None: a config with fewer heads or a narrower hidden
+    width would change it. Pinned to the size the built attention layers use,
+    it stays.
+    """
+    if model.get_config().get("head_dim", 0) is not None:
+        return {}
+    for layer in model._flatten_layers(include_self=False):
+        size = getattr(layer, "_head_dim", None)
+        if isinstance(size, int):
+            return {"head_dim": size}
+    return {}
 
 
 def _checked(model, rebuilt, masks: dict, said: str) -> tuple[keras.Model | None, str]:
