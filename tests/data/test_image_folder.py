@@ -20,7 +20,7 @@ def test_loads_folder_with_sorted_class_labels(image_folder):
         assert pixels.min() >= 60 * label and pixels.max() < 60 * label + 60
 
 
-def test_zip_is_extracted_once_into_the_cache(tmp_path, image_folder, monkeypatch):
+def test_a_zip_is_decoded_once_into_the_cache(tmp_path, image_folder, monkeypatch):
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         for path in image_folder.rglob("*.png"):
@@ -31,9 +31,10 @@ def test_zip_is_extracted_once_into_the_cache(tmp_path, image_folder, monkeypatc
     assert len(folders) == 1 and (folders[0] / "decoded-train.npz").exists()
     direct, _ = load_splits(str(image_folder))
     np.testing.assert_array_equal(train.images, direct.images)
-    # second load reads the decoded arrays, not the images
-    for png in folders[0].rglob("*.png"):
-        png.unlink()
+    # the second load reads the decoded arrays, not the images
+    import tfprune.data.image_folder as image_folder_module
+
+    monkeypatch.setattr(image_folder_module, "decode_images", None)
     again, again_test = load_splits(str(archive), cache_dir=str(cache))
     np.testing.assert_array_equal(again.images, train.images)
     assert again.class_names == train.class_names and len(again_test) == len(test)

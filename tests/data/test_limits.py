@@ -12,19 +12,18 @@ from conftest import write_image_folder
 from PIL import Image
 
 from tfprune.data import DataError
-from tfprune.data.cache import cache_folder_for
-from tfprune.data.image_folder import decode_images, extract_zip_once
+from tfprune.data.image_folder import decode_images, load_image_folder
 
 
-def test_a_zip_bomb_is_refused_before_anything_is_extracted(tmp_path):
+def test_a_zip_bomb_is_refused_before_anything_is_read(tmp_path):
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("train/a/zeros.png", bytes(100 * 2**20))  # 100 MiB of zeros
     assert bomb.stat().st_size < 2**20
     with pytest.raises(DataError, match=r"bomb.zip: would extract to 100 MiB from 0.1 MiB .*"
                                         r"refused as a possible zip bomb"):
-        extract_zip_once(bomb, tmp_path / "cache")
-    assert not list((tmp_path / "cache").rglob("*.png"))
+        load_image_folder(bomb, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.*"))
 
 
 def test_the_size_limit_is_configurable(tmp_path, monkeypatch):
@@ -33,18 +32,29 @@ def test_the_size_limit_is_configurable(tmp_path, monkeypatch):
         archive.writestr("train/a/x.bin", os.urandom(4096))
     monkeypatch.setenv("TFPRUNE_MAX_EXTRACT_BYTES", "1000")
     with pytest.raises(DataError, match=r"limit 0 MiB.*raise \$TFPRUNE_MAX_EXTRACT_BYTES"):
-        extract_zip_once(archive_path, tmp_path / "cache")
-    monkeypatch.setenv("TFPRUNE_MAX_EXTRACT_BYTES", "5000")
-    assert (extract_zip_once(archive_path, tmp_path / "cache") / "train/a/x.bin").is_file()
+        load_image_folder(archive_path, cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("TFPRUNE_MAX_EXTRACT_BYTES", "5000")  # past the check: no test split
+    with pytest.raises(DataError, match=r"expected an image folder with 'train/<class>/\*'"):
+        load_image_folder(archive_path, cache_dir=tmp_path / "cache")
 
 
-def test_a_member_leaving_the_folder_is_refused(tmp_path):
-    evil = tmp_path / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as archive:
-        archive.writestr("../../escaped.txt", "x")
-    with pytest.raises(DataError, match=r"'../../escaped.txt' would be written outside"):
-        extract_zip_once(evil, tmp_path / "a" / "b")
+def _zipped(folder, archive_path, prefix="", extra=()):
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for path in sorted(folder.rglob("*.png")):
+            archive.write(path, prefix + str(path.relative_to(folder)))
+        for name, data in extra:
+            archive.writestr(name, data)
+    return archive_path
+
+
+def test_a_zip_is_read_in_place_and_a_member_leaving_it_is_never_written(tmp_path):
+    folder = write_image_folder(tmp_path / "images")
+    archive_path = _zipped(folder, tmp_path / "evil.zip", extra=[("../../escaped.txt", "x")])
+    train, test = load_image_folder(archive_path, cache_dir=tmp_path / "a" / "b")
+    assert len(train) == 18 and len(test) == 9
     assert not list(tmp_path.rglob("escaped.txt"))
+    cached = sorted(p.name for p in (tmp_path / "a" / "b").rglob("*") if p.is_file())
+    assert cached == ["decoded-test.npz", "decoded-train.npz"]  # nothing extracted
 
 
 def test_a_huge_image_is_refused_from_its_header(tmp_path, monkeypatch):
@@ -71,68 +81,58 @@ def test_mixed_sizes_are_refused_before_decoding_the_odd_image(tmp_path):
         decode_images(sorted((root / "train" / "cat").glob("*.png")))
 
 
-def test_a_full_disk_while_extracting_is_one_clear_error_and_leaves_nothing(tmp_path):
-    archive_path = tmp_path / "data.zip"
-    with zipfile.ZipFile(archive_path, "w") as archive:
-        for i in range(4):
-            archive.writestr(f"train/a/{i}.bin", os.urandom(2**20))
+def test_a_full_disk_leaves_the_data_loaded_uncached_and_no_partial_file(tmp_path):
+    folder = write_image_folder(tmp_path / "images", per_class=(60, 3))
+    archive_path = _zipped(folder, tmp_path / "data.zip")
     cache = tmp_path / "cache"
     # A file-size limit stands in for a full disk (it fails writes with EFBIG).
     script = textwrap.dedent(f"""
-        import resource, signal
+        import resource, signal, warnings
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2**19, 2**19))
-        from tfprune.data import DataError
-        from tfprune.data.image_folder import extract_zip_once
-        try:
-            extract_zip_once(__import__("pathlib").Path({str(archive_path)!r}), {str(cache)!r})
-        except DataError as error:
-            print(error)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**16, 2**16))
+        from tfprune.data.image_folder import load_image_folder
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train, _ = load_image_folder({str(archive_path)!r}, cache_dir={str(cache)!r})
+        print("@@", len(train), *[str(w.message) for w in caught])
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
-    assert "no space left on the device while extracting it" in result.stdout, result.stderr
-    assert "the partial extraction was removed" in result.stdout
-    assert not [p for p in cache.rglob("*") if p.is_file()]
+    assert "@@ 180 " in result.stdout, result.stderr[-2000:]
+    assert "no space left on the device for the decoded images" in result.stdout
+    assert "the next load decodes the zip again" in result.stdout
+    # the small test split (27 KB) fits under the limit; the training split left nothing
+    assert [p.name for p in cache.rglob("*") if p.is_file()] == ["decoded-test.npz"]
 
 
-def test_extraction_goes_through_a_private_folder_and_replaces_an_unfinished_one(tmp_path):
-    archive_path = tmp_path / "data.zip"
-    with zipfile.ZipFile(archive_path, "w") as archive:
-        archive.writestr("train/a/x.bin", b"12345")
+def test_the_cache_follows_the_zips_contents_not_its_place_or_time(tmp_path, monkeypatch):
+    """A copy, or the same zip mounted again with a new time, is not decoded again."""
+    folder = write_image_folder(tmp_path / "images")
+    archive_path = _zipped(folder, tmp_path / "data.zip")
     cache = tmp_path / "cache"
-    target = cache_folder_for(archive_path, cache)
-    target.mkdir(parents=True)
-    (target / "half-written.bin").write_bytes(b"1")  # a crashed extraction: no marker
-    folder = extract_zip_once(archive_path, cache)
-    assert folder == target
-    assert (folder / "train/a/x.bin").read_bytes() == b"12345"
-    assert not (folder / "half-written.bin").exists()
-    assert [p.name for p in cache.iterdir()] == [target.name]  # no private folder left
-
-
-def test_the_cache_follows_the_zips_contents_not_its_place_or_time(tmp_path):
-    """A copy, or the same zip mounted again with a new time, is not extracted again."""
-    archive_path = tmp_path / "data.zip"
-    with zipfile.ZipFile(archive_path, "w") as archive:
-        archive.writestr("train/a/x.bin", b"12345")
-    cache = tmp_path / "cache"
-    folder = extract_zip_once(archive_path, cache)
-    (folder / "train/a/x.bin").write_bytes(b"seen")  # tells a reuse from a new extraction
+    first, _ = load_image_folder(archive_path, cache_dir=cache)
     copy = tmp_path / "elsewhere" / "data.zip"
     copy.parent.mkdir()
     copy.write_bytes(archive_path.read_bytes())
     os.utime(copy, (1, 1))
-    assert extract_zip_once(copy, cache) == folder
-    assert (folder / "train/a/x.bin").read_bytes() == b"seen"
-    with zipfile.ZipFile(copy, "w") as archive:  # one byte changed: a new extraction
-        archive.writestr("train/a/x.bin", b"12346")
-    changed = extract_zip_once(copy, cache)
-    assert changed != folder and (changed / "train/a/x.bin").read_bytes() == b"12346"
+    import tfprune.data.image_folder as image_folder
+
+    def no_decoding(paths):
+        raise AssertionError("decoded again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(image_folder, "decode_images", no_decoding)
+        again, _ = load_image_folder(copy, cache_dir=cache)
+    np.testing.assert_array_equal(again.images, first.images)
+    assert len(list(cache.iterdir())) == 1
+    _zipped(folder, copy, extra=[("train/cat/zzz.png", (folder / "train/cat/000.png")
+                                  .read_bytes())])  # one image more: a new cache folder
+    changed, _ = load_image_folder(copy, cache_dir=cache)
+    assert len(changed) == len(first) + 1 and len(list(cache.iterdir())) == 2
 
 
 def test_a_file_that_is_not_a_zip_is_named(tmp_path):
     broken = tmp_path / "data.zip"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match=r"data.zip: not a readable zip file"):
-        extract_zip_once(broken, tmp_path / "cache")
+        load_image_folder(broken, cache_dir=tmp_path / "cache")

@@ -32,7 +32,8 @@ class DataSpec:
             ``seed`` train and test on the same images.
         train_split: Split (tfds) or folder name for training.
         test_split: Split (tfds) or folder name for testing.
-        cache_dir: Where zips are extracted (default ``$TFPRUNE_CACHE_DIR`` or ~/.cache/tfprune).
+        cache_dir: Where zips' decoded arrays are kept (default ``$TFPRUNE_CACHE_DIR`` or
+            ~/.cache/tfprune).
         data_dir: tensorflow-datasets' data folder.
     """
 

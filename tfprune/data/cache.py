@@ -1,4 +1,4 @@
-"""Where tfprune keeps extracted archives and decoded arrays (outside the repository)."""
+"""Where tfprune keeps the decoded arrays of zipped data (outside the repository)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def cache_folder_for(path: Path, cache_dir=None) -> Path:
     """Returns the cache subfolder of the zip ``path``, named by its contents.
 
     The name is ``<file name>-<fingerprint>`` (``zip_fingerprint``): a zip moved,
-    copied or touched reuses its extraction, and a changed one gets a new folder.
+    copied or touched reuses its decoded arrays, and a changed one gets a new folder.
 
     Raises:
         zipfile.BadZipFile: If ``path`` is not a readable zip.

@@ -1,10 +1,14 @@
-"""Image-folder sources: ``root/{train,test}/<class>/*`` on disk or in a .zip."""
+"""Image-folder sources: ``root/{train,test}/<class>/*`` on disk or in a .zip.
+
+A .zip is read in place (``zipfile.Path``: nothing is extracted); its decoded
+arrays are cached once per archive contents.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -18,13 +22,12 @@ from tfprune.data.splits import DataError, ImageSplit
 
 #: File endings read as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-_COMPLETE_MARKER = ".tfprune-complete"
 #: Decoding more images than this shows a progress bar.
 PROGRESS_THRESHOLD = 2000
 #: Environment variables overriding the limits below.
 MAX_EXTRACT_ENV = "TFPRUNE_MAX_EXTRACT_BYTES"
 MAX_PIXELS_ENV = "TFPRUNE_MAX_IMAGE_PIXELS"
-#: Default limit on the bytes a zip may extract to (a zip bomb is refused past it).
+#: Default limit on the bytes a zip's members may declare (a zip bomb is refused past it).
 MAX_EXTRACT_BYTES = 20 * 2**30
 #: Past this many times its compressed size (and 64 MiB), a zip is taken for a bomb.
 MAX_COMPRESSION_RATIO = 200
@@ -42,8 +45,10 @@ def _limit(name: str, default: int) -> int:
         raise DataError(f"${name}={value!r}: not a whole number.") from None
 
 
-def find_split_root(folder: Path, train_split: str, test_split: str) -> Path:
+def find_split_root(folder, train_split: str, test_split: str):
     """Returns the folder that holds ``train/`` and ``test/``: ``folder`` or its only child.
+
+    ``folder`` is a ``pathlib.Path`` or a ``zipfile.Path`` (a zip read in place).
 
     Raises:
         DataError: If neither ``folder`` nor a single subfolder holds both splits.
@@ -62,20 +67,21 @@ def find_split_root(folder: Path, train_split: str, test_split: str) -> Path:
     )
 
 
-def list_class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
-    """Lists class folders (sorted) and their image files (sorted).
+def list_class_files(split_dir) -> tuple[list[str], list[list]]:
+    """Lists class folders (sorted by name) and their image files (sorted by name).
 
     Raises:
         DataError: If there are no class folders or a class folder holds no image.
     """
-    class_dirs = sorted(child for child in split_dir.iterdir() if child.is_dir())
+    class_dirs = sorted((child for child in split_dir.iterdir() if child.is_dir()),
+                        key=lambda child: child.name)
     if not class_dirs:
         raise DataError(f"{split_dir}: no class folders found (expected {split_dir}/<class>/*).")
     files = []
     for class_dir in class_dirs:
-        images = sorted(
-            f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        images = sorted((f for f in class_dir.iterdir()
+                         if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+                        key=lambda f: f.name)
         if not images:
             raise DataError(
                 f"{class_dir}: empty class folder (no {', '.join(IMAGE_SUFFIXES)} files)."
@@ -84,8 +90,10 @@ def list_class_files(split_dir: Path) -> tuple[list[str], list[list[Path]]]:
     return [d.name for d in class_dirs], files
 
 
-def decode_images(paths: list[Path]) -> np.ndarray:
+def decode_images(paths: list) -> np.ndarray:
     """Decodes images to one uint8 RGB array; all must share one size.
+
+    Each path is a ``pathlib.Path`` or a ``zipfile.Path`` (read from the archive).
 
     Raises:
         DataError: Naming the first file whose size differs from the first image's, or
@@ -99,7 +107,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     max_pixels = _limit(MAX_PIXELS_ENV, MAX_IMAGE_PIXELS)
     for count, path in enumerate(paths, start=1):
         try:
-            with Image.open(path) as image:  # reads the header only
+            with path.open("rb") as handle, Image.open(handle) as image:  # the header first
                 width, height = image.size
                 if width * height > max_pixels:
                     raise DataError(
@@ -112,7 +120,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
                         f"({expected[0][1]}x{expected[0][0]}); images of mixed sizes are not "
                         "supported: resize them to one size first.")
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        except (OSError, Image.DecompressionBombError) as error:
+        except (OSError, Image.DecompressionBombError, zipfile.BadZipFile) as error:
             raise DataError(f"{path}: cannot decode image ({error}).") from None
         if expected is None:
             expected = (array.shape, path)
@@ -128,7 +136,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     return np.stack(arrays)
 
 
-def load_split_folder(split_dir: Path, class_names: list[str] | None = None) -> ImageSplit:
+def load_split_folder(split_dir, class_names: list[str] | None = None) -> ImageSplit:
     """Loads one split folder ``split_dir/<class>/*``.
 
     Args:
@@ -147,65 +155,13 @@ def load_split_folder(split_dir: Path, class_names: list[str] | None = None) -> 
     return ImageSplit(decode_images(paths), labels, names, origin=str(split_dir))
 
 
-def extract_zip_once(zip_path: Path, cache_dir=None) -> Path:
-    """Extracts ``zip_path`` into the cache (once; later calls reuse it) and returns the folder.
-
-    The cache folder is named by the zip's contents (``cache_folder_for``), so the
-    same archive copied elsewhere or mounted again is not extracted again.
-
-    The archive is extracted into a private temporary folder beside the target,
-    which is then renamed into place: two processes extracting the same zip at
-    once never see each other's half-written files (one rename wins, the other
-    extraction is discarded).
-    """
-    try:
-        target = cache_folder_for(zip_path, cache_dir)
-    except zipfile.BadZipFile as error:
-        raise DataError(f"{zip_path}: not a readable zip file ({error}).") from None
-    if (target / _COMPLETE_MARKER).exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            members = archive.infolist()
-            _check_zip_size(zip_path, members)
-            partial.mkdir()
-            print(f"extracting {zip_path} into {target} (once; later runs reuse it)")
-            _extract(archive, members, partial, zip_path)
-        (partial / _COMPLETE_MARKER).touch()
-        _move_into_place(partial, target)
-    except zipfile.BadZipFile as error:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(f"{zip_path}: not a readable zip file ({error}).") from None
-    except OSError as error:
-        shutil.rmtree(partial, ignore_errors=True)  # a partial extraction is not kept
-        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise DataError(
-                f"{zip_path}: no space left on the device while extracting it into {target} "
-                f"(it needs {sum(m.file_size for m in members) / 2**20:,.0f} MiB); the partial "
-                f"extraction was removed. Free space there, or point $TFPRUNE_CACHE_DIR at "
-                "a larger disk, and run the command again.") from None
-        raise
-    return target
-
-
-def _move_into_place(partial: Path, target: Path) -> None:
-    """Renames a finished extraction to ``target``, unless another process's got there first."""
-    for _ in range(2):
-        try:
-            os.rename(partial, target)
-            return
-        except OSError:
-            if (target / _COMPLETE_MARKER).exists():  # another extraction won: use it
-                shutil.rmtree(partial, ignore_errors=True)
-                return
-            shutil.rmtree(target, ignore_errors=True)  # an unfinished one from a crash
-    raise OSError(errno.EEXIST, f"could not move the extraction into {target}")
-
-
 def _check_zip_size(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
-    """Refuses a zip whose declared contents exceed the limits (a zip bomb), before extracting."""
+    """Refuses a zip whose declared contents exceed the limits (a zip bomb), before decoding.
+
+    Reading a member never yields more bytes than it declares (``zipfile``
+    stops there, and a wrong CRC fails), so the declared sizes bound what
+    decoding reads.
+    """
     declared = sum(member.file_size for member in members)
     limit = _limit(MAX_EXTRACT_ENV, MAX_EXTRACT_BYTES)
     compressed = max(1, zip_path.stat().st_size)
@@ -219,36 +175,12 @@ def _check_zip_size(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
             "give the folder.")
 
 
-def _extract(archive: zipfile.ZipFile, members, target: Path, zip_path: Path) -> None:
-    """Extracts ``members`` under ``target``, counting the bytes actually written.
+def _cached_split(split_dir, cache: Path, name: str, class_names=None) -> ImageSplit:
+    """Loads a split of a zip, decoding it once into ``cache/decoded-<name>.npz``.
 
-    A member's declared size can lie: extraction stops once more bytes come out
-    than the archive declared. Paths leaving ``target`` (``../``, absolute) are
-    refused.
+    A full disk leaves the split loaded and uncached (the next load decodes again),
+    with a warning, and no partial file.
     """
-    root = target.resolve()
-    budget = sum(member.file_size for member in members)
-    written = 0
-    for member in members:
-        path = (root / member.filename).resolve()
-        if not path.is_relative_to(root):
-            raise DataError(f"{zip_path}: member {member.filename!r} would be written outside "
-                            "the extraction folder; refused.")
-        if member.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(member) as source, open(path, "wb") as sink:
-            for block in iter(lambda source=source: source.read(1 << 20), b""):
-                written += len(block)
-                if written > budget:
-                    raise DataError(f"{zip_path}: extracts to more bytes than it declares; "
-                                    "refused as a possible zip bomb.")
-                sink.write(block)
-
-
-def _cached_split(split_dir: Path, cache: Path, name: str, class_names=None) -> ImageSplit:
-    """Loads a split of an extracted zip, decoding it once into ``cache/<name>.npz``."""
     arrays_path = cache / f"decoded-{name}.npz"
     if arrays_path.exists():
         with np.load(arrays_path) as stored:
@@ -256,10 +188,35 @@ def _cached_split(split_dir: Path, cache: Path, name: str, class_names=None) -> 
                 stored["images"], stored["labels"], list(stored["class_names"]), str(split_dir)
             )
     split = load_split_folder(split_dir, class_names)
-    with atomic_path(arrays_path) as temporary:  # removed on a full disk
-        np.savez(temporary, images=split.images, labels=split.labels,
-                 class_names=np.array(split.class_names))
+    try:
+        with atomic_path(arrays_path) as temporary:  # removed on a full disk
+            np.savez(temporary, images=split.images, labels=split.labels,
+                     class_names=np.array(split.class_names))
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        warnings.warn(f"{arrays_path}: no space left on the device for the decoded images "
+                      f"({split.images.nbytes / 2**20:,.0f} MiB); they are not cached, so the "
+                      "next load decodes the zip again. Free space there, or point "
+                      "$TFPRUNE_CACHE_DIR at a larger disk.", stacklevel=2)
     return split
+
+
+def _load_zip(path: Path, train_split: str, test_split: str, cache_dir):
+    """``(train, test)`` of a zipped image folder: decoded from the archive once, then cached."""
+    try:
+        cache = cache_folder_for(path, cache_dir)
+        with zipfile.ZipFile(path) as archive:
+            if not ((cache / f"decoded-{train_split}.npz").exists()
+                    and (cache / f"decoded-{test_split}.npz").exists()):
+                _check_zip_size(path, archive.infolist())
+                print(f"decoding {path} once (later loads read {cache})")
+            root = find_split_root(zipfile.Path(archive), train_split, test_split)
+            train = _cached_split(root / train_split, cache, train_split)
+            test = _cached_split(root / test_split, cache, test_split, train.class_names)
+    except zipfile.BadZipFile as error:
+        raise DataError(f"{path}: not a readable zip file ({error}).") from None
+    return train, test
 
 
 def load_image_folder(
@@ -267,14 +224,16 @@ def load_image_folder(
 ) -> tuple[ImageSplit, ImageSplit]:
     """Loads ``root/train/<class>/*`` and ``root/test/<class>/*`` from a folder or a .zip.
 
-    A .zip is extracted once into the cache folder and its decoded arrays are
-    kept there, so later loads take seconds.
+    A .zip is read in place (nothing is extracted) and its decoded arrays are
+    kept in the cache folder, named by the archive's contents, so later loads
+    take seconds. Its declared size is checked first (a zip bomb is refused).
 
     Args:
         path: The image folder, or a .zip holding one.
         train_split: Name of the training split's folder.
         test_split: Name of the test split's folder.
-        cache_dir: Cache folder for zips (default ``$TFPRUNE_CACHE_DIR`` or ~/.cache/tfprune).
+        cache_dir: Cache folder for zips' decoded arrays (default ``$TFPRUNE_CACHE_DIR`` or
+            ~/.cache/tfprune).
 
     Returns:
         ``(train, test)`` splits; class labels follow the sorted class-folder names.
@@ -283,11 +242,7 @@ def load_image_folder(
     if not path.exists():
         raise DataError(f"{path}: no such file or folder.")
     if path.suffix.lower() == ".zip":
-        cache = extract_zip_once(path, cache_dir)
-        root = find_split_root(cache, train_split, test_split)
-        train = _cached_split(root / train_split, cache, train_split)
-        test = _cached_split(root / test_split, cache, test_split, train.class_names)
-        return train, test
+        return _load_zip(path, train_split, test_split, cache_dir)
     root = find_split_root(path, train_split, test_split)
     train = load_split_folder(root / train_split)
     return train, load_split_folder(root / test_split, train.class_names)
