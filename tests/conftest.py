@@ -47,32 +47,30 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
 
 
-#: The longest modules, longest first (seconds of all their tests on 2 idle cores, one TF
-#: thread per worker, 2026-12-05, session 19's durations): collected first and in this
-#: order, which scripts/test.sh keeps (``--no-loadscope-reorder``). xdist (``--dist loadfile``)
-#: hands a worker its next module while the one it runs has a test or two left, so a long
-#: module met late can queue behind another long one while the other worker idles;
-#: longest-first leaves the short modules for the end, where they even out the workers.
-LONG_MODULES = ("test_multi_worker.py",  # 80, two clusters of two processes
-                "test_real_cifar10.py",  # 55, and the shared data's first decoding (12)
-                "test_grid.py",  # 70, with two grid processes
-                "test_measured_budget.py",  # 71
-                "test_run_safety.py",  # 64
-                "test_keras_hub_models.py",  # 63
-                "test_strategies.py",  # 50, one subprocess
-                "test_golden.py",  # 52
-                "test_deploy_commands.py",  # 52
-                "test_finetune.py",  # 51
-                "test_model_zoo.py",  # 50
-                "test_docs_tour.py",  # 49
-                "test_slim.py",  # 45
-                "test_distributed_tune.py",  # 33
-                "test_budget.py",  # 32
-                "test_tflite.py",  # 32
-                "test_dynamics.py",  # 30
-                "test_cli.py",  # 29
-                "test_docs_readme.py",  # 25
-                "test_prune_run.py")  # 24
+#: The longest modules, longest first (seconds each on 2 idle cores, one TF thread per worker,
+#: 2026-12-05): collected first and in this order, which scripts/test.sh keeps
+#: (``--no-loadscope-reorder``). xdist (``--dist loadfile``) hands a worker its next module
+#: while the one it runs has a test or two left, so a long module met late can queue behind
+#: another long one while the other worker idles; longest-first leaves the short modules for
+#: the end, where they even out the two workers.
+LONG_MODULES = ("test_multi_worker.py",  # 67, two clusters of two processes
+                "test_real_cifar10.py",  # 70
+                "test_run_safety.py",  # 59
+                "test_grid.py",  # 43
+                "test_strategies.py",  # 41 + 30, one subprocess now
+                "test_prune_run.py",  # 40
+                "test_distributed_tune.py",  # 39
+                "test_docs_readme.py",  # 39
+                "test_measured_budget.py",  # 38
+                "test_docs_tour.py",  # 37
+                "test_finetune.py",  # 36
+                "test_deploy_commands.py",  # 32
+                "test_keras_hub_models.py",  # 31
+                "test_cli.py",  # 30
+                "test_golden.py",  # 27
+                "test_slim.py",  # 27
+                "test_budget.py",  # 26
+                "test_model_zoo.py")  # 25
 
 
 def pytest_collection_modifyitems(config, items):
