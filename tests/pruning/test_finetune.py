@@ -41,13 +41,25 @@ def base_and_config(trained, tmp_path, **finetune_options):
     return base, load_config(None, overrides)
 
 
-def test_distilled_fine_tuning_prunes_before_training_and_resumes(trained, tmp_path):
+@pytest.fixture(scope="module")
+def distilled(trained, tmp_path_factory):
+    """A distilled fine-tuning run to half the FLOPs, one learning-rate phase (so its first two
+    epochs are a 2-epoch run's): ``(base, config, result)``."""
     from tfprune.pruning.stats import flops
 
-    base, config = base_and_config(trained, tmp_path, distill="true")
+    base, config = base_and_config(trained, tmp_path_factory.mktemp("distilled"),
+                                   distill="true")
     dense = keras.models.load_model(base / "model.keras", compile=False)
     config["prune"]["target"] = {"flops": 0.5 * flops(dense)}
-    result = finetune(config)
+    config["train"]["lr_values"], config["train"]["lr_phases"] = [0.01], [1]
+    return base, config, finetune(config)
+
+
+def test_distilled_fine_tuning_prunes_before_training_and_resumes(distilled):
+    from tfprune.pruning.stats import flops
+
+    base, config, result = distilled
+    dense = keras.models.load_model(base / "model.keras", compile=False)
     summary = result.summary
     assert summary["distilled"] and summary["rounds_done"] == 2
     assert summary["flops_after"] <= 0.5 * flops(dense)
@@ -66,17 +78,14 @@ def test_distilled_fine_tuning_prunes_before_training_and_resumes(trained, tmp_p
     assert run.summary.read_bytes() == before
 
 
-def test_an_interrupted_distilled_run_resumes_from_its_student(trained, tmp_path):
-    """Stopped after epoch 2 of 3 and resumed, it ends where an uninterrupted run ends."""
+def test_an_interrupted_distilled_run_resumes_from_its_student(distilled, tmp_path):
+    """Stopped after epoch 2 of 3 and resumed, it ends where the uninterrupted run ends."""
     from tfprune.config import save_config
 
-    base, config = base_and_config(trained, tmp_path, distill="true")
-    config["prune"]["target"] = 0.5
-    config["train"]["lr_values"], config["train"]["lr_phases"] = [0.01], [1]  # one phase
+    _, config, full = distilled
     stopped = json.loads(json.dumps(config))
     stopped["run"]["dir"] = str(tmp_path / "stopped")
     stopped["train"]["epochs"] = 2  # the same first two epochs
-    full = finetune(config)
     finetune(stopped)
     run = RunFolder(stopped["run"]["dir"])
     run.summary.unlink()  # as if killed after the epoch-2 checkpoint

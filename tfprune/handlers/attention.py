@@ -429,7 +429,8 @@ class GroupedQueryAttention(LayerHandler):
         a trace's unknown sequence length counts as ``TRACE_LENGTH`` positions.
         """
         layer = call.operation
-        positions = int(np.prod([size or 1 for size in call.inputs[0].shape[1:-1]]))
+        hidden = self._query_first(layer, list(call.inputs))[0]  # not the mask
+        positions = int(np.prod([size or 1 for size in hidden.shape[1:-1]]))
         query, key, value, output = self._dense(layer)
         projections = sum(kept(dense.kernel) for dense in (query, key, value, output))
         head_dim = query.kernel.shape[-1]
