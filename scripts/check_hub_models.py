@@ -49,6 +49,8 @@ CONFIGS = {
                            stackwise_depth=[1, 1], stackwise_strides=[2, 2],
                            stackwise_num_filters=[8, 16], block_type="bottleneck_block",
                            stage_type="csp", image_shape=(32, 32, 3)),
+    "RoformerV2Backbone": dict(vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=16,
+                               intermediate_dim=32, head_size=8),  # heads x head_size = hidden
     "DeiTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
                          hidden_dim=16, intermediate_dim=32),
     "ViTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
