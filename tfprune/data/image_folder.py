@@ -175,13 +175,18 @@ def _check_zip_size(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
             "give the folder.")
 
 
+def _decoded_path(cache: Path, split: str) -> Path:
+    """Where a zip's split is kept decoded."""
+    return cache / f"decoded-{split}.npz"
+
+
 def _cached_split(split_dir, cache: Path, name: str, class_names=None) -> ImageSplit:
     """Loads a split of a zip, decoding it once into ``cache/decoded-<name>.npz``.
 
     A full disk leaves the split loaded and uncached (the next load decodes again),
     with a warning, and no partial file.
     """
-    arrays_path = cache / f"decoded-{name}.npz"
+    arrays_path = _decoded_path(cache, name)
     if arrays_path.exists():
         with np.load(arrays_path) as stored:
             return ImageSplit(
@@ -207,8 +212,7 @@ def _load_zip(path: Path, train_split: str, test_split: str, cache_dir):
     try:
         cache = cache_folder_for(path, cache_dir)
         with zipfile.ZipFile(path) as archive:
-            if not ((cache / f"decoded-{train_split}.npz").exists()
-                    and (cache / f"decoded-{test_split}.npz").exists()):
+            if not all(_decoded_path(cache, name).exists() for name in (train_split, test_split)):
                 _check_zip_size(path, archive.infolist())
                 print(f"decoding {path} once (later loads read {cache})")
             root = find_split_root(zipfile.Path(archive), train_split, test_split)

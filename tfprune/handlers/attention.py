@@ -65,6 +65,11 @@ def attention_spaces(analysis, layer, inputs, outputs, unit: str, size: int,
     return analysis.new_inner_space(layer, unit, size, blocked=why and f"{layer.name!r}: {why}")
 
 
+def hidden_inputs(tensors, width: int) -> list:
+    """The floating tensors ``width`` channels wide among ``tensors``: not the masks."""
+    return [t for t in tensors if "float" in str(t.dtype) and t.shape[-1] == width]
+
+
 def query_first(inputs: list, width: int) -> list:
     """``inputs`` with the query first: the first floating input ``width`` channels wide.
 
@@ -72,15 +77,8 @@ def query_first(inputs: list, width: int) -> list:
     ``query=x, value=x, attention_mask=mask``) may list their mask before
     their hidden states.
     """
-    found = next((t for t in inputs if "float" in str(t.dtype) and t.shape[-1] == width), None)
+    found = next(iter(hidden_inputs(inputs, width)), None)
     return inputs if found is None else [found, *(t for t in inputs if t is not found)]
-
-
-def _hidden_inputs(layer, width: int) -> list:
-    """The floating tensors ``width`` channels wide the layer was first called on (no masks)."""
-    node = layer._inbound_nodes[0] if layer._inbound_nodes else None
-    tensors = [] if node is None else list(node.input_tensors)
-    return [t for t in tensors if "float" in str(t.dtype) and t.shape[-1] == width]
 
 
 #: Per MultiHeadAttention layer, whether the analysis saw it called on one tensor as query,
@@ -104,8 +102,8 @@ class MultiHeadAttentionHandler(LayerHandler):
     def analyse(self, analysis, layer, inputs, outputs):
         width = layer.query_dense.kernel.shape[0]
         inputs = query_first(inputs, width)
-        others = [t for t in inputs[1:] if "float" in str(t.dtype) and t.shape[-1] == width]
-        _SELF_ATTENTION[layer] = all(tensor is inputs[0] for tensor in others)
+        _SELF_ATTENTION[layer] = all(tensor is inputs[0]
+                                     for tensor in hidden_inputs(inputs[1:], width))
         attention_spaces(analysis, layer, inputs, outputs, "heads", layer.num_heads,
                          kept_whole_because(layer, outputs))
 
@@ -126,7 +124,9 @@ class MultiHeadAttentionHandler(LayerHandler):
         """
         if layer in _SELF_ATTENTION:
             return _SELF_ATTENTION[layer]
-        tensors = _hidden_inputs(layer, layer.query_dense.kernel.shape[0])
+        node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+        tensors = hidden_inputs([] if node is None else node.input_tensors,
+                                layer.query_dense.kernel.shape[0])
         return bool(tensors) and all(tensor is tensors[0] for tensor in tensors)
 
     def variable_masks(self, layer, in_mask, out_mask):
@@ -191,8 +191,7 @@ class MultiHeadAttentionHandler(LayerHandler):
         layer = call.operation
         query, key, value, output = (getattr(layer, n) for n, _, _ in _PROJECTIONS)
         inputs = query_first(list(call.inputs), query.kernel.shape[0])
-        values = [t for t in inputs[1:] if "float" in str(t.dtype)
-                  and t.shape[-1] == value.kernel.shape[0]] or inputs  # not the masks
+        values = hidden_inputs(inputs[1:], value.kernel.shape[0]) or inputs
         # an axis of unknown size (a sequence of any length) counts once, as in GQA below
         query_positions = int(np.prod([size or 1 for size in inputs[0].shape[1:-1]]))
         key_positions = int(np.prod([size or 1 for size in values[0].shape[1:-1]]))
