@@ -136,3 +136,21 @@ def test_a_file_that_is_not_a_zip_is_named(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match=r"data.zip: not a readable zip file"):
         load_image_folder(broken, cache_dir=tmp_path / "cache")
+
+
+def test_an_unreadable_cache_file_is_decoded_again_and_replaced(tmp_path):
+    folder = write_image_folder(tmp_path / "images")
+    archive_path = _zipped(folder, tmp_path / "data.zip")
+    cache = tmp_path / "cache"
+    first, _ = load_image_folder(archive_path, cache_dir=cache)
+    (cached,) = cache.rglob("decoded-train.npz")
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated, as a crash elsewhere could
+    with pytest.warns(UserWarning, match="decoded-train.npz: not a readable cache"):
+        again, _ = load_image_folder(archive_path, cache_dir=cache)
+    np.testing.assert_array_equal(again.images, first.images)
+    np.savez(cached, images=np.zeros(3))  # an npz of something else
+    with pytest.warns(UserWarning, match="not a readable cache"):
+        again, _ = load_image_folder(archive_path, cache_dir=cache)
+    np.testing.assert_array_equal(again.images, first.images)
+    third, _ = load_image_folder(archive_path, cache_dir=cache)  # replaced: read, no warning
+    np.testing.assert_array_equal(third.images, first.images)

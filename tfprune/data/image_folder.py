@@ -184,14 +184,19 @@ def _cached_split(split_dir, cache: Path, name: str, class_names=None) -> ImageS
     """Loads a split of a zip, decoding it once into ``cache/decoded-<name>.npz``.
 
     A full disk leaves the split loaded and uncached (the next load decodes again),
-    with a warning, and no partial file.
+    with a warning, and no partial file. A cached file that cannot be read
+    (truncated, or not tfprune's) is decoded again and replaced, with a warning;
+    it is read without pickles, so it never executes anything.
     """
     arrays_path = _decoded_path(cache, name)
     if arrays_path.exists():
-        with np.load(arrays_path) as stored:
-            return ImageSplit(
-                stored["images"], stored["labels"], list(stored["class_names"]), str(split_dir)
-            )
+        try:
+            with np.load(arrays_path) as stored:
+                return ImageSplit(stored["images"], stored["labels"],
+                                  list(stored["class_names"]), str(split_dir))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, DataError) as error:
+            warnings.warn(f"{arrays_path}: not a readable cache of decoded images ({error}); "
+                          "decoding the zip again and replacing it.", stacklevel=2)
     split = load_split_folder(split_dir, class_names)
     try:
         with atomic_path(arrays_path) as temporary:  # removed on a full disk
