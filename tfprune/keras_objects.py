@@ -1,10 +1,12 @@
 """tfprune's Keras-serializable objects that saved models refer to.
 
-The mask constraint, and the LayerNormalization of a slimmed hidden width.
+The mask constraint, the LayerNormalization of a slimmed hidden width, and the
+composite layers ``slim`` rebuilds around slimmed sublayers.
 ``import tfprune`` imports this module (and ``tfprune.losses``), so a model saved
 by tfprune (a pruned run's ``model.keras``, whose layers carry
 ``MaskConstraint``s, compiled with ``TemperatureCrossEntropy``; a slimmed
-transformer with ``KeptChannelsLayerNormalization``) loads with plain
+transformer with ``KeptChannelsLayerNormalization``; a slimmed keras-hub decoder
+with ``SlimmedComposite`` blocks) loads with plain
 ``keras.saving.load_model`` after ``import tfprune``. It is tfprune's one
 deliberate import-time effect: Keras' registry of custom objects.
 """
@@ -12,11 +14,14 @@ deliberate import-time effect: Keras' registry of custom objects.
 from __future__ import annotations
 
 import base64
+import importlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from tfprune.layer_configs import constructor_config, taken_keys
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -110,3 +115,131 @@ class KeptChannelsLayerNormalization(keras.layers.LayerNormalization):
     def get_config(self) -> dict:
         """LayerNormalization's config and ``full_width``."""
         return {**super().get_config(), "full_width": self.full_width}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class SlimmedComposite:
+    """A composite layer of its own class whose sublayers ``slim`` replaced, saved as such.
+
+    ``slim`` rebuilds a composite layer whose call reads its inputs' sizes
+    (keras-hub's decoder blocks) as a new instance of its class, with slimmed
+    sublayers in some of its attributes (``tfprune.slimming.composites``). Saved
+    as that class, it would load with the full-size sublayers its config
+    builds, which the saved weights do not fit. So its class is
+    ``slimmed_class(composite class)``, a subclass of this mixin and of the
+    composite's class: it computes as the composite, and is saved as the
+    composite's config plus the configs of the replaced sublayers, which
+    replace the full-size ones again when it loads.
+
+    Attributes:
+        slimmed_attributes: The names of the attributes holding replaced sublayers.
+    """
+
+    slimmed_attributes: tuple = ()
+
+    def get_config(self) -> dict:
+        """The composite's class and config, and each replaced sublayer's serialization."""
+        composite_type = type(self).__mro__[2]  # (slimmed class, SlimmedComposite, composite)
+        try:
+            config = super().get_config()
+        except (NotImplementedError, AttributeError):  # missing or broken (keras-hub 0.32)
+            config = constructor_config(self)
+        return {"composite": {"module": composite_type.__module__,
+                              "class_name": composite_type.__name__,
+                              "registered_name": keras.saving.get_registered_name(
+                                  composite_type),
+                              "config": keras.saving.serialize_keras_object(config)},
+                "sublayers": {name: keras.saving.serialize_keras_object(getattr(self, name))
+                              for name in self.slimmed_attributes}}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """The composite built from its config; its saved sublayers go in when it is built.
+
+        (Given the composite's own config, as ``slim`` does, the composite's
+        ``from_config``.)
+        """
+        if set(config) != {"composite", "sublayers"}:
+            return super().from_config(config)
+        composite_type = _composite_class(config["composite"])
+        layer_type = slimmed_class(composite_type)
+        inner = config["composite"]["config"]
+        try:
+            layer = super(SlimmedComposite, layer_type).from_config(inner)
+        except TypeError:  # a config its own constructor refuses keys of (keras-hub 0.32)
+            layer = super(SlimmedComposite, layer_type).from_config(
+                taken_keys(composite_type, inner))
+        layer.slimmed_attributes = tuple(config["sublayers"])
+        layer._saved_sublayers = config["sublayers"]
+        if composite_type.build is keras.layers.Layer.build:  # nothing of its own to build
+            layer._install_saved_sublayers()
+        return layer
+
+    def build_from_config(self, config):
+        """Builds the composite as it was saved, then puts the saved sublayers in."""
+        try:
+            super().build_from_config(config)
+        except (ValueError, TypeError, AttributeError):
+            if getattr(self, "_saved_sublayers", None) is None:
+                raise  # while slimming: tfprune.slimming.composites leaves it unbuilt
+        self._install_saved_sublayers()
+
+    def _install_saved_sublayers(self) -> None:
+        saved = self.__dict__.pop("_saved_sublayers", None)
+        if saved is None:
+            return
+        replace_sublayers(self, {name: keras.saving.deserialize_keras_object(value)
+                                 for name, value in saved.items()})
+        self.built = True
+
+
+#: Composite class -> its ``SlimmedComposite`` subclass.
+_SLIMMED_CLASSES: dict[type, type] = {}
+
+
+def slimmed_class(composite_type: type) -> type:
+    """The subclass of ``SlimmedComposite`` and ``composite_type`` slim builds (one per class).
+
+    It is saved under the name ``tfprune>SlimmedComposite``, which loads it
+    through ``SlimmedComposite.from_config`` whatever the composite's class.
+    """
+    found = _SLIMMED_CLASSES.get(composite_type)
+    if found is None:
+        found = _SLIMMED_CLASSES[composite_type] = type(
+            composite_type.__name__, (SlimmedComposite, composite_type),
+            {"__module__": __name__, "__doc__": composite_type.__doc__})
+        register = keras.saving.register_keras_serializable("tfprune", "SlimmedComposite")
+        register(found)  # saved under the mixin's name ...
+        register(SlimmedComposite)  # ... which still loads through the mixin
+    return found
+
+
+def _composite_class(entry: dict) -> type:
+    """The composite's class, as Keras finds classes: registered, or from keras / keras-hub."""
+    found = keras.saving.get_registered_object(entry["registered_name"])
+    module = entry["module"]
+    if found is None and module.split(".")[0] in ("keras", "keras_hub"):
+        found = getattr(importlib.import_module(module), entry["class_name"], None)
+    if not isinstance(found, type):
+        raise TypeError(f"Could not locate class '{entry['class_name']}' (module {module}) of "
+                        "a slimmed composite layer: import the module that registers it.")
+    return found
+
+
+def replace_sublayers(layer: keras.layers.Layer, replacements: dict[str, object]) -> None:
+    """Sets ``layer``'s attributes to other sublayers; the ones they held leave its tracking.
+
+    Works on a built layer too (Keras locks its state once built).
+    """
+    tracker = getattr(layer, "_tracker", None)
+    locked = bool(tracker and tracker.locked)
+    if locked:
+        tracker.unlock()
+    old = [getattr(layer, name, None) for name in replacements]
+    for name, sublayer in replacements.items():
+        setattr(layer, name, sublayer)
+    if locked:
+        tracker.lock()
+    tracked = getattr(layer, "_layers", None)
+    if isinstance(tracked, list):
+        tracked[:] = [sub for sub in tracked if not any(sub is gone for gone in old)]

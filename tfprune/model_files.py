@@ -11,6 +11,7 @@ command line, ``tfprune --import MODULE ...``).
 
 from __future__ import annotations
 
+import importlib
 import re
 import zipfile
 from pathlib import Path
@@ -21,6 +22,10 @@ from tfprune.storage import StorageError
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 _UNKNOWN = re.compile(r"Could not locate (class|function) '([^']+)'")
+
+#: tfprune's modules that register Keras objects and are not imported by ``import tfprune``
+#: (they import an optional dependency): imported when a file's config names them.
+OPTIONAL_OBJECT_MODULES = ("tfprune.hub_objects",)
 
 
 class ModelFileError(StorageError):
@@ -51,6 +56,7 @@ def load_model_file(path, *, what: str = "model", compile: bool = False):
 
     path = Path(path)
     _check_file(path, what)
+    _import_named_object_modules(path)
     try:
         return keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, KeyError, TypeError, AttributeError,
@@ -72,6 +78,20 @@ def _check_file(path: Path, what: str) -> None:
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: {what} cannot be loaded: not a .keras archive (the "
                              "file is truncated or corrupted).")
+
+
+def _import_named_object_modules(path: Path) -> None:
+    """Imports the ``OPTIONAL_OBJECT_MODULES`` a ``.keras`` file's config names."""
+    if path.suffix != ".keras":
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode("utf-8", "replace")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return  # Keras says what is wrong with the file
+    for module in OPTIONAL_OBJECT_MODULES:
+        if f'"{module}"' in config:
+            importlib.import_module(module)
 
 
 def _explain(path: Path, what: str, error: Exception) -> str:

@@ -13,9 +13,11 @@ import tfprune
 from tfprune.graph.channels import graph_for
 from tfprune.graph.model_graph import TRACE_LENGTH
 from tfprune.handlers import GraphError
+from tfprune.model_files import load_model_file
 from tfprune.plans.pruning_plan import PruningPlan
 
 
+@keras.saving.register_keras_serializable(package="tests")
 class Block(keras.layers.Layer):
     """An MLP block whose sublayers have fixed names, as keras-hub's blocks do."""
 
@@ -35,6 +37,7 @@ class Block(keras.layers.Layer):
         return {**super().get_config(), "width": self.width, "hidden": self.hidden}
 
 
+@keras.saving.register_keras_serializable(package="tests")
 class BatchScaledBlock(Block):
     """Reads the batch size and the sequence length, like a decoder building its causal mask."""
 
@@ -88,7 +91,7 @@ def test_paths_work_in_ignored_layers_ratios_plans_and_slim(tmp_path):
     assert slimmed.get_layer("block_b_up").units == 6  # inlined, named by its path
 
 
-def test_a_composite_reading_its_batch_size_is_traced_and_rebuilt_in_place():
+def test_a_composite_reading_its_batch_size_is_traced_and_rebuilt_in_place(tmp_path):
     keras.utils.set_random_seed(1)
     model = _model(BatchScaledBlock, length=None)
     assert ["block_a/up"] in [g.sources for g in tfprune.channel_groups(model)]
@@ -105,6 +108,13 @@ def test_a_composite_reading_its_batch_size_is_traced_and_rebuilt_in_place():
     np.testing.assert_allclose(slimmed.predict(tokens, verbose=0),
                                masked.predict(tokens, verbose=0), atol=1e-5)
     assert slimmed.count_params() < model.count_params()
+    # Saved, it loads with its slimmed sublayers (its config alone would build full-size ones).
+    slimmed.save(tmp_path / "slim.keras")
+    reloaded = load_model_file(tmp_path / "slim.keras")
+    assert isinstance(reloaded.get_layer("block_a"), BatchScaledBlock)
+    assert reloaded.get_layer("block_a").up.units == kept
+    np.testing.assert_array_equal(reloaded.predict(tokens, verbose=0),
+                                  slimmed.predict(tokens, verbose=0))
 
 
 class Broken(keras.layers.Layer):
@@ -130,6 +140,7 @@ def test_a_trace_that_fails_names_the_layer_line_and_call():
     assert "Broken._helper, line" in message and "tf.math.square(x)" in message
 
 
+@keras.saving.register_keras_serializable(package="tests")
 class TrainingScaledBlock(BatchScaledBlock):
     """Reads its sizes and takes ``training`` (a dropout between its dense layers)."""
 
@@ -143,7 +154,7 @@ class TrainingScaledBlock(BatchScaledBlock):
         return x + self.down(self.drop(self.up(x), training=training)) * ones
 
 
-def test_a_shared_composite_called_twice_with_training_is_one_group_per_layer():
+def test_a_shared_composite_called_twice_with_training_is_one_group_per_layer(tmp_path):
     keras.utils.set_random_seed(2)
     tokens = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(20, 8, name="embed")(tokens)
@@ -162,6 +173,13 @@ def test_a_shared_composite_called_twice_with_training_is_one_group_per_layer():
     np.testing.assert_allclose(slimmed.predict(tokens, verbose=0),
                                masked.predict(tokens, verbose=0), atol=1e-5)
     assert slimmed.count_params() < model.count_params()
+    # Saved, it loads with its slimmed sublayers (its config alone would build full-size ones).
+    slimmed.save(tmp_path / "slim.keras")
+    reloaded = load_model_file(tmp_path / "slim.keras")  # still one layer, called twice
+    assert [type(layer) for layer in reloaded.layers].count(type(slimmed.get_layer("shared"))) \
+        == 1
+    np.testing.assert_array_equal(reloaded.predict(tokens, verbose=0),
+                                  slimmed.predict(tokens, verbose=0))
 
 
 def test_path_names_read_back_as_tensorboard_tags(tmp_path):

@@ -17,7 +17,9 @@ import pytest
 
 import tfprune
 from tfprune.handlers.normalization import rms_form
+from tfprune.hub_objects import HeadSizedLlamaAttention
 from tfprune.keras_objects import KeptChannelsLayerNormalization
+from tfprune.model_files import load_model_file
 from tfprune.pruning.axes import axis_of
 
 TOKENS = {"token_ids": np.random.default_rng(0).integers(1, 50, (4, 9)),
@@ -96,13 +98,33 @@ def test_the_flat_model_matches_the_masked_one_with_epsilon_rescaled():
     np.testing.assert_allclose(small(TOKENS), expected, atol=1e-5 * np.abs(expected).max())
 
 
-def test_llama_keeps_its_hidden_width_and_says_why():
+@pytest.mark.parametrize("gqa", ["groups", "heads"])
+def test_a_llama_losing_heads_and_hidden_width_keeps_its_head_size_and_reloads(gqa, tmp_path):
+    """Llama derives its head size from its input width and head count: slim pins it."""
     keras.utils.set_random_seed(0)
-    llama = keras_hub.models.LlamaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=4,
-                                           num_key_value_heads=2, hidden_dim=16,
-                                           intermediate_dim=32)
-    with pytest.raises(tfprune.pruning.PlanError, match="head size is computed as its input"):
-        tfprune.make_plan(llama, tfprune.score(llama, "magnitude"), 0.25, axes=("hidden",))
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=50, num_layers=2,
+                                              num_query_heads=4, num_key_value_heads=2,
+                                              hidden_dim=16, intermediate_dim=32)
+    lm = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+    plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0, gqa=gqa)
+    for group in tfprune.channel_groups(lm, gqa=gqa):
+        keep = plan.keep[str(group.index)]
+        if axis_of(group) == "hidden":
+            keep[[1, 6, 7, 12]] = False  # 12 of 16 channels
+        elif group.sources[0].endswith("transformer_layer_0/self_attention/" + (
+                "query_groups" if gqa == "groups" else "query_heads")):
+            keep[:] = [False, True] if gqa == "groups" else [True, False, True, False]
+    expected, _ = _masked(lm, plan, generate=False)
+    with pytest.warns(UserWarning, match="flat functional model"):
+        small = tfprune.slim(lm, plan)
+    attention = [layer for layer in small._flatten_layers()
+                 if isinstance(layer, HeadSizedLlamaAttention)]
+    assert len(attention) == 2 and all(layer.head_dim == 4 for layer in attention)
+    assert sorted(layer.num_query_heads for layer in attention) == [2, 4]
+    np.testing.assert_allclose(small(TOKENS), expected, atol=1e-5 * np.abs(expected).max())
+    small.save(tmp_path / "llama.keras")
+    reloaded = load_model_file(tmp_path / "llama.keras")
+    np.testing.assert_allclose(reloaded(TOKENS), small(TOKENS), rtol=1e-6, atol=1e-6)
 
 
 def test_the_rms_form_is_read_by_calling_the_layer():

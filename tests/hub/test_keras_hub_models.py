@@ -92,7 +92,7 @@ BUILDERS = {"vit": _vit, "bert": _bert, "gemma": _gemma, "llama": _llama, "gpt2"
 UNITS = {"vit": ("mha/heads", "mlp/dense_1"),
          "bert": ("self_attention_layer/heads", "feedforward_intermediate_dense"),
          "gemma": ("attention/query_groups", "ffw_gating"),
-         "llama": ("feedforward_gate_dense",),
+         "llama": ("self_attention/query_groups", "feedforward_gate_dense"),
          "gpt2": ("self_attention/heads", "feedforward_intermediate_dense"),
          "mistral": ("self_attention/query_groups", "feedforward_gate_dense")}
 
@@ -117,14 +117,6 @@ def test_every_block_is_analysed_with_its_units_named_by_path(hub_model):
         assert len(found) == 2, (unit, [g.sources for g in groups])  # one per block
         assert len({g.sources[0] for g in found}) == 2  # the paths tell the blocks apart
         assert all("/" in g.sources[0] for g in found)
-
-
-def test_llama_query_groups_are_kept_whole_with_the_reason():
-    model, _, _ = _compiled("llama")
-    graph = graph_for(model)
-    reasons = [why for sources, _, why in graph.kept_whole()
-               if sources[0].endswith("query_groups")]
-    assert len(reasons) == 2 and all("hidden_dim // num_query_heads" in r for r in reasons)
 
 
 def test_scores_finite_slim_equal_to_masked_and_masks_holding_through_fit(hub_model):

@@ -37,7 +37,7 @@ from tfprune.data.cache import cache_root
 from tfprune.export.latency import litert_latency
 from tfprune.export.tflite import export_tflite
 from tfprune.graph.channels import ChannelGraph, graph_for
-from tfprune.handlers.base import rebuild
+from tfprune.layer_configs import rebuild
 from tfprune.pruning.cost import CostModel
 from tfprune.pruning.latency_cost import CallTimes, ChannelCount, LatencyTable
 

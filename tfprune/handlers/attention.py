@@ -25,8 +25,9 @@ import weakref
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, axis_mask, block, layer_config, take
+from tfprune.handlers.base import LayerHandler, axis_mask, block, take
 from tfprune.handlers.channel_analysis import GraphError, Layout
+from tfprune.layer_configs import layer_config
 
 #: Per projection: (attribute, kernel axis indexing the heads, bias axis indexing them or None).
 _PROJECTIONS = (("query_dense", 1, 0), ("key_dense", 1, 0), ("value_dense", 1, 0),
@@ -259,15 +260,12 @@ class GroupedQueryAttention(LayerHandler):
             config keys).
         reads_query_only: The key and value always read the query's input (the
             layer's other inputs are masks and caches).
-        rebuild_reason: Why ``slim`` cannot rebuild this type with fewer heads
-            (its query groups are then kept whole), or None.
     """
 
     projections = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
     head_keys = ("num_query_heads", "num_key_value_heads")
     head_attributes: tuple[str, str] | None = None
     reads_query_only = False
-    rebuild_reason: str | None = None
 
     @property
     def scored_kernel(self):
@@ -310,7 +308,7 @@ class GroupedQueryAttention(LayerHandler):
 
         (Or, with the graph's ``gqa="heads"``, the query heads, in equal parts per group.)
         """
-        why = self.rebuild_reason or kept_whole_because(layer, outputs)
+        why = kept_whole_because(layer, outputs)
         inputs = self._query_first(layer, inputs)
         groups = self._heads(layer, 1)
         if getattr(analysis, "gqa", "groups") == "groups":

@@ -174,24 +174,26 @@ class HubDecoderAttention(GroupedQueryAttention):
 
 
 class LlamaStyleAttention(GroupedQueryAttention):
-    """Llama's attention: its head size is its input width over its head count.
+    """Llama's attention: query groups (or heads) and the hidden width.
 
-    A rebuilt layer with fewer heads, or a narrower input, would have another
-    head size: its query groups and the hidden width it reads and writes are
-    kept whole.
+    ``LlamaAttention`` computes its head size as its input width over its head
+    count, so a layer rebuilt with fewer heads, or a narrower input, would have
+    another. ``slim`` rebuilds it as ``tfprune.hub_objects.HeadSizedLlamaAttention``
+    instead, which keeps the head size it was trained with.
     """
 
     reads_query_only = True
-    rebuild_reason = ("its head size is computed as hidden_dim // num_query_heads, so a "
-                      "rebuilt layer with fewer heads would change it: query groups are kept")
 
-    def analyse(self, analysis, layer, inputs, outputs):
-        """As any grouped-query attention, with its input and output channels kept whole."""
-        super().analyse(analysis, layer, inputs, outputs)
-        why = (f"{layer.name!r}: its head size is computed as its input width // "
-               "num_query_heads, so the hidden width it reads and writes is kept")
-        analysis.block(analysis.layout(self._query_first(layer, inputs)[0]), why)
-        analysis.block(analysis.layout(outputs[0]), why)
+    def slim(self, layer, context):
+        """``GroupedQueryAttention``'s config and slices, with the head size pinned."""
+        config, weights = super().slim(layer, context)
+        return {**config, "head_dim": int(self._dense(layer)[0].kernel.shape[-1])}, weights
+
+    def rebuilt_class(self, layer, context):
+        """``HeadSizedLlamaAttention``: the head size stays whatever the heads and width."""
+        from tfprune.hub_objects import HeadSizedLlamaAttention
+
+        return HeadSizedLlamaAttention
 
 
 class MistralStyleAttention(HubDecoderAttention):

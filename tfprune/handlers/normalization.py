@@ -12,11 +12,11 @@ from tfprune.handlers.base import (
     block,
     follow,
     follow_unless,
-    layer_config,
     pass_through,
     take,
 )
 from tfprune.keras_objects import KeptChannelsLayerNormalization
+from tfprune.layer_configs import layer_config
 
 
 def _channel_axes(layer, rank: int) -> set[int]:

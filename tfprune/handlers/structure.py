@@ -5,8 +5,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.handlers.base import LayerHandler, block, layer_config, merge, pass_through, take
+from tfprune.handlers.base import LayerHandler, block, merge, pass_through, take
 from tfprune.handlers.channel_analysis import GraphError, Layout
+from tfprune.layer_configs import layer_config
 
 
 class PassThrough(LayerHandler):

@@ -8,19 +8,22 @@ placeholder sizes (``tfprune.graph.model_graph.traced_concretely``), so its
 traced ops are only right at those sizes. Such a layer is rebuilt instead:
 a new instance of its class from its config, whose sublayer attributes are
 replaced by the slimmed sublayers, then called as the original was, so its
-own ``call`` computes the shapes at run time.
+own ``call`` computes the shapes at run time. Its class is
+``tfprune.keras_objects.slimmed_class(its class)``, so the slimmed model saves
+and loads with the slimmed sublayers.
 """
 
 from __future__ import annotations
 
 import keras
 
-from tfprune.handlers.base import layer_config, rebuild
+from tfprune.keras_objects import replace_sublayers, slimmed_class
+from tfprune.layer_configs import layer_config, rebuild
 
 
 def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object],
                       copies: list):
-    """A new ``type(layer)`` whose sublayers are ``replacements[id(sublayer)]``.
+    """A new ``slimmed_class(type(layer))`` whose sublayers are ``replacements[id(sublayer)]``.
 
     Sublayers without a replacement that hold replaced sublayers themselves
     are rebuilt the same way; the others are the new instance's own (fresh
@@ -37,31 +40,23 @@ def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object]
         copies: Receives ``(fresh sublayer, original sublayer)`` pairs.
     """
     config = layer_config(layer)
-    clone = rebuild(layer, config)
+    layer_type = slimmed_class(type(layer))
+    clone = rebuild(layer, config, layer_type)
     try:
         _build_like(clone, layer)
     except (ValueError, TypeError, AttributeError):  # a build that cannot run again
-        clone = rebuild(layer, config)  # left unbuilt, marked built below
-    tracker = getattr(clone, "_tracker", None)
-    locked = bool(tracker and tracker.locked)
-    if locked:  # built: Keras locks its state; sublayers are replaced, none added
-        tracker.unlock()
-    replaced = []
+        clone = rebuild(layer, config, layer_type)  # left unbuilt, marked built below
+    replaced = {}
     for attribute, value in list(vars(layer).items()):
         if attribute == "_layers" or not isinstance(value, keras.layers.Layer):
             continue
-        fresh = getattr(clone, attribute, None)
         new = _replacement(value, replacements, copies)
         if new is None:
-            copies.append((fresh, value))
+            copies.append((getattr(clone, attribute, None), value))
         else:
-            replaced.append(fresh)
-            setattr(clone, attribute, new)
-    if locked:
-        tracker.lock()
-    tracked = getattr(clone, "_layers", None)
-    if isinstance(tracked, list):  # the fresh sublayers replaced: no longer part of it
-        tracked[:] = [sub for sub in tracked if not any(sub is old for old in replaced)]
+            replaced[attribute] = new
+    replace_sublayers(clone, replaced)
+    clone.slimmed_attributes = tuple(replaced)
     clone.built = True
     return clone
 

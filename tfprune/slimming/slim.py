@@ -29,8 +29,8 @@ from tfprune.graph.model_graph import (
     tensors_only,
     traced_concretely,
 )
-from tfprune.handlers.base import rebuild
 from tfprune.importance.task_data import task_preprocessor
+from tfprune.layer_configs import rebuild
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
 from tfprune.slimming.composites import copy_untouched_weights, rebuild_composite

@@ -1,0 +1,76 @@
+"""tfprune's Keras-serializable layers built on keras-hub's, for slimmed keras-hub models.
+
+``HeadSizedLlamaAttention``: Llama's attention with its head size as a config
+entry. ``slim`` builds it where a ``LlamaAttention`` loses query groups, query
+heads or hidden channels. This module imports keras-hub, so ``import tfprune``
+does not import it: ``tfprune.hub_objects`` is imported when ``slim`` needs it,
+and by ``tfprune.model_files.load_model_file`` for a file that names it. To
+load such a model with plain ``keras.saving.load_model``, ``import
+tfprune.hub_objects`` first.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+from keras_hub.src.models.llama.llama_attention import LlamaAttention
+
+
+class _WidthOfPinnedHeads(int):
+    """An input width whose floor division by the head count gives a pinned head size.
+
+    ``LlamaAttention.build`` computes ``head_dim = hidden_dim // num_query_heads``
+    and uses ``hidden_dim`` for nothing else but the projections' hidden axis.
+    Built from this width, the layer gets the head size it was given while its
+    hidden axis stays the input's width.
+    """
+
+    def __new__(cls, width: int, heads: int, head_dim: int):
+        value = super().__new__(cls, width)
+        value.heads, value.head_dim = heads, head_dim
+        return value
+
+    def __floordiv__(self, other):
+        if other == self.heads:
+            return self.head_dim
+        return int(self) // other
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class HeadSizedLlamaAttention(LlamaAttention):
+    """keras-hub's ``LlamaAttention`` with a head size of its own, not ``hidden // heads``.
+
+    A Llama block whose attention keeps fewer heads, or reads a narrower hidden
+    width, keeps the head size it was trained with (its rotary embedding and its
+    projections' head axis depend on it). ``LlamaAttention`` would compute
+    another from its input width and head count; this layer builds with
+    ``head_dim``. Everything else is ``LlamaAttention``'s: the call, the cache,
+    the rotary embedding.
+
+    Args:
+        head_dim: The size of each query and key/value head.
+        **kwargs: ``LlamaAttention``'s arguments.
+    """
+
+    def __init__(self, head_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.head_dim = int(head_dim)
+
+    def build(self, inputs_shape):
+        """``LlamaAttention.build``, its head size ``head_dim`` at any input width."""
+        width = _WidthOfPinnedHeads(inputs_shape[-1], self.num_query_heads, self.head_dim)
+        super().build((*inputs_shape[:-1], width))
+
+    def get_config(self) -> dict:
+        """The constructor's arguments and ``head_dim``.
+
+        (keras-hub 0.32's ``LlamaAttention.get_config`` reads an attribute it
+        never sets, so the arguments are read back from the attributes.)
+        """
+        config = keras.layers.Layer.get_config(self)
+        for name in inspect.signature(LlamaAttention.__init__).parameters:
+            if name not in ("self", "kwargs"):
+                config[name] = getattr(self, name)
+        config["kernel_initializer"] = keras.initializers.serialize(self.kernel_initializer)
+        return {**config, "head_dim": self.head_dim}

@@ -1,0 +1,68 @@
+"""A layer's config, whatever its ``get_config`` does, and a layer rebuilt from one.
+
+``slim`` rebuilds layers from their configs, and a saved slimmed composite
+(``tfprune.keras_objects.SlimmedComposite``) is rebuilt from one when it
+loads. Some keras-hub layers have no ``get_config``, a broken one, or one that
+writes keys their own constructor refuses: these functions make up for it.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+
+def layer_config(layer) -> dict:
+    """``layer.get_config()``, or, for a layer without one, its constructor's arguments.
+
+    Some keras-hub sublayers are built by their block, which serializes the
+    block's config, never theirs: ``CachedGemmaAttention`` has no
+    ``get_config``, and ``LlamaAttention``'s reads an attribute it never set
+    (keras-hub 0.32). Their arguments are read back from the attributes of
+    the same names (or with a leading underscore), with the layer's name and
+    dtype policy.
+    """
+    try:
+        return layer.get_config()
+    except (NotImplementedError, AttributeError):
+        return constructor_config(layer)
+
+
+def constructor_config(layer) -> dict:
+    """A config from the layer's constructor arguments, read back from its attributes.
+
+    Each argument of ``type(layer).__init__`` is read from the attribute of
+    the same name (or with a leading underscore), with the layer's name and
+    dtype policy. For layers whose ``get_config`` is missing, broken, or
+    writes keys its own ``from_config`` refuses (keras-hub 0.32's
+    ``Qwen3TransformerDecoder``).
+    """
+    config = {"name": layer.name, "dtype": layer.dtype_policy, "trainable": layer.trainable}
+    for name, parameter in inspect.signature(type(layer).__init__).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        for attribute in (name, f"_{name}"):
+            if hasattr(layer, attribute):
+                config[name] = getattr(layer, attribute)
+                break
+    return config
+
+
+def rebuild(layer, config: dict, layer_type: type | None = None):
+    """A new layer of ``layer``'s class (or ``layer_type``) from ``config``.
+
+    If the class refuses keys of its own config, it is built from the keys
+    its constructor takes, the missing ones read back as ``constructor_config``.
+    """
+    layer_type = layer_type or type(layer)
+    try:
+        return layer_type.from_config(config)
+    except TypeError:  # keras-hub 0.32's WindowAttention writes keys its __init__ refuses
+        return layer_type.from_config({**constructor_config(layer),
+                                       **taken_keys(layer_type, config)})
+
+
+def taken_keys(layer_type: type, config: dict) -> dict:
+    """The entries of ``config`` that ``layer_type``'s constructor takes (and name, dtype)."""
+    parameters = inspect.signature(layer_type.__init__).parameters
+    return {key: value for key, value in config.items()
+            if key in parameters or key in ("name", "dtype", "trainable")}
