@@ -18,10 +18,15 @@
 #                (prune.reset_optimizer), seeds 0-2: a paired check of whether it matters. The
 #                pinned code lacks the option, so this phase pins its own commit (main's HEAD
 #                when it first starts: runs/study/code_commit_reset), extracted beside the other.
+#   (three-seeds to reset run only on the CPU type of the study's records, AMD EPYC: on
+#   another, a run differs from its record from epoch 1 on, so it pairs with none of them.)
 #   analyses     Section 4.1 / Fig. 2 / Fig. 3 on the base runs of seeds 1 and 2 (seed 0's is in
 #                docs/study/analysis): `tfprune analyze training` into runs/study_analysis (not
 #                merged into the records: the base cells have their runs), its files copied to
 #                docs/study/analysis_s<seed>/.
+#   other-cpu    on another CPU type only: seeds 1, 2, 0 of the base and the four Table 1
+#                measures, into runs/study_other_cpu (records: docs/study/other_cpu.json):
+#                pairs within each seed on that CPU, and what the CPU type alone changes.
 #
 # After each run the working tree's `tfprune report` merges the finished runs' records (with
 # their per-epoch logs, this machine's CPU and the code's commit) into docs/study/records.json
@@ -46,8 +51,15 @@ fi
 study=configs/pruning/study
 records=docs/study/records.json
 reruns=docs/study/reruns.json
+other_cpu_records=docs/study/other_cpu.json
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims reset analyses)
+[ ${#phases[@]} -gt 0 ] || phases=(three-seeds check power reruns claims reset analyses other-cpu)
+# Every record so far ran on this CPU type. A run on another one is not the same run: its float
+# sums differ from epoch 1 on (2026-12-05, an Intel Xeon: seed 1's Eq. 3 run gave 76.39 where
+# its record has 77.42), so a pair across CPU types is not the paired design's pair.
+study_cpu="AMD EPYC (2 cores)"
+this_cpu=$(.venv/bin/python -c "from tfprune.provenance import machine_cpu; print(machine_cpu())")
+echo "this machine: $this_cpu (the study's runs: $study_cpu)"
 
 # The pinned code trains; op determinism is switched on by the launcher when asked.
 code="$PWD/runs/study/code"
@@ -81,6 +93,12 @@ run_cell() {  # run_cell COLUMN_FILE_STEM SEED [RUNS_DIR RECORDS_FILE [RUN_NAME 
 
 for phase in "${phases[@]}"; do
   echo "== phase $phase ($(date -u +%FT%TZ))"
+  case $phase in three-seeds|check|power|reruns|claims|reset)
+    if [ "$this_cpu" != "$study_cpu" ]; then
+      echo "phase $phase: skipped on $this_cpu (its runs pair with runs on $study_cpu)"
+      continue
+    fi ;;
+  esac
   case $phase in
     three-seeds)
       for seed in 2 0 1; do
@@ -148,6 +166,20 @@ for phase in "${phases[@]}"; do
           mkdir -p "docs/study/analysis_s$seed"
           cp "$analysis"/analysis/{dynamics.csv,*.png} "docs/study/analysis_s$seed/"
         fi
+      done ;;
+    other-cpu)
+      # On another CPU type: seeds 0-2 of the base and the four Table 1 measures again, into
+      # runs/study_other_cpu (records: docs/study/other_cpu.json), each seed's five runs on this
+      # one CPU type, so they pair with each other, and each pairs with its study record as a
+      # measure of what the CPU type alone changes.
+      if [ "$this_cpu" = "$study_cpu" ]; then
+        echo "phase other-cpu: skipped on the study's own CPU type"
+        continue
+      fi
+      for seed in 1 2 0; do
+        for column in base magnitude_r5 snip_r5 proposed_r5 loss_preservation_r5; do
+          run_cell "vgg13_cifar10_$column" "$seed" runs/study_other_cpu "$other_cpu_records"
+        done
       done ;;
     *) echo "run_study.sh: unknown phase '$phase'" >&2; exit 2 ;;
   esac
