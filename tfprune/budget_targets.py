@@ -110,8 +110,8 @@ class MeasuredBudget(Budget):
     """A cost measured on the slimmed model; the search follows a counted proxy.
 
     Subclasses set ``proxy`` (the counted kind the measured cost follows
-    closely), ``aim`` (where under the limit the search aims) and implement
-    ``measure``.
+    closely), ``aim`` (where under the limit the search aims), ``confirm``
+    (whether a plan that lands is measured again) and implement ``measure``.
     """
 
     measured: ClassVar[bool] = True
@@ -119,6 +119,8 @@ class MeasuredBudget(Budget):
     proxy: ClassVar[str] = "flops"
     #: The search aims at ``aim * value``.
     aim: ClassVar[float] = 0.95
+    #: A noisy measurement (timing): a plan that lands is measured again, the slower counts.
+    confirm: ClassVar[bool] = False
 
     def measure(self, model) -> float:
         """The model's cost in this budget's unit.

@@ -39,8 +39,31 @@ def test_the_latency_search_lands_in_the_window_of_a_known_cost(monkeypatch):
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"),
                              {"latency_ms": limit, "threads": 1}, round_to=4)
     value = fake(None, tfprune.slim(model, plan))
-    assert 0.9 * limit <= value <= limit, (value, limit)
+    assert 0.9 * limit <= value <= limit, (value, limit)  # within 10% under
     assert all(k.sum() % 4 == 0 or k.all() for k in plan.keep.values())
+
+
+def test_a_latency_plan_that_lands_is_timed_again_and_the_slower_time_counts(monkeypatch):
+    """Timing is noisy: a plan measured just under the limit once may be over it next time."""
+    seen = set()
+
+    def fake(self, model, repeats=50):
+        base = 0.05 + 1e-7 * flops(model) ** 1.1
+        plan_id = (flops(model), model.count_params())
+        slower = 1.06 if plan_id in seen else 1.0  # the second time, 6% slower
+        seen.add(plan_id)
+        return base * slower
+
+    monkeypatch.setattr(type(parse_budget({"latency_ms": 1})), "measure", fake)
+    model = cnn()
+    limit = 0.5 * (0.05 + 1e-7 * flops(model) ** 1.1)
+    lines = []
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"),
+                             {"latency_ms": limit, "threads": 1}, round_to=4,
+                             progress=lines.append)
+    base = 0.05 + 1e-7 * flops(tfprune.slim(model, plan)) ** 1.1
+    assert 1.06 * base <= limit, (base, limit)  # under the limit at its slower time too
+    assert any("when measured again" in line for line in lines), lines
 
 
 def test_a_real_latency_budget_ranked_by_layer_times_prunes_and_measures():

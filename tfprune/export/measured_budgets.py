@@ -23,6 +23,9 @@ from tfprune.pruning.latency_cost import KeepLatency
 #: ``LatencyBudget(ranking=...)`` choices.
 RANKINGS = ("flops", "latency")
 
+#: LiteRT interpreters each latency measurement times (the quickest median counts).
+INTERPRETERS = 3
+
 
 @register_budget
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,7 @@ class LatencyBudget(MeasuredBudget):
     unit: ClassVar[str] = "ms"
     proxy: ClassVar[str] = "flops"
     aim: ClassVar[float] = 0.95
+    confirm: ClassVar[bool] = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -66,11 +70,19 @@ class LatencyBudget(MeasuredBudget):
         return KeepLatency(graph, table)
 
     def measure(self, model: keras.Model, repeats: int = 50) -> float:
-        """The median batch-1 latency in ms of ``repeats`` runs after warm-up."""
+        """Batch-1 latency in ms: the quickest of ``INTERPRETERS`` medians of ``repeats`` runs.
+
+        Each median is timed in its own LiteRT interpreter after warm-up. Medians
+        of separate interpreters of the same file spread by a few percent on a
+        busy machine; the quickest of three is what the benchmarks re-measure,
+        so a plan the search accepts does not land over the budget by that
+        spread when it is timed again.
+        """
         with tempfile.TemporaryDirectory() as scratch:
             path = export_tflite(model, Path(scratch) / "model.tflite")
             try:
-                return litert_latency(path, self.threads, repeats).median_ms
+                return min(litert_latency(path, self.threads, repeats).median_ms
+                           for _ in range(INTERPRETERS))
             except LiteRTError as error:
                 raise ValueError(f"the budget {self.kind} is measured in LiteRT, and the "
                                  f"slimmed model cannot run there: {error.reason}") from None

@@ -11,12 +11,18 @@ time; file size: parameters), so ``measured_keep`` plans for a proxy budget
 predicted latency, ``tfprune.pruning.knapsack``), slims the
 model, exports it to float .tflite and measures it, then corrects the proxy
 budget by the secant through its last two measurements, aiming a little
-under the limit (the budget's ``aim``: 95% of it for latency, 99% for file size), for at most
-``MAX_STEPS`` measurements. The plan kept is the largest one measured under
-the limit. Latency is the median of ``repeats`` batch-1 runs in the LiteRT
-interpreter with ``threads`` threads after warm-up, so it lands within about
-10% under the budget when re-measured on a quiet machine; file size is
-exact.
+under the limit (the budget's ``aim``: 95% of it for latency, 99% for file
+size). It stops at the first plan measured within ``2 * aim - 1`` of the limit
+(10% under it for latency, 2% for file size), or after ``MAX_STEPS``
+measurements. A budget whose measurement is noisy (latency: ``confirm``)
+measures such a plan a second time and counts the slower of the two, so a
+lucky measurement does not end the search over the limit. The plan kept is
+the largest one measured under the limit.
+Latency is the quickest of three LiteRT interpreters' medians of ``repeats``
+batch-1 runs with ``threads`` threads after warm-up; measured again minutes
+later it moves by the machine's timing drift (up to about 5% either way on a
+shared 2-core machine, docs/results.md), so the aim leaves room under the
+limit. File size is exact.
 """
 
 from __future__ import annotations
@@ -93,9 +99,14 @@ def measured_keep(model: keras.Model, graph, budget: MeasuredBudget, units: list
             value = measured[signature] = budget.measure(slimmed(keep))
             shown = f"{cost:.3f} predicted" if search is knapsack_keep else f"{cost:,.0f}"
             say(f"{budget.kind}: {value:.3f} at {proxy.kind} {shown} (limit {budget.value:g})")
+        landed = (2 * budget.aim - 1) * budget.value <= value <= budget.value
+        if landed and budget.confirm:  # timed again: a lucky measurement does not end it
+            value = measured[signature] = max(value, budget.measure(slimmed(keep)))
+            say(f"{budget.kind}: {value:.3f} when measured again (limit {budget.value:g})")
+            landed = value <= budget.value
         if value <= budget.value and (best is None or value > best[0]):
             best = (value, keep)
-        if value <= budget.value and value >= (2 * budget.aim - 1) * budget.value:
+        if landed:
             break
         points.append((cost, value))
         (p0, m0), (p1, m1) = points[-2], points[-1]
