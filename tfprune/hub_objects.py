@@ -1,8 +1,9 @@
 """tfprune's Keras-serializable layers built on keras-hub's, for slimmed keras-hub models.
 
-``HeadSizedLlamaAttention``: Llama's attention with its head size as a config
-entry. ``slim`` builds it where a ``LlamaAttention`` loses query groups, query
-heads or hidden channels. This module imports keras-hub, so ``import tfprune``
+``HeadSizedLlamaAttention`` and ``HeadSizedMixtralAttention``: Llama's and
+Mixtral's attention with their head size as a config entry. ``slim`` builds
+them where a ``LlamaAttention`` or ``CachedMixtralAttention`` loses query
+groups, query heads or hidden channels. This module imports keras-hub, so ``import tfprune``
 does not import it: ``tfprune.hub_objects`` is imported when ``slim`` needs it,
 and by ``tfprune.model_files.load_model_file`` for a file that names it. To
 load such a model with plain ``keras.saving.load_model``, ``import
@@ -15,6 +16,7 @@ import inspect
 
 import keras
 from keras_hub.src.models.llama.llama_attention import LlamaAttention
+from keras_hub.src.models.mixtral.mixtral_attention import CachedMixtralAttention
 
 
 class _WidthOfPinnedHeads(int):
@@ -37,8 +39,33 @@ class _WidthOfPinnedHeads(int):
         return int(self) // other
 
 
+class _PinnedHeadSize:
+    """Builds a keras-hub attention layer with ``head_dim``, not ``input width // heads``.
+
+    For the attention layers whose ``build`` derives their head size as
+    ``inputs_shape[-1] // self.num_query_heads`` (Llama's, Mixtral's).
+
+    Args:
+        head_dim: The size of each query and key/value head.
+        **kwargs: The attention layer's arguments.
+    """
+
+    def __init__(self, head_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.head_dim = int(head_dim)
+
+    def build(self, inputs_shape):
+        """The layer's own build, its head size ``head_dim`` at any input width."""
+        width = _WidthOfPinnedHeads(inputs_shape[-1], self.num_query_heads, self.head_dim)
+        super().build((*inputs_shape[:-1], width))
+
+    def get_config(self) -> dict:
+        """The layer's config and ``head_dim``."""
+        return {**super().get_config(), "head_dim": self.head_dim}
+
+
 @keras.saving.register_keras_serializable(package="tfprune")
-class HeadSizedLlamaAttention(LlamaAttention):
+class HeadSizedLlamaAttention(_PinnedHeadSize, LlamaAttention):
     """keras-hub's ``LlamaAttention`` with a head size of its own, not ``hidden // heads``.
 
     A Llama block whose attention keeps fewer heads, or reads a narrower hidden
@@ -53,15 +80,6 @@ class HeadSizedLlamaAttention(LlamaAttention):
         **kwargs: ``LlamaAttention``'s arguments.
     """
 
-    def __init__(self, head_dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.head_dim = int(head_dim)
-
-    def build(self, inputs_shape):
-        """``LlamaAttention.build``, its head size ``head_dim`` at any input width."""
-        width = _WidthOfPinnedHeads(inputs_shape[-1], self.num_query_heads, self.head_dim)
-        super().build((*inputs_shape[:-1], width))
-
     def get_config(self) -> dict:
         """The constructor's arguments and ``head_dim``.
 
@@ -74,3 +92,13 @@ class HeadSizedLlamaAttention(LlamaAttention):
                 config[name] = getattr(self, name)
         config["kernel_initializer"] = keras.initializers.serialize(self.kernel_initializer)
         return {**config, "head_dim": self.head_dim}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class HeadSizedMixtralAttention(_PinnedHeadSize, CachedMixtralAttention):
+    """keras-hub's ``CachedMixtralAttention`` with a head size of its own (as for Llama).
+
+    Args:
+        head_dim: The size of each query and key/value head.
+        **kwargs: ``CachedMixtralAttention``'s arguments.
+    """

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfprune.layer_configs import constructor_config, taken_keys
+from tfprune.layer_configs import completed_config, constructor_config, layer_config, taken_keys
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -141,7 +141,7 @@ class SlimmedComposite:
         """The composite's class and config, and each replaced sublayer's serialization."""
         composite_type = type(self).__mro__[2]  # (slimmed class, SlimmedComposite, composite)
         try:
-            config = super().get_config()
+            config = completed_config(self, super().get_config())
         except (NotImplementedError, AttributeError):  # missing or broken (keras-hub 0.32)
             config = constructor_config(self)
         return {"composite": {"module": composite_type.__module__,
@@ -149,7 +149,7 @@ class SlimmedComposite:
                               "registered_name": keras.saving.get_registered_name(
                                   composite_type),
                               "config": keras.saving.serialize_keras_object(config)},
-                "sublayers": {name: keras.saving.serialize_keras_object(getattr(self, name))
+                "sublayers": {name: _serialized_layer(getattr(self, name))
                               for name in self.slimmed_attributes}}
 
     @classmethod
@@ -191,6 +191,23 @@ class SlimmedComposite:
         replace_sublayers(self, {name: keras.saving.deserialize_keras_object(value)
                                  for name, value in saved.items()})
         self.built = True
+
+
+def _serialized_layer(layer) -> dict:
+    """Keras' serialized form of ``layer``, its config as ``layer_config`` reads it.
+
+    keras-hub builds some sublayers from arguments its ``get_config`` leaves
+    out, or Keras cannot serialize by itself (Mixtral's ``MixtralMoeExperts``
+    and ``MixtralSparseMoeBlock``): their missing arguments are read back
+    from the attributes named like them.
+    """
+    layer_type = type(layer)
+    config = layer.get_config() if isinstance(layer, SlimmedComposite) else layer_config(layer)
+    serialized = {"module": layer_type.__module__, "class_name": layer_type.__name__,
+                  "registered_name": keras.saving.get_registered_name(layer_type),
+                  "config": keras.saving.serialize_keras_object(config)}
+    build_config = layer.get_build_config()
+    return {**serialized, "build_config": build_config} if build_config else serialized
 
 
 #: Composite class -> its ``SlimmedComposite`` subclass.

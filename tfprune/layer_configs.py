@@ -22,9 +22,27 @@ def layer_config(layer) -> dict:
     dtype policy.
     """
     try:
-        return layer.get_config()
+        return completed_config(layer, layer.get_config())
     except (NotImplementedError, AttributeError):
         return constructor_config(layer)
+
+
+def completed_config(layer, config: dict) -> dict:
+    """``config`` with the required constructor arguments it lacks, read from the attributes.
+
+    Some keras-hub layers' ``get_config`` is Keras' default, which leaves out
+    their own arguments (keras-hub 0.32's ``MixtralSparseMoeBlock``): a
+    layer rebuilt from it would not construct.
+    """
+    missing = {name for name, parameter in
+               inspect.signature(type(layer).__init__).parameters.items()
+               if name != "self" and parameter.default is parameter.empty
+               and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+               and name not in config}
+    if not missing:
+        return config
+    read = constructor_config(layer)
+    return {**config, **{name: read[name] for name in missing if name in read}}
 
 
 def constructor_config(layer) -> dict:

@@ -16,6 +16,7 @@ from tfprune.graph.channels import graph_for
 from tfprune.graph.model_graph import TRACE_LENGTH
 from tfprune.importance import available_measures
 from tfprune.importance.scores import ScoringError
+from tfprune.model_files import load_model_file
 from tfprune.pruning.masks import MaskEnforcer, variable_masks
 
 CLASSES, COUNT = 3, 16
@@ -204,3 +205,31 @@ def test_a_keras_hub_layer_nothing_handles_is_kept_whole_with_the_reason():
     with pytest.raises(tfprune.handlers.GraphError, match="'opaque' \\(Opaque\\)"):
         tfprune.channel_groups(keras.Model(inputs, keras.layers.Dense(2)(
             Opaque(name="opaque")(keras.layers.Dense(8)(inputs)))))
+
+
+def test_a_mixtral_loses_query_groups_around_its_experts_and_reloads(tmp_path):
+    """Mixtral's attention derives its head size as Llama's does; its experts are kept whole."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.MixtralBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=16, intermediate_dim=32, num_experts=4, top_k=2)
+    lm = keras_hub.models.MixtralCausalLM(backbone=backbone, preprocessor=None)
+    graph = graph_for(lm)
+    assert [g.sources[0].split("/", 1)[1] for g in graph.groups] == [
+        f"transformer_layer_{i}/self_attention/query_groups" for i in (0, 1)]
+    assert any("softmax" in why for _, _, why in graph.kept_whole())  # the experts' router
+    plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0)
+    plan.keep[str(graph.groups[0].index)][:] = [False, True]  # block 0 keeps one group
+    tokens = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),
+              "padding_mask": np.ones((3, 7), int)}
+    saved = lm.get_weights()
+    tfprune.apply_plan(lm, plan)
+    expected = np.asarray(lm(tokens))
+    lm.set_weights(saved)
+    with pytest.warns(UserWarning, match="flat functional model"):
+        small = tfprune.slim(lm, plan)
+    assert small.count_params() < lm.count_params()
+    np.testing.assert_allclose(small(tokens), expected, atol=1e-5 * np.abs(expected).max())
+    small.save(tmp_path / "mixtral.keras")
+    np.testing.assert_array_equal(load_model_file(tmp_path / "mixtral.keras")(tokens),
+                                  small(tokens))

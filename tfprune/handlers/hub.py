@@ -183,6 +183,8 @@ class LlamaStyleAttention(GroupedQueryAttention):
     """
 
     reads_query_only = True
+    #: The class in ``tfprune.hub_objects`` slim rebuilds the layer as.
+    head_sized = "HeadSizedLlamaAttention"
 
     def slim(self, layer, context):
         """``GroupedQueryAttention``'s config and slices, with the head size pinned."""
@@ -190,10 +192,18 @@ class LlamaStyleAttention(GroupedQueryAttention):
         return {**config, "head_dim": int(self._dense(layer)[0].kernel.shape[-1])}, weights
 
     def rebuilt_class(self, layer, context):
-        """``HeadSizedLlamaAttention``: the head size stays whatever the heads and width."""
-        from tfprune.hub_objects import HeadSizedLlamaAttention
+        """The ``head_sized`` class: the head size stays whatever the heads and width."""
+        return getattr(importlib.import_module("tfprune.hub_objects"), self.head_sized)
 
-        return HeadSizedLlamaAttention
+
+class MixtralStyleAttention(LlamaStyleAttention):
+    """Mixtral's attention: as Llama's (its head size is its input width over its head count).
+
+    Its projections are public attributes.
+    """
+
+    projections = ("query_dense", "key_dense", "value_dense", "output_dense")
+    head_sized = "HeadSizedMixtralAttention"
 
 
 class MistralStyleAttention(HubDecoderAttention):
@@ -220,6 +230,8 @@ HUB_HANDLERS = {
     ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
         HubDecoderAttention(),
     ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"): LlamaStyleAttention(),
+    ("keras_hub.src.models.mixtral.mixtral_attention", "CachedMixtralAttention"):
+        MixtralStyleAttention(),
     ("keras_hub.src.models.mistral.mistral_attention", "CachedMistralAttention"):
         MistralStyleAttention(),
     ("keras_hub.src.layers.modeling.rms_normalization", "RMSNormalization"): RootMeanSquare(),
