@@ -1,8 +1,10 @@
 """tfprune's Keras-serializable layers built on keras-hub's, for slimmed keras-hub models.
 
-``HeadSizedLlamaAttention`` and ``HeadSizedMixtralAttention``: Llama's and
-Mixtral's attention with their head size as a config entry. ``slim`` builds
-them where a ``LlamaAttention`` or ``CachedMixtralAttention`` loses query
+``HeadSizedLlamaAttention``, ``HeadSizedMixtralAttention``,
+``HeadSizedQwenAttention``, ``HeadSizedQwenMoeAttention`` and
+``HeadSizedPhi3Attention``: those models' attention layers with their head
+size as a config entry (the originals derive it from their input width and
+head count). ``slim`` builds them where such an attention layer loses query
 groups, query heads or hidden channels. This module imports keras-hub, so ``import tfprune``
 does not import it: ``tfprune.hub_objects`` is imported when ``slim`` needs it,
 and by ``tfprune.model_files.load_model_file`` for a file that names it. To
@@ -17,6 +19,9 @@ import inspect
 import keras
 from keras_hub.src.models.llama.llama_attention import LlamaAttention
 from keras_hub.src.models.mixtral.mixtral_attention import CachedMixtralAttention
+from keras_hub.src.models.phi3.phi3_attention import Phi3Attention
+from keras_hub.src.models.qwen.qwen_attention import QwenAttention
+from keras_hub.src.models.qwen_moe.qwen_moe_attention import QwenMoeAttention
 
 
 class _WidthOfPinnedHeads(int):
@@ -101,4 +106,34 @@ class HeadSizedMixtralAttention(_PinnedHeadSize, CachedMixtralAttention):
     Args:
         head_dim: The size of each query and key/value head.
         **kwargs: ``CachedMixtralAttention``'s arguments.
+    """
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class HeadSizedQwenAttention(_PinnedHeadSize, QwenAttention):
+    """keras-hub's ``QwenAttention`` (Qwen 2) with a head size of its own (as for Llama).
+
+    Args:
+        head_dim: The size of each query and key/value head.
+        **kwargs: ``QwenAttention``'s arguments.
+    """
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class HeadSizedQwenMoeAttention(_PinnedHeadSize, QwenMoeAttention):
+    """keras-hub's ``QwenMoeAttention`` with a head size of its own (as for Llama).
+
+    Args:
+        head_dim: The size of each query and key/value head.
+        **kwargs: ``QwenMoeAttention``'s arguments.
+    """
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class HeadSizedPhi3Attention(_PinnedHeadSize, Phi3Attention):
+    """keras-hub's ``Phi3Attention`` with a head size of its own (as for Llama).
+
+    Args:
+        head_dim: The size of each query and key/value head.
+        **kwargs: ``Phi3Attention``'s arguments.
     """

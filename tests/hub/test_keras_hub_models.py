@@ -207,19 +207,35 @@ def test_a_keras_hub_layer_nothing_handles_is_kept_whole_with_the_reason():
             Opaque(name="opaque")(keras.layers.Dense(8)(inputs)))))
 
 
-def test_a_mixtral_loses_query_groups_around_its_experts_and_reloads(tmp_path):
-    """Mixtral's attention derives its head size as Llama's does; its experts are kept whole."""
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.MixtralBackbone(
+#: Decoders whose attention got a handler in session 20: Mixtral's and Qwen 2's derive their
+#: head size from their input width (slimmed as tfprune.hub_objects twins), Qwen 3's has it in
+#: its config.
+DECODERS = {
+    "mixtral": lambda: keras_hub.models.MixtralCausalLM(keras_hub.models.MixtralBackbone(
         vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
-        hidden_dim=16, intermediate_dim=32, num_experts=4, top_k=2)
-    lm = keras_hub.models.MixtralCausalLM(backbone=backbone, preprocessor=None)
+        hidden_dim=16, intermediate_dim=32, num_experts=4, top_k=2), preprocessor=None),
+    "qwen": lambda: keras_hub.models.QwenCausalLM(keras_hub.models.QwenBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=16, intermediate_dim=32), preprocessor=None),
+    "qwen3": lambda: keras_hub.models.Qwen3CausalLM(keras_hub.models.Qwen3Backbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=16, intermediate_dim=32, head_dim=4), preprocessor=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_decoder_attention_loses_a_query_group_slims_as_masked_and_reloads(name, tmp_path):
+    """One block keeps one of its two query groups; Mixtral's experts are kept whole."""
+    keras.utils.set_random_seed(0)
+    lm = DECODERS[name]()
     graph = graph_for(lm)
-    assert [g.sources[0].split("/", 1)[1] for g in graph.groups] == [
+    attention = [g for g in graph.groups if g.sources[0].endswith("query_groups")]
+    assert [g.sources[0].split("/", 1)[1] for g in attention] == [
         f"transformer_layer_{i}/self_attention/query_groups" for i in (0, 1)]
-    assert any("softmax" in why for _, _, why in graph.kept_whole())  # the experts' router
+    if name == "mixtral":  # the experts' router selects among them: kept whole
+        assert any("softmax" in why for _, _, why in graph.kept_whole())
     plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0)
-    plan.keep[str(graph.groups[0].index)][:] = [False, True]  # block 0 keeps one group
+    plan.keep[str(attention[0].index)][:] = [False, True]
     tokens = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),
               "padding_mask": np.ones((3, 7), int)}
     saved = lm.get_weights()
@@ -230,6 +246,6 @@ def test_a_mixtral_loses_query_groups_around_its_experts_and_reloads(tmp_path):
         small = tfprune.slim(lm, plan)
     assert small.count_params() < lm.count_params()
     np.testing.assert_allclose(small(tokens), expected, atol=1e-5 * np.abs(expected).max())
-    small.save(tmp_path / "mixtral.keras")
-    np.testing.assert_array_equal(load_model_file(tmp_path / "mixtral.keras")(tokens),
+    small.save(tmp_path / "decoder.keras")
+    np.testing.assert_array_equal(load_model_file(tmp_path / "decoder.keras")(tokens),
                                   small(tokens))

@@ -173,18 +173,27 @@ class HubDecoderAttention(GroupedQueryAttention):
     reads_query_only = True
 
 
-class LlamaStyleAttention(GroupedQueryAttention):
-    """Llama's attention: query groups (or heads) and the hidden width.
+class DerivedHeadSizeAttention(GroupedQueryAttention):
+    """Attention that computes its head size as its input width over its head count.
 
-    ``LlamaAttention`` computes its head size as its input width over its head
-    count, so a layer rebuilt with fewer heads, or a narrower input, would have
-    another. ``slim`` rebuilds it as ``tfprune.hub_objects.HeadSizedLlamaAttention``
-    instead, which keeps the head size it was trained with.
+    Llama's, Mixtral's, Qwen 2's and Phi-3's attention layers derive
+    ``head_dim = hidden_dim // num_query_heads`` when built, so a layer rebuilt
+    with fewer heads, or a narrower input, would have another. ``slim``
+    rebuilds one as its ``tfprune.hub_objects`` twin (``head_sized``: the
+    same layer with ``head_dim`` pinned) instead.
+
+    Args:
+        head_sized: The name of the twin class in ``tfprune.hub_objects``.
+        public_projections: Whether the projections are ``query_dense``...
+            (Mixtral's, Phi-3's) rather than ``_query_dense``...
     """
 
     reads_query_only = True
-    #: The class in ``tfprune.hub_objects`` slim rebuilds the layer as.
-    head_sized = "HeadSizedLlamaAttention"
+
+    def __init__(self, head_sized: str, public_projections: bool = False):
+        self.head_sized = head_sized
+        if public_projections:
+            self.projections = HubDecoderAttention.projections
 
     def slim(self, layer, context):
         """``GroupedQueryAttention``'s config and slices, with the head size pinned."""
@@ -192,18 +201,18 @@ class LlamaStyleAttention(GroupedQueryAttention):
         return {**config, "head_dim": int(self._dense(layer)[0].kernel.shape[-1])}, weights
 
     def rebuilt_class(self, layer, context):
-        """The ``head_sized`` class: the head size stays whatever the heads and width."""
+        """The ``head_sized`` twin: the head size stays whatever the heads and width."""
         return getattr(importlib.import_module("tfprune.hub_objects"), self.head_sized)
 
 
-class MixtralStyleAttention(LlamaStyleAttention):
-    """Mixtral's attention: as Llama's (its head size is its input width over its head count).
+class HeadDimAttention(GroupedQueryAttention):
+    """Attention whose head size is a config entry (Qwen 3's, filled in when built).
 
-    Its projections are public attributes.
+    Its key and value read the query's input; fewer heads or a narrower input
+    leave the head size as it is.
     """
 
-    projections = ("query_dense", "key_dense", "value_dense", "output_dense")
-    head_sized = "HeadSizedMixtralAttention"
+    reads_query_only = True
 
 
 class MistralStyleAttention(HubDecoderAttention):
@@ -229,9 +238,19 @@ HUB_HANDLERS = {
         PatchingAndEmbeddingHandler(),
     ("keras_hub.src.models.gemma.gemma_attention", "CachedGemmaAttention"):
         HubDecoderAttention(),
-    ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"): LlamaStyleAttention(),
+    ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"):
+        DerivedHeadSizeAttention("HeadSizedLlamaAttention"),
     ("keras_hub.src.models.mixtral.mixtral_attention", "CachedMixtralAttention"):
-        MixtralStyleAttention(),
+        DerivedHeadSizeAttention("HeadSizedMixtralAttention", public_projections=True),
+    ("keras_hub.src.models.qwen.qwen_attention", "QwenAttention"):
+        DerivedHeadSizeAttention("HeadSizedQwenAttention"),
+    ("keras_hub.src.models.qwen_moe.qwen_moe_attention", "QwenMoeAttention"):
+        DerivedHeadSizeAttention("HeadSizedQwenMoeAttention", public_projections=True),
+    ("keras_hub.src.models.phi3.phi3_attention", "Phi3Attention"):
+        DerivedHeadSizeAttention("HeadSizedPhi3Attention", public_projections=True),
+    ("keras_hub.src.models.qwen3.qwen3_attention", "Qwen3Attention"): HeadDimAttention(),
+    ("keras_hub.src.models.qwen3_moe.qwen3_moe_attention", "Qwen3MoeAttention"):
+        HeadDimAttention(),
     ("keras_hub.src.models.mistral.mistral_attention", "CachedMistralAttention"):
         MistralStyleAttention(),
     ("keras_hub.src.layers.modeling.rms_normalization", "RMSNormalization"): RootMeanSquare(),
