@@ -101,39 +101,19 @@ class HeadSizedLlamaAttention(_PinnedHeadSize, LlamaAttention):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class HeadSizedMixtralAttention(_PinnedHeadSize, CachedMixtralAttention):
-    """keras-hub's ``CachedMixtralAttention`` with a head size of its own (as for Llama).
-
-    Args:
-        head_dim: The size of each query and key/value head.
-        **kwargs: ``CachedMixtralAttention``'s arguments.
-    """
+    """keras-hub's ``CachedMixtralAttention`` with ``head_dim`` as an argument (as for Llama)."""
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class HeadSizedQwenAttention(_PinnedHeadSize, QwenAttention):
-    """keras-hub's ``QwenAttention`` (Qwen 2) with a head size of its own (as for Llama).
-
-    Args:
-        head_dim: The size of each query and key/value head.
-        **kwargs: ``QwenAttention``'s arguments.
-    """
+    """keras-hub's ``QwenAttention`` (Qwen 2) with ``head_dim`` as an argument (as for Llama)."""
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class HeadSizedQwenMoeAttention(_PinnedHeadSize, QwenMoeAttention):
-    """keras-hub's ``QwenMoeAttention`` with a head size of its own (as for Llama).
-
-    Args:
-        head_dim: The size of each query and key/value head.
-        **kwargs: ``QwenMoeAttention``'s arguments.
-    """
+    """keras-hub's ``QwenMoeAttention`` with ``head_dim`` as an argument (as for Llama)."""
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class HeadSizedPhi3Attention(_PinnedHeadSize, Phi3Attention):
-    """keras-hub's ``Phi3Attention`` with a head size of its own (as for Llama).
-
-    Args:
-        head_dim: The size of each query and key/value head.
-        **kwargs: ``Phi3Attention``'s arguments.
-    """
+    """keras-hub's ``Phi3Attention`` with ``head_dim`` as an argument (as for Llama)."""
