@@ -30,7 +30,7 @@ from tfprune.graph.model_graph import (
     traced_concretely,
 )
 from tfprune.importance.task_data import task_preprocessor
-from tfprune.layer_configs import rebuild
+from tfprune.layer_configs import layer_config, rebuild
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
 from tfprune.slimming.composites import copy_untouched_weights, rebuild_composite
@@ -115,7 +115,7 @@ class _InPlace:
 
 
 def _in_place_boundary(step: Alias, state: _InPlace, rebuilt_layers: dict, graph,
-                       tensors) -> None:
+                       tensors, pending: list) -> None:
     """Enters or leaves a composite rebuilt in place.
 
     Entering the outermost one, its traced graph runs on stand-ins of the
@@ -138,14 +138,40 @@ def _in_place_boundary(step: Alias, state: _InPlace, rebuilt_layers: dict, graph
         return
     clone = state.clones.get(id(step.container))
     if clone is None:
+        weights = {id(layer): values for layer, values in pending}
         replacements = {id(graph.operations[name]): layer
-                        for name, layer in rebuilt_layers.items()}
+                        for name, layer in rebuilt_layers.items()
+                        if _changed(graph.operations[name], layer, weights.get(id(layer)))}
         clone = state.clones[id(step.container)] = rebuild_composite(
             step.container, replacements, state.copies)
     args, kwargs = step.node.arguments.fill_in(tensors)
     outputs = clone(*args, **kwargs)
     for old, new in zip(step.targets, tensors_only(outputs), strict=True):
         tensors[id(old)] = new
+
+
+def _changed(original, rebuilt, weights: list | None) -> bool:
+    """Whether a rebuilt sublayer differs from the original (class, config or weights).
+
+    A composite rebuilt in place keeps its own fresh sublayer, with the
+    original's weights, where the plan leaves one unchanged: it then saves and
+    loads from the composite's own config (keras-hub's experts' blocks cannot
+    be rebuilt from theirs).
+    """
+    if type(rebuilt) is not type(original) or not isinstance(original, keras.layers.Layer):
+        return True  # (a keras.ops node is no composite's attribute)
+    try:
+        configs = [{k: v for k, v in layer_config(layer).items() if k != "name"}
+                   for layer in (original, rebuilt)]
+        if configs[0] != configs[1]:
+            return True
+    except Exception:  # noqa: BLE001 - a config that cannot be compared counts as changed
+        return True
+    values = weights if weights is not None else rebuilt.get_weights()
+    originals = original.get_weights()
+    return len(values) != len(originals) or any(
+        np.shape(a) != np.shape(b) or not np.array_equal(a, b)
+        for a, b in zip(values, originals, strict=True))
 
 
 def _map(step: Alias, tensors: dict) -> None:
@@ -218,7 +244,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     for step in graph.steps:
         if isinstance(step, Alias):
             if in_place.stack or _rebuilt_in_place(step):
-                _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors)
+                _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors, pending)
             else:
                 _map(step, tensors)
             continue
