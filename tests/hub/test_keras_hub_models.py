@@ -207,10 +207,21 @@ def test_a_keras_hub_layer_nothing_handles_is_kept_whole_with_the_reason():
             Opaque(name="opaque")(keras.layers.Dense(8)(inputs)))))
 
 
+def _with_random_sinks(lm):
+    """GPT-OSS's per-head sink logits away from their initial values, so which head has which
+    one matters."""
+    rng = np.random.default_rng(3)
+    for variable in lm.weights:
+        if variable.path.endswith("sinks"):
+            variable.assign(rng.normal(0, 2, variable.shape))
+    return lm
+
+
 #: Decoders whose attention got a handler in session 20: Mixtral's and Qwen 2's derive their
 #: head size from their input width (slimmed as tfprune.hub_objects twins), Qwen 3's has it in
-#: its config. The experts' blocks (Mixtral, Qwen3-MoE) are kept whole, and stay the decoder's
-#: own sublayers in the slimmed model (Qwen3-MoE's cannot be rebuilt from a config of its own).
+#: its config, GPT-OSS's has a sink logit per query head. The experts' blocks are kept whole
+#: and stay the decoder's own sublayers in the slimmed model (Qwen3-MoE's cannot be rebuilt
+#: from a config of its own).
 DECODERS = {
     "mixtral": lambda: keras_hub.models.MixtralCausalLM(keras_hub.models.MixtralBackbone(
         vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
@@ -221,6 +232,10 @@ DECODERS = {
     "qwen3": lambda: keras_hub.models.Qwen3CausalLM(keras_hub.models.Qwen3Backbone(
         vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
         hidden_dim=16, intermediate_dim=32, head_dim=4), preprocessor=None),
+    "gpt_oss": lambda: _with_random_sinks(keras_hub.models.GptOssCausalLM(
+        keras_hub.models.GptOssBackbone(vocabulary_size=50, num_layers=2, num_query_heads=4,
+                                        num_key_value_heads=2, hidden_dim=16,
+                                        intermediate_dim=32, num_experts=4), preprocessor=None)),
     "qwen3_moe": lambda: keras_hub.models.Qwen3MoeCausalLM(keras_hub.models.Qwen3MoeBackbone(
         vocabulary_size=50, num_layers=2, num_query_heads=4, num_key_value_heads=2,
         hidden_dim=16, intermediate_dim=32, moe_intermediate_dim=16, num_experts=4,
@@ -237,8 +252,8 @@ def test_decoder_attention_loses_a_query_group_slims_as_masked_and_reloads(name,
     attention = [g for g in graph.groups if g.sources[0].endswith("query_groups")]
     assert [g.sources[0].split("/", 1)[1] for g in attention] == [
         f"transformer_layer_{i}/self_attention/query_groups" for i in (0, 1)]
-    if name in ("mixtral", "qwen3_moe"):  # the experts' router selects among them: kept whole
-        assert any("softmax" in why for _, _, why in graph.kept_whole())
+    if name in ("gpt_oss", "mixtral", "qwen3_moe"):  # the router selects experts: kept whole
+        assert any(op in why for _, _, why in graph.kept_whole() for op in ("softmax", "top"))
     plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0)
     plan.keep[str(attention[0].index)][:] = [False, True]
     tokens = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),

@@ -390,19 +390,8 @@ class GroupedQueryAttention(LayerHandler):
     def slim(self, layer, context):
         """Fewer query and key/value heads; the kept hidden rows and output columns."""
         config = layer_config(layer)
-        groups = context.inner_index(layer, "query_groups")
-        heads = context.inner_index(layer, "query_heads")  # gqa="heads": even per group
+        heads, groups = self.kept_heads(layer, context)
         in_index, out_index = context.input_index(layer), context.output_index(layer)
-        size = self._group_size(layer)
-        if groups is not None:
-            heads = (groups[:, None] * size + np.arange(size)).ravel()
-        elif heads is not None:
-            per_group = np.bincount(heads // size, minlength=self._heads(layer, 1))
-            if len(set(per_group.tolist())) > 1:
-                raise GraphError(f"{layer.name!r}: the plan keeps {per_group.tolist()} query "
-                                 "heads in its groups; a grouped-query layer needs the same "
-                                 "count in every group (make_plan with gqa='heads' rounds to "
-                                 "it)")
         sliced, rows = {}, self._rows_follow(layer)
         for i, (dense, (head, hidden)) in enumerate(zip(self._dense(layer),
                                                          self._kernel_axes(layer), strict=True)):
@@ -418,6 +407,26 @@ class GroupedQueryAttention(LayerHandler):
         if groups is not None:
             config[self.head_keys[1]] = int(groups.size)
         return config, [sliced.get(id(v), np.asarray(v)) for v in layer.weights]
+
+    def kept_heads(self, layer, context) -> tuple:
+        """``(kept query heads, kept query groups)``, indices (None: all kept).
+
+        Raises:
+            GraphError: If a ``gqa="heads"`` plan keeps unequal counts in the groups.
+        """
+        groups = context.inner_index(layer, "query_groups")
+        heads = context.inner_index(layer, "query_heads")  # gqa="heads": even per group
+        size = self._group_size(layer)
+        if groups is not None:
+            heads = (groups[:, None] * size + np.arange(size)).ravel()
+        elif heads is not None:
+            per_group = np.bincount(heads // size, minlength=self._heads(layer, 1))
+            if len(set(per_group.tolist())) > 1:
+                raise GraphError(f"{layer.name!r}: the plan keeps {per_group.tolist()} query "
+                                 "heads in its groups; a grouped-query layer needs the same "
+                                 "count in every group (make_plan with gqa='heads' rounds to "
+                                 "it)")
+        return heads, groups
 
     def flops(self, call, kept):
         """The four projections at every position, and the attention products.

@@ -215,6 +215,37 @@ class HeadDimAttention(GroupedQueryAttention):
     reads_query_only = True
 
 
+class SinkAttention(GroupedQueryAttention):
+    """GPT-OSS's attention: query groups, each query head with a learned sink logit.
+
+    A removed query head's sink (``sinks``, one per query head) goes with it.
+    The head size is a config entry (``head_dim``), pinned in the rebuilt layer
+    where the original left it to be derived from its input width.
+    """
+
+    projections = HubDecoderAttention.projections
+    reads_query_only = True
+
+    def inner_masks(self, layer, masks):
+        """The grouped-query slices, and the removed query heads' sinks."""
+        pairs = super().inner_masks(layer, masks)
+        groups, heads = masks.get("query_groups"), masks.get("query_heads")
+        if groups is None and heads is None:
+            return pairs
+        per_head = heads if groups is None else np.repeat(np.asarray(groups, bool),
+                                                          self._group_size(layer))
+        return [*pairs, (layer.sinks, np.asarray(per_head, np.float32))]
+
+    def slim(self, layer, context):
+        """The grouped-query config and slices, the kept heads' sinks, the head size pinned."""
+        config, weights = super().slim(layer, context)
+        heads, _ = self.kept_heads(layer, context)
+        if heads is not None:
+            where = [id(v) for v in layer.weights].index(id(layer.sinks))
+            weights[where] = np.asarray(layer.sinks)[heads]
+        return {**config, "head_dim": int(self._dense(layer)[0].kernel.shape[-1])}, weights
+
+
 class MistralStyleAttention(HubDecoderAttention):
     """Mistral's attention: query groups and the hidden width.
 
@@ -249,6 +280,7 @@ HUB_HANDLERS = {
     ("keras_hub.src.models.phi3.phi3_attention", "Phi3Attention"):
         DerivedHeadSizeAttention("HeadSizedPhi3Attention", public_projections=True),
     ("keras_hub.src.models.qwen3.qwen3_attention", "Qwen3Attention"): HeadDimAttention(),
+    ("keras_hub.src.models.gpt_oss.gpt_oss_attention", "GptOssAttention"): SinkAttention(),
     ("keras_hub.src.models.qwen3_moe.qwen3_moe_attention", "Qwen3MoeAttention"):
         HeadDimAttention(),
     ("keras_hub.src.models.mistral.mistral_attention", "CachedMistralAttention"):
