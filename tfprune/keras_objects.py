@@ -21,7 +21,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfprune.layer_configs import completed_config, constructor_config, layer_config, taken_keys
+from tfprune.layer_configs import (
+    completed_config,
+    constructor_config,
+    layer_config,
+    missing_arguments,
+    taken_keys,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -144,6 +150,15 @@ class SlimmedComposite:
             config = completed_config(self, super().get_config())
         except (NotImplementedError, AttributeError):  # missing or broken (keras-hub 0.32)
             config = constructor_config(self)
+        missing = missing_arguments(composite_type, config)
+        if missing:  # saved, it would not load: say so now
+            raise NotImplementedError(
+                f"{self.name!r}: the slimmed model cannot be saved. Its {composite_type.__name__} "
+                f"was rebuilt around slimmed sublayers, and its config lacks the arguments "
+                f"{', '.join(missing)} (nor are they attributes of the same names), so it "
+                "could not be built again when loading. Keep the slimmed model in memory, or "
+                "slim with a plan its model's own class can take (make_plan(..., "
+                "uniform=True)).")
         return {"composite": {"module": composite_type.__module__,
                               "class_name": composite_type.__name__,
                               "registered_name": keras.saving.get_registered_name(

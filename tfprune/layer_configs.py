@@ -27,6 +27,14 @@ def layer_config(layer) -> dict:
         return constructor_config(layer)
 
 
+def missing_arguments(layer_type: type, config: dict) -> list[str]:
+    """The required constructor arguments of ``layer_type`` that ``config`` lacks."""
+    return [name for name, parameter in inspect.signature(layer_type.__init__).parameters.items()
+            if name != "self" and parameter.default is parameter.empty
+            and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+            and name not in config]
+
+
 def completed_config(layer, config: dict) -> dict:
     """``config`` with the required constructor arguments it lacks, read from the attributes.
 
@@ -34,11 +42,7 @@ def completed_config(layer, config: dict) -> dict:
     their own arguments (keras-hub 0.32's ``MixtralSparseMoeBlock``): a
     layer rebuilt from it would not construct.
     """
-    missing = {name for name, parameter in
-               inspect.signature(type(layer).__init__).parameters.items()
-               if name != "self" and parameter.default is parameter.empty
-               and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
-               and name not in config}
+    missing = missing_arguments(type(layer), config)
     if not missing:
         return config
     read = constructor_config(layer)

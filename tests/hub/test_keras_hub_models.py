@@ -269,3 +269,35 @@ def test_decoder_attention_loses_a_query_group_slims_as_masked_and_reloads(name,
     small.save(tmp_path / "decoder.keras")
     np.testing.assert_array_equal(load_model_file(tmp_path / "decoder.keras")(tokens),
                                   small(tokens))
+
+
+def test_smollm3_whose_layers_misreport_their_output_shapes_prunes_its_mlp(tmp_path):
+    """SmolLM 3's attention and rotary embedding compute output shapes from a list of shapes
+    Keras does not hand them: traced and slimmed, their output specs come from their calls.
+    Its decoder's config lacks its arguments: the flat slimmed model refuses to be saved
+    (it would not load) and says why."""
+    keras.utils.set_random_seed(0)
+    lm = keras_hub.models.SmolLM3CausalLM(keras_hub.models.SmolLM3Backbone(
+        vocabulary_size=50, hidden_dim=16, intermediate_dim=32, num_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, attention_bias=False,
+        attention_dropout=0.0, rope_layer_enabled_list=[True, True],
+        layer_types=["attention", "attention"], mlp_bias=False, layer_norm_epsilon=1e-5,
+        max_position_embeddings=64, rope_theta=10000.0, partial_rotary_factor=1.0),
+        preprocessor=None)
+    groups = tfprune.channel_groups(lm)
+    assert [g.sources[0].split("/", 1)[1] for g in groups] == [
+        f"transformer_layer_{i}/mlp/gate_proj" for i in (0, 1)]
+    plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0)
+    plan.keep[str(groups[0].index)][:8] = False  # block 0 keeps 24 of its 32 MLP units
+    tokens = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),
+              "padding_mask": np.ones((3, 7), int)}
+    saved = lm.get_weights()
+    tfprune.apply_plan(lm, plan)
+    expected = np.asarray(lm(tokens))
+    lm.set_weights(saved)
+    with pytest.warns(UserWarning, match="flat functional model"):
+        small = tfprune.slim(lm, plan)
+    np.testing.assert_allclose(small(tokens), expected, atol=1e-5 * np.abs(expected).max())
+    with pytest.raises(NotImplementedError, match="cannot be saved.*SmolLM3DecoderLayer.*"
+                                                  "num_attention_heads"):
+        small.save(tmp_path / "smollm3.keras")

@@ -206,7 +206,9 @@ def _none_left_out():
     (``MultiHeadAttention``'s). None is each argument's default, so leaving
     it out changes nothing else. A sublayer returning ``(x, None)`` (no cache,
     no attention scores: GPT-NeoX's attention, DeiT's blocks) gets a node of
-    its tensors only. Only while a composite layer is traced.
+    its tensors only. A sublayer whose own ``compute_output_shape`` fails
+    gets its output spec from its call (``output_specs_from_call``). Only
+    while a composite layer is traced.
     """
     originals = {cls: cls.__dict__["symbolic_call"] for cls in (keras.Operation,
                                                                keras.layers.Layer)}
@@ -220,11 +222,37 @@ def _none_left_out():
         cls.symbolic_call = leaving_out_none(original)
     layer_module.Node = _NodeOfTensors
     try:
-        yield
+        with output_specs_from_call():
+            yield
     finally:
         for cls, original in originals.items():
             cls.symbolic_call = original
         layer_module.Node = Node
+
+
+@contextlib.contextmanager
+def output_specs_from_call():
+    """Layers whose ``compute_output_shape`` fails get their output spec from their call.
+
+    keras-hub's SmolLM 3 attention and rotary embedding expect a list of
+    shapes where Keras hands them one: called on symbolic tensors (while a
+    composite is traced, or while ``slim`` builds a rebuilt block's
+    sublayers), their output spec comes from running their call symbolically
+    instead, as for a layer without ``compute_output_shape``.
+    """
+    output_spec = keras.layers.Layer.__dict__["compute_output_spec"]
+
+    def output_spec_from_call(self, *args, **kwargs):
+        try:
+            return output_spec(self, *args, **kwargs)
+        except (TypeError, ValueError, IndexError, KeyError):
+            return keras.Operation.compute_output_spec(self, *args, **kwargs)
+
+    keras.layers.Layer.compute_output_spec = output_spec_from_call
+    try:
+        yield
+    finally:
+        keras.layers.Layer.compute_output_spec = output_spec
 
 
 class _NodeOfTensors(Node):

@@ -25,6 +25,7 @@ from tfprune.graph.model_graph import (
     composite_graph,
     functional_graph,
     is_nested_model,
+    output_specs_from_call,
     pack_like,
     tensors_only,
     traced_concretely,
@@ -241,29 +242,30 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
         tensors[id(tensor)] = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
                                           name=tensor._keras_history.operation.name)
     pending, rebuilt_layers, in_place = [], {}, _InPlace()
-    for step in graph.steps:
-        if isinstance(step, Alias):
-            if in_place.stack or _rebuilt_in_place(step):
-                _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors, pending)
-            else:
-                _map(step, tensors)
-            continue
-        rebuilt = rebuilt_layers.get(step.name)  # a shared layer stays shared
-        if rebuilt is None:
-            handler = graph.handler(step.name)
-            config, weights = handler.slim(step.operation, context)
-            if step.name != step.operation.name:  # a sublayer named by its path
-                config = {**config, "name": step.name.replace("/", "_")}
-            rebuilt = rebuilt_layers[step.name] = rebuild(
-                step.operation, config, handler.rebuilt_class(step.operation, context))
-            if weights:
-                pending.append((rebuilt, weights))
-        args, kwargs = step.node.arguments.fill_in(tensors)
-        if in_place.stack:  # on stand-ins, as traced: None arguments left out (model_graph)
-            kwargs = {key: value for key, value in kwargs.items() if value is not None}
-        outputs = rebuilt(*args, **kwargs)
-        for old, new in zip(step.outputs, tensors_only(outputs), strict=True):
-            tensors[id(old)] = new
+    with output_specs_from_call():  # layers whose compute_output_shape fails (keras-hub)
+        for step in graph.steps:
+            if isinstance(step, Alias):
+                if in_place.stack or _rebuilt_in_place(step):
+                    _in_place_boundary(step, in_place, rebuilt_layers, graph, tensors, pending)
+                else:
+                    _map(step, tensors)
+                continue
+            rebuilt = rebuilt_layers.get(step.name)  # a shared layer stays shared
+            if rebuilt is None:
+                handler = graph.handler(step.name)
+                config, weights = handler.slim(step.operation, context)
+                if step.name != step.operation.name:  # a sublayer named by its path
+                    config = {**config, "name": step.name.replace("/", "_")}
+                rebuilt = rebuilt_layers[step.name] = rebuild(
+                    step.operation, config, handler.rebuilt_class(step.operation, context))
+                if weights:
+                    pending.append((rebuilt, weights))
+            args, kwargs = step.node.arguments.fill_in(tensors)
+            if in_place.stack:  # on stand-ins, as traced: None arguments left out (model_graph)
+                kwargs = {key: value for key, value in kwargs.items() if value is not None}
+            outputs = rebuilt(*args, **kwargs)
+            for old, new in zip(step.outputs, tensors_only(outputs), strict=True):
+                tensors[id(old)] = new
     # The model's own input and output structure (a dict of named outputs stays a dict).
     inputs = pack_like(original, "inputs", [tensors[id(t)] for t in original.inputs])
     outputs = pack_like(original, "outputs", [tensors[id(t)] for t in original.outputs])
