@@ -217,6 +217,20 @@ def _with_random_sinks(lm):
     return lm
 
 
+TOKENS = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),
+          "padding_mask": np.ones((3, 7), int)}
+
+
+def _slimmed_flat_and_masked(lm, plan):
+    """``(slim(lm, plan), lm's logits on TOKENS under the plan's masks)``: a flat slim."""
+    saved = lm.get_weights()
+    tfprune.apply_plan(lm, plan)
+    expected = np.asarray(lm(TOKENS))
+    lm.set_weights(saved)
+    with pytest.warns(UserWarning, match="flat functional model"):
+        return tfprune.slim(lm, plan), expected
+
+
 #: Decoders whose attention got a handler in session 20: Mixtral's and Qwen 2's derive their
 #: head size from their input width (slimmed as tfprune.hub_objects twins), Qwen 3's has it in
 #: its config, GPT-OSS's has a sink logit per query head. The experts' blocks are kept whole
@@ -256,19 +270,12 @@ def test_decoder_attention_loses_a_query_group_slims_as_masked_and_reloads(name,
         assert any(op in why for _, _, why in graph.kept_whole() for op in ("softmax", "top"))
     plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0)
     plan.keep[str(attention[0].index)][:] = [False, True]
-    tokens = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),
-              "padding_mask": np.ones((3, 7), int)}
-    saved = lm.get_weights()
-    tfprune.apply_plan(lm, plan)
-    expected = np.asarray(lm(tokens))
-    lm.set_weights(saved)
-    with pytest.warns(UserWarning, match="flat functional model"):
-        small = tfprune.slim(lm, plan)
+    small, expected = _slimmed_flat_and_masked(lm, plan)
     assert small.count_params() < lm.count_params()
-    np.testing.assert_allclose(small(tokens), expected, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(small(TOKENS), expected, atol=1e-5 * np.abs(expected).max())
     small.save(tmp_path / "decoder.keras")
-    np.testing.assert_array_equal(load_model_file(tmp_path / "decoder.keras")(tokens),
-                                  small(tokens))
+    np.testing.assert_array_equal(load_model_file(tmp_path / "decoder.keras")(TOKENS),
+                                  small(TOKENS))
 
 
 def test_smollm3_whose_layers_misreport_their_output_shapes_prunes_its_mlp(tmp_path):
@@ -289,15 +296,8 @@ def test_smollm3_whose_layers_misreport_their_output_shapes_prunes_its_mlp(tmp_p
         f"transformer_layer_{i}/mlp/gate_proj" for i in (0, 1)]
     plan = tfprune.make_plan(lm, tfprune.score(lm, "magnitude"), 0.0)
     plan.keep[str(groups[0].index)][:8] = False  # block 0 keeps 24 of its 32 MLP units
-    tokens = {"token_ids": np.random.default_rng(0).integers(1, 50, (3, 7)),
-              "padding_mask": np.ones((3, 7), int)}
-    saved = lm.get_weights()
-    tfprune.apply_plan(lm, plan)
-    expected = np.asarray(lm(tokens))
-    lm.set_weights(saved)
-    with pytest.warns(UserWarning, match="flat functional model"):
-        small = tfprune.slim(lm, plan)
-    np.testing.assert_allclose(small(tokens), expected, atol=1e-5 * np.abs(expected).max())
+    small, expected = _slimmed_flat_and_masked(lm, plan)
+    np.testing.assert_allclose(small(TOKENS), expected, atol=1e-5 * np.abs(expected).max())
     with pytest.raises(NotImplementedError, match="cannot be saved.*SmolLM3DecoderLayer.*"
                                                   "num_attention_heads"):
         small.save(tmp_path / "smollm3.keras")
