@@ -201,3 +201,28 @@ def test_path_names_read_back_as_tensorboard_tags(tmp_path):
     assert {"kept_ratio/block_a/up", "kept_ratio/block_b/up", "scores/block_b/up"} <= tags
     (text,) = events.Tensors("pruning/summary")
     assert "| block_b/up |" in tf.make_ndarray(text.tensor_proto).item().decode()
+
+
+class ConstantOutputBlock(Block):
+    """Returns, beside its result, an empty tensor made from constants (as DeiT's encoder)."""
+
+    def call(self, x, mask=None):
+        return x + self.down(self.up(x)), keras.ops.zeros((0, self.width))
+
+
+def test_a_composite_with_constant_outputs_is_traced_and_slims():
+    keras.utils.set_random_seed(3)
+    tokens = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x, _ = ConstantOutputBlock(name="block")(x)  # the constant output is not used
+    model = keras.Model(tokens, keras.layers.Dense(3, name="head")(
+        keras.layers.GlobalAveragePooling1D()(x)))
+    assert ["up"] in [g.sources for g in tfprune.channel_groups(model)]  # a unique name
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), {"up": 0.5})
+    masked = keras.models.clone_model(model)
+    masked.set_weights(model.get_weights())
+    tfprune.apply_plan(masked, plan)
+    slimmed = tfprune.slim(model, plan)
+    assert slimmed.get_layer("up").units == 6
+    np.testing.assert_allclose(slimmed.predict(_tokens(), verbose=0),
+                               masked.predict(_tokens(), verbose=0), atol=1e-5)

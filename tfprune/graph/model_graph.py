@@ -185,14 +185,19 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
         args, kwargs = node.arguments.fill_in(inputs)
         with _none_left_out():
             outputs = operation.call(*args, **kwargs)
-        if len(tensors_only(outputs)) != len(keras.tree.flatten(outputs)):
-            outputs = tensors_only(outputs)
+        flat = tensors_only(outputs)
+        symbolic = [i for i, tensor in enumerate(flat) if isinstance(tensor, keras.KerasTensor)]
+        if len(symbolic) != len(flat):  # constants (DeiT's empty tensors): not graph outputs
+            outputs = [flat[i] for i in symbolic]
+        elif len(flat) != len(keras.tree.flatten(outputs)):
+            outputs = flat
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
     except Exception as error:  # noqa: BLE001 - any failure means "not traceable": reported
         _TRACE_ERRORS[operation] = _trace_failure(operation, error)
         return None
     _TRACE_ERRORS.pop(operation, None)
     traced._tfprune_concrete = concrete
+    traced._tfprune_symbolic_outputs = symbolic if len(symbolic) != len(flat) else None
     return traced
 
 
@@ -354,6 +359,9 @@ def _walk(model, path: tuple) -> Iterator[Call | Alias]:
             yield Alias(unique if len(unique) == len(inner.inputs) else inputs,
                         list(inner.inputs), operation, node, entering=True)
             yield from _walk(inner, (*path, operation.name))
+            symbolic = getattr(inner, "_tfprune_symbolic_outputs", None)
+            if symbolic is not None:  # the call's constant outputs are no tensors of the graph
+                outputs = [outputs[i] for i in symbolic]
             yield Alias(list(inner.outputs), outputs, operation, node, entering=False)
         else:
             yield Call(operation, inputs, outputs, node, operation.name, path)
