@@ -226,3 +226,13 @@ def test_a_composite_with_constant_outputs_is_traced_and_slims():
     assert slimmed.get_layer("up").units == 6
     np.testing.assert_allclose(slimmed.predict(_tokens(), verbose=0),
                                masked.predict(_tokens(), verbose=0), atol=1e-5)
+
+
+def test_a_composite_whose_constant_output_is_used_is_refused_with_why():
+    tokens = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x, empty = ConstantOutputBlock(name="block")(x)
+    pooled = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(tokens, [keras.layers.Dense(3, name="head")(pooled), empty])
+    with pytest.raises(GraphError, match="'block'.*made from constants.*the model uses them"):
+        tfprune.channel_groups(model)

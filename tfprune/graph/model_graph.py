@@ -150,7 +150,7 @@ def composite_graph(operation, node=None) -> keras.Model | None:
     if not _composite_candidate(operation):
         return None
     node = node or operation._inbound_nodes[0]
-    signature = tuple((tuple(t.shape), str(t.dtype)) for t in node.input_tensors)
+    signature = _signature(node)
     traces = _COMPOSITES.setdefault(operation, {})
     if signature in traces:
         return traces[signature]
@@ -159,6 +159,16 @@ def composite_graph(operation, node=None) -> keras.Model | None:
         traced = _trace(operation, node, concrete=True)
     traces[signature] = traced
     return traced
+
+
+def _signature(node) -> tuple:
+    return tuple((tuple(t.shape), str(t.dtype)) for t in node.input_tensors)
+
+
+def _refuse_trace(operation, node, why: str) -> None:
+    """Forgets a trace that cannot stand for the layer here; ``why`` is its opaque reason."""
+    _COMPOSITES.setdefault(operation, {})[_signature(node)] = None
+    _TRACE_ERRORS[operation] = why
 
 
 #: The sizes a composite layer's call sees for its inputs' unknown axes when it reads them
@@ -347,19 +357,26 @@ def walk(model) -> Iterator[Call | Alias]:
 
 def _walk(model, path: tuple) -> Iterator[Call | Alias]:
     graph = functional_graph(model)
-    for node in _nodes(graph):
+    nodes = list(_nodes(graph))
+    used = {id(t) for n in nodes for t in n.input_tensors} | {id(t) for t in graph.outputs}
+    for node in nodes:
         operation = node.operation
         if node.is_input or isinstance(operation, keras.layers.InputLayer):
             continue
         inputs, outputs = list(node.input_tensors), list(node.output_tensors)
         inner = functional_graph(operation) if is_nested_model(operation) else (
             composite_graph(operation, node))
+        symbolic = getattr(inner, "_tfprune_symbolic_outputs", None)
+        if symbolic is not None and any(id(t) in used for i, t in enumerate(outputs)
+                                        if i not in symbolic):
+            _refuse_trace(operation, node, "its call returns values made from constants, not "
+                          "from its inputs, and the model uses them")
+            inner = None
         if inner is not None:
             unique = list({id(tensor): tensor for tensor in inputs}.values())
             yield Alias(unique if len(unique) == len(inner.inputs) else inputs,
                         list(inner.inputs), operation, node, entering=True)
             yield from _walk(inner, (*path, operation.name))
-            symbolic = getattr(inner, "_tfprune_symbolic_outputs", None)
             if symbolic is not None:  # the call's constant outputs are no tensors of the graph
                 outputs = [outputs[i] for i in symbolic]
             yield Alias(list(inner.outputs), outputs, operation, node, entering=False)
