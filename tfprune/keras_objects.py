@@ -28,6 +28,7 @@ from tfprune.layer_configs import (
     missing_arguments,
     taken_keys,
 )
+from tfprune.storage import StorageError
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -123,6 +124,10 @@ class KeptChannelsLayerNormalization(keras.layers.LayerNormalization):
         return {**super().get_config(), "full_width": self.full_width}
 
 
+class UnsavableModelError(StorageError, NotImplementedError):
+    """A model that would save into a file it could not be loaded from (the message says why)."""
+
+
 @keras.saving.register_keras_serializable(package="tfprune")
 class SlimmedComposite:
     """A composite layer of its own class whose sublayers ``slim`` replaced, saved as such.
@@ -152,7 +157,7 @@ class SlimmedComposite:
             config = constructor_config(self)
         missing = missing_arguments(composite_type, config)
         if missing:  # saved, it would not load: say so now
-            raise NotImplementedError(
+            raise UnsavableModelError(
                 f"{self.name!r}: the slimmed model cannot be saved. Its {composite_type.__name__} "
                 f"was rebuilt around slimmed sublayers, and its config lacks the arguments "
                 f"{', '.join(missing)} (nor are they attributes of the same names), so it "
