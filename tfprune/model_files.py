@@ -91,7 +91,12 @@ def _import_named_object_modules(path: Path) -> None:
         return  # Keras says what is wrong with the file
     for module in OPTIONAL_OBJECT_MODULES:
         if f'"{module}"' in config:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                raise ModelFileError(
+                    f"{path}: the model holds layers of {module}, which need {error.name}: "
+                    "install it (pip install 'tfprune[hub]').") from None
 
 
 def _explain(path: Path, what: str, error: Exception) -> str:

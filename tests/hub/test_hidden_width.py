@@ -19,7 +19,7 @@ import tfprune
 from tfprune.handlers.normalization import rms_form
 from tfprune.hub_objects import HeadSizedLlamaAttention
 from tfprune.keras_objects import KeptChannelsLayerNormalization
-from tfprune.model_files import load_model_file
+from tfprune.model_files import ModelFileError, load_model_file
 from tfprune.pruning.axes import axis_of
 
 TOKENS = {"token_ids": np.random.default_rng(0).integers(1, 50, (4, 9)),
@@ -280,3 +280,15 @@ def test_a_mistral_causal_lm_slims_heads_and_hidden_width_as_masked():
         small = tfprune.slim(lm, plan)
     assert small.count_params() < lm.count_params()
     np.testing.assert_allclose(small(TOKENS), expected, atol=1e-5 * np.abs(expected).max())
+
+
+def test_a_file_naming_hub_objects_without_keras_hub_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+    import zipfile
+
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", '{"module": "tfprune.hub_objects"}')
+    monkeypatch.setitem(sys.modules, "tfprune.hub_objects", None)  # as if keras-hub were absent
+    with pytest.raises(ModelFileError, match="pip install .tfprune\\[hub\\]."):
+        load_model_file(path)
