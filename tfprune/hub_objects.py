@@ -14,14 +14,14 @@ tfprune.hub_objects`` first.
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 from keras_hub.src.models.llama.llama_attention import LlamaAttention
 from keras_hub.src.models.mixtral.mixtral_attention import CachedMixtralAttention
 from keras_hub.src.models.phi3.phi3_attention import Phi3Attention
 from keras_hub.src.models.qwen.qwen_attention import QwenAttention
 from keras_hub.src.models.qwen_moe.qwen_moe_attention import QwenMoeAttention
+
+from tfprune.layer_configs import constructor_config
 
 
 class _WidthOfPinnedHeads(int):
@@ -91,10 +91,8 @@ class HeadSizedLlamaAttention(_PinnedHeadSize, LlamaAttention):
         (keras-hub 0.32's ``LlamaAttention.get_config`` reads an attribute it
         never sets, so the arguments are read back from the attributes.)
         """
-        config = keras.layers.Layer.get_config(self)
-        for name in inspect.signature(LlamaAttention.__init__).parameters:
-            if name not in ("self", "kwargs"):
-                config[name] = getattr(self, name)
+        config = {**constructor_config(self, LlamaAttention),
+                  **keras.layers.Layer.get_config(self)}
         config["kernel_initializer"] = keras.initializers.serialize(self.kernel_initializer)
         return {**config, "head_dim": self.head_dim}
 

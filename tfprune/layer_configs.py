@@ -49,17 +49,18 @@ def completed_config(layer, config: dict) -> dict:
     return {**config, **{name: read[name] for name in missing if name in read}}
 
 
-def constructor_config(layer) -> dict:
+def constructor_config(layer, layer_type: type | None = None) -> dict:
     """A config from the layer's constructor arguments, read back from its attributes.
 
-    Each argument of ``type(layer).__init__`` is read from the attribute of
+    Each argument of ``(layer_type or type(layer)).__init__`` is read from the attribute of
     the same name (or with a leading underscore), with the layer's name and
     dtype policy. For layers whose ``get_config`` is missing, broken, or
     writes keys its own ``from_config`` refuses (keras-hub 0.32's
     ``Qwen3TransformerDecoder``).
     """
     config = {"name": layer.name, "dtype": layer.dtype_policy, "trainable": layer.trainable}
-    for name, parameter in inspect.signature(type(layer).__init__).parameters.items():
+    parameters = inspect.signature((layer_type or type(layer)).__init__).parameters
+    for name, parameter in parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
             continue
         for attribute in (name, f"_{name}"):

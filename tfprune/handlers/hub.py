@@ -198,7 +198,7 @@ class DerivedHeadSizeAttention(GroupedQueryAttention):
     def slim(self, layer, context):
         """``GroupedQueryAttention``'s config and slices, with the head size pinned."""
         config, weights = super().slim(layer, context)
-        return {**config, "head_dim": int(self._dense(layer)[0].kernel.shape[-1])}, weights
+        return _head_size_pinned(self, layer, config), weights
 
     def rebuilt_class(self, layer, context):
         """The ``head_sized`` twin: the head size stays whatever the heads and width."""
@@ -243,7 +243,12 @@ class SinkAttention(GroupedQueryAttention):
         if heads is not None:
             where = [id(v) for v in layer.weights].index(id(layer.sinks))
             weights[where] = np.asarray(layer.sinks)[heads]
-        return {**config, "head_dim": int(self._dense(layer)[0].kernel.shape[-1])}, weights
+        return _head_size_pinned(self, layer, config), weights
+
+
+def _head_size_pinned(handler: GroupedQueryAttention, layer, config: dict) -> dict:
+    """``config`` with ``head_dim``, the head size the layer's query kernel has."""
+    return {**config, "head_dim": int(handler._dense(layer)[0].kernel.shape[-1])}
 
 
 class MistralStyleAttention(HubDecoderAttention):

@@ -140,9 +140,11 @@ def _in_place_boundary(step: Alias, state: _InPlace, rebuilt_layers: dict, graph
     clone = state.clones.get(id(step.container))
     if clone is None:
         weights = {id(layer): values for layer, values in pending}
+        inside = {id(sub) for sub in step.container._flatten_layers(include_self=False)}
         replacements = {id(graph.operations[name]): layer
                         for name, layer in rebuilt_layers.items()
-                        if _changed(graph.operations[name], layer, weights.get(id(layer)))}
+                        if id(graph.operations[name]) in inside
+                        and _changed(graph.operations[name], layer, weights.get(id(layer)))}
         clone = state.clones[id(step.container)] = rebuild_composite(
             step.container, replacements, state.copies)
     args, kwargs = step.node.arguments.fill_in(tensors)
