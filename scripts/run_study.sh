@@ -156,6 +156,9 @@ for phase in "${phases[@]}"; do
     analyses)
       for seed in 1 2; do
         analysis=runs/study_analysis/study_vgg13_cifar10_base-s$seed
+        if [ -f "docs/study/analysis_s$seed/dynamics.csv" ] && [ ! -d "$analysis" ]; then
+          echo "analysis of seed $seed: in docs/study/analysis_s$seed, skipped"; continue
+        fi
         if [ ! -f "$analysis/summary.json" ]; then
           if [ -d "$analysis" ]; then args=(--resume "$analysis"); else
             args=("$study/vgg13_cifar10_base.yaml" --set "run.dir=$analysis" --set "train.seed=$seed")
