@@ -47,8 +47,9 @@ CONFIGS = {
     "DenseNetBackbone": dict(stackwise_num_repeats=[1, 1], image_shape=(32, 32, 3)),
     "CSPNetBackbone": dict(stem_filters=16, stem_kernel_size=3, stem_strides=1,
                            stackwise_depth=[1, 1], stackwise_strides=[2, 2],
-                           stackwise_num_filters=[8, 16], block_type="bottleneck_block",
-                           stage_type="csp", image_shape=(32, 32, 3)),
+                           stackwise_num_filters=[16, 32], block_type="bottleneck_block",
+                           stage_type="csp", expand_ratio=[2.0], bottle_ratio=[0.5],
+                           block_ratio=[1.0], image_shape=(32, 32, 3)),  # as CSPResNet-50
     "RoformerV2Backbone": dict(vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=16,
                                intermediate_dim=32, head_size=8),  # heads x head_size = hidden
     "DeiTBackbone": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
@@ -111,7 +112,7 @@ def small_config(name: str) -> dict:
     if unknown:
         raise ValueError(f"no small config for {', '.join(unknown)}")
     config = {p: COMMON[p] for p in required}
-    for optional in ("max_sequence_length",):
+    for optional in ("max_sequence_length", "image_shape"):
         if optional in parameters:
             config[optional] = COMMON[optional]
     return config

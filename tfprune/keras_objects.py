@@ -124,6 +124,84 @@ class KeptChannelsLayerNormalization(keras.layers.LayerNormalization):
         return {**super().get_config(), "full_width": self.full_width}
 
 
+@keras.saving.register_keras_serializable(package="tfprune")
+class InputSizedReshape(keras.layers.Layer):
+    """``keras.ops.reshape`` whose None entries take sizes of the input's axes.
+
+    A composite layer's ``call`` often reshapes with sizes it reads from its
+    input (``batch, length, _ = ops.shape(x)``; ``ops.reshape(x, (batch,
+    length, -1))``). Traced symbolically, those sizes are None, and the traced
+    op's shape ``(None, None, -1)`` cannot run. ``slim`` replays such an op as
+    this layer: the k-th None is, at run time, the input's size on axis
+    ``input_axes[k]`` (the input's k-th axis of unknown size when traced).
+
+    Args:
+        newshape: The traced shape, None where a size was read from the input.
+        input_axes: For each None of ``newshape``, the input axis it is read from.
+        **kwargs: ``keras.layers.Layer``'s arguments (name, dtype).
+    """
+
+    def __init__(self, newshape, input_axes, **kwargs):
+        super().__init__(**kwargs)
+        self.newshape = tuple(None if size is None else int(size) for size in newshape)
+        self.input_axes = tuple(int(axis) for axis in input_axes)
+        if len(self.input_axes) != self.newshape.count(None):
+            raise ValueError(f"InputSizedReshape: {len(self.input_axes)} input axes for "
+                             f"{self.newshape.count(None)} None entries of {self.newshape}.")
+
+    def _target(self, sizes) -> list:
+        axes = iter(self.input_axes)
+        return [sizes[next(axes)] if size is None else size for size in self.newshape]
+
+    def call(self, inputs):
+        """Reshapes ``inputs``, None entries read from its shape."""
+        return ops.reshape(inputs, self._target(ops.shape(inputs)))
+
+    def compute_output_shape(self, input_shape):
+        """The input's sizes for None entries; -1 solved when every size is known."""
+        shape = self._target(tuple(input_shape))
+        if -1 in shape:
+            named = [size for size in shape if size != -1]
+            known = None not in input_shape and None not in named
+            shape[shape.index(-1)] = (int(np.prod(input_shape)) // int(np.prod(named))
+                                      if known else None)
+        return tuple(shape)
+
+    def get_config(self) -> dict:
+        """The layer's config, ``newshape`` and ``input_axes``."""
+        return {**super().get_config(), "newshape": list(self.newshape),
+                "input_axes": list(self.input_axes)}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class TensorOutputs(keras.layers.Layer):
+    """A layer whose call returns some Nones (an absent cache), returning its tensors only.
+
+    keras-hub's T5 attention returns ``(output, position_bias, None)``; its
+    block never saves it as a node of a functional model, but a flat slim
+    does, and Keras could not load such a node again. ``slim`` calls it
+    through this wrapper, whose outputs are the inner call's tensors, flat.
+
+    Args:
+        layer: The wrapped layer (or its serialization).
+        **kwargs: ``keras.layers.Layer``'s arguments (name).
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = (layer if isinstance(layer, keras.layers.Layer)
+                      else keras.saving.deserialize_keras_object(layer))
+
+    def call(self, *args, **kwargs):
+        """The inner layer's outputs without the Nones."""
+        return [tensor for tensor in keras.tree.flatten(self.layer(*args, **kwargs))
+                if tensor is not None]
+
+    def get_config(self) -> dict:
+        """The layer's name and the inner layer's serialization."""
+        return {**super().get_config(), "layer": _serialized_layer(self.layer)}
+
+
 class UnsavableModelError(StorageError, NotImplementedError):
     """A model that would save into a file it could not be loaded from (the message says why)."""
 

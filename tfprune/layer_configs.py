@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 
+import keras
+
 
 def layer_config(layer) -> dict:
     """``layer.get_config()``, or, for a layer without one, its constructor's arguments.
@@ -22,9 +24,15 @@ def layer_config(layer) -> dict:
     dtype policy.
     """
     try:
-        return completed_config(layer, layer.get_config())
+        config = layer.get_config()
     except (NotImplementedError, AttributeError):
         return constructor_config(layer)
+    return completed_config(layer, {key: _rate_of(value) for key, value in config.items()})
+
+
+def _rate_of(value):
+    """A Dropout layer where its rate belongs (keras-hub 0.32's Swin config): the rate."""
+    return value.rate if isinstance(value, keras.layers.Dropout) else value
 
 
 def missing_arguments(layer_type: type, config: dict) -> list[str]:
@@ -54,18 +62,24 @@ def constructor_config(layer, layer_type: type | None = None) -> dict:
 
     Each argument of ``(layer_type or type(layer)).__init__`` is read from the attribute of
     the same name (or with a leading underscore), with the layer's name and
-    dtype policy. For layers whose ``get_config`` is missing, broken, or
-    writes keys its own ``from_config`` refuses (keras-hub 0.32's
+    dtype policy (serialized, so the config saves). A dropout rate is read
+    from the Dropout layer built from it (``dropout`` from ``dropout_layer``:
+    keras-hub's T5 attention). For layers whose ``get_config`` is missing,
+    broken, or writes keys its own ``from_config`` refuses (keras-hub 0.32's
     ``Qwen3TransformerDecoder``).
     """
-    config = {"name": layer.name, "dtype": layer.dtype_policy, "trainable": layer.trainable}
+    config = {"name": layer.name, "trainable": layer.trainable,  # the policy serialized:
+              "dtype": keras.dtype_policies.serialize(layer.dtype_policy)}  # a saveable config
     parameters = inspect.signature((layer_type or type(layer)).__init__).parameters
     for name, parameter in parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
             continue
-        for attribute in (name, f"_{name}"):
-            if hasattr(layer, attribute):
-                config[name] = getattr(layer, attribute)
+        for attribute in (name, f"_{name}", f"{name}_layer"):
+            if not hasattr(layer, attribute):
+                continue
+            value = _rate_of(getattr(layer, attribute))
+            if not isinstance(value, keras.layers.Layer):  # a sublayer is not its argument
+                config[name] = value
                 break
     return config
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from slim_checks import assert_slims_as_masked_and_reloads
 
 import tfprune
 from tfprune.graph.channels import graph_for
@@ -236,3 +237,39 @@ def test_a_composite_whose_constant_output_is_used_is_refused_with_why():
     model = keras.Model(tokens, [keras.layers.Dense(3, name="head")(pooled), empty])
     with pytest.raises(GraphError, match="'block'.*made from constants.*the model uses them"):
         tfprune.channel_groups(model)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class HeadsMergingBlock(Block):
+    """Splits and merges heads with sizes read from its input, as DINOv3's attention does."""
+
+    def build(self, input_shape):  # a merged width traced as None: sublayers built here
+        self.up.build(input_shape)
+        self.down.build((*input_shape[:-1], self.hidden))
+
+    def call(self, x, mask=None):
+        batch, length, _ = keras.ops.shape(x)
+        heads = keras.ops.reshape(self.up(x), (batch, length, 3, 4))
+        merged = keras.ops.reshape(keras.ops.tanh(heads), (batch, length, -1))
+        return x + self.down(merged)
+
+
+@pytest.mark.parametrize("length", [6, None])
+def test_reshapes_with_sizes_read_from_the_input_replay_at_other_sizes(tmp_path, length):
+    keras.utils.set_random_seed(4)
+    tokens = _tokens(count=5, length=length or TRACE_LENGTH + 3)
+    assert_slims_as_masked_and_reloads(_model(HeadsMergingBlock, length=length), tokens, tmp_path)
+
+
+def test_input_sized_reshape_reads_the_named_axes():
+    from tfprune.keras_objects import InputSizedReshape
+
+    merge = InputSizedReshape((None, None, -1), input_axes=(0, 1))
+    assert merge.compute_output_shape((None, 7, 3, 4)) == (None, 7, None)
+    assert merge.compute_output_shape((2, 7, 3, 4)) == (2, 7, 12)
+    assert tuple(merge(np.zeros((2, 7, 3, 4))).shape) == (2, 7, 12)
+    # A mask (batch, length) to (batch, 1, 1, length): the second None is the input's axis 1.
+    spread = InputSizedReshape((None, 1, 1, None), input_axes=(0, 1))
+    assert tuple(spread(np.zeros((2, 5))).shape) == (2, 1, 1, 5)
+    with pytest.raises(ValueError, match="1 input axes for 2 None entries"):
+        InputSizedReshape((None, None, -1), input_axes=(0,))

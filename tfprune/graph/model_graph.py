@@ -66,6 +66,9 @@ class Alias:
         container: The nested model or composite layer entered or left.
         node: The container's node in the outer graph.
         entering: True where the walk enters the container, False where it leaves.
+        path: The names of the containers holding this one (outermost first).
+        name: The container's name, or its path joined by ``/`` when another
+            container shares its name (``slim`` names a rebuilt composite so).
     """
 
     sources: list
@@ -73,6 +76,8 @@ class Alias:
     container: object = None
     node: object = None
     entering: bool = True
+    path: tuple = ()
+    name: str = ""
 
 
 def functional_graph(model) -> keras.Model:
@@ -235,19 +240,20 @@ def _none_left_out():
 
     for cls, original in originals.items():
         cls.symbolic_call = leaving_out_none(original)
-    layer_module.Node = _NodeOfTensors
     try:
         with output_specs_from_call():
             yield
     finally:
         for cls, original in originals.items():
             cls.symbolic_call = original
-        layer_module.Node = Node
 
 
 @contextlib.contextmanager
 def output_specs_from_call():
     """Layers whose ``compute_output_shape`` fails get their output spec from their call.
+
+    And a layer returning ``(x, None)`` (an absent cache) gets a node of its
+    tensors only.
 
     keras-hub's SmolLM 3 attention and rotary embedding expect a list of
     shapes where Keras hands them one: called on symbolic tensors (while a
@@ -264,10 +270,12 @@ def output_specs_from_call():
             return keras.Operation.compute_output_spec(self, *args, **kwargs)
 
     keras.layers.Layer.compute_output_spec = output_spec_from_call
+    layer_module.Node = _NodeOfTensors
     try:
         yield
     finally:
         keras.layers.Layer.compute_output_spec = output_spec
+        layer_module.Node = Node
 
 
 class _NodeOfTensors(Node):
@@ -350,9 +358,15 @@ def walk(model) -> Iterator[Call | Alias]:
     steps = list(_walk(model, ()))
     names = qualified_names((step.path, step.operation) for step in steps
                             if isinstance(step, Call))
+    containers = qualified_names((step.path, step.container) for step in steps
+                                 if isinstance(step, Alias) and step.container is not None)
     for step in steps:
-        yield (dataclasses.replace(step, name=names[id(step.operation)])
-               if isinstance(step, Call) else step)
+        if isinstance(step, Call):
+            yield dataclasses.replace(step, name=names[id(step.operation)])
+        elif step.container is not None:
+            yield dataclasses.replace(step, name=containers[id(step.container)])
+        else:
+            yield step
 
 
 def _walk(model, path: tuple) -> Iterator[Call | Alias]:
@@ -375,11 +389,12 @@ def _walk(model, path: tuple) -> Iterator[Call | Alias]:
         if inner is not None:
             unique = list({id(tensor): tensor for tensor in inputs}.values())
             yield Alias(unique if len(unique) == len(inner.inputs) else inputs,
-                        list(inner.inputs), operation, node, entering=True)
+                        list(inner.inputs), operation, node, entering=True, path=path)
             yield from _walk(inner, (*path, operation.name))
             if symbolic is not None:  # the call's constant outputs are no tensors of the graph
                 outputs = [outputs[i] for i in symbolic]
-            yield Alias(list(inner.outputs), outputs, operation, node, entering=False)
+            yield Alias(list(inner.outputs), outputs, operation, node, entering=False,
+                        path=path)
         else:
             yield Call(operation, inputs, outputs, node, operation.name, path)
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from tfprune.handlers.base import LayerHandler, block, merge, pass_through, take
 from tfprune.handlers.channel_analysis import GraphError, Layout
+from tfprune.keras_objects import InputSizedReshape
 from tfprune.layer_configs import layer_config
 
 
@@ -117,7 +118,33 @@ class ReshapeHandler(LayerHandler):
         index = context.output_index(layer)
         if index is not None:
             config[self.shape_key] = (*tuple(config[self.shape_key])[:-1], int(index.size))
+        if self._reads_input_sizes(layer):
+            config = {"newshape": config[self.shape_key], "name": layer.name,
+                      "input_axes": _unknown_axes(layer, config[self.shape_key])}
         return config, []
+
+    def rebuilt_class(self, layer, context) -> type:
+        """``InputSizedReshape`` where the traced shape holds sizes read from the input."""
+        return InputSizedReshape if self._reads_input_sizes(layer) else type(layer)
+
+    def _reads_input_sizes(self, layer) -> bool:
+        return None in tuple(getattr(layer, self.shape_key, None) or ())
+
+
+def _unknown_axes(layer, newshape) -> list[int]:
+    """The traced input's axes of unknown size, one per None of ``newshape``, in order.
+
+    Raises:
+        GraphError: When the shape holds more None entries than the input has
+            unknown axes (a size read from another tensor).
+    """
+    traced = layer._inbound_nodes[0].input_tensors[0].shape
+    axes = [axis for axis, size in enumerate(traced) if size is None]
+    count = list(newshape).count(None)
+    if count > len(axes):
+        raise GraphError(f"{layer.name!r}: reshaping to {tuple(newshape)} reads sizes that "
+                         f"are not its input's {tuple(traced)}; slim cannot replay it.")
+    return axes[:count]
 
 
 class PermuteHandler(LayerHandler):

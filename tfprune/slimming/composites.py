@@ -22,7 +22,7 @@ from tfprune.layer_configs import layer_config, rebuild
 
 
 def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object],
-                      copies: list):
+                      copies: list, name: str | None = None):
     """A new ``slimmed_class(type(layer))`` whose sublayers are ``replacements[id(sublayer)]``.
 
     Sublayers without a replacement that hold replaced sublayers themselves
@@ -38,8 +38,10 @@ def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object]
         layer: The composite layer of the original model.
         replacements: ``{id(original sublayer): slimmed sublayer}``.
         copies: Receives ``(fresh sublayer, original sublayer)`` pairs.
+        name: The new instance's name (default: the original's; a composite
+            sharing its name with another one is named by its path).
     """
-    config = layer_config(layer)
+    config = {**layer_config(layer), "name": name or layer.name}
     layer_type = slimmed_class(type(layer))
     clone = rebuild(layer, config, layer_type)
     try:

@@ -31,6 +31,7 @@ from tfprune.graph.model_graph import (
     traced_concretely,
 )
 from tfprune.importance.task_data import task_preprocessor
+from tfprune.keras_objects import SlimmedComposite, TensorOutputs, slimmed_class
 from tfprune.layer_configs import layer_config, rebuild
 from tfprune.layer_state import copy_layer_state
 from tfprune.plans.pruning_plan import PlanError, PruningPlan, check_plan_fits
@@ -80,6 +81,16 @@ class SlimContext:
         mask = self.graph.channel_mask(self.graph.layer_inputs.get(name), self.keep)
         return None if mask is None else np.flatnonzero(mask)
 
+    def input_width(self, layer) -> int | None:
+        """The width of ``layer``'s main input after slimming (None: not a tracked tensor)."""
+        layout = self.graph.layer_inputs.get(self.graph.name_of(layer))
+        if layout is None:
+            return None
+        mask = self.graph.channel_mask(layout, self.keep)
+        if mask is None:
+            return layout.tiles * sum(size for _, size in layout.spaces)
+        return int(np.count_nonzero(mask))
+
     def inner_index(self, layer, unit: str) -> np.ndarray | None:
         """Indices of the kept channels of ``layer``'s inner ``unit`` (None: all kept)."""
         mask = self.graph.inner_masks(self.graph.name_of(layer), self.keep).get(unit)
@@ -90,6 +101,47 @@ class SlimContext:
         name = self.graph.name_of(layer)
         mask = self.graph.channel_mask(self.graph.layer_outputs[name], self.keep)
         return None if mask is None else np.flatnonzero(mask)
+
+
+def _build_at_known_width(layer, original, args: tuple, width: int | None) -> None:
+    """Build ``layer`` at ``width`` when its input's last axis is unknown.
+
+    A composite's ``call`` may merge heads with ``reshape(x, (batch, length, -1))``
+    (DINOv3's and RoFormerV2's attention): traced, the last axis is None, and a
+    rebuilt projection could not create its kernel from it. The composite built
+    its own projection beforehand, from its config; the slimmed width is known
+    from the plan, or, where the traced width was unknown (its channels kept
+    whole), from the shape ``original`` was built with.
+    """
+    main = args[0] if args else None
+    if (not isinstance(layer, keras.layers.Layer) or layer.built
+            or not isinstance(main, keras.KerasTensor)
+            or not main.shape or main.shape[-1] is not None):
+        return
+    if not width:
+        shapes = list((getattr(original, "_build_shapes_dict", None) or {}).values())
+        width = shapes[0][-1] if shapes and shapes[0] else None
+    if width:
+        layer.build(tuple(main.shape[:-1]) + (int(width),))
+
+
+def _saveable(original, config: dict, rebuilt):
+    """``rebuilt``, or, if its ``get_config`` fails, the same as a ``slimmed_class``.
+
+    Some keras-hub sublayers are never saved on their own (their block is):
+    their ``get_config`` reads attributes they never set (keras-hub 0.32's
+    ``RoformrPositionalEmbedding``). Inlined by a flat slim, such a layer is
+    rebuilt as a subclass that saves the arguments read from its attributes
+    (``tfprune.keras_objects.SlimmedComposite``), so the slimmed model saves
+    and loads.
+    """
+    if not isinstance(rebuilt, keras.layers.Layer) or isinstance(rebuilt, SlimmedComposite):
+        return rebuilt
+    try:
+        rebuilt.get_config()
+        return rebuilt
+    except (NotImplementedError, AttributeError):
+        return rebuild(original, config, slimmed_class(type(rebuilt)))
 
 
 def _rebuilt_in_place(step: Alias) -> bool:
@@ -146,7 +198,7 @@ def _in_place_boundary(step: Alias, state: _InPlace, rebuilt_layers: dict, graph
                         if id(graph.operations[name]) in inside
                         and _changed(graph.operations[name], layer, weights.get(id(layer)))}
         clone = state.clones[id(step.container)] = rebuild_composite(
-            step.container, replacements, state.copies)
+            step.container, replacements, state.copies, name=step.name.replace("/", "_"))
     args, kwargs = step.node.arguments.fill_in(tensors)
     outputs = clone(*args, **kwargs)
     for old, new in zip(step.targets, tensors_only(outputs), strict=True):
@@ -243,7 +295,7 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
     for tensor in original.inputs:
         tensors[id(tensor)] = keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
                                           name=tensor._keras_history.operation.name)
-    pending, rebuilt_layers, in_place = [], {}, _InPlace()
+    pending, rebuilt_layers, in_place, wrappers = [], {}, _InPlace(), {}
     with output_specs_from_call():  # layers whose compute_output_shape fails (keras-hub)
         for step in graph.steps:
             if isinstance(step, Alias):
@@ -260,12 +312,20 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
                     config = {**config, "name": step.name.replace("/", "_")}
                 rebuilt = rebuilt_layers[step.name] = rebuild(
                     step.operation, config, handler.rebuilt_class(step.operation, context))
+                if not in_place.stack:  # (a composite's sublayers save with it)
+                    rebuilt = rebuilt_layers[step.name] = _saveable(step.operation, config,
+                                                                    rebuilt)
                 if weights:
                     pending.append((rebuilt, weights))
             args, kwargs = step.node.arguments.fill_in(tensors)
             if in_place.stack:  # on stand-ins, as traced: None arguments left out (model_graph)
                 kwargs = {key: value for key, value in kwargs.items() if value is not None}
+            _build_at_known_width(rebuilt, step.operation, args,
+                                  context.input_width(step.operation))
             outputs = rebuilt(*args, **kwargs)
+            if len(tensors_only(outputs)) != len(keras.tree.flatten(outputs)):  # some Nones
+                wrapper = wrappers.get(step.name) or TensorOutputs(rebuilt, name=rebuilt.name)
+                outputs = wrappers.setdefault(step.name, wrapper)(*args, **kwargs)
             for old, new in zip(step.outputs, tensors_only(outputs), strict=True):
                 tensors[id(old)] = new
     # The model's own input and output structure (a dict of named outputs stays a dict).

@@ -1,0 +1,138 @@
+"""Slimming composites whose sublayers are written as keras-hub writes them.
+
+keras-hub's blocks are saved through their own configs, never their
+sublayers'; a flat slim saves the sublayers, so their quirks must not stop
+the slimmed model from saving and loading: a call returning ``(x, None)``
+(T5's attention), a ``get_config`` that leaves out an argument kept only in a
+Dropout layer (T5), a broken ``get_config`` (RoFormerV2's embedding), a
+Dropout layer written where its rate belongs (Swin), and blocks of the same
+name in two stages (Swin).
+"""
+
+import keras
+import numpy as np
+import pytest
+from slim_checks import assert_slims_as_masked_and_reloads
+
+from tfprune.layer_configs import layer_config
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class CachingAttention(keras.layers.Layer):
+    """Returns ``(output, None)`` and saves no ``dropout``: its rate lives in ``dropout_layer``."""
+
+    def __init__(self, width, dropout, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.value = keras.layers.Dense(width, name="value")
+        self.dropout_layer = keras.layers.Dropout(dropout)
+
+    def call(self, x, cache=None):
+        return self.dropout_layer(self.value(x)), cache
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}  # no "dropout"
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class BrokenConfigScale(keras.layers.Layer):
+    """Scales by a weight; its ``get_config`` reads an attribute it never set."""
+
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.out_width}  # AttributeError
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class QuirkyBlock(keras.layers.Layer):
+    def __init__(self, width=8, hidden=12, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.hidden = width, hidden
+        self.attention = CachingAttention(width, 0.0, name="attention")
+        self.scale = BrokenConfigScale(width, name="scale")
+        self.up = keras.layers.Dense(hidden, activation="relu", name="up")
+        self.down = keras.layers.Dense(width, name="down")
+
+    def call(self, x):
+        attended, _ = self.attention(x)
+        return self.scale(x + attended) + self.down(self.up(x))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "hidden": self.hidden}
+
+
+def test_a_flat_slim_of_keras_hub_like_sublayers_saves_and_loads(tmp_path):
+    keras.utils.set_random_seed(5)
+    tokens = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x = QuirkyBlock(name="block")(x)
+    model = keras.Model(tokens, keras.layers.Dense(3, name="head")(
+        keras.layers.GlobalAveragePooling1D()(x)))
+    data = np.random.default_rng(0).integers(0, 20, (5, 6))
+    assert_slims_as_masked_and_reloads(model, data, tmp_path,
+                                       ignored_layers=["scale"])  # kept whole
+
+
+def test_a_dropout_layer_in_a_config_is_read_as_its_rate():
+    class SwinLike(keras.layers.Layer):
+        def __init__(self, proj_drop=0.0, **kwargs):
+            super().__init__(**kwargs)
+            self.proj_drop = keras.layers.Dropout(proj_drop)
+
+        def get_config(self):
+            return {**super().get_config(), "proj_drop": self.proj_drop}
+
+    assert layer_config(SwinLike(0.25))["proj_drop"] == pytest.approx(0.25)
+    assert layer_config(CachingAttention(4, 0.125))["dropout"] == pytest.approx(0.125)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class SizedBlock(keras.layers.Layer):
+    """Reads its batch size and length (rebuilt in place by slim), named alike in each stage."""
+
+    def __init__(self, width=8, hidden=12, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.hidden = width, hidden
+        self.up = keras.layers.Dense(hidden, activation="relu", name="up")
+        self.down = keras.layers.Dense(width, name="down")
+
+    def call(self, x):
+        batch, length = keras.ops.shape(x)[0], keras.ops.shape(x)[1]
+        return x + self.down(self.up(x)) * keras.ops.ones((batch, length, 1))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "hidden": self.hidden}
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class Stage(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [SizedBlock(name="blocks_0"), SizedBlock(name="blocks_1")]
+
+    def call(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_blocks_named_alike_in_two_stages_are_named_by_their_paths(tmp_path):
+    keras.utils.set_random_seed(6)
+    tokens = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x = Stage(name="stage_1")(Stage(name="stage_0")(x))
+    model = keras.Model(tokens, keras.layers.Dense(3, name="head")(
+        keras.layers.GlobalAveragePooling1D()(x)))
+    data = np.random.default_rng(1).integers(0, 20, (4, 6))
+    slimmed = assert_slims_as_masked_and_reloads(model, data, tmp_path)
+    names = [layer.name for layer in slimmed.layers]
+    assert len(names) == len(set(names))
