@@ -34,6 +34,8 @@ COMMON = {
     "hidden_dim": 16, "hidden_size": 16, "intermediate_dim": 32, "embedding_dim": 16,
     "head_dim": 4, "head_size": 4, "mlp_dim": 32, "patch_size": 4, "image_shape": (32, 32, 3),
     "num_experts": 4, "moe_intermediate_dim": 16, "max_sequence_length": 32,
+    "shared_expert_intermediate_dim": 16, "shared_expert_intermediate_size": 16, "top_k": 2,
+    "image_size": 32,  # Gemma 3 and 4 without a vision encoder: text only
 }
 
 #: Backbones whose arguments are not the common ones: the small config to build them with.

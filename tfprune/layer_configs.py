@@ -8,7 +8,10 @@ writes keys their own constructor refuses: these functions make up for it.
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
+import textwrap
 
 import keras
 
@@ -28,6 +31,31 @@ def layer_config(layer) -> dict:
     except (NotImplementedError, AttributeError):
         return constructor_config(layer)
     return completed_config(layer, {key: _rate_of(value) for key, value in config.items()})
+
+
+@functools.cache
+def _stored_as(layer_type: type) -> dict[str, str]:
+    """``{argument: attribute}`` for each ``self.attribute = argument`` of the constructor.
+
+    Read from the constructor's source (``int(argument)`` and the like count
+    too); empty when the source cannot be read.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(layer_type.__init__)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    stored = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        target, value = node.targets[0], node.value
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                and value.func.id in ("int", "float", "bool", "str") and len(value.args) == 1):
+            value = value.args[0]
+        if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                and target.value.id == "self" and isinstance(value, ast.Name)):
+            stored.setdefault(value.id, target.attr)
+    return stored
 
 
 def _rate_of(value):
@@ -62,8 +90,10 @@ def constructor_config(layer, layer_type: type | None = None) -> dict:
 
     Each argument of ``(layer_type or type(layer)).__init__`` is read from the attribute of
     the same name (or with a leading underscore), with the layer's name and
-    dtype policy (serialized, so the config saves). A dropout rate is read
-    from the Dropout layer built from it (``dropout`` from ``dropout_layer``:
+    dtype policy (serialized, so the config saves), or from the attribute the
+    constructor assigns it to (``self.intermediate_dim = moe_intermediate_dim``
+    in keras-hub's ``QwenSparseMoeBlock``). A dropout rate is read from the
+    Dropout layer built from it (``dropout`` from ``dropout_layer``:
     keras-hub's T5 attention). For layers whose ``get_config`` is missing,
     broken, or writes keys its own ``from_config`` refuses (keras-hub 0.32's
     ``Qwen3TransformerDecoder``).
@@ -74,7 +104,8 @@ def constructor_config(layer, layer_type: type | None = None) -> dict:
     for name, parameter in parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
             continue
-        for attribute in (name, f"_{name}", f"{name}_layer"):
+        stored = _stored_as(layer_type or type(layer)).get(name)
+        for attribute in (name, f"_{name}", *filter(None, [stored]), f"{name}_layer"):
             if not hasattr(layer, attribute):
                 continue
             value = _rate_of(getattr(layer, attribute))

@@ -136,3 +136,17 @@ def test_blocks_named_alike_in_two_stages_are_named_by_their_paths(tmp_path):
     slimmed = assert_slims_as_masked_and_reloads(model, data, tmp_path)
     names = [layer.name for layer in slimmed.layers]
     assert len(names) == len(set(names))
+
+
+def test_an_argument_stored_under_another_name_is_read_from_the_constructor():
+    from tfprune.layer_configs import constructor_config
+
+    class MoeLike(keras.layers.Layer):  # as keras-hub's QwenSparseMoeBlock
+        def __init__(self, moe_intermediate_dim, shared_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.intermediate_dim = moe_intermediate_dim
+            self.intermediate_dim_shared = int(shared_dim)
+
+    config = constructor_config(MoeLike(6, 3))
+    assert (config["moe_intermediate_dim"], config["shared_dim"]) == (6, 3)
+    assert MoeLike.from_config(config).intermediate_dim_shared == 3

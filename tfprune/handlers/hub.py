@@ -184,16 +184,18 @@ class DerivedHeadSizeAttention(GroupedQueryAttention):
 
     Args:
         head_sized: The name of the twin class in ``tfprune.hub_objects``.
-        public_projections: Whether the projections are ``query_dense``...
-            (Mixtral's, Phi-3's) rather than ``_query_dense``...
+        projections: The attributes holding the query, key, value and output
+            projections, where they are not ``_query_dense``... (Mixtral's and
+            Phi-3's are ``query_dense``...; QwenMoe's, ``query_dense``...
+            ``_output_dense``).
     """
 
     reads_query_only = True
 
-    def __init__(self, head_sized: str, public_projections: bool = False):
+    def __init__(self, head_sized: str, projections: tuple[str, ...] | None = None):
         self.head_sized = head_sized
-        if public_projections:
-            self.projections = HubDecoderAttention.projections
+        if projections is not None:
+            self.projections = projections
 
     def slim(self, layer, context):
         """``GroupedQueryAttention``'s config and slices, with the head size pinned."""
@@ -277,13 +279,14 @@ HUB_HANDLERS = {
     ("keras_hub.src.models.llama.llama_attention", "LlamaAttention"):
         DerivedHeadSizeAttention("HeadSizedLlamaAttention"),
     ("keras_hub.src.models.mixtral.mixtral_attention", "CachedMixtralAttention"):
-        DerivedHeadSizeAttention("HeadSizedMixtralAttention", public_projections=True),
+        DerivedHeadSizeAttention("HeadSizedMixtralAttention", HubDecoderAttention.projections),
     ("keras_hub.src.models.qwen.qwen_attention", "QwenAttention"):
         DerivedHeadSizeAttention("HeadSizedQwenAttention"),
     ("keras_hub.src.models.qwen_moe.qwen_moe_attention", "QwenMoeAttention"):
-        DerivedHeadSizeAttention("HeadSizedQwenMoeAttention", public_projections=True),
+        DerivedHeadSizeAttention("HeadSizedQwenMoeAttention",
+                                 ("query_dense", "key_dense", "value_dense", "_output_dense")),
     ("keras_hub.src.models.phi3.phi3_attention", "Phi3Attention"):
-        DerivedHeadSizeAttention("HeadSizedPhi3Attention", public_projections=True),
+        DerivedHeadSizeAttention("HeadSizedPhi3Attention", HubDecoderAttention.projections),
     ("keras_hub.src.models.qwen3.qwen3_attention", "Qwen3Attention"): HeadDimAttention(),
     ("keras_hub.src.models.gpt_oss.gpt_oss_attention", "GptOssAttention"): SinkAttention(),
     ("keras_hub.src.models.qwen3_moe.qwen3_moe_attention", "Qwen3MoeAttention"):
