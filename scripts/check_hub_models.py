@@ -2,6 +2,7 @@
 
 For each ``*Backbone`` class of the installed keras-hub that builds from a
 small config with random weights: a 3-class Dense head on its main output
+(``sequence_output``, else its last output: a decoder's, the deepest stage's)
 (averaged over its token or spatial axes), then ``tfprune.check.check_model``:
 channel groups, magnitude and snip scores, a plan removing 40%, a masked
 copy, slim (fewer parameters, outputs within 1e-4 of the masked model's
@@ -75,6 +76,27 @@ CONFIGS = {
                   layer_norm_epsilon=1e-5, max_position_embeddings=64, rope_theta=10000.0,
                   partial_rotary_factor=1.0)
        for name in ("SmolLMBackbone", "SmolLM3Backbone")},
+    "MobileNetBackbone": dict(
+        stackwise_expansion=[[40, 56], [64, 144]], stackwise_num_blocks=[2, 2],
+        stackwise_num_filters=[[16, 16], [24, 24]], stackwise_kernel_size=[[3, 3], [5, 5]],
+        stackwise_num_strides=[[2, 1], [2, 1]], stackwise_se_ratio=[[None, None], [0.25, 0.25]],
+        stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
+        stackwise_padding=[[1, 1], [2, 2]], output_num_filters=48, depthwise_filters=8,
+        depthwise_stride=2, depthwise_residual=False, last_layer_filter=64,
+        squeeze_and_excite=0.5, image_shape=(32, 32, 3)),
+    "MiTBackbone": dict(layerwise_depths=[1, 1], num_layers=2, layerwise_num_heads=[1, 2],
+                        layerwise_sr_ratios=[2, 1], max_drop_path_rate=0.0,
+                        layerwise_patch_sizes=[7, 3], layerwise_strides=[4, 2],
+                        hidden_dims=[8, 16], image_shape=(32, 32, 3)),
+    "ViTDetBackbone": dict(hidden_size=16, num_layers=2, intermediate_dim=32, num_heads=2,
+                           global_attention_layer_indices=[1], image_shape=(32, 32, 3),
+                           patch_size=4, num_output_channels=8, window_size=4),
+    "HGNetV2Backbone": dict(
+        depths=[1, 1], embedding_size=16, hidden_sizes=[32, 64], stem_channels=[3, 8, 16],
+        hidden_act="relu", use_learnable_affine_block=False,
+        stackwise_stage_filters=[(16, 8, 32, 1, 1, 3), (32, 16, 64, 1, 1, 3)],
+        apply_downsample=[False, True], use_lightweight_conv_block=[False, False],
+        image_shape=(32, 32, 3)),
     "AlbertBackbone": dict(vocabulary_size=64, num_layers=2, num_heads=2, embedding_dim=8,
                            hidden_dim=16, intermediate_dim=32, num_groups=1,
                            num_inner_repetitions=1, max_sequence_length=32),
@@ -145,8 +167,8 @@ def sample_inputs(backbone, count: int = 8, length: int = 12):
 def with_head(backbone) -> keras.Model:
     """The backbone under a 3-class Dense head on its main output, averaged over its axes."""
     output = backbone.output
-    if isinstance(output, dict):
-        output = output.get("sequence_output", next(iter(output.values())))
+    if isinstance(output, dict):  # else the last: a decoder's, the deepest stage's
+        output = output.get("sequence_output", list(output.values())[-1])
     elif isinstance(output, list | tuple):
         output = output[-1]
     if len(output.shape) > 2:
@@ -188,6 +210,10 @@ def check_one(name: str, tflite: bool) -> str:
         except LiteRTError as error:  # the pruning passed; the converter's limit is named
             check = check_model(model, inputs, labels, tflite=False)
             export_note = f" (no LiteRT check: {_flex_ops(error)})"
+        except Exception as error:  # noqa: BLE001 - failing in export only is told as such
+            check = check_model(model, inputs, labels, tflite=False)
+            export_note = (f" (no LiteRT check: the export failed: {type(error).__name__}: "
+                           f"{_flex_ops(error)})")
     except Exception as error:  # one model's failure must not hide the others'
         traceback.print_exc(file=sys.stderr)
         plain = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras' bold markers

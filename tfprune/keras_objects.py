@@ -344,7 +344,10 @@ def _composite_class(entry: dict) -> type:
 def replace_sublayers(layer: keras.layers.Layer, replacements: dict[str, object]) -> None:
     """Sets ``layer``'s attributes to other sublayers; the ones they held leave its tracking.
 
-    Works on a built layer too (Keras locks its state once built).
+    So do the layers inside them that the layer tracks directly too (a list of
+    layers it wrapped in a Sequential, as ViTDet's MLP does), unless a new
+    sublayer holds them. Works on a built layer too (Keras locks its state
+    once built).
     """
     tracker = getattr(layer, "_tracker", None)
     locked = bool(tracker and tracker.locked)
@@ -357,4 +360,8 @@ def replace_sublayers(layer: keras.layers.Layer, replacements: dict[str, object]
         tracker.lock()
     tracked = getattr(layer, "_layers", None)
     if isinstance(tracked, list):
-        tracked[:] = [sub for sub in tracked if not any(sub is gone for gone in old)]
+        kept = {id(inner) for new in replacements.values() if isinstance(new, keras.layers.Layer)
+                for inner in new._flatten_layers(include_self=True, recursive=True)}
+        gone = {id(inner) for sub in old if isinstance(sub, keras.layers.Layer)
+                for inner in sub._flatten_layers(include_self=True, recursive=True)} - kept
+        tracked[:] = [sub for sub in tracked if id(sub) not in gone]

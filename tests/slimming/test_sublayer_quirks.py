@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from slim_checks import assert_slims_as_masked_and_reloads
 
+import tfprune
 from tfprune.layer_configs import layer_config
+from tfprune.plans.pruning_plan import PlanError
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -150,3 +152,72 @@ def test_an_argument_stored_under_another_name_is_read_from_the_constructor():
     config = constructor_config(MoeLike(6, 3))
     assert (config["moe_intermediate_dim"], config["shared_dim"]) == (6, 3)
     assert MoeLike.from_config(config).intermediate_dim_shared == 3
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class SequentialMlpBlock(keras.layers.Layer):
+    """Reads its batch size (rebuilt in place); its MLP is a Sequential made from a list.
+
+    As keras-hub's ViTDet: the list's layers stay tracked by the block itself
+    too, so the full-size ones must leave with the Sequential they are in.
+    """
+
+    def __init__(self, width=8, hidden=12, unstack=False, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.hidden, self.unstack = width, hidden, unstack
+        self.mlp = [keras.layers.Dense(hidden, activation="relu", name="up"),
+                    keras.layers.Dense(width, name="down")]
+        self.mlp = keras.Sequential(self.mlp)
+
+    def call(self, x):
+        batch, length = keras.ops.shape(x)[0], keras.ops.shape(x)[1]
+        y = self.mlp(x) * keras.ops.ones((batch, length, 1))
+        if self.unstack:  # ops.unstack of another axis than the channels' (ViTDet's q, k, v)
+            halves = keras.ops.reshape(y, (batch, 2, length // 2, keras.ops.shape(y)[-1]))
+            first, second = keras.ops.unstack(halves, axis=1)
+            y = keras.ops.concatenate([second, first], axis=1)
+        return x + y
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "hidden": self.hidden,
+                "unstack": self.unstack}
+
+
+@pytest.mark.parametrize("unstack", [False, True])
+def test_a_composite_holding_a_sequential_slims_without_its_full_size_layers(tmp_path, unstack):
+    keras.utils.set_random_seed(7)
+    tokens = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x = SequentialMlpBlock(unstack=unstack, name="block")(x)
+    model = keras.Model(tokens, keras.layers.Dense(3, name="head")(
+        keras.layers.GlobalAveragePooling1D()(x)))
+    data = np.random.default_rng(2).integers(0, 20, (4, 6))
+    slimmed = assert_slims_as_masked_and_reloads(model, data, tmp_path)
+    block, original = slimmed.get_layer("block"), model.get_layer("block")
+    assert len(block.weights) == 4  # the slimmed Dense layers only, not full-size twins too
+    assert block.count_params() < original.count_params()
+
+
+class ListMlpBlock(SequentialMlpBlock):
+    """Holds its MLP in a plain list, where slim cannot put slimmed layers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.mlp = list(self.mlp.layers)
+
+    def call(self, x):
+        batch = keras.ops.shape(x)[0]
+        y = x
+        for layer in self.mlp:
+            y = layer(y)
+        return x + y * keras.ops.ones((batch, 1, 1))
+
+
+def test_a_composite_holding_sublayers_in_a_list_is_refused_by_slim():
+    tokens = keras.Input((6,), dtype="int32")
+    x = ListMlpBlock(name="block")(keras.layers.Embedding(20, 8, name="embed")(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(3, name="head")(
+        keras.layers.GlobalAveragePooling1D()(x)))
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    with pytest.raises(PlanError, match="'block' \\(ListMlpBlock\\) holds .*ignored_layers"):
+        tfprune.slim(model, plan)

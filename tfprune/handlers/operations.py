@@ -164,6 +164,19 @@ class MoveaxisOp(OperationHandler):
         block(analysis, layer, inputs, outputs, "a moveaxis that moves the channel axis")
 
 
+class UnstackOp(OperationHandler):
+    """ops.unstack: each slice has the input's channels while another axis is unstacked."""
+
+    def analyse(self, analysis, layer, inputs, outputs):
+        rank = len(inputs[0].shape)
+        if int(layer.axis) % rank == rank - 1:
+            block(analysis, layer, inputs, outputs, "an unstack of the channel axis")
+            return
+        layout = analysis.layout(inputs[0])
+        for output in outputs:
+            analysis.set_layout(output, layout)
+
+
 class ShapeOp(OperationHandler):
     """expand_dims / squeeze: channels pass while the last axis keeps its size."""
 
@@ -259,6 +272,7 @@ OPERATION_HANDLERS = {
     _classes(numpy_ops, "Reshape"): ReshapeHandler("newshape"),
     _classes(numpy_ops, "Transpose"): TransposeOp(),
     _classes(numpy_ops, "Moveaxis"): MoveaxisOp(),
+    _classes(core_ops, "Unstack"): UnstackOp(),
     _classes(numpy_ops, "ZerosLike OnesLike FullLike"): ElementwiseOp(),
     _classes(numpy_ops, "ExpandDims Squeeze"): ShapeOp(),
     _classes(numpy_ops, "GetItem"): GetItemOp(),

@@ -19,6 +19,7 @@ import keras
 
 from tfprune.keras_objects import replace_sublayers, slimmed_class
 from tfprune.layer_configs import layer_config, rebuild
+from tfprune.plans.pruning_plan import PlanError
 
 
 def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object],
@@ -60,7 +61,24 @@ def rebuild_composite(layer: keras.layers.Layer, replacements: dict[int, object]
     replace_sublayers(clone, replaced)
     clone.slimmed_attributes = tuple(replaced)
     clone.built = True
+    _check_all_placed(layer, clone, replacements)
     return clone
+
+
+def _check_all_placed(layer, clone, replacements: dict[int, object]) -> None:
+    """Raises PlanError if a slimmed sublayer of ``layer`` is not in ``clone``.
+
+    A sublayer held where no attribute names it (in a list, a dict) could not
+    be replaced: the clone would compute with a full-size sublayer.
+    """
+    present = {id(sub) for sub in clone._flatten_layers(include_self=False, recursive=True)}
+    lost = [sub.name for sub in layer._flatten_layers(include_self=False, recursive=True)
+            if id(sub) in replacements and id(replacements[id(sub)]) not in present]
+    if lost:
+        raise PlanError(
+            f"slim: {layer.name!r} ({type(layer).__name__}) holds {lost} where tfprune cannot "
+            "put their slimmed versions (not in an attribute of their own, nor in a "
+            "keras.Sequential); pass their names in ignored_layers to keep them whole.")
 
 
 def _build_like(clone, layer) -> None:
@@ -87,6 +105,21 @@ def _replacement(value, replacements: dict[int, object], copies: list):
     if id(value) in replacements:
         return replacements[id(value)]
     inner = value._flatten_layers(include_self=False, recursive=True)
-    if any(id(sub) in replacements for sub in inner):
-        return rebuild_composite(value, replacements, copies)
-    return None
+    if not any(id(sub) in replacements for sub in inner):
+        return None
+    if isinstance(value, keras.Sequential):  # (ViTDet's MLP holds its Dense layers so)
+        return _rebuilt_sequential(value, replacements, copies)
+    return rebuild_composite(value, replacements, copies)
+
+
+def _rebuilt_sequential(model: keras.Sequential, replacements: dict[int, object],
+                        copies: list) -> keras.Sequential:
+    """A Sequential of the slimmed layers, and fresh twins of the untouched ones."""
+    layers = []
+    for sub in model.layers:
+        new = _replacement(sub, replacements, copies)
+        if new is None:
+            new = rebuild(sub, layer_config(sub))
+            copies.append((new, sub))
+        layers.append(new)
+    return keras.Sequential(layers, name=model.name)
