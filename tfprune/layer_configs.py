@@ -59,8 +59,9 @@ def _stored_as(layer_type: type) -> dict[str, str]:
 
 
 def _rate_of(value):
-    """A Dropout layer where its rate belongs (keras-hub 0.32's Swin config): the rate."""
-    return value.rate if isinstance(value, keras.layers.Dropout) else value
+    """A dropout layer where its rate belongs (keras-hub 0.32's Swin config): the rate."""
+    rate = getattr(value, "rate", None) if isinstance(value, keras.layers.Layer) else None
+    return rate if isinstance(rate, int | float) else value
 
 
 def missing_arguments(layer_type: type, config: dict) -> list[str]:
