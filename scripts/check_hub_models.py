@@ -99,6 +99,17 @@ CONFIGS = {
         stackwise_stage_filters=[(16, 8, 32, 1, 1, 3), (32, 16, 64, 1, 1, 3)],
         apply_downsample=[False, True], use_lightweight_conv_block=[False, False],
         image_shape=(32, 32, 3)),
+    "PaliGemmaBackbone": dict(vocabulary_size=64, image_size=16, num_layers=2, num_query_heads=4,
+                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
+                              head_dim=4, vit_patch_size=8, vit_num_heads=2, vit_hidden_dim=16,
+                              vit_num_layers=1, vit_intermediate_dim=32),
+    "T5GemmaBackbone": dict(
+        vocabulary_size=64, encoder_hidden_dim=16, encoder_intermediate_dim=32,
+        encoder_num_layers=2, encoder_num_attention_heads=4, encoder_num_key_value_heads=2,
+        encoder_head_dim=4, encoder_layer_types=["full_attention"] * 2, decoder_hidden_dim=16,
+        decoder_intermediate_dim=32, decoder_num_layers=2, decoder_num_attention_heads=4,
+        decoder_num_key_value_heads=2, decoder_head_dim=4,
+        decoder_layer_types=["full_attention"] * 2),
     "AlbertBackbone": dict(vocabulary_size=64, num_layers=2, num_heads=2, embedding_dim=8,
                            hidden_dim=16, intermediate_dim=32, num_groups=1,
                            num_inner_repetitions=1, max_sequence_length=32),
@@ -190,8 +201,9 @@ def sample_inputs(backbone, count: int = 8, length: int = 12):
 def with_head(backbone) -> keras.Model:
     """The backbone under a 3-class Dense head on its main output, averaged over its axes."""
     output = backbone.output
-    if isinstance(output, dict):  # else the last: a decoder's, the deepest stage's
-        output = output.get("sequence_output", list(output.values())[-1])
+    if isinstance(output, dict):  # else the last sequence output (a decoder's), or last output
+        sequences = [value for key, value in output.items() if key.endswith("sequence_output")]
+        output = output.get("sequence_output", (sequences or list(output.values()))[-1])
     elif isinstance(output, list | tuple):
         output = output[-1]
     if len(output.shape) > 2:

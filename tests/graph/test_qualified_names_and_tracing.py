@@ -273,3 +273,29 @@ def test_input_sized_reshape_reads_the_named_axes():
     assert tuple(spread(np.zeros((2, 5))).shape) == (2, 1, 1, 5)
     with pytest.raises(ValueError, match="1 input axes for 2 None entries"):
         InputSizedReshape((None, None, -1), input_axes=(0,))
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class CausalMeanBlock(Block):
+    """Builds a causal mask from the length it reads, as T5Gemma's decoder does.
+
+    Traced symbolically, ``ops.arange(0, length)`` is empty: the trace would
+    hold a (0, 0) mask that cannot run at any real length.
+    """
+
+    def call(self, x, mask=None):
+        length = keras.ops.shape(x)[1]
+        positions = keras.ops.arange(0, length, dtype="int32")
+        causal = keras.ops.logical_and(positions[None, :] <= positions[:, None],
+                                       keras.ops.ones((1, 1), "bool"))
+        hidden = self.up(x)
+        mixed = keras.ops.einsum("qk,bkh->bqh", keras.ops.cast(causal, hidden.dtype), hidden)
+        return x + self.down(mixed)
+
+
+def test_a_mask_built_from_a_read_length_is_traced_at_sizes_and_rebuilt_in_place(tmp_path):
+    keras.utils.set_random_seed(8)
+    tokens = _tokens(count=3, length=TRACE_LENGTH + 2)
+    slimmed = assert_slims_as_masked_and_reloads(_model(CausalMeanBlock, length=None), tokens,
+                                                 tmp_path)
+    assert isinstance(slimmed.get_layer("block_a"), CausalMeanBlock)  # its own call, any length

@@ -93,3 +93,14 @@ def test_registry_finds_a_handler_along_the_mro_and_takes_a_users_own():
         from tfprune.handlers import HANDLERS
 
         HANDLERS.pop(Scale)
+
+
+def test_an_op_broadcasting_a_tensor_to_more_channels_keeps_them_whole():
+    inputs = keras.Input((6, 4))
+    x = keras.layers.Dense(5, name="features")(inputs)
+    gate = keras.layers.Dense(1, name="gate")(inputs)
+    widened = keras.ops.add(gate, keras.ops.zeros((1, 1, 5)))  # 1 channel -> 5
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x * widened))
+    groups = tfprune.channel_groups(keras.Model(inputs, outputs))
+    # Kept whole, no error; and so is what the widened gate multiplies.
+    assert not any({"gate", "features"} & set(group.sources) for group in groups)

@@ -207,6 +207,8 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
         elif len(flat) != len(keras.tree.flatten(outputs)):
             outputs = flat
         traced = keras.Model(list(inputs.values()), outputs, name=f"{operation.name}_call")
+        if not concrete and _empty_axes(traced):  # sizes it read became 0: give it numbers
+            raise ValueError("a size read from its input became an axis of size 0")
     except Exception as error:  # noqa: BLE001 - any failure means "not traceable": reported
         _TRACE_ERRORS[operation] = _trace_failure(operation, error)
         return None
@@ -214,6 +216,17 @@ def _trace(operation, node, concrete: bool) -> keras.Model | None:
     traced._tfprune_concrete = concrete
     traced._tfprune_symbolic_outputs = symbolic if len(symbolic) != len(flat) else None
     return traced
+
+
+def _empty_axes(traced: keras.Model) -> bool:
+    """Whether a tensor of the trace has an axis of size 0.
+
+    A call that builds a mask from a size it reads (T5Gemma's
+    ``ops.arange(length)``) gets 0 for an unknown size when traced
+    symbolically; replayed at run time, that mask would not fit.
+    """
+    return any(0 in tuple(tensor.shape) for node in _nodes(traced)
+               for tensor in node.output_tensors)
 
 
 @contextlib.contextmanager

@@ -44,10 +44,17 @@ class OperationHandler(LayerHandler):
 
 
 class ElementwiseOp(OperationHandler):
-    """Elementwise ops: one tensor passes its channels; several merge theirs."""
+    """Elementwise ops: one tensor passes its channels; several merge theirs.
+
+    One tensor broadcast against a constant of another last axis (a mask
+    built at traced sizes: T5Gemma's) keeps its channels whole.
+    """
 
     def analyse(self, analysis, layer, inputs, outputs):
-        if len(inputs) == 1:
+        if len(inputs) == 1 and outputs[0].shape[-1] != inputs[0].shape[-1]:
+            block(analysis, layer, inputs, outputs, "broadcast against a constant of another "
+                  "channel count")
+        elif len(inputs) == 1:
             pass_through(analysis, layer, inputs, outputs)
         else:
             merge(analysis, layer, inputs, outputs)
