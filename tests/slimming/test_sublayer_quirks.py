@@ -5,8 +5,10 @@ sublayers'; a flat slim saves the sublayers, so their quirks must not stop
 the slimmed model from saving and loading: a call returning ``(x, None)``
 (T5's attention), a ``get_config`` that leaves out an argument kept only in a
 Dropout layer (T5), a broken ``get_config`` (RoFormerV2's embedding), a
-Dropout layer written where its rate belongs (Swin), and blocks of the same
-name in two stages (Swin).
+Dropout layer written where its rate belongs (Swin), blocks of the same
+name in two stages (Swin), an argument stored under another name (QwenMoe),
+and a block holding its MLP in a Sequential made from a list (ViTDet) or in
+a plain list (refused).
 """
 
 import keras
