@@ -59,3 +59,29 @@ def test_a_string_input_model_gets_litert_error_naming_its_string_ops(tmp_path):
     with pytest.raises(LiteRTError, match=r"text.tflite: .*\(FlexStringLower\).*Text "
                                           r"preprocessing \(TextVectorization"):
         verify_tflite(path, model, tf.constant([["a b"], ["c d"]]))
+
+
+class PythonBranch(keras.layers.Layer):
+    """Branches in Python on a tensor's value, as keras-hub's Qwen3.5 gated delta net does."""
+
+    def call(self, x):
+        if keras.ops.sum(x) > 0:
+            return x * 2.0
+        return x
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@pytest.mark.parametrize("quantize", ["none", "dynamic"])
+def test_a_model_that_cannot_run_in_a_graph_gets_litert_error_naming_its_layer(tmp_path,
+                                                                               quantize):
+    from tfprune.export.tflite import LiteRTError
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(PythonBranch()(inputs)))
+    assert tuple(model(np.ones((2, 4))).shape) == (2, 2)  # it runs eagerly
+    with pytest.raises(LiteRTError, match="branch.tflite: the model cannot be traced into a "
+                                          "TensorFlow graph.*PythonBranch's call"):
+        export_tflite(model, tmp_path / "branch.tflite", quantize=quantize)
+    assert not (tmp_path / "branch.tflite").exists()  # nothing half-written

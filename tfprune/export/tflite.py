@@ -72,6 +72,36 @@ def flex_errors_named(path: str | os.PathLike):
             "run.") from None
 
 
+#: What TensorFlow says when a layer's call cannot run in a graph (Python control flow on
+#: tensors): keras-hub 0.32's Qwen3.5 gated delta net and RWKV-7 time mix.
+_NOT_IN_A_GRAPH = ("symbolic `tf.Tensor` as a Python `bool`",
+                   "'SymbolicTensor' object cannot be interpreted")
+
+
+@contextlib.contextmanager
+def graph_errors_named(path: str | os.PathLike):
+    """Turns a call that cannot run in a TensorFlow graph into a ``LiteRTError``.
+
+    Export traces the model into a graph; a layer whose ``call`` branches in
+    Python on a tensor's value cannot be traced, and TensorFlow's error names
+    neither the export nor what to do.
+    """
+    try:
+        yield
+    except (tf.errors.OperatorNotAllowedInGraphError, TypeError) as error:
+        text = str(error)
+        if not any(phrase in text for phrase in _NOT_IN_A_GRAPH):
+            raise
+        layer = re.search(r"calling (\w+)\.call\(\)", text)
+        where = f" {layer.group(1)}'s call" if layer else " a layer's call"
+        raise LiteRTError(path,
+            f"the model cannot be traced into a TensorFlow graph, which LiteRT export needs:"
+            f"{where} uses a tensor's value as a Python value ({type(error).__name__}). It "
+            "still prunes, slims and trains (eagerly, or with model.compile("
+            "run_eagerly=True)); to export it, that layer's call must use keras.ops "
+            "(ops.cond, ops.where) instead of Python branches.") from None
+
+
 @dataclasses.dataclass
 class Verification:
     """How a .tflite file's outputs compare with the Keras model's on the same inputs.
@@ -116,6 +146,8 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
 
     Raises:
         ValueError: For an unknown quantization or int8 without images.
+        LiteRTError: When the model cannot be traced into a TensorFlow graph
+            (a layer branching in Python on a tensor's value).
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}.")
@@ -125,11 +157,12 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, quantize: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     model = float32_model(model)
     if quantize == "none":
-        with atomic_path(path) as temporary:
+        with atomic_path(path) as temporary, graph_errors_named(path):
             model.export(str(temporary), format="litert", verbose=False)
         return path
     with tempfile.TemporaryDirectory() as folder:
-        model.export(folder, format="tf_saved_model", verbose=False)
+        with graph_errors_named(path):
+            model.export(folder, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
