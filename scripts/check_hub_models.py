@@ -214,11 +214,11 @@ def with_head(backbone) -> keras.Model:
 
 def _flex_ops(error: Exception) -> str:
     """The Flex ops a LiteRT error names, or its first words."""
-    text = str(error)
+    text = getattr(error, "reason", None) or str(error)  # a LiteRTError's, without its path
     ops = sorted(set(re.findall(r"Flex[A-Z]\w+", text)))
     if ops:
         return f"the file needs Flex ops {', '.join(ops)}"
-    return " ".join(text.split())[:100]
+    return " ".join(text.split())[:130]
 
 
 def check_one(name: str, tflite: bool) -> str:
