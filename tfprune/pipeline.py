@@ -73,7 +73,7 @@ def run_pipeline(config: dict, *, resume: bool = False, progress=print) -> Train
     run_dir, section = result.run_dir, config["deploy"]
     say("slimming the pruned model with its last plan ...")
     masked, slimmed, slim_path = slim_run(run_dir)
-    data = run_data(run_dir)
+    data = result.data if result.data is not None else run_data(run_dir)  # loaded once
     slim_accuracy = _accuracy(slimmed, data.test_dataset())
     reports = export_all(slimmed, RunFolder(run_dir).export, section["quantize"], data=data,
                          stem="slim", verify_samples=section["verify_samples"],

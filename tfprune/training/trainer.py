@@ -64,11 +64,14 @@ class TrainResult:
         run_dir: The run folder.
         model: The trained model.
         summary: The contents of ``summary.json``.
+        data: The ``DataBundle`` it trained on, where this process loaded it
+            (None for a run read back from its folder).
     """
 
     run_dir: Path
     model: keras.Model
     summary: dict
+    data: object = None
 
 
 def run_folder(config: dict) -> Path:
@@ -261,7 +264,8 @@ def _train(run: RunFolder, config: dict, resume: bool, extra_callbacks,
                 verbose=_verbosity(config["train"]["verbose"]),
             )
     seconds = time.perf_counter() - started
-    return TrainResult(run_dir, model, _finish(run_dir, model, seconds, extension.summary(model)))
+    return TrainResult(run_dir, model, _finish(run_dir, model, seconds, extension.summary(model)),
+                       data)
 
 
 def _finish(run_dir: Path, model: keras.Model, seconds: float, extras: dict) -> dict:
