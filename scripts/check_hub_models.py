@@ -7,7 +7,8 @@ small config with random weights: a 3-class Dense head on its main output
 channel groups, magnitude and snip scores, a plan removing 40%, a masked
 copy, slim (fewer parameters, outputs within 1e-4 of the masked model's
 scale) and a float LiteRT export run in the interpreter. SegFormer and
-DeepLabV3 are assembled here from a small MiT and ResNet; other backbones
+DeepLabV3 are assembled here from a small MiT and ResNet, and CLIP's and
+SigLIP's image and text encoders are swept beside the backbones; other backbones
 assembled from other backbones (``image_encoder=``, ``vision_encoder=``...)
 or needing configs this script does not know are listed as not built, with
 why.
@@ -128,11 +129,21 @@ def _assembled(name: str):
             image_encoder=models.ResNetBackbone(**CONFIGS["ResNetBackbone"]),
             spatial_pyramid_pooling_key="P3", upsampling_size=2, dilation_rates=[1, 2],
             low_level_feature_key="P2", projection_filters=8, image_shape=(32, 32, 3))
+    if name in ENCODERS:  # CLIP's and SigLIP's towers, which their backbones are made of
+        towers = dict(hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32)
+        if "Vision" in name:
+            return getattr(models, name)(patch_size=8, image_shape=(32, 32, 3), **towers)
+        extra = {"projection_dim": 16} if name.startswith("SigLIP") else {}
+        return getattr(models, name)(vocabulary_size=64, embedding_dim=16,
+                                     max_sequence_length=12, **towers, **extra)
     return None
 
 
-#: Backbones the script assembles from small encoders (``_assembled``).
-ASSEMBLED = ("SegFormerBackbone", "DeepLabV3Backbone")
+#: Encoders swept beside the backbones: CLIP's and SigLIP's image and text towers.
+ENCODERS = ("CLIPTextEncoder", "CLIPVisionEncoder", "SigLIPTextEncoder", "SigLIPVisionEncoder")
+
+#: Backbones the script assembles from small encoders (``_assembled``), and the encoders.
+ASSEMBLED = ("SegFormerBackbone", "DeepLabV3Backbone", *ENCODERS)
 
 #: Classes that are not models of their own: not swept, with why.
 NOT_MODELS = {"FeaturePyramidBackbone": "a base class of image backbones, not a model"}
@@ -145,8 +156,8 @@ COMPOSED = {"image_encoder", "vision_encoder", "text_encoder", "backbone", "qfor
 def backbone_names() -> list[str]:
     import keras_hub
 
-    return sorted(name for name in dir(keras_hub.models)
-                  if name.endswith("Backbone") and name != "Backbone")
+    return sorted([name for name in dir(keras_hub.models)
+                   if name.endswith("Backbone") and name != "Backbone"] + list(ENCODERS))
 
 
 def small_config(name: str) -> dict:

@@ -123,11 +123,31 @@ def rebuild(layer, config: dict, layer_type: type | None = None):
     its constructor takes, the missing ones read back as ``constructor_config``.
     """
     layer_type = layer_type or type(layer)
+    config = _live_functions(layer, config)
     try:
         return layer_type.from_config(config)
     except TypeError:  # keras-hub 0.32's WindowAttention writes keys its __init__ refuses
         return layer_type.from_config({**constructor_config(layer),
                                        **taken_keys(layer_type, config)})
+
+
+def _live_functions(layer, config: dict) -> dict:
+    """``config`` with each serialized plain function Keras cannot find replaced by the layer's.
+
+    An activation that is an unregistered Python function (keras-hub's CLIP
+    ``quick_gelu``, a user's own) serializes by name only, and Keras cannot
+    deserialize it again: the rebuilt layer takes the original's function.
+    """
+    live = {}
+    for key, value in config.items():
+        if not (isinstance(value, dict) and value.get("class_name") == "function"):
+            continue
+        try:
+            keras.saving.deserialize_keras_object(value)
+        except (TypeError, ValueError):
+            if callable(getattr(layer, key, None)):
+                live[key] = getattr(layer, key)
+    return {**config, **live} if live else config
 
 
 def taken_keys(layer_type: type, config: dict) -> dict:

@@ -223,3 +223,22 @@ def test_a_composite_holding_sublayers_in_a_list_is_refused_by_slim():
     plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
     with pytest.raises(PlanError, match="'block' \\(ListMlpBlock\\) holds .*ignored_layers"):
         tfprune.slim(model, plan)
+
+
+def _unregistered_quick_gelu(x):  # as keras-hub's CLIP quick_gelu: a plain function
+    return x * keras.ops.sigmoid(1.702 * x)
+
+
+def test_a_layer_with_an_unregistered_activation_function_slims():
+    keras.utils.set_random_seed(9)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(8, activation=_unregistered_quick_gelu, name="up")(inputs)
+    x = keras.layers.Activation(_unregistered_quick_gelu, name="again")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    plan = tfprune.make_plan(model, tfprune.score(model, "magnitude"), 0.5)
+    slimmed = tfprune.slim(model, plan)
+    masked = tfprune.apply_plan(model, plan)  # (clone_model cannot rebuild it either)
+    assert slimmed.get_layer("up").units == 4
+    assert slimmed.get_layer("again").activation is _unregistered_quick_gelu
+    data = np.random.default_rng(3).normal(size=(5, 6)).astype("float32")
+    np.testing.assert_allclose(slimmed(data), masked(data), atol=1e-5)
