@@ -103,8 +103,8 @@ class SlimContext:
         return None if mask is None else np.flatnonzero(mask)
 
 
-def _build_at_known_width(layer, original, args: tuple, width: int | None) -> None:
-    """Build ``layer`` at ``width`` when its input's last axis is unknown.
+def _build_at_known_width(layer, original, args: tuple, context: SlimContext) -> None:
+    """Build ``layer`` at its slimmed input width when its input's last axis is unknown.
 
     A composite's ``call`` may merge heads with ``reshape(x, (batch, length, -1))``
     (DINOv3's and RoFormerV2's attention): traced, the last axis is None, and a
@@ -118,6 +118,7 @@ def _build_at_known_width(layer, original, args: tuple, width: int | None) -> No
             or not isinstance(main, keras.KerasTensor)
             or not main.shape or main.shape[-1] is not None):
         return
+    width = context.input_width(original)  # (only here: most calls return above)
     if not width:
         shapes = list((getattr(original, "_build_shapes_dict", None) or {}).values())
         width = shapes[0][-1] if shapes and shapes[0] else None
@@ -310,22 +311,22 @@ def slim(model: keras.Model, plan: PruningPlan) -> keras.Model:
                 config, weights = handler.slim(step.operation, context)
                 if step.name != step.operation.name:  # a sublayer named by its path
                     config = {**config, "name": step.name.replace("/", "_")}
-                rebuilt = rebuilt_layers[step.name] = rebuild(
-                    step.operation, config, handler.rebuilt_class(step.operation, context))
+                rebuilt = rebuild(step.operation, config,
+                                  handler.rebuilt_class(step.operation, context))
                 if not in_place.stack:  # (a composite's sublayers save with it)
-                    rebuilt = rebuilt_layers[step.name] = _saveable(step.operation, config,
-                                                                    rebuilt)
+                    rebuilt = _saveable(step.operation, config, rebuilt)
+                rebuilt_layers[step.name] = rebuilt
                 if weights:
                     pending.append((rebuilt, weights))
             args, kwargs = step.node.arguments.fill_in(tensors)
             if in_place.stack:  # on stand-ins, as traced: None arguments left out (model_graph)
                 kwargs = {key: value for key, value in kwargs.items() if value is not None}
-            _build_at_known_width(rebuilt, step.operation, args,
-                                  context.input_width(step.operation))
+            _build_at_known_width(rebuilt, step.operation, args, context)
             outputs = rebuilt(*args, **kwargs)
             if len(tensors_only(outputs)) != len(keras.tree.flatten(outputs)):  # some Nones
-                wrapper = wrappers.get(step.name) or TensorOutputs(rebuilt, name=rebuilt.name)
-                outputs = wrappers.setdefault(step.name, wrapper)(*args, **kwargs)
+                if step.name not in wrappers:
+                    wrappers[step.name] = TensorOutputs(rebuilt, name=rebuilt.name)
+                outputs = wrappers[step.name](*args, **kwargs)
             for old, new in zip(step.outputs, tensors_only(outputs), strict=True):
                 tensors[id(old)] = new
     # The model's own input and output structure (a dict of named outputs stays a dict).
